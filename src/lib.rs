@@ -1,0 +1,15 @@
+//! hotline — a telephony daemon for public-service hotlines.
+//!
+//! Layers point one way: `call` uses `ivr`, `acd`, `media`, `sip`, `store`;
+//! protocol code (`sip`, `media`) never reaches up into call logic; nothing
+//! imports `http` but `server`/`main`.
+
+pub mod call;
+pub mod config;
+pub mod http;
+pub mod ivr;
+pub mod lang;
+pub mod media;
+pub mod server;
+pub mod sip;
+pub mod store;

@@ -1,0 +1,84 @@
+//! The call detail record: one row per call.
+
+use chrono::{DateTime, Utc};
+
+/// How the call ended up, from the center's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The caller was served by self-service and the call ended in the IVR.
+    SelfServed,
+    /// The caller hung up in the IVR before being served.
+    AbandonedInIvr,
+    /// The call was handed to the agent queue.
+    ToQueue,
+    /// The caller left a voice message.
+    VoiceMessage,
+    /// The call was refused before answer (ACL, busy, no codec, shutting down…).
+    Rejected,
+    /// The daemon stopped with the call up.
+    Interrupted,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::SelfServed => "self_served",
+            Disposition::AbandonedInIvr => "abandoned_in_ivr",
+            Disposition::ToQueue => "to_queue",
+            Disposition::VoiceMessage => "voice_message",
+            Disposition::Rejected => "rejected",
+            Disposition::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Which side ended the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupBy {
+    Caller,
+    Agent,
+    System,
+}
+
+impl HangupBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangupBy::Caller => "caller",
+            HangupBy::Agent => "agent",
+            HangupBy::System => "system",
+        }
+    }
+}
+
+/// One call. Times are wall-clock (UTC); durations are measured on the tokio
+/// clock and added to the arrival time, so they stay consistent under test.
+/// Digits collected as secret (PINs) never appear here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub call_id: String,
+    /// Caller's number or user part of the From URI.
+    pub caller: String,
+    /// Dialed number: the user part of the Request-URI (or To).
+    pub dialed: String,
+    pub arrived_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    /// From answer to end, in milliseconds (0 if never answered).
+    pub duration_ms: i64,
+    /// IVR node ids visited, in order.
+    pub ivr_path: Vec<String>,
+    /// Outcome of self-service, e.g. `balance_read`, `pin_failed`.
+    pub self_service_result: Option<String>,
+    pub disposition: Disposition,
+    pub hangup_by: HangupBy,
+    /// Why, e.g. `bye`, `cancel`, `rtp_timeout`, `flow_end`, `no_codec`, `acl`.
+    pub hangup_reason: String,
+    /// Final SIP status sent to the caller (200 for answered calls).
+    pub sip_status: u16,
+    /// `PCMU` / `PCMA` once negotiated.
+    pub codec: Option<String>,
+    /// The language the call ended in.
+    pub language: Option<String>,
+    /// The queue the call was handed to, if any.
+    pub queue: Option<String>,
+}
