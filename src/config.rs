@@ -1,1 +1,697 @@
-//! TODO
+//! Typed configuration, read from one TOML file (`config/hotline.toml` by
+//! default) and validated once at start-up. Every error names the file and the
+//! key it is about, and all errors are reported together, so an operator can
+//! fix a config in one pass (`hotline check-config`).
+//!
+//! Relative paths in the file (`prompts`, `flows`) are relative to the folder
+//! the config file is in; `data_dir` is relative to the working directory.
+//! Command-line flags override the file (see `Overrides`).
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in the configuration: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// Dotted key path, e.g. `sip.trunks[0].addresses[1]`; empty for the
+    /// file as a whole.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+/// All the problems found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------
+// The file as written (serde), with defaults.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    sip: FileSip,
+    rtp: FileRtp,
+    http: FileHttp,
+    database: FileDatabase,
+    paths: FilePaths,
+    log: FileLog,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileSip {
+    listen: String,
+    advertised_address: Option<String>,
+    transports: Vec<String>,
+    user_agent: String,
+    max_calls: usize,
+    answer_delay_ms: u64,
+    max_message_bytes: usize,
+    trunks: Vec<FileTrunk>,
+}
+
+impl Default for FileSip {
+    fn default() -> Self {
+        FileSip {
+            listen: "0.0.0.0:5060".into(),
+            advertised_address: None,
+            transports: vec!["udp".into(), "tcp".into()],
+            user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
+            max_calls: 4000,
+            answer_delay_ms: 0,
+            max_message_bytes: 65_535,
+            trunks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTrunk {
+    name: String,
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileRtp {
+    address: String,
+    advertised_address: Option<String>,
+    ports: String,
+    timeout_secs: u64,
+}
+
+impl Default for FileRtp {
+    fn default() -> Self {
+        FileRtp {
+            address: "0.0.0.0".into(),
+            advertised_address: None,
+            ports: "20000-29999".into(),
+            timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileHttp {
+    listen: String,
+}
+
+impl Default for FileHttp {
+    fn default() -> Self {
+        FileHttp {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileDatabase {
+    url: Option<String>,
+    seed_demo: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FilePaths {
+    data_dir: String,
+    prompts: String,
+    flows: String,
+}
+
+impl Default for FilePaths {
+    fn default() -> Self {
+        FilePaths {
+            data_dir: "data".into(),
+            prompts: "../prompts".into(),
+            flows: "flows".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileLog {
+    filter: String,
+    format: String,
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        FileLog {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The validated configuration the daemon runs on.
+// ---------------------------------------------------------------------------
+
+/// An IP network in CIDR form, e.g. `192.0.2.0/24` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 address may arrive as IPv4-mapped IPv6 on a dual-stack socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A carrier trunk or PSTN gateway trusted to send calls without
+/// authentication, identified by its source addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    pub name: String,
+    pub networks: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    pub listen: SocketAddr,
+    /// The address put in Via, Contact and our own URIs (defaults to the
+    /// listen address, or 127.0.0.1 when listening on every interface).
+    pub advertised: IpAddr,
+    pub udp: bool,
+    pub tcp: bool,
+    pub user_agent: String,
+    pub max_calls: usize,
+    /// Ring for this long (180 Ringing) before answering; 0 answers at once.
+    pub answer_delay: Duration,
+    pub max_message_bytes: usize,
+    pub trunks: Vec<Trunk>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RtpConfig {
+    pub bind: IpAddr,
+    /// The address put in SDP.
+    pub advertised: IpAddr,
+    pub port_low: u16,
+    pub port_high: u16,
+    /// A call whose RTP stops for this long is hung up.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (for messages).
+    pub file: PathBuf,
+    pub sip: SipConfig,
+    pub rtp: RtpConfig,
+    pub http_listen: SocketAddr,
+    pub database_url: String,
+    /// Create the 12333 demo accounts at start (the shipped config does).
+    pub seed_demo: bool,
+    pub data_dir: PathBuf,
+    pub prompts_dir: PathBuf,
+    pub flows_dir: PathBuf,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+/// Values given on the command line; each replaces the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub sip_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub database: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub rtp_ports: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates `path`, applying `overrides`.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::from_toml(path, &text, overrides)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn from_toml(path: &Path, text: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let (key, message) = describe_toml_error(text, &e);
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                key,
+                message,
+            }])
+        })?;
+        Validator::new(path).run(file, overrides)
+    }
+}
+
+/// Turns a toml/serde error into (key, message with line and column).
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> (String, String) {
+    let msg = e.message().trim().to_string();
+    let (line, col) = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+            (line, col)
+        }
+        None => (0, 0),
+    };
+    let key = e
+        .span()
+        .and_then(|span| key_at_line(text, span.start))
+        .unwrap_or_default();
+    if line > 0 {
+        (key, format!("{msg} (line {line}, column {col})"))
+    } else {
+        (key, msg)
+    }
+}
+
+/// Best-effort dotted key for the line holding byte `pos`: the enclosing
+/// `[table]` plus the key on that line.
+fn key_at_line(text: &str, pos: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+        if pos < offset + line.len() {
+            let key = trimmed.split('=').next().map(str::trim).unwrap_or("");
+            let is_key = !trimmed.starts_with('[') && trimmed.contains('=') && !key.is_empty();
+            return Some(match (table.is_empty(), is_key) {
+                (_, false) => table,
+                (true, true) => key.to_string(),
+                (false, true) => format!("{table}.{key}"),
+            });
+        }
+        offset += line.len();
+    }
+    None
+}
+
+struct Validator {
+    file: PathBuf,
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn new(path: &Path) -> Self {
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Validator {
+            file: path.to_path_buf(),
+            base,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn socket_addr(&mut self, key: &str, value: &str, default: SocketAddr) -> SocketAddr {
+        match value.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.error(key, format!("{value:?} is not an ADDRESS:PORT (e.g. 0.0.0.0:5060 or [::]:5060)"));
+                default
+            }
+        }
+    }
+
+    fn ip(&mut self, key: &str, value: &str) -> Option<IpAddr> {
+        match value.parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(key, format!("{value:?} is not an IP address"));
+                None
+            }
+        }
+    }
+
+    fn run(mut self, f: FileConfig, o: &Overrides) -> Result<Config, ConfigErrors> {
+        let any4: SocketAddr = "0.0.0.0:5060".parse().expect("literal");
+        let (sip_listen_key, sip_listen_val) = match &o.sip_listen {
+            Some(v) => ("--sip-listen", v.clone()),
+            None => ("sip.listen", f.sip.listen.clone()),
+        };
+        let sip_listen = self.socket_addr(sip_listen_key, &sip_listen_val, any4);
+        let sip_advertised = match &f.sip.advertised_address {
+            Some(a) => self.ip("sip.advertised_address", a),
+            None => None,
+        }
+        .unwrap_or_else(|| default_advertised(sip_listen.ip()));
+
+        let mut udp = false;
+        let mut tcp = false;
+        for (i, t) in f.sip.transports.iter().enumerate() {
+            match t.to_ascii_lowercase().as_str() {
+                "udp" => udp = true,
+                "tcp" => tcp = true,
+                other => self.error(
+                    &format!("sip.transports[{i}]"),
+                    format!("unknown transport {other:?} (expected \"udp\" or \"tcp\")"),
+                ),
+            }
+        }
+        if !udp && !tcp {
+            self.error("sip.transports", "at least one of \"udp\" and \"tcp\" is needed");
+        }
+        if f.sip.max_calls == 0 {
+            self.error("sip.max_calls", "must be at least 1");
+        }
+        if f.sip.max_message_bytes < 1500 || f.sip.max_message_bytes > 65_535 {
+            self.error("sip.max_message_bytes", "must be between 1500 and 65535");
+        }
+        let mut trunks = Vec::new();
+        for (i, t) in f.sip.trunks.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                self.error(&format!("sip.trunks[{i}].name"), "must not be empty");
+            }
+            if t.addresses.is_empty() {
+                self.error(&format!("sip.trunks[{i}].addresses"), "list at least one address or network");
+            }
+            let mut networks = Vec::new();
+            for (j, a) in t.addresses.iter().enumerate() {
+                match IpNet::parse(a) {
+                    Ok(n) => networks.push(n),
+                    Err(e) => self.error(&format!("sip.trunks[{i}].addresses[{j}]"), e),
+                }
+            }
+            trunks.push(Trunk {
+                name: t.name.clone(),
+                networks,
+            });
+        }
+
+        let rtp_bind = self.ip("rtp.address", &f.rtp.address).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let rtp_advertised = match &f.rtp.advertised_address {
+            Some(a) => self.ip("rtp.advertised_address", a),
+            None => None,
+        }
+        .unwrap_or_else(|| {
+            if rtp_bind.is_unspecified() {
+                sip_advertised
+            } else {
+                rtp_bind
+            }
+        });
+        let (ports_key, ports_val) = match &o.rtp_ports {
+            Some(v) => ("--rtp-ports", v.clone()),
+            None => ("rtp.ports", f.rtp.ports.clone()),
+        };
+        let (port_low, port_high) = match parse_port_range(&ports_val) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(ports_key, e);
+                (20000, 29999)
+            }
+        };
+        if f.rtp.timeout_secs == 0 {
+            self.error("rtp.timeout_secs", "must be at least 1");
+        }
+
+        let (http_key, http_val) = match &o.http_listen {
+            Some(v) => ("--http-listen", v.clone()),
+            None => ("http.listen", f.http.listen.clone()),
+        };
+        let http_listen = self.socket_addr(http_key, &http_val, "127.0.0.1:8080".parse().expect("literal"));
+
+        let data_dir = o.data_dir.clone().unwrap_or_else(|| PathBuf::from(&f.paths.data_dir));
+        let database_url = o
+            .database
+            .clone()
+            .or(f.database.url.clone())
+            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("hotline.db").display()));
+        let db_key = if o.database.is_some() { "--database" } else { "database.url" };
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            self.error(
+                db_key,
+                format!("{database_url:?}: expected sqlite:PATH or postgres://USER@HOST:PORT/DB"),
+            );
+        }
+
+        let prompts_dir = self.base.join(&f.paths.prompts);
+        if !prompts_dir.is_dir() {
+            self.error("paths.prompts", format!("{} is not a folder", prompts_dir.display()));
+        }
+        let flows_dir = self.base.join(&f.paths.flows);
+        if !flows_dir.is_dir() {
+            self.error("paths.flows", format!("{} is not a folder", flows_dir.display()));
+        }
+
+        let log_format = match f.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                self.error("log.format", format!("{other:?}: expected \"text\" or \"json\""));
+                LogFormat::Text
+            }
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&f.log.filter) {
+            self.error("log.filter", format!("{e}"));
+        }
+
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(Config {
+            file: self.file,
+            sip: SipConfig {
+                listen: sip_listen,
+                advertised: sip_advertised,
+                udp,
+                tcp,
+                user_agent: f.sip.user_agent,
+                max_calls: f.sip.max_calls,
+                answer_delay: Duration::from_millis(f.sip.answer_delay_ms),
+                max_message_bytes: f.sip.max_message_bytes,
+                trunks,
+            },
+            rtp: RtpConfig {
+                bind: rtp_bind,
+                advertised: rtp_advertised,
+                port_low,
+                port_high,
+                timeout: Duration::from_secs(f.rtp.timeout_secs),
+            },
+            http_listen,
+            database_url,
+            seed_demo: f.database.seed_demo,
+            data_dir,
+            prompts_dir,
+            flows_dir,
+            log_filter: f.log.filter,
+            log_format,
+        })
+    }
+}
+
+fn default_advertised(listen: IpAddr) -> IpAddr {
+    if listen.is_unspecified() {
+        if listen.is_ipv4() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            "::1".parse().expect("literal")
+        }
+    } else {
+        listen
+    }
+}
+
+/// `LOW-HIGH`, both even-aligned to RTP/RTCP pairs, at least 2 ports.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a port range LOW-HIGH (e.g. 20000-29999)"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("{lo:?} is not a port number"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("{hi:?} is not a port number"))?;
+    if lo < 1024 || hi <= lo {
+        return Err(format!("{s:?}: need 1024 <= LOW < HIGH"));
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+        std::fs::create_dir_all(dir.path().join("conf/flows")).unwrap();
+        let path = dir.path().join("conf/hotline.toml");
+        Config::from_toml(&path, text, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = load("").unwrap();
+        assert_eq!(c.sip.listen.port(), 5060);
+        assert!(c.sip.udp && c.sip.tcp);
+        assert_eq!((c.rtp.port_low, c.rtp.port_high), (20000, 29999));
+        assert!(c.database_url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_key() {
+        let err = load(
+            r#"
+[sip]
+listen = "nonsense"
+transports = ["udp", "sctp"]
+[[sip.trunks]]
+name = "gw"
+addresses = ["10.0.0.0/33", "192.0.2.7"]
+[rtp]
+ports = "30000-20000"
+"#,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["sip.listen", "sip.transports[1]", "sip.trunks[0].addresses[0]", "rtp.ports"]
+        );
+        assert!(err.to_string().contains("hotline.toml: sip.listen:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_key() {
+        let err = load("[sip]\nlisten = \"127.0.0.1:5060\"\nlisen = 3\n").unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].key, "sip.lisen");
+        assert!(err.0[0].message.contains("line 3"), "{}", err.0[0].message);
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+        std::fs::create_dir_all(dir.path().join("conf/flows")).unwrap();
+        let path = dir.path().join("conf/hotline.toml");
+        let o = Overrides {
+            sip_listen: Some("127.0.0.1:15060".into()),
+            rtp_ports: Some("40000-40100".into()),
+            database: Some("postgres://postgres@127.0.0.1:5432/test".into()),
+            ..Default::default()
+        };
+        let c = Config::from_toml(&path, "", &o).unwrap();
+        assert_eq!(c.sip.listen, "127.0.0.1:15060".parse().unwrap());
+        assert_eq!(c.sip.advertised, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!((c.rtp.port_low, c.rtp.port_high), (40000, 40100));
+        assert!(c.database_url.starts_with("postgres://"));
+        let bad = Overrides {
+            rtp_ports: Some("5".into()),
+            ..Default::default()
+        };
+        let err = Config::from_toml(&path, "", &bad).unwrap_err();
+        assert_eq!(err.0[0].key, "--rtp-ports");
+    }
+
+    #[test]
+    fn networks_match() {
+        let n = IpNet::parse("192.0.2.0/24").unwrap();
+        assert!(n.contains("192.0.2.99".parse().unwrap()));
+        assert!(!n.contains("192.0.3.1".parse().unwrap()));
+        assert!(n.contains("::ffff:192.0.2.1".parse().unwrap()));
+        let one = IpNet::parse("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+    }
+}

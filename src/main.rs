@@ -1,1 +1,170 @@
-fn main(){}
+//! `hotline`: the command line. Parses arguments, loads and validates the
+//! config, starts tracing, and runs a subcommand; `serve` runs until SIGTERM
+//! or Ctrl-C, then drains calls and flushes records before exiting.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hotline::config::{Config, LogFormat, Overrides};
+use hotline::server::{load_media_and_flows, Server};
+use hotline::store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "hotline", version, about = "Telephony daemon for public-service hotlines")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args)]
+struct Common {
+    /// The config file.
+    #[arg(long, global = true, default_value = "config/hotline.toml")]
+    config: PathBuf,
+    /// Database URL (sqlite:PATH or postgres://USER@HOST:PORT/DB); overrides the config.
+    #[arg(long, global = true)]
+    database: Option<String>,
+    /// Folder for the database, recordings and spool files; overrides the config.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// SIP listen address, e.g. 0.0.0.0:5060.
+        #[arg(long)]
+        sip_listen: Option<String>,
+        /// HTTP listen address, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        http_listen: Option<String>,
+        /// RTP port range, e.g. 20000-29999.
+        #[arg(long)]
+        rtp_ports: Option<String>,
+        /// How long calls may go on after SIGTERM before they are ended.
+        #[arg(long, default_value = "30")]
+        drain_secs: u64,
+    },
+    /// Check the config, flows and prompts; print every error with its file and key.
+    CheckConfig,
+    /// Create the 12333 demo accounts (demo data only).
+    SeedDemo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut overrides = Overrides {
+        database: cli.common.database.clone(),
+        data_dir: cli.common.data_dir.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve {
+        sip_listen,
+        http_listen,
+        rtp_ports,
+        ..
+    } = &cli.command
+    {
+        overrides.sip_listen = sip_listen.clone();
+        overrides.http_listen = http_listen.clone();
+        overrides.rtp_ports = rtp_ports.clone();
+    }
+    let cfg = match Config::load(&cli.common.config, &overrides) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("hotline: {} error(s) in the configuration", errors.0.len());
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&cfg);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hotline: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { drain_secs, .. } => serve(cfg, Duration::from_secs(drain_secs)).await,
+            Command::CheckConfig => check_config(&cfg),
+            Command::SeedDemo => seed_demo(&cfg).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hotline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(cfg: Config, drain: Duration) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create the data folder {}", cfg.data_dir.display()))?;
+    let server = Server::start(cfg).await?;
+    wait_for_signal().await;
+    server.shutdown(drain).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn check_config(cfg: &Config) -> anyhow::Result<()> {
+    let (prompts, flows) = load_media_and_flows(cfg)?;
+    hotline::store::check_database_url(&cfg.database_url)?;
+    println!(
+        "{}: ok ({} prompts, {} flows)",
+        cfg.file.display(),
+        prompts.len(),
+        flows.len()
+    );
+    Ok(())
+}
+
+async fn seed_demo(cfg: &Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).ok();
+    let store = Store::open(&cfg.database_url).await?;
+    let n = store.seed_demo().await?;
+    println!("demo accounts ready ({n} rows)");
+    store.close().await;
+    Ok(())
+}

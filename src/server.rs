@@ -1,1 +1,193 @@
-//! TODO
+//! Assembles the daemon: loads prompts and flows (rejecting a bad config
+//! before anything listens), opens the store, starts the record writer, the
+//! SIP endpoint, the call manager and the HTTP server, and stops them in
+//! order: new calls refused, calls ended, records flushed, store closed.
+
+use crate::call::{run_manager, CallContext};
+use crate::config::Config;
+use crate::ivr::flow::{load_flows, FlowSet};
+use crate::media::port_pool::PortPool;
+use crate::media::prompts::PromptStore;
+use crate::sip::acl::Acl;
+use crate::sip::endpoint::{self, EndpointConfig, SipHandle};
+use crate::sip::transaction::TimerConfig;
+use crate::store::writer::{spawn_writer, RecordSink};
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("prompts: {0}")]
+    Prompts(String),
+    #[error("flows:\n{0}")]
+    Flows(String),
+    #[error("database {url}: {message}")]
+    Store { url: String, message: String },
+    #[error("RTP ports: {0}")]
+    Ports(String),
+    #[error("SIP listen on {addr}: {source}")]
+    SipBind { addr: SocketAddr, source: std::io::Error },
+    #[error("HTTP listen on {addr}: {source}")]
+    HttpBind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Loads prompts and flows as `serve` would, without starting anything.
+pub fn load_media_and_flows(cfg: &Config) -> Result<(Arc<PromptStore>, Arc<FlowSet>), StartError> {
+    let prompts = PromptStore::load(&cfg.prompts_dir).map_err(|e| StartError::Prompts(e.to_string()))?;
+    let flows = load_flows(
+        &cfg.flows_dir,
+        &|lang, name| prompts.contains(lang, name),
+        &|sql| crate::store::check_lookup_sql(sql).map_err(|e| e.to_string()),
+    )
+    .map_err(|errs| {
+        StartError::Flows(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+    })?;
+    Ok((Arc::new(prompts), Arc::new(flows)))
+}
+
+/// A running daemon.
+pub struct Server {
+    pub sip_udp: Option<SocketAddr>,
+    pub sip_tcp: Option<SocketAddr>,
+    pub http: SocketAddr,
+    pub store: Store,
+    sip: SipHandle,
+    records: RecordSink,
+    /// Stops the endpoint and the HTTP server.
+    shutdown: CancellationToken,
+    /// Tells calls still up to hang up (BYE, `interrupted` record).
+    calls_stop: CancellationToken,
+    calls: TaskTracker,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(cfg: Config) -> Result<Server, StartError> {
+        let (prompts, flows) = load_media_and_flows(&cfg)?;
+        info!(prompts = prompts.len(), "prompts loaded");
+        let store = Store::open(&cfg.database_url).await.map_err(|e| StartError::Store {
+            url: redact_url(&cfg.database_url),
+            message: e.to_string(),
+        })?;
+        if cfg.seed_demo {
+            let n = store.seed_demo().await.map_err(|e| StartError::Store {
+                url: redact_url(&cfg.database_url),
+                message: format!("seeding the demo accounts: {e}"),
+            })?;
+            info!(accounts = n, "demo accounts present (database.seed_demo = true)");
+        }
+        let (records, writer) = spawn_writer(store.clone(), 10_000);
+        let ports = PortPool::new(cfg.rtp.bind, cfg.rtp.port_low, cfg.rtp.port_high)
+            .map_err(|e| StartError::Ports(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let calls_stop = CancellationToken::new();
+        let (incoming_tx, incoming_rx) = mpsc::channel(1024);
+        let ep_cfg = EndpointConfig {
+            listen: cfg.sip.listen,
+            advertised: cfg.sip.advertised,
+            udp: cfg.sip.udp,
+            tcp: cfg.sip.tcp,
+            user_agent: cfg.sip.user_agent.clone(),
+            max_message_bytes: cfg.sip.max_message_bytes,
+            max_transactions: cfg.sip.max_calls * 8 + 1024,
+            timers: TimerConfig::default(),
+        };
+        let (sip, _endpoint_task) = endpoint::start(ep_cfg, Acl::new(cfg.sip.trunks.clone()), incoming_tx, shutdown.clone())
+            .await
+            .map_err(|source| StartError::SipBind {
+                addr: cfg.sip.listen,
+                source,
+            })?;
+        let ctx = Arc::new(CallContext {
+            sip: sip.clone(),
+            prompts,
+            flows,
+            store: store.clone(),
+            records: records.clone(),
+            ports: Arc::new(ports),
+            rtp: cfg.rtp.clone(),
+            answer_delay: cfg.sip.answer_delay,
+            shutdown: calls_stop.clone(),
+        });
+        let calls = TaskTracker::new();
+        tokio::spawn(run_manager(ctx, incoming_rx, cfg.sip.max_calls, calls.clone()));
+
+        let listener = tokio::net::TcpListener::bind(cfg.http_listen)
+            .await
+            .map_err(|source| StartError::HttpBind {
+                addr: cfg.http_listen,
+                source,
+            })?;
+        let http = listener.local_addr().map_err(|source| StartError::HttpBind {
+            addr: cfg.http_listen,
+            source,
+        })?;
+        let router = crate::http::router(crate::http::AppState { store: store.clone() });
+        let http_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .await;
+        });
+        info!(%http, "HTTP listening");
+        let local = sip.local.clone();
+        Ok(Server {
+            sip_udp: local.udp,
+            sip_tcp: local.tcp,
+            http,
+            store,
+            sip,
+            records,
+            shutdown,
+            calls_stop,
+            calls,
+            writer,
+        })
+    }
+
+    /// Waits until every record submitted so far is in the database.
+    pub async fn flush_records(&self) {
+        self.records.flush().await;
+    }
+
+    /// Stops taking calls (503), lets calls in progress run for up to
+    /// `drain`, ends the rest, flushes records and closes the store.
+    pub async fn shutdown(self, drain: Duration) {
+        info!(?drain, "shutting down");
+        self.sip.drain().await;
+        self.calls.close();
+        if tokio::time::timeout(drain, self.calls.wait()).await.is_err() {
+            info!("drain deadline reached; ending the remaining calls");
+        }
+        // Calls still up get BYE and an interrupted record; the endpoint
+        // keeps running meanwhile so the BYEs leave.
+        self.calls_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.wait()).await;
+        self.shutdown.cancel();
+        self.records.close();
+        let _ = self.writer.await;
+        self.store.close().await;
+        info!("stopped");
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

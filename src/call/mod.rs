@@ -1,1 +1,66 @@
-//! TODO
+//! Calls: one task per call owning its legs. The manager takes each
+//! `IncomingCall` from the SIP endpoint, enforces the call limit (503 when
+//! full) and spawns the call's task; the task answers, runs the IVR over the
+//! media session, and on hang-up hands its record to the store's writer.
+
+pub mod inbound;
+pub mod offer_answer;
+
+use crate::config::RtpConfig;
+use crate::ivr::flow::FlowSet;
+use crate::media::port_pool::PortPool;
+use crate::media::prompts::PromptStore;
+use crate::sip::endpoint::{IncomingCall, SipHandle};
+use crate::sip::message::response_to;
+use crate::store::writer::RecordSink;
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+/// Everything a call task needs, shared by all calls.
+pub struct CallContext {
+    pub sip: SipHandle,
+    pub prompts: Arc<PromptStore>,
+    pub flows: Arc<FlowSet>,
+    pub store: Store,
+    pub records: RecordSink,
+    pub ports: Arc<PortPool>,
+    pub rtp: RtpConfig,
+    /// Ring this long (180) before answering.
+    pub answer_delay: Duration,
+    /// Fired when the daemon stops: calls end with a BYE and an
+    /// `interrupted` record.
+    pub shutdown: CancellationToken,
+}
+
+/// Takes incoming calls until the endpoint's channel closes.
+pub async fn run_manager(
+    ctx: Arc<CallContext>,
+    mut incoming: mpsc::Receiver<IncomingCall>,
+    max_calls: usize,
+    tracker: TaskTracker,
+) {
+    let limit = Arc::new(Semaphore::new(max_calls));
+    while let Some(call) = incoming.recv().await {
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(call_id = call.request.call_id().unwrap_or(""), "call limit reached; 503");
+            let mut resp = response_to(&call.request, 503, "Service Unavailable");
+            resp.set_to_tag(&crate::sip::endpoint::new_tag());
+            resp.headers.push("Retry-After", "5");
+            ctx.sip.respond(call.key.clone(), resp).await;
+            ctx.sip
+                .end_dialog(call.request.call_id().unwrap_or("").to_string())
+                .await;
+            continue;
+        };
+        let ctx = ctx.clone();
+        tracker.spawn(async move {
+            inbound::run(ctx, call).await;
+            drop(permit);
+        });
+    }
+}

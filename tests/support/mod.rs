@@ -1,0 +1,901 @@
+//! Test support: a daemon started in-process on 127.0.0.1 with ports chosen
+//! by the OS, and a scripted SIP phone that calls it over real sockets.
+//!
+//! The phone speaks plain RFC 3261 over UDP or TCP, keeps RTP flowing (a
+//! silence frame every 20 ms, like a real phone), sends digits as RFC 4733
+//! events or SIP INFO, and works out which prompts it heard: every frame the
+//! daemon sends is compared with the prompt store's own encoded frames, so
+//! a test can assert the exact prompt sequence a caller heard.
+//!
+//! Everything runs on tokio time, so `#[tokio::test(start_paused = true)]`
+//! walks a minute-long call in milliseconds.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use hotline::config::{Config, Overrides};
+use hotline::media::prompts::PromptStore;
+use hotline::server::Server;
+use hotline::sip::message::{Request, Response, SipMessage};
+use hotline::sip::parse::{frame_stream, parse_message, Frame};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Options for a test daemon.
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub answer_delay_ms: u64,
+    pub rtp_timeout_secs: u64,
+    pub database: Option<String>,
+    pub trunks: Vec<String>,
+    /// Flows folder; the shipped `config/flows` by default.
+    pub flows_dir: Option<PathBuf>,
+    pub extra_toml: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            answer_delay_ms: 0,
+            rtp_timeout_secs: 30,
+            database: None,
+            trunks: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            flows_dir: None,
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// A daemon running in this test's runtime.
+pub struct TestServer {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    pub prompts: Arc<PromptStore>,
+}
+
+static PROMPTS: std::sync::OnceLock<Arc<PromptStore>> = std::sync::OnceLock::new();
+
+/// The shipped prompts, loaded once per test binary.
+pub fn prompts() -> Arc<PromptStore> {
+    PROMPTS
+        .get_or_init(|| Arc::new(PromptStore::load(&repo().join("prompts")).expect("shipped prompts load")))
+        .clone()
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(opts: ServerOptions) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = test_config(dir.path(), &opts);
+        let server = Server::start(cfg).await.expect("test server starts");
+        TestServer {
+            server,
+            dir,
+            prompts: prompts(),
+        }
+    }
+
+    pub fn sip_udp(&self) -> SocketAddr {
+        self.server.sip_udp.expect("udp")
+    }
+
+    pub fn sip_tcp(&self) -> SocketAddr {
+        self.server.sip_tcp.expect("tcp")
+    }
+
+    pub fn phone(&self) -> PhoneBuilder {
+        PhoneBuilder::new(self.sip_udp(), self.prompts.clone())
+    }
+
+    /// The call's record, once the call task has written it (waits up to 10 s).
+    pub async fn record(&self, call_id: &str) -> hotline::store::CallRecord {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.server.flush_records().await;
+            if let Some(r) = self.server.store.call_record(call_id).await.expect("store read") {
+                return r;
+            }
+            if Instant::now() >= until {
+                panic!("no call record for {call_id}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+/// A config for a test daemon: everything on 127.0.0.1, ports from the OS,
+/// the shipped prompts and flows, a fresh SQLite file.
+pub fn test_config(dir: &Path, opts: &ServerOptions) -> Config {
+    let db = opts
+        .database
+        .clone()
+        .or_else(|| std::env::var("HOTLINE_TEST_DATABASE").ok())
+        .unwrap_or_else(|| format!("sqlite:{}", dir.join("hotline.db").display()));
+    let trunks = opts
+        .trunks
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // RTP ports: a window per test process so parallel test binaries rarely
+    // meet; the pool skips ports already taken.
+    let base = 30000 + (std::process::id() % 300) as u16 * 100;
+    let text = format!(
+        r#"
+[sip]
+listen = "127.0.0.1:0"
+answer_delay_ms = {answer}
+[[sip.trunks]]
+name = "test"
+addresses = [{trunks}]
+[rtp]
+address = "127.0.0.1"
+ports = "{lo}-{hi}"
+timeout_secs = {rtp_timeout}
+[http]
+listen = "127.0.0.1:0"
+[database]
+url = "{db}"
+seed_demo = true
+[paths]
+data_dir = "{data}"
+prompts = "{prompts}"
+flows = "{flows}"
+[log]
+filter = "warn"
+{extra}
+"#,
+        answer = opts.answer_delay_ms,
+        rtp_timeout = opts.rtp_timeout_secs,
+        lo = base,
+        hi = base + 4999,
+        db = db,
+        data = dir.display(),
+        prompts = repo().join("prompts").display(),
+        flows = opts.flows_dir.clone().unwrap_or_else(|| repo().join("config/flows")).display(),
+        extra = opts.extra_toml,
+    );
+    let path = dir.join("hotline.toml");
+    std::fs::write(&path, &text).expect("write config");
+    Config::from_toml(&path, &text, &Overrides::default()).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+}
+
+// ---------------------------------------------------------------------------
+// Prompt recognition.
+// ---------------------------------------------------------------------------
+
+/// Maps every 160-byte frame of every prompt (PCMU and PCMA) to where it
+/// occurs, so received audio can be named.
+pub struct PromptIndex {
+    frames: HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>>,
+    lengths: HashMap<Arc<str>, usize>,
+}
+
+impl PromptIndex {
+    pub fn new(store: &PromptStore) -> PromptIndex {
+        let mut frames: HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>> = HashMap::new();
+        let mut lengths = HashMap::new();
+        for lang in hotline::lang::Lang::ALL {
+            for name in store.names(lang) {
+                let p = store.get(lang, &name).expect("listed prompt");
+                let label: Arc<str> = Arc::from(format!("{}/{}", lang.code(), name));
+                for (pt, enc) in [(0u8, &p.pcmu), (8u8, &p.pcma)] {
+                    let n = enc.len() / 160;
+                    lengths.insert(label.clone(), n);
+                    for (i, chunk) in enc.chunks_exact(160).enumerate() {
+                        let mut f = [0u8; 160];
+                        f.copy_from_slice(chunk);
+                        frames.entry((pt, f)).or_default().push((label.clone(), i));
+                    }
+                }
+            }
+        }
+        PromptIndex { frames, lengths }
+    }
+
+    /// Names the prompts in a received frame sequence, in order. A prompt
+    /// counts when at least half of its distinctive frames arrived in order.
+    pub fn recognise(&self, pt: u8, received: &[[u8; 160]]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut current: Option<(Arc<str>, usize, usize)> = None; // (label, last index, hits)
+        let mut finish = |cur: &mut Option<(Arc<str>, usize, usize)>, out: &mut Vec<String>| {
+            if let Some((label, _, hits)) = cur.take() {
+                let len = self.lengths.get(&label).copied().unwrap_or(1);
+                if hits * 2 >= len.min(10).max(1) {
+                    out.push(label.to_string());
+                }
+            }
+        };
+        for frame in received {
+            let Some(cands) = self.frames.get(&(pt, *frame)) else {
+                continue;
+            };
+            // Continue the current prompt if this frame is its next one.
+            if let Some((label, idx, hits)) = &mut current {
+                if let Some((_, i)) = cands.iter().find(|(l, i)| l == label && *i > *idx && *i <= *idx + 3) {
+                    *idx = *i;
+                    *hits += 1;
+                    continue;
+                }
+            }
+            // Otherwise a new prompt starts: prefer a candidate at its start.
+            let distinct: std::collections::HashSet<&str> = cands.iter().map(|(l, _)| &l[3..]).collect();
+            if distinct.len() > 1 {
+                continue; // a frame shared by several prompts (silence) names nothing
+            }
+            let best = cands.iter().min_by_key(|(_, i)| *i).expect("non-empty");
+            if best.1 > 12 {
+                continue;
+            }
+            finish(&mut current, &mut out);
+            current = Some((best.0.clone(), best.1, 1));
+        }
+        finish(&mut current, &mut out);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The phone.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+pub struct PhoneBuilder {
+    server: SocketAddr,
+    prompts: Arc<PromptStore>,
+    transport: Transport,
+    sdp_codecs: Vec<u8>,
+    send_sdp: bool,
+    caller: String,
+}
+
+impl PhoneBuilder {
+    pub fn new(server: SocketAddr, prompts: Arc<PromptStore>) -> Self {
+        PhoneBuilder {
+            server,
+            prompts,
+            transport: Transport::Udp,
+            sdp_codecs: vec![0, 8, 101],
+            send_sdp: true,
+            caller: "13800138000".into(),
+        }
+    }
+
+    pub fn tcp(mut self, addr: SocketAddr) -> Self {
+        self.transport = Transport::Tcp;
+        self.server = addr;
+        self
+    }
+
+    /// Payload types to offer (0 PCMU, 8 PCMA, 18 G.729, 101 telephone-event).
+    pub fn codecs(mut self, pts: &[u8]) -> Self {
+        self.sdp_codecs = pts.to_vec();
+        self
+    }
+
+    /// Send the INVITE without SDP (the daemon offers in its 200).
+    pub fn no_sdp(mut self) -> Self {
+        self.send_sdp = false;
+        self
+    }
+
+    pub fn caller(mut self, number: &str) -> Self {
+        self.caller = number.into();
+        self
+    }
+
+    pub async fn build(self) -> Phone {
+        let sip = SipSocket::open(self.transport, self.server).await;
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp bind");
+        Phone {
+            local: sip.local,
+            sip,
+            server: self.server,
+            rtp: Arc::new(rtp),
+            index: Arc::new(PromptIndex::new(&self.prompts)),
+            sdp_codecs: self.sdp_codecs,
+            send_sdp: self.send_sdp,
+            caller: self.caller,
+            transport: self.transport,
+        }
+    }
+}
+
+/// The SIP side of the phone: UDP or one TCP connection.
+struct SipSocket {
+    local: SocketAddr,
+    tx: mpsc::Sender<Bytes>,
+    rx: mpsc::Receiver<SipMessage>,
+}
+
+impl SipSocket {
+    async fn open(transport: Transport, server: SocketAddr) -> SipSocket {
+        let (in_tx, in_rx) = mpsc::channel::<SipMessage>(256);
+        let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
+        match transport {
+            Transport::Udp => {
+                let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("sip bind"));
+                let local = sock.local_addr().expect("addr");
+                let s2 = sock.clone();
+                tokio::spawn(async move {
+                    while let Some(b) = out_rx.recv().await {
+                        let _ = s2.send_to(&b, server).await;
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                        if let Ok(m) = parse_message(&buf[..n]) {
+                            if in_tx.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                SipSocket {
+                    local,
+                    tx: out_tx,
+                    rx: in_rx,
+                }
+            }
+            Transport::Tcp => {
+                let stream = TcpStream::connect(server).await.expect("tcp connect");
+                let local = stream.local_addr().expect("addr");
+                let (mut r, mut w) = stream.into_split();
+                tokio::spawn(async move {
+                    while let Some(b) = out_rx.recv().await {
+                        if w.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = bytes::BytesMut::new();
+                    loop {
+                        match r.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        loop {
+                            match frame_stream(&buf) {
+                                Ok(Frame::Message(n)) => {
+                                    let b = buf.split_to(n);
+                                    if let Ok(m) = parse_message(&b) {
+                                        let _ = in_tx.send(m).await;
+                                    }
+                                }
+                                Ok(Frame::KeepAlive(n)) => {
+                                    let _ = buf.split_to(n);
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                });
+                SipSocket {
+                    local,
+                    tx: out_tx,
+                    rx: in_rx,
+                }
+            }
+        }
+    }
+}
+
+pub struct Phone {
+    sip: SipSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+    rtp: Arc<UdpSocket>,
+    index: Arc<PromptIndex>,
+    sdp_codecs: Vec<u8>,
+    send_sdp: bool,
+    caller: String,
+    transport: Transport,
+}
+
+fn rand_hex() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl Phone {
+    fn via_token(&self) -> &'static str {
+        match self.transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn offer_sdp(&self) -> String {
+        self.offer_sdp_for(&self.sdp_codecs)
+    }
+
+    pub fn offer_sdp_for(&self, codecs: &[u8]) -> String {
+        let rtp = self.rtp.local_addr().expect("rtp addr");
+        let mut s = format!(
+            "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {}\r\n",
+            rtp.port(),
+            codecs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
+        );
+        for pt in codecs {
+            match pt {
+                0 => s.push_str("a=rtpmap:0 PCMU/8000\r\n"),
+                8 => s.push_str("a=rtpmap:8 PCMA/8000\r\n"),
+                18 => s.push_str("a=rtpmap:18 G729/8000\r\n"),
+                101 => s.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"),
+                _ => {}
+            }
+        }
+        s.push_str("a=sendrecv\r\n");
+        s
+    }
+
+    /// Sends raw bytes to the daemon's SIP port.
+    pub async fn send_raw(&self, bytes: impl Into<Bytes>) {
+        self.sip.tx.send(bytes.into()).await.expect("sip send");
+    }
+
+    /// Waits for the next SIP message.
+    pub async fn recv(&mut self, within: Duration) -> Option<SipMessage> {
+        timeout(within, self.sip.rx.recv()).await.ok().flatten()
+    }
+
+    /// Waits for a response with one of `statuses` (others are skipped).
+    pub async fn expect_response(&mut self, statuses: &[u16], within: Duration) -> Response {
+        let until = Instant::now() + within;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.recv(left).await {
+                Some(SipMessage::Response(r)) if statuses.contains(&r.status) => return r,
+                Some(_) => continue,
+                None => panic!("no response in {statuses:?} within {within:?}"),
+            }
+        }
+    }
+
+    pub fn invite_text(&self, dialed: &str, call_id: &str, branch: &str, from_tag: &str, cseq: u32, body: &str) -> String {
+        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        format!(
+            "INVITE sip:{dialed}@{srv} SIP/2.0\r\n\
+Via: SIP/2.0/{t} {local};branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:{caller}@{lip}>;tag={from_tag}\r\n\
+To: <sip:{dialed}@{srv}>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} INVITE\r\n\
+Contact: <sip:{caller}@{local}{tp}>\r\n\
+{ctype}Content-Length: {len}\r\n\r\n{body}",
+            srv = self.server,
+            t = self.via_token(),
+            local = self.local,
+            lip = self.local.ip(),
+            caller = self.caller,
+            tp = if self.transport == Transport::Tcp { ";transport=tcp" } else { "" },
+            len = body.len(),
+        )
+    }
+
+    /// Places a call and waits for the 200; ACKs it (with `ack_body` if the
+    /// INVITE had no SDP). Panics on any other final response.
+    pub async fn call(mut self, dialed: &str) -> Call {
+        let (status, call) = self.try_call(dialed).await;
+        assert_eq!(status, 200, "call to {dialed} was not answered");
+        call.expect("answered call")
+    }
+
+    /// Places a call; returns the final status and, when answered, the call.
+    pub async fn try_call(mut self, dialed: &str) -> (u16, Option<Call>) {
+        let call_id = format!("{}@test", rand_hex());
+        let from_tag = rand_hex();
+        let branch = format!("z9hG4bK{}", rand_hex());
+        let body = if self.send_sdp { self.offer_sdp() } else { String::new() };
+        let invite = self.invite_text(dialed, &call_id, &branch, &from_tag, 1, &body);
+        self.send_raw(invite.clone()).await;
+        let final_resp = loop {
+            match self.recv(Duration::from_secs(10)).await {
+                Some(SipMessage::Response(r)) if r.status >= 200 => break r,
+                Some(_) => continue,
+                None => panic!("no final response to INVITE"),
+            }
+        };
+        let status = final_resp.status;
+        if status >= 300 {
+            // ACK for a non-2xx: same branch, hop by hop (RFC 3261 §17.1.1.3).
+            let ack = format!(
+                "ACK sip:{dialed}@{srv} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{caller}@{lip}>;tag={from_tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                srv = self.server,
+                t = self.via_token(),
+                local = self.local,
+                lip = self.local.ip(),
+                caller = self.caller,
+                to = final_resp.headers.get("To").unwrap_or(""),
+            );
+            self.send_raw(ack).await;
+            return (status, None);
+        }
+        let offerless = !self.send_sdp;
+        let mut call = Call::new(self, final_resp, call_id, from_tag, dialed);
+        if offerless {
+            // Our answer to the daemon's offer goes in the ACK (RFC 3261 §13.2.1).
+            let pt = first_audio_pt(&String::from_utf8_lossy(&call.answer.body)).unwrap_or(0);
+            let answer = call.phone.offer_sdp_for(&[pt, 101]);
+            call.ack_with_body(1, &answer).await;
+        } else {
+            call.ack(1).await;
+        }
+        (status, Some(call))
+    }
+}
+
+/// Where the audio from the daemon went.
+#[derive(Default)]
+struct Heard {
+    pt: Option<u8>,
+    frames: Vec<[u8; 160]>,
+    packets: Vec<(u16, u32, u32, bool)>, // seq, ts, ssrc, marker
+    arrivals: Vec<Instant>,
+}
+
+pub struct Call {
+    phone: Phone,
+    pub call_id: String,
+    from_tag: String,
+    to: String,
+    remote_target: String,
+    pub dialed: String,
+    cseq: u32,
+    pub answer: Response,
+    pub remote_rtp: SocketAddr,
+    heard: Arc<Mutex<Heard>>,
+    dtmf: mpsc::Sender<DtmfCmd>,
+    pub byes_received: Vec<Request>,
+    pub ended_by_daemon: bool,
+    sdp_version: u32,
+}
+
+enum DtmfCmd {
+    Digit(char),
+    Pause(bool),
+}
+
+fn sdp_audio_addr(sdp: &str) -> Option<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for line in sdp.lines() {
+        if let Some(c) = line.strip_prefix("c=IN IP4 ") {
+            ip = c.trim().parse::<std::net::IpAddr>().ok();
+        }
+        if let Some(m) = line.strip_prefix("m=audio ") {
+            port = m.split_whitespace().next().and_then(|p| p.parse::<u16>().ok());
+        }
+    }
+    Some(SocketAddr::new(ip?, port?))
+}
+
+fn first_audio_pt(sdp: &str) -> Option<u8> {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|m| m.split_whitespace().nth(2))
+        .and_then(|p| p.parse().ok())
+}
+
+impl Call {
+    fn new(phone: Phone, answer: Response, call_id: String, from_tag: String, dialed: &str) -> Call {
+        let sdp = String::from_utf8_lossy(&answer.body).to_string();
+        let remote_rtp = sdp_audio_addr(&sdp).expect("SDP with an audio address in the 200");
+        let pt = first_audio_pt(&sdp).unwrap_or(0);
+        let to = answer.headers.get("To").expect("To").to_string();
+        let remote_target = answer
+            .headers
+            .get("Contact")
+            .map(|c| c.trim().trim_start_matches('<').split('>').next().unwrap_or("").to_string())
+            .unwrap_or_else(|| format!("sip:{dialed}@{}", phone.server));
+        let heard = Arc::new(Mutex::new(Heard {
+            pt: Some(pt),
+            ..Default::default()
+        }));
+        let (dtmf_tx, dtmf_rx) = mpsc::channel(64);
+        tokio::spawn(rtp_pump(phone.rtp.clone(), remote_rtp, pt, heard.clone(), dtmf_rx));
+        Call {
+            phone,
+            call_id,
+            from_tag,
+            to,
+            remote_target,
+            dialed: dialed.into(),
+            cseq: 1,
+            answer,
+            remote_rtp,
+            heard,
+            dtmf: dtmf_tx,
+            byes_received: Vec::new(),
+            ended_by_daemon: false,
+            sdp_version: 1,
+        }
+    }
+
+    fn headers(&self, method: &str, cseq: u32, branch: &str) -> String {
+        format!(
+            "Via: SIP/2.0/{t} {local};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{caller}@{lip}>;tag={ft}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n",
+            t = self.phone.via_token(),
+            local = self.phone.local,
+            lip = self.phone.local.ip(),
+            caller = self.phone.caller,
+            ft = self.from_tag,
+            to = self.to,
+            cid = self.call_id,
+        )
+    }
+
+    async fn ack(&mut self, cseq: u32) {
+        self.ack_with_body(cseq, "").await
+    }
+
+    async fn ack_with_body(&mut self, cseq: u32, body: &str) {
+        let branch = format!("z9hG4bK{}", rand_hex());
+        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        let msg = format!(
+            "ACK {} SIP/2.0\r\n{}{ctype}Content-Length: {}\r\n\r\n{body}",
+            self.remote_target,
+            self.headers("ACK", cseq, &branch),
+            body.len()
+        );
+        self.phone.send_raw(msg).await;
+    }
+
+    /// Our SDP again with another direction attribute and a new version.
+    pub fn answer_offer_with(&mut self, direction: &str) -> String {
+        self.sdp_version += 1;
+        self.phone
+            .offer_sdp()
+            .replace("a=sendrecv", direction)
+            .replace("o=test 1 1 ", &format!("o=test 1 {} ", self.sdp_version))
+    }
+
+    /// Sends an in-dialog request and waits for its final response.
+    pub async fn request(&mut self, method: &str, extra_headers: &str, body: &str) -> Response {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        let branch = format!("z9hG4bK{}", rand_hex());
+        let msg = format!(
+            "{method} {} SIP/2.0\r\n{}{extra_headers}Content-Length: {}\r\n\r\n{body}",
+            self.remote_target,
+            self.headers(method, cseq, &branch),
+            body.len()
+        );
+        self.phone.send_raw(msg).await;
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.phone.recv(left).await {
+                Some(SipMessage::Response(r)) if r.status >= 200 && r.headers.get("CSeq").is_some_and(|c| c.contains(method)) => {
+                    if method == "INVITE" {
+                        self.ack(cseq).await;
+                    }
+                    return r;
+                }
+                Some(SipMessage::Request(req)) => self.answer_request(req).await,
+                Some(_) => continue,
+                None => panic!("no final response to {method}"),
+            }
+        }
+    }
+
+    async fn answer_request(&mut self, req: Request) {
+        let mut resp = format!("SIP/2.0 200 OK\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            for v in req.headers.get_all(name) {
+                resp.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+        resp.push_str("Content-Length: 0\r\n\r\n");
+        self.phone.send_raw(resp).await;
+        if req.method == hotline::sip::Method::Bye {
+            self.ended_by_daemon = true;
+            self.byes_received.push(req);
+        }
+    }
+
+    /// Presses keys as RFC 4733 events (a 100 ms event then 100 ms pause each).
+    pub async fn press(&self, digits: &str) {
+        for d in digits.chars() {
+            self.dtmf.send(DtmfCmd::Digit(d)).await.expect("rtp pump");
+        }
+    }
+
+    /// Sends a digit by SIP INFO (application/dtmf-relay).
+    pub async fn info_digit(&mut self, d: char) -> u16 {
+        let body = format!("Signal={d}\r\nDuration=160\r\n");
+        self.request("INFO", "Content-Type: application/dtmf-relay\r\n", &body).await.status
+    }
+
+    /// Stops (or resumes) sending RTP, to trigger the daemon's RTP timeout.
+    pub async fn mute_rtp(&self, muted: bool) {
+        let _ = self.dtmf.send(DtmfCmd::Pause(muted)).await;
+    }
+
+    /// The prompts heard so far, as `lang/name`.
+    pub fn heard(&self) -> Vec<String> {
+        let h = self.heard.lock().expect("lock");
+        self.phone.index.recognise(h.pt.unwrap_or(0), &h.frames)
+    }
+
+    /// Heard prompt names without the language.
+    pub fn heard_names(&self) -> Vec<String> {
+        self.heard().into_iter().map(|s| s[3..].to_string()).collect()
+    }
+
+    /// RTP packet headers received: (seq, ts, ssrc, marker).
+    pub fn packets(&self) -> Vec<(u16, u32, u32, bool)> {
+        self.heard.lock().expect("lock").packets.clone()
+    }
+
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.heard.lock().expect("lock").arrivals.clone()
+    }
+
+    /// Pumps SIP until `name` has been heard completely (followed by another
+    /// prompt or ~0.5 s of anything) or `within` passes.
+    pub async fn wait_heard(&mut self, name: &str, within: Duration) -> Vec<String> {
+        let until = Instant::now() + within;
+        loop {
+            let names = self.heard_names();
+            if names.iter().any(|n| n == name) {
+                return names;
+            }
+            if Instant::now() >= until || self.ended_by_daemon {
+                panic!("did not hear {name:?} within {within:?}; heard {names:?}");
+            }
+            self.pump(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Handles SIP for `d` (answers BYE and anything else with 200).
+    pub async fn pump(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.phone.recv(left).await {
+                Some(SipMessage::Request(req)) => self.answer_request(req).await,
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+
+    /// Waits for the daemon to hang up (BYE), answering it.
+    pub async fn wait_bye(&mut self, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while !self.ended_by_daemon && Instant::now() < until {
+            self.pump(Duration::from_millis(200)).await;
+        }
+        self.ended_by_daemon
+    }
+
+    /// Hangs up with BYE; returns its final status.
+    pub async fn bye(mut self) -> u16 {
+        let status = self.request("BYE", "", "").await.status;
+        let _ = self.dtmf.send(DtmfCmd::Pause(true)).await;
+        status
+    }
+}
+
+/// Sends RTP like a phone (silence every 20 ms, digits as RFC 4733 events)
+/// and keeps what arrives.
+async fn rtp_pump(
+    sock: Arc<UdpSocket>,
+    remote: SocketAddr,
+    pt: u8,
+    heard: Arc<Mutex<Heard>>,
+    mut cmds: mpsc::Receiver<DtmfCmd>,
+) {
+    let ssrc: u32 = rand::random();
+    let mut seq: u16 = rand::random();
+    let mut ts: u32 = rand::random();
+    let silence = if pt == 8 { 0xD5u8 } else { 0xFFu8 };
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut queue: std::collections::VecDeque<char> = Default::default();
+    let mut event: Option<(char, u32, u16)> = None; // digit, event ts, packets sent
+    let mut gap = 0u32;
+    let mut muted = false;
+    let mut buf = [0u8; 1500];
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                ts = ts.wrapping_add(160);
+                if muted { continue; }
+                let mut pkt = Vec::with_capacity(172);
+                if let Some((d, ets, n)) = event.as_mut() {
+                    // RFC 4733: event packets every 20 ms, duration growing;
+                    // the end packet sent three times.
+                    let code = match *d { '0'..='9' => *d as u8 - b'0', '*' => 10, '#' => 11, 'A'..='D' => *d as u8 - b'A' + 12, _ => 0 };
+                    *n += 1;
+                    let end = *n >= 5;
+                    let dur = (*n as u32 * 160) as u16;
+                    let times = if end { 3 } else { 1 };
+                    for _ in 0..times {
+                        pkt.clear();
+                        push_rtp_header(&mut pkt, 101, *n == 1, seq, *ets, ssrc);
+                        pkt.extend_from_slice(&[code, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8]);
+                        seq = seq.wrapping_add(1);
+                        let _ = sock.send_to(&pkt, remote).await;
+                    }
+                    if end { event = None; gap = 5; }
+                    continue;
+                }
+                if gap > 0 { gap -= 1; } else if let Some(d) = queue.pop_front() {
+                    event = Some((d, ts, 0));
+                    continue;
+                }
+                push_rtp_header(&mut pkt, pt, false, seq, ts, ssrc);
+                pkt.extend(std::iter::repeat_n(silence, 160));
+                seq = seq.wrapping_add(1);
+                let _ = sock.send_to(&pkt, remote).await;
+            }
+            cmd = cmds.recv() => match cmd {
+                Some(DtmfCmd::Digit(d)) => queue.push_back(d),
+                Some(DtmfCmd::Pause(m)) => muted = m,
+                None => return,
+            },
+            r = sock.recv_from(&mut buf) => {
+                let Ok((n, _)) = r else { return };
+                if n < 12 { continue; }
+                let b = &buf[..n];
+                let cc = (b[0] & 0x0f) as usize;
+                let rpt = b[1] & 0x7f;
+                let marker = b[1] & 0x80 != 0;
+                let rseq = u16::from_be_bytes([b[2], b[3]]);
+                let rts = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                let rssrc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+                let start = 12 + cc * 4;
+                let mut h = heard.lock().expect("lock");
+                h.packets.push((rseq, rts, rssrc, marker));
+                h.arrivals.push(Instant::now());
+                if rpt == h.pt.unwrap_or(0) && n >= start + 160 {
+                    let mut f = [0u8; 160];
+                    f.copy_from_slice(&b[start..start + 160]);
+                    h.frames.push(f);
+                }
+            }
+        }
+    }
+}
+
+fn push_rtp_header(pkt: &mut Vec<u8>, pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32) {
+    pkt.push(0x80);
+    pkt.push(if marker { 0x80 | pt } else { pt });
+    pkt.extend_from_slice(&seq.to_be_bytes());
+    pkt.extend_from_slice(&ts.to_be_bytes());
+    pkt.extend_from_slice(&ssrc.to_be_bytes());
+}
