@@ -467,3 +467,31 @@ mod tests {
         assert!(pg_numeric_text(&[0, 1]).is_none());
     }
 }
+
+#[cfg(test)]
+mod sqlite_guard_tests {
+    use super::super::{Db, Store};
+
+    /// The SQLite look-up pool refuses writes even if SQL got past the check.
+    #[tokio::test]
+    async fn sqlite_lookup_connections_are_query_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("h.db").display());
+        let store = Store::open(&url).await.unwrap();
+        store.seed_demo().await.unwrap();
+        let Db::Sqlite { lookup, .. } = &store.db else {
+            unreachable!()
+        };
+        let err = sqlx::query("DELETE FROM si_accounts")
+            .execute(lookup)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM si_accounts")
+            .fetch_one(lookup)
+            .await
+            .unwrap();
+        assert_eq!(n, super::super::DEMO_ACCOUNTS.len() as i64);
+        store.close().await;
+    }
+}

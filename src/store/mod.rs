@@ -128,7 +128,7 @@ impl StoreError {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Db {
     Sqlite {
         /// Read-write pool: inserts, migrations.
@@ -141,9 +141,18 @@ enum Db {
 }
 
 /// The database handle. Cheap to clone (pools are shared).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     db: Db,
+}
+
+/// Shows the backend only: connection options may hold a password.
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
 }
 
 /// SQLite waits this long for a lock held by another connection.
