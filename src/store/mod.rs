@@ -2,10 +2,40 @@
 //! (embedded default) or PostgreSQL, with migrations per backend. Records are
 //! handed to a writer task over a bounded channel, never written on the call
 //! or media path.
+//!
+//! One [`Store`] type serves both backends: it holds a typed sqlx pool per
+//! backend and runs per-backend SQL where the dialects differ. Every query is
+//! parameterized; no value is ever spliced into SQL text.
+//!
+//! Time storage: SQLite keeps times as fixed-width ISO-8601 UTC text
+//! (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, so text order is time order), PostgreSQL as
+//! `timestamptz`. Both keep microseconds; finer parts of a `DateTime` are
+//! truncated on insert.
+//!
+//! URLs accepted by [`Store::open`]: `sqlite:PATH` (also `sqlite://PATH`; the
+//! file and its parent directory are created if missing) and
+//! `postgres://…` / `postgresql://…` (any sqlx connection parameter, e.g.
+//! `?options[search_path]=myschema`).
 
+mod calls;
+mod demo;
+mod lookup;
+mod migrate;
 pub mod records;
+pub mod writer;
 
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use demo::{DemoAccount, DEMO_ACCOUNTS};
+pub use lookup::{check_lookup_sql, lookup_sql_params};
 pub use records::{CallRecord, Disposition, HangupBy};
+pub use writer::{spawn_writer, RecordSink, WriterStats};
 
 /// A value bound to, or read from, a parameterized look-up query.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,4 +43,227 @@ pub enum SqlValue {
     Null,
     Int(i64),
     Text(String),
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no backend we support.
+    #[error(
+        "unsupported database URL scheme {scheme:?}: expected `sqlite:PATH` or `postgres://…`"
+    )]
+    UnknownScheme { scheme: String },
+    /// The URL has a supported scheme but cannot be used.
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    /// The directory for the SQLite file could not be created.
+    #[error("cannot create the directory {path} for the SQLite database: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Opening the database (or its pool) failed.
+    #[error("cannot open the {backend} database: {source}")]
+    Connect {
+        backend: Backend,
+        source: sqlx::Error,
+    },
+    /// Applying the embedded migrations failed; the schema is left at the last
+    /// migration that succeeded (each runs in its own transaction).
+    #[error("{backend} schema migration failed: {source}")]
+    Migrate {
+        backend: Backend,
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A statement failed.
+    #[error("database error while {context}: {source}")]
+    Query {
+        context: &'static str,
+        source: sqlx::Error,
+    },
+    /// Look-up SQL from the configuration is not acceptable.
+    #[error("invalid look-up SQL: {0}")]
+    LookupSql(String),
+    /// The look-up was called with the wrong number of values.
+    #[error(
+        "look-up SQL uses {expected} parameter(s) ($1…${expected}) but {given} value(s) were given"
+    )]
+    LookupParams { expected: usize, given: usize },
+    /// A look-up result column has a type the IVR cannot use.
+    #[error("look-up column {column:?} has type {type_name}, which is not supported: cast it to text or an integer in the SQL")]
+    LookupType { column: String, type_name: String },
+    /// A stored call record could not be read back.
+    #[error("stored call record {call_id:?} is invalid: {detail}")]
+    Corrupt { call_id: String, detail: String },
+    /// The record writer has shut down; nothing more can be submitted.
+    #[error("the call-record writer has stopped")]
+    WriterClosed,
+}
+
+impl StoreError {
+    pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Query { context, source }
+    }
+}
+
+#[derive(Clone)]
+enum Db {
+    Sqlite {
+        /// Read-write pool: inserts, migrations.
+        pool: SqlitePool,
+        /// Pool whose connections have `PRAGMA query_only = ON`: IVR look-ups
+        /// run here so configured SQL can never modify data.
+        lookup: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// The database handle. Cheap to clone (pools are shared).
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+/// Shows the backend only: connection options may hold a password.
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SQLite waits this long for a lock held by another connection.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and applies any pending
+    /// migrations embedded in the binary.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let url = url.trim();
+        let store = if let Some(rest) = url.strip_prefix("sqlite:") {
+            Store::open_sqlite(rest).await?
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::open_postgres(url).await?
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default().to_string();
+            return Err(StoreError::UnknownScheme { scheme });
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn open_sqlite(rest: &str) -> Result<Store, StoreError> {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(StoreError::BadUrl("`sqlite:` needs a file path".into()));
+        }
+        if path.starts_with(':') || path.contains("mode=memory") {
+            return Err(StoreError::BadUrl(
+                "in-memory SQLite is not supported; give a file path (a temporary directory in tests)"
+                    .into(),
+            ));
+        }
+        let path = PathBuf::from(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let connect = |source| StoreError::Connect {
+            backend: Backend::Sqlite,
+            source,
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .map_err(connect)?;
+        let lookup = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await
+            .map_err(connect)?;
+        Ok(Store {
+            db: Db::Sqlite { pool, lookup },
+        })
+    }
+
+    async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            // sqlx's message does not echo the URL, so no password leaks here.
+            StoreError::BadUrl(e.to_string())
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                backend: Backend::Postgres,
+                source,
+            })?;
+        Ok(Store {
+            db: Db::Postgres(pool),
+        })
+    }
+
+    /// Applies pending migrations of this backend (already done by
+    /// [`Store::open`]; running it again is a no-op).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let backend = self.backend();
+        let migrator = migrate::migrator(backend);
+        let result = match &self.db {
+            Db::Sqlite { pool, .. } => migrator.run(pool).await,
+            Db::Postgres(pool) => migrator.run(pool).await,
+        };
+        result.map_err(|source| StoreError::Migrate { backend, source })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes every connection; waits for queries in flight.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { pool, lookup } => {
+                lookup.close().await;
+                pool.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 /// How the call ended up, from the center's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Disposition {
     /// The caller was served by self-service and the call ended in the IVR.
     SelfServed,
@@ -30,10 +30,33 @@ impl Disposition {
             Disposition::Interrupted => "interrupted",
         }
     }
+
+    /// Inverse of [`Disposition::as_str`].
+    pub fn parse(s: &str) -> Option<Disposition> {
+        Some(match s {
+            "self_served" => Disposition::SelfServed,
+            "abandoned_in_ivr" => Disposition::AbandonedInIvr,
+            "to_queue" => Disposition::ToQueue,
+            "voice_message" => Disposition::VoiceMessage,
+            "rejected" => Disposition::Rejected,
+            "interrupted" => Disposition::Interrupted,
+            _ => return None,
+        })
+    }
+
+    /// Every variant, for tests and reports.
+    pub const ALL: [Disposition; 6] = [
+        Disposition::SelfServed,
+        Disposition::AbandonedInIvr,
+        Disposition::ToQueue,
+        Disposition::VoiceMessage,
+        Disposition::Rejected,
+        Disposition::Interrupted,
+    ];
 }
 
 /// Which side ended the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HangupBy {
     Caller,
     Agent,
@@ -48,11 +71,27 @@ impl HangupBy {
             HangupBy::System => "system",
         }
     }
+
+    /// Inverse of [`HangupBy::as_str`].
+    pub fn parse(s: &str) -> Option<HangupBy> {
+        Some(match s {
+            "caller" => HangupBy::Caller,
+            "agent" => HangupBy::Agent,
+            "system" => HangupBy::System,
+            _ => return None,
+        })
+    }
+
+    /// Every variant, for tests and reports.
+    pub const ALL: [HangupBy; 3] = [HangupBy::Caller, HangupBy::Agent, HangupBy::System];
 }
 
 /// One call. Times are wall-clock (UTC); durations are measured on the tokio
 /// clock and added to the arrival time, so they stay consistent under test.
 /// Digits collected as secret (PINs) never appear here.
+///
+/// The store keeps times to the microsecond (finer parts are truncated) and
+/// treats `call_id` as unique: inserting the same `call_id` again is a no-op.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
     pub call_id: String,

@@ -1,0 +1,220 @@
+//! The call-record writer: call handling submits finished records to a
+//! [`RecordSink`] and goes on; one task writes them to the database in
+//! batches, off the call and media path.
+//!
+//! Guarantees:
+//! - **Back-pressure, never loss**: the channel is bounded; when it is full
+//!   `submit` waits. A failed write is retried with exponential backoff
+//!   (logged) until it succeeds — a record is never dropped. While retrying,
+//!   the writer takes nothing new, so memory stays bounded by the channel plus
+//!   one batch.
+//! - **No duplicates**: a batch is one transaction and inserts are idempotent
+//!   on `call_id`, so a retry after an ambiguous commit writes nothing twice.
+//! - **Drain on shutdown**: when every sink is dropped, or after
+//!   [`RecordSink::close`], the task writes everything queued, then exits.
+//!
+//! Shutdown order: `sink.close().await` (or drop every sink and await the
+//! task), then `store.close().await`. Retrying cannot help once the store's
+//! pool is closed, so records still queued then are logged as an error and
+//! counted in [`WriterStats::abandoned`] instead of retried forever.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{CallRecord, Store, StoreError};
+
+/// Most records written in one transaction.
+const MAX_BATCH: usize = 100;
+/// First retry delay after a failed write; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+enum Msg {
+    Record(Box<CallRecord>),
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+    /// Stop taking records; answered when everything queued is written.
+    Close(oneshot::Sender<()>),
+}
+
+/// Counters of the writer, for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records committed (including ones already stored, ignored as duplicates).
+    pub written: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Write attempts that failed (and were retried).
+    pub failed_attempts: u64,
+    /// Records given up because the [`Store`] was closed while they were
+    /// queued (a shutdown-order bug: close the sink first). Always 0 otherwise.
+    pub abandoned: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    batches: AtomicU64,
+    failed_attempts: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+/// Where call handling hands finished call records. Cheap to clone.
+#[derive(Clone)]
+pub struct RecordSink {
+    tx: mpsc::Sender<Msg>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for RecordSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordSink")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Starts the writer task with a queue of `capacity` records (at least 1).
+/// The task ends after every [`RecordSink`] is dropped or one is closed, once
+/// all queued records are written.
+pub fn spawn_writer(store: Store, capacity: usize) -> (RecordSink, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let counters = Arc::new(Counters::default());
+    let task = tokio::spawn(run(store, rx, counters.clone()));
+    (RecordSink { tx, counters }, task)
+}
+
+impl RecordSink {
+    /// Queues a record for writing; waits while the queue is full. Fails only
+    /// when the writer has been closed.
+    pub async fn submit(&self, rec: CallRecord) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Record(Box::new(rec)))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// Resolves when every record submitted before this call is committed
+    /// (returns at once if the writer has stopped: then all were written).
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Stops the writer: later `submit`s fail with
+    /// [`StoreError::WriterClosed`]; resolves when everything queued before is
+    /// written and the task is finishing.
+    pub async fn close(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Close(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            written: self.counters.written.load(Ordering::Relaxed),
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            failed_attempts: self.counters.failed_attempts.load(Ordering::Relaxed),
+            abandoned: self.counters.abandoned.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>) {
+    let mut batch: Vec<CallRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut close_acks: Vec<oneshot::Sender<()>> = Vec::new();
+    // `recv` yields what is still queued after `rx.close()`, then `None`.
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(rec) => batch.push(*rec),
+                Msg::Flush(ack) => acks.push(ack),
+                Msg::Close(ack) => {
+                    rx.close();
+                    close_acks.push(ack);
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            write_batch(&store, &batch, &counters).await;
+            batch.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    tracing::debug!(
+        written = counters.written.load(Ordering::Relaxed),
+        "call-record writer drained and stopped"
+    );
+    for ack in close_acks {
+        let _ = ack.send(());
+    }
+}
+
+/// Writes one batch, retrying until it commits.
+async fn write_batch(store: &Store, batch: &[CallRecord], counters: &Counters) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1u32;
+    loop {
+        match store.insert_call_records(batch).await {
+            Ok(()) => {
+                counters
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters.batches.fetch_add(1, Ordering::Relaxed);
+                if attempt > 1 {
+                    tracing::info!(
+                        records = batch.len(),
+                        attempt,
+                        "call records written after retrying"
+                    );
+                }
+                return;
+            }
+            Err(StoreError::Query {
+                source: sqlx::Error::PoolClosed,
+                ..
+            }) => {
+                // The store was closed under the writer: no retry can succeed.
+                counters
+                    .abandoned
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::error!(
+                    records = batch.len(),
+                    "store closed before the call-record writer drained; records not written \
+                     (close the RecordSink before the Store)"
+                );
+                return;
+            }
+            Err(error) => {
+                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                // Records are not logged (call ids only in the first one, as
+                // a pointer); they hold no PIN in any case.
+                tracing::warn!(
+                    %error,
+                    records = batch.len(),
+                    first_call_id = %batch[0].call_id,
+                    attempt,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "writing call records failed; will retry"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}

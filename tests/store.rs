@@ -1,0 +1,690 @@
+//! Store tests: every test runs against SQLite (a file in a temporary
+//! directory, always) and PostgreSQL (only when `HOTLINE_TEST_POSTGRES` holds
+//! a URL such as `postgres://postgres@127.0.0.1:5432/test`; otherwise the
+//! PostgreSQL variant says it was skipped). Each PostgreSQL test gets a fresh
+//! schema (`hotline_test_…`, via `search_path`), dropped at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use hotline::store::{
+    check_lookup_sql, spawn_writer, Backend, CallRecord, Disposition, HangupBy, SqlValue, Store,
+    StoreError, DEMO_ACCOUNTS,
+};
+use sqlx::Connection;
+
+// ---------------------------------------------------------------- harness --
+
+/// One test database: its URL and how to clean it up.
+#[derive(Clone)]
+struct TestDb {
+    url: String,
+    backend: Backend,
+    _dir: Option<Arc<tempfile::TempDir>>,
+    /// PostgreSQL: the admin URL and the schema to drop.
+    pg: Option<(String, String)>,
+}
+
+static SCHEMA_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        // A missing sub-directory: open must create it.
+        let path = dir.path().join("var/lib/hotline/hotline.db");
+        TestDb {
+            url: format!("sqlite:{}", path.display()),
+            backend: Backend::Sqlite,
+            _dir: Some(Arc::new(dir)),
+            pg: None,
+        }
+    }
+
+    async fn postgres() -> Option<TestDb> {
+        let admin = std::env::var("HOTLINE_TEST_POSTGRES").ok()?;
+        let schema = format!(
+            "hotline_test_{}_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros(),
+            SCHEMA_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to HOTLINE_TEST_POSTGRES");
+        // The schema name is made here, not taken from input.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        Some(TestDb {
+            url: format!("{admin}{sep}options[search_path]={schema}"),
+            backend: Backend::Postgres,
+            _dir: None,
+            pg: Some((admin, schema)),
+        })
+    }
+
+    async fn open(&self) -> Store {
+        let store = Store::open(&self.url).await.expect("open store");
+        assert_eq!(store.backend(), self.backend);
+        store
+    }
+
+    /// Runs SQL on a connection of its own (not the store's).
+    async fn exec(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+        }
+    }
+
+    /// Runs a query returning one integer, on a connection of its own.
+    async fn scalar(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        if let Some((admin, schema)) = &self.pg {
+            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// Defines `NAME::sqlite` and `NAME::postgres` tests running `async fn NAME(TestDb)`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::run(super::TestDb::sqlite(), super::$name).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match super::TestDb::postgres().await {
+                    Some(db) => super::run(db, super::$name).await,
+                    None => eprintln!(
+                        "skipped {}::postgres: set HOTLINE_TEST_POSTGRES=postgres://…",
+                        stringify!($name)
+                    ),
+                }
+            }
+        }
+    )*};
+}
+
+/// Runs a test body, then cleans up even if it panicked.
+async fn run<F, Fut>(db: TestDb, body: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let result = tokio::spawn(body(db.clone())).await;
+    db.cleanup().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+both_backends!(
+    open_creates_and_migrate_twice_is_noop,
+    changed_migration_is_reported,
+    insert_and_read_back_every_field,
+    duplicate_insert_is_one_row,
+    lookup_binds_values,
+    lookup_value_types,
+    lookup_rejects_non_select,
+    writer_1000_records_from_20_tasks,
+    writer_drains_on_drop_and_close,
+    writer_survives_transient_failure,
+    writer_ends_if_store_closed_first,
+);
+
+// ------------------------------------------------------------------ data --
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn record(call_id: &str) -> CallRecord {
+    let arrived = Utc.with_ymd_and_hms(2026, 10, 8, 9, 30, 0).unwrap();
+    CallRecord {
+        call_id: call_id.to_string(),
+        caller: "13800138000".into(),
+        dialed: "12333".into(),
+        arrived_at: arrived,
+        answered_at: Some(arrived + chrono::Duration::milliseconds(1_500)),
+        ended_at: arrived + chrono::Duration::milliseconds(61_500),
+        duration_ms: 60_000,
+        ivr_path: vec!["greeting".into(), "menu".into(), "balance".into()],
+        self_service_result: Some("balance_read".into()),
+        disposition: Disposition::SelfServed,
+        hangup_by: HangupBy::Caller,
+        hangup_reason: "bye".into(),
+        sip_status: 200,
+        codec: Some("PCMA".into()),
+        language: Some("zh".into()),
+        queue: None,
+    }
+}
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.into())
+}
+
+// ----------------------------------------------------------------- tests --
+
+async fn open_creates_and_migrate_twice_is_noop(db: TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.count_call_records().await.unwrap(), 0);
+    store.insert_call_record(&record("a")).await.unwrap();
+    // Migrating again, and opening again, changes nothing.
+    store.migrate().await.unwrap();
+    let again = db.open().await;
+    again.migrate().await.unwrap();
+    assert_eq!(again.count_call_records().await.unwrap(), 1);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await,
+        1,
+        "each migration is recorded once"
+    );
+    again.close().await;
+    store.close().await;
+
+    if db.backend == Backend::Sqlite {
+        // WAL journal mode persists in the file.
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        c.close().await.unwrap();
+    }
+}
+
+async fn changed_migration_is_reported(db: TestDb) {
+    db.open().await.close().await;
+    db.exec(match db.backend {
+        Backend::Sqlite => "UPDATE _sqlx_migrations SET checksum = x'00'",
+        Backend::Postgres => "UPDATE _sqlx_migrations SET checksum = decode('00', 'hex')",
+    })
+    .await;
+    let err = Store::open(&db.url).await.unwrap_err();
+    assert!(matches!(err, StoreError::Migrate { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("migration failed"), "{msg}");
+    assert!(msg.contains('1'), "names the version: {msg}");
+}
+
+async fn insert_and_read_back_every_field(db: TestDb) {
+    let store = db.open().await;
+    let full = CallRecord {
+        call_id: "a84b4c76e66710@pc33.example.com".into(),
+        caller: "+8613900139000".into(),
+        dialed: "12345".into(),
+        arrived_at: t("2026-01-31T23:59:58.123456Z"),
+        answered_at: Some(t("2026-02-01T00:00:01.000001Z")),
+        ended_at: t("2026-02-01T00:05:00.5Z"),
+        duration_ms: 299_499,
+        ivr_path: vec!["欢迎".into(), "menu \"main\"".into(), "queue".into()],
+        self_service_result: Some("pin_failed".into()),
+        disposition: Disposition::ToQueue,
+        hangup_by: HangupBy::Agent,
+        hangup_reason: "bye".into(),
+        sip_status: 200,
+        codec: Some("PCMU".into()),
+        language: Some("en".into()),
+        queue: Some("12345-general".into()),
+    };
+    let bare = CallRecord {
+        call_id: "bare".into(),
+        caller: "anonymous".into(),
+        dialed: "12333".into(),
+        arrived_at: t("2026-02-01T08:00:00Z"),
+        answered_at: None,
+        ended_at: t("2026-02-01T08:00:00.2Z"),
+        duration_ms: 0,
+        ivr_path: vec![],
+        self_service_result: None,
+        disposition: Disposition::Rejected,
+        hangup_by: HangupBy::System,
+        hangup_reason: "acl".into(),
+        sip_status: 403,
+        codec: None,
+        language: None,
+        queue: None,
+    };
+    store.insert_call_record(&full).await.unwrap();
+    store.insert_call_record(&bare).await.unwrap();
+    assert_eq!(
+        store.call_record(&full.call_id).await.unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(store.call_record("bare").await.unwrap(), Some(bare.clone()));
+    assert_eq!(store.call_record("nope").await.unwrap(), None);
+
+    // Every disposition and hangup side survives the round trip.
+    let mut many = Vec::new();
+    for (i, d) in Disposition::ALL.iter().enumerate() {
+        let mut r = record(&format!("d{i}"));
+        r.disposition = *d;
+        r.hangup_by = HangupBy::ALL[i % 3];
+        r.arrived_at = t("2026-03-01T00:00:00Z") + chrono::Duration::seconds(i as i64);
+        many.push(r);
+    }
+    store.insert_call_records(&many).await.unwrap();
+    for r in &many {
+        assert_eq!(
+            store.call_record(&r.call_id).await.unwrap().as_ref(),
+            Some(r)
+        );
+    }
+
+    // Newest first, limited.
+    let recent = store.recent_call_records(3).await.unwrap();
+    let ids: Vec<&str> = recent.iter().map(|r| r.call_id.as_str()).collect();
+    assert_eq!(ids, ["d5", "d4", "d3"]);
+    assert_eq!(store.recent_call_records(100).await.unwrap().len(), 8);
+
+    // Nanoseconds are truncated to microseconds.
+    let mut fine = record("fine");
+    fine.arrived_at = t("2026-05-05T05:05:05.123456789Z");
+    store.insert_call_record(&fine).await.unwrap();
+    let back = store.call_record("fine").await.unwrap().unwrap();
+    assert_eq!(back.arrived_at, t("2026-05-05T05:05:05.123456Z"));
+    store.close().await;
+}
+
+async fn duplicate_insert_is_one_row(db: TestDb) {
+    let store = db.open().await;
+    let first = record("dup");
+    store.insert_call_record(&first).await.unwrap();
+    let mut retry = first.clone();
+    retry.hangup_reason = "changed".into();
+    store.insert_call_record(&retry).await.unwrap();
+    // A batch repeating it (and itself) is fine too.
+    store
+        .insert_call_records(&[first.clone(), record("other"), record("other")])
+        .await
+        .unwrap();
+    assert_eq!(store.count_call_records().await.unwrap(), 2);
+    assert_eq!(store.call_record("dup").await.unwrap(), Some(first));
+    store.close().await;
+}
+
+const BALANCE_SQL: &str = "SELECT name, balance_fen, last_paid_year, last_paid_month \
+     FROM si_accounts WHERE id_number = $1 AND pin = $2";
+
+async fn lookup_binds_values(db: TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.seed_demo().await.unwrap(), DEMO_ACCOUNTS.len());
+    assert_eq!(store.seed_demo().await.unwrap(), 0, "seeding is idempotent");
+    check_lookup_sql(BALANCE_SQL).unwrap();
+
+    let row = store
+        .lookup(BALANCE_SQL, &[text("110101199003071234"), text("123456")])
+        .await
+        .unwrap()
+        .expect("right PIN finds the account");
+    let want: BTreeMap<String, SqlValue> = [
+        ("name", text("张伟")),
+        ("balance_fen", SqlValue::Int(1_234_567)),
+        ("last_paid_year", SqlValue::Int(2026)),
+        ("last_paid_month", SqlValue::Int(10)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(row, want);
+
+    // The X account (stored canonical, upper-case X).
+    let row = store
+        .lookup(BALANCE_SQL, &[text("11010119851212002X"), text("654321")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["balance_fen"], SqlValue::Int(100));
+    assert_eq!(row["last_paid_month"], SqlValue::Int(9));
+
+    // NULLs come back as Null.
+    let row = store
+        .lookup(BALANCE_SQL, &[text("440106200101010017"), text("888888")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["balance_fen"], SqlValue::Int(0));
+    assert_eq!(row["last_paid_year"], SqlValue::Null);
+    assert_eq!(row["name"], SqlValue::Null);
+
+    // Wrong PIN, and injection attempts as values: nothing.
+    for (id, pin) in [
+        ("110101199003071234", "000000"),
+        ("110101199003071234", "' OR '1'='1"),
+        ("' OR '1'='1", "' OR '1'='1"),
+        ("110101199003071234' --", "x"),
+        ("110101199003071234", "123456'; DELETE FROM si_accounts; --"),
+    ] {
+        let got = store
+            .lookup(BALANCE_SQL, &[text(id), text(pin)])
+            .await
+            .unwrap();
+        assert_eq!(got, None, "id {id:?} pin {pin:?}");
+    }
+
+    // Placeholders bind by number, not by position in the text.
+    let swapped = "SELECT balance_fen FROM si_accounts WHERE pin = $2 AND id_number = $1";
+    let row = store
+        .lookup(swapped, &[text("11010119851212002X"), text("654321")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["balance_fen"], SqlValue::Int(100));
+
+    // A NULL value matches nothing.
+    let got = store
+        .lookup(BALANCE_SQL, &[SqlValue::Null, text("123456")])
+        .await
+        .unwrap();
+    assert_eq!(got, None);
+
+    // Integer values bind as integers.
+    let row = store
+        .lookup(
+            "SELECT COUNT(*) AS n FROM si_accounts WHERE balance_fen >= $1",
+            &[SqlValue::Int(100)],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["n"], SqlValue::Int(2));
+
+    // Wrong number of values.
+    let err = store
+        .lookup(BALANCE_SQL, &[text("110101199003071234")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::LookupParams {
+                expected: 2,
+                given: 1
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM si_accounts").await,
+        DEMO_ACCOUNTS.len() as i64
+    );
+    store.close().await;
+}
+
+async fn lookup_value_types(db: TestDb) {
+    let store = db.open().await;
+    store.seed_demo().await.unwrap();
+    let row = store
+        .lookup(
+            "SELECT CAST(balance_fen AS DOUBLE PRECISION) / 100 AS yuan, \
+             SUM(balance_fen) AS total, 'x' AS lit, NULL AS empty \
+             FROM si_accounts WHERE id_number = $1 GROUP BY balance_fen",
+            &[text("110101199003071234")],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["yuan"], text("12345.67"));
+    assert_eq!(row["total"], SqlValue::Int(1_234_567));
+    assert_eq!(row["lit"], text("x"));
+    assert_eq!(row["empty"], SqlValue::Null);
+
+    let unsupported = match db.backend {
+        Backend::Sqlite => "SELECT x'0102' AS b",
+        Backend::Postgres => {
+            // Decimals with a fraction come back as exact text.
+            let row = store
+                .lookup(
+                    "SELECT CAST(12345.67 AS NUMERIC(12,2)) AS a, \
+                     CAST(-0.5 AS NUMERIC(5,2)) AS b, CAST(1 AS BOOLEAN) AS c",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(row["a"], text("12345.67"));
+            assert_eq!(row["b"], text("-0.50"));
+            assert_eq!(row["c"], SqlValue::Int(1));
+            "SELECT now() AS b"
+        }
+    };
+    let err = store.lookup(unsupported, &[]).await.unwrap_err();
+    assert!(matches!(err, StoreError::LookupType { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"b\""), "{err}");
+    store.close().await;
+}
+
+async fn lookup_rejects_non_select(db: TestDb) {
+    let store = db.open().await;
+    store.seed_demo().await.unwrap();
+    for sql in [
+        "DELETE FROM si_accounts WHERE id_number = $1",
+        "UPDATE si_accounts SET pin = $1",
+        "SELECT 1; DELETE FROM si_accounts WHERE id_number = $1",
+        "DROP TABLE si_accounts",
+    ] {
+        let err = check_lookup_sql(sql).unwrap_err();
+        assert!(matches!(err, StoreError::LookupSql(_)), "{sql}: {err:?}");
+        let err = store
+            .lookup(sql, &[text("110101199003071234")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LookupSql(_)), "{sql}: {err:?}");
+        assert!(err.to_string().starts_with("invalid look-up SQL"), "{err}");
+    }
+    if db.backend == Backend::Postgres {
+        // A SELECT with a side effect is stopped by the read-only transaction.
+        let err = store
+            .lookup("SELECT nextval('call_records_id_seq') AS n", &[])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("read-only"), "{err}");
+    }
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM si_accounts").await,
+        DEMO_ACCOUNTS.len() as i64
+    );
+    store.close().await;
+}
+
+async fn writer_1000_records_from_20_tasks(db: TestDb) {
+    let store = db.open().await;
+    // A small queue, so submitters meet back-pressure.
+    let (sink, task) = spawn_writer(store.clone(), 16);
+    let mut tasks = Vec::new();
+    for t in 0..20 {
+        let sink = sink.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let mut r = record(&format!("call-{t:02}-{i:02}"));
+                r.arrived_at += chrono::Duration::milliseconds(t * 1000 + i);
+                sink.submit(r).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), sink.flush())
+        .await
+        .expect("flush in time");
+    assert_eq!(store.count_call_records().await.unwrap(), 1000);
+    let stored: BTreeSet<String> = store
+        .recent_call_records(5000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.call_id)
+        .collect();
+    let expected: BTreeSet<String> = (0..20)
+        .flat_map(|t| (0..50).map(move |i| format!("call-{t:02}-{i:02}")))
+        .collect();
+    assert_eq!(stored, expected);
+    let stats = sink.stats();
+    assert_eq!(stats.written, 1000);
+    assert_eq!(stats.failed_attempts, 0);
+    assert_eq!(stats.abandoned, 0);
+    assert!(stats.batches >= 10, "at most 100 per batch: {stats:?}");
+    drop(sink);
+    task.await.unwrap();
+    store.close().await;
+}
+
+async fn writer_drains_on_drop_and_close(db: TestDb) {
+    let store = db.open().await;
+    // Every sink dropped: the task writes what is queued, then ends.
+    let (sink, task) = spawn_writer(store.clone(), 500);
+    for i in 0..300 {
+        sink.submit(record(&format!("drop-{i}"))).await.unwrap();
+    }
+    drop(sink);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("writer ends")
+        .unwrap();
+    assert_eq!(store.count_call_records().await.unwrap(), 300);
+
+    // Explicit close: queued records written, later submits refused.
+    let (sink, task) = spawn_writer(store.clone(), 500);
+    let other = sink.clone();
+    for i in 0..200 {
+        sink.submit(record(&format!("close-{i}"))).await.unwrap();
+    }
+    sink.close().await;
+    assert_eq!(store.count_call_records().await.unwrap(), 500);
+    let err = other.submit(record("late")).await.unwrap_err();
+    assert!(matches!(err, StoreError::WriterClosed), "{err:?}");
+    other.flush().await; // returns at once
+    task.await.unwrap();
+    store.close().await;
+}
+
+async fn writer_survives_transient_failure(db: TestDb) {
+    let store = db.open().await;
+    // The table disappears for a while: every write fails.
+    db.exec("ALTER TABLE call_records RENAME TO call_records_away")
+        .await;
+    let (sink, task) = spawn_writer(store.clone(), 8);
+    let submitter = {
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                sink.submit(record(&format!("retry-{i}"))).await.unwrap();
+            }
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while sink.stats().failed_attempts < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the writer attempts and fails");
+    assert_eq!(sink.stats().written, 0);
+    db.exec("ALTER TABLE call_records_away RENAME TO call_records")
+        .await;
+    submitter.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), sink.flush())
+        .await
+        .expect("flush after recovery");
+    assert_eq!(store.count_call_records().await.unwrap(), 50);
+    for i in [0, 25, 49] {
+        assert!(store
+            .call_record(&format!("retry-{i}"))
+            .await
+            .unwrap()
+            .is_some());
+    }
+    assert_eq!(sink.stats().written, 50);
+    sink.close().await;
+    task.await.unwrap();
+    store.close().await;
+}
+
+async fn writer_ends_if_store_closed_first(db: TestDb) {
+    // Wrong shutdown order must not hang the daemon in endless retries.
+    let store = db.open().await;
+    let (sink, task) = spawn_writer(store.clone(), 10);
+    store.close().await;
+    sink.submit(record("orphan")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sink.close())
+        .await
+        .expect("writer ends");
+    assert_eq!(sink.stats().abandoned, 1);
+    task.await.unwrap();
+}
+
+// ------------------------------------------------------- single backend --
+
+#[tokio::test]
+async fn unknown_scheme_is_a_clear_error() {
+    for url in ["mysql://root@localhost/db", "hotline.db", ""] {
+        let err = Store::open(url).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::UnknownScheme { .. }),
+            "{url}: {err:?}"
+        );
+        assert!(err.to_string().contains("sqlite:PATH"), "{err}");
+    }
+    let err = Store::open("sqlite::memory:").await.unwrap_err();
+    assert!(matches!(err, StoreError::BadUrl(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_directory_that_cannot_be_created_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let url = format!("sqlite:{}/sub/hotline.db", file.display());
+    let err = Store::open(&url).await.unwrap_err();
+    assert!(matches!(err, StoreError::CreateDir { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_url_with_slashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/db/h.db", dir.path().display());
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store.close().await;
+    assert!(dir.path().join("db/h.db").exists());
+}
