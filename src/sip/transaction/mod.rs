@@ -101,7 +101,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TransactionError {
     #[error("no such transaction: {0}")]
-    NoSuchTransaction(TransactionKey),
+    NoSuchTransaction(Box<TransactionKey>),
     #[error("status {0} is outside 100-699")]
     InvalidStatus(u16),
     #[error("cannot pass a {status} response in state {state}")]
@@ -109,7 +109,7 @@ pub enum TransactionError {
     #[error("event does not apply to this transaction (state {state})")]
     NotApplicable { state: &'static str },
     #[error("transaction {0} already exists")]
-    Duplicate(TransactionKey),
+    Duplicate(Box<TransactionKey>),
     #[error("transaction limit of {0} reached")]
     Overloaded(usize),
     #[error("an ACK is not a transaction: send the 2xx ACK directly (§17.1.1.3)")]
@@ -242,6 +242,8 @@ pub enum ClientDisposition {
     Unmatched,
 }
 
+// Named after the four machines of §17.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone)]
 enum Transaction {
     ServerInvite(ServerInvite),
@@ -511,9 +513,9 @@ impl TransactionLayer {
         let id = *self
             .servers
             .get(key)
-            .ok_or_else(|| TransactionError::NoSuchTransaction(key.clone()))?;
+            .ok_or_else(|| TransactionError::NoSuchTransaction(Box::new(key.clone())))?;
         let Some(entry) = self.entries.get_mut(&id) else {
-            return Err(TransactionError::NoSuchTransaction(key.clone()));
+            return Err(TransactionError::NoSuchTransaction(Box::new(key.clone())));
         };
         let actions = entry.txn.handle(now, Event::Respond { status, bytes })?;
         // RFC 6026: in Accepted the ACK for the 2xx is expected with a new
@@ -550,7 +552,7 @@ impl TransactionLayer {
         }
         let key = key.into_method(method);
         if self.clients.contains_key(&key) {
-            return Err(TransactionError::Duplicate(key));
+            return Err(TransactionError::Duplicate(Box::new(key)));
         }
         if self.entries.len() >= self.config.max_transactions {
             return Err(TransactionError::Overloaded(self.config.max_transactions));
@@ -766,6 +768,804 @@ impl TransactionLayer {
                 .iter()
                 .filter_map(|(&id, e)| e.queued.map(|t| Reverse((t, id))))
                 .collect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::transport::TransportKind;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn udp() -> Peer {
+        Peer {
+            kind: TransportKind::Udp,
+            addr: "192.0.2.1:5060".parse().unwrap(),
+        }
+    }
+
+    fn tcp() -> Peer {
+        Peer {
+            kind: TransportKind::Tcp,
+            addr: "192.0.2.2:5060".parse().unwrap(),
+        }
+    }
+
+    fn key(branch: &str, method: &Method) -> TransactionKey {
+        TransactionKey::new(&format!("z9hG4bK{branch}"), "192.0.2.1:5060", method).unwrap()
+    }
+
+    fn incoming(branch: &str, method: Method, peer: Peer, call_id: &str) -> IncomingRequest {
+        IncomingRequest {
+            key: key(branch, &method),
+            method,
+            peer,
+            call_id: call_id.to_string(),
+            cseq: 1,
+        }
+    }
+
+    fn layer() -> TransactionLayer {
+        TransactionLayer::new(LayerConfig::default()).unwrap()
+    }
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    /// Runs every timer up to `until`, returning (time since t0, output).
+    fn run(l: &mut TransactionLayer, t0: Instant, until: Duration) -> Vec<(Duration, Output)> {
+        let mut out = vec![];
+        while let Some(d) = l.next_deadline() {
+            if d > t0 + until {
+                break;
+            }
+            for o in l.on_timer(d) {
+                out.push((d - t0, o));
+            }
+        }
+        out
+    }
+
+    fn send_times(out: &[(Duration, Output)]) -> Vec<u64> {
+        out.iter()
+            .filter(|(_, o)| matches!(o.kind, OutputKind::Send { .. }))
+            .map(|(t, _)| t.as_millis() as u64)
+            .collect()
+    }
+
+    fn kinds(out: &[(Duration, Output)]) -> Vec<(u64, OutputKind)> {
+        out.iter()
+            .filter(|(_, o)| !matches!(o.kind, OutputKind::Send { .. }))
+            .map(|(t, o)| (t.as_millis() as u64, o.kind.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn invite_rejected_over_udp_full_cycle() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("1", &Method::Invite);
+        assert_eq!(
+            l.on_request(t0, incoming("1", Method::Invite, udp(), "c1")),
+            ServerDisposition::New { send_trying: true }
+        );
+        let out = l.respond(t0, &inv, 100, b("100")).unwrap();
+        assert_eq!(
+            out,
+            vec![Output {
+                role: Role::Server,
+                key: inv.clone(),
+                kind: OutputKind::Send {
+                    peer: udp(),
+                    bytes: b("100")
+                }
+            }]
+        );
+        // A retransmitted INVITE gets the 100 again.
+        assert_eq!(
+            l.on_request(t0 + ms(500), incoming("1", Method::Invite, udp(), "c1")),
+            ServerDisposition::Retransmission {
+                resend: Some(Transmit {
+                    peer: udp(),
+                    bytes: b("100")
+                })
+            }
+        );
+        l.respond(t0 + ms(1000), &inv, 486, b("486")).unwrap();
+        assert_eq!(l.state(Role::Server, &inv), Some("Completed"));
+        let out = run(&mut l, t0, ms(5000));
+        assert_eq!(send_times(&out), vec![1500, 2500, 4500]);
+        assert_eq!(
+            l.on_request(t0 + ms(5000), incoming("1", Method::Ack, udp(), "c1")),
+            ServerDisposition::AckAbsorbed
+        );
+        assert_eq!(l.state(Role::Server, &inv), Some("Confirmed"));
+        let out = run(&mut l, t0, ms(60_000));
+        assert_eq!(kinds(&out), vec![(10_000, OutputKind::Terminated)]);
+        assert!(l.is_empty());
+        assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn timer_h_reports_timeout() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("h", &Method::Invite);
+        l.on_request(t0, incoming("h", Method::Invite, udp(), "ch"));
+        l.respond(t0, &inv, 480, b("480")).unwrap();
+        let out = run(&mut l, t0, ms(60_000));
+        assert_eq!(
+            send_times(&out),
+            vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+        );
+        assert_eq!(
+            kinds(&out),
+            vec![
+                (32_000, OutputKind::Timeout),
+                (32_000, OutputKind::Terminated)
+            ]
+        );
+    }
+
+    #[test]
+    fn tcp_has_no_retransmissions_and_zero_timers() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("t", &Method::Invite);
+        l.on_request(t0, incoming("t", Method::Invite, tcp(), "ct"));
+        l.respond(t0, &inv, 486, b("486")).unwrap();
+        assert_eq!(l.next_deadline(), Some(t0 + ms(32_000)));
+        l.on_request(t0 + ms(20), incoming("t", Method::Ack, tcp(), "ct"));
+        assert_eq!(l.next_deadline(), Some(t0 + ms(20)));
+        let out = run(&mut l, t0, ms(60_000));
+        assert_eq!(kinds(&out), vec![(20, OutputKind::Terminated)]);
+
+        let bye = key("tb", &Method::Bye);
+        l.on_request(t0, incoming("tb", Method::Bye, tcp(), "ct"));
+        l.respond(t0 + ms(30), &bye, 200, b("200")).unwrap();
+        let out = run(&mut l, t0, ms(60_000));
+        assert_eq!(send_times(&out), Vec::<u64>::new());
+        assert_eq!(kinds(&out), vec![(30, OutputKind::Terminated)]);
+    }
+
+    #[test]
+    fn two_xx_retransmitted_until_ack_with_new_branch() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("a", &Method::Invite);
+        l.on_request(t0, incoming("a", Method::Invite, udp(), "call-a"));
+        l.respond(t0, &inv, 200, b("200")).unwrap();
+        assert_eq!(l.state(Role::Server, &inv), Some("Accepted"));
+        // A retransmitted INVITE gets the 2xx.
+        assert_eq!(
+            l.on_request(t0 + ms(100), incoming("a", Method::Invite, udp(), "call-a")),
+            ServerDisposition::Retransmission {
+                resend: Some(Transmit {
+                    peer: udp(),
+                    bytes: b("200")
+                })
+            }
+        );
+        let out = run(&mut l, t0, ms(8000));
+        assert_eq!(send_times(&out), vec![500, 1500, 3500, 7500]);
+        // The ACK for a 2xx has a new branch; Call-ID and CSeq find it.
+        assert_eq!(
+            l.on_request(
+                t0 + ms(8000),
+                incoming("ack-a", Method::Ack, udp(), "call-a")
+            ),
+            ServerDisposition::AckFor2xx {
+                invite_key: inv.clone()
+            }
+        );
+        let out = run(&mut l, t0, ms(60_000));
+        assert_eq!(send_times(&out), Vec::<u64>::new());
+        assert_eq!(kinds(&out), vec![(32_000, OutputKind::Terminated)]);
+        // Timer L is over: a late ACK matches nothing.
+        assert_eq!(
+            l.on_request(
+                t0 + ms(33_000),
+                incoming("ack-a", Method::Ack, udp(), "call-a")
+            ),
+            ServerDisposition::AckUnmatched
+        );
+        assert!(l.acks_2xx.is_empty());
+    }
+
+    #[test]
+    fn two_xx_without_ack_reports_ack_timeout_after_32_s() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("n", &Method::Invite);
+        l.on_request(t0, incoming("n", Method::Invite, udp(), "call-n"));
+        l.respond(t0, &inv, 200, b("200")).unwrap();
+        let out = run(&mut l, t0, ms(60_000));
+        assert_eq!(
+            send_times(&out),
+            vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+        );
+        assert_eq!(
+            kinds(&out),
+            vec![
+                (32_000, OutputKind::AckTimeout),
+                (32_000, OutputKind::Terminated)
+            ]
+        );
+    }
+
+    #[test]
+    fn cancel_matches_the_invite_server_transaction() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("c", &Method::Invite);
+        let cancel = key("c", &Method::Cancel);
+        l.on_request(t0, incoming("c", Method::Invite, udp(), "call-c"));
+        l.respond(t0, &inv, 180, b("180")).unwrap();
+        assert_eq!(
+            l.on_request(t0 + ms(10), incoming("c", Method::Cancel, udp(), "call-c")),
+            ServerDisposition::CancelFor {
+                invite_key: inv.clone(),
+                final_sent: false
+            }
+        );
+        l.respond(t0 + ms(10), &cancel, 200, b("200 CANCEL"))
+            .unwrap();
+        l.respond(t0 + ms(10), &inv, 487, b("487")).unwrap();
+        // A retransmitted CANCEL gets its 200 again.
+        assert_eq!(
+            l.on_request(t0 + ms(510), incoming("c", Method::Cancel, udp(), "call-c")),
+            ServerDisposition::Retransmission {
+                resend: Some(Transmit {
+                    peer: udp(),
+                    bytes: b("200 CANCEL")
+                })
+            }
+        );
+        // A CANCEL for an unknown INVITE is a plain new transaction (481).
+        assert_eq!(
+            l.on_request(t0, incoming("zz", Method::Cancel, udp(), "call-z")),
+            ServerDisposition::New { send_trying: false }
+        );
+    }
+
+    #[test]
+    fn cancel_after_the_final_says_so() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("f", &Method::Invite);
+        l.on_request(t0, incoming("f", Method::Invite, udp(), "call-f"));
+        l.respond(t0, &inv, 200, b("200")).unwrap();
+        assert_eq!(
+            l.on_request(t0, incoming("f", Method::Cancel, udp(), "call-f")),
+            ServerDisposition::CancelFor {
+                invite_key: inv,
+                final_sent: true
+            }
+        );
+    }
+
+    #[test]
+    fn delayed_trying_is_asked_for_by_timer() {
+        let t0 = Instant::now();
+        let cfg = LayerConfig {
+            timers: TimerConfig {
+                trying_delay: ms(200),
+                ..TimerConfig::default()
+            },
+            ..LayerConfig::default()
+        };
+        let mut l = TransactionLayer::new(cfg).unwrap();
+        let inv = key("d", &Method::Invite);
+        assert_eq!(
+            l.on_request(t0, incoming("d", Method::Invite, udp(), "cd")),
+            ServerDisposition::New { send_trying: false }
+        );
+        assert_eq!(l.next_deadline(), Some(t0 + ms(200)));
+        assert_eq!(
+            l.on_timer(t0 + ms(200)),
+            vec![Output {
+                role: Role::Server,
+                key: inv,
+                kind: OutputKind::SendTrying
+            }]
+        );
+    }
+
+    #[test]
+    fn rfc2543_requests_are_matched() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let via = "SIP/2.0/UDP old.example.com:5060";
+        let k = |m: &Method| {
+            TransactionKey::rfc2543("sip:hotline@example.com", "old-1", 3, "ft", via, m)
+        };
+        let req = |m: Method| IncomingRequest {
+            key: k(&m),
+            method: m,
+            peer: udp(),
+            call_id: "old-1".into(),
+            cseq: 3,
+        };
+        assert!(matches!(
+            l.on_request(t0, req(Method::Invite)),
+            ServerDisposition::New { .. }
+        ));
+        l.respond(t0, &k(&Method::Invite), 486, b("486")).unwrap();
+        assert_eq!(
+            l.on_request(t0 + ms(100), req(Method::Invite)),
+            ServerDisposition::Retransmission {
+                resend: Some(Transmit {
+                    peer: udp(),
+                    bytes: b("486")
+                })
+            }
+        );
+        assert_eq!(
+            l.on_request(t0 + ms(200), req(Method::Ack)),
+            ServerDisposition::AckAbsorbed
+        );
+        assert_eq!(
+            l.state(Role::Server, &k(&Method::Invite)),
+            Some("Confirmed")
+        );
+    }
+
+    #[test]
+    fn client_invite_through_the_layer() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("ci", &Method::Invite);
+        let out = l
+            .send_request(t0, inv.clone(), &Method::Invite, b("INVITE"), udp())
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        let out = run(&mut l, t0, ms(2000));
+        assert_eq!(send_times(&out), vec![500, 1500]);
+        assert_eq!(
+            l.on_response(t0 + ms(2000), &inv, 180),
+            ClientDisposition::Deliver
+        );
+        assert_eq!(
+            l.on_response(t0 + ms(3000), &inv, 486),
+            ClientDisposition::DeliverAndAck { peer: udp() }
+        );
+        assert_eq!(
+            l.on_response(t0 + ms(3500), &inv, 486),
+            ClientDisposition::ResendAck { peer: udp() }
+        );
+        let out = run(&mut l, t0, ms(60_000));
+        assert_eq!(kinds(&out), vec![(35_000, OutputKind::Terminated)]);
+        assert_eq!(
+            l.on_response(t0 + ms(36_000), &inv, 486),
+            ClientDisposition::Unmatched
+        );
+    }
+
+    #[test]
+    fn client_invite_timer_b_and_2xx_accepted() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let lost = key("lost", &Method::Invite);
+        let ok = key("ok", &Method::Invite);
+        l.send_request(t0, lost.clone(), &Method::Invite, b("I1"), udp())
+            .unwrap();
+        l.send_request(t0, ok.clone(), &Method::Invite, b("I2"), tcp())
+            .unwrap();
+        assert_eq!(
+            l.on_response(t0 + ms(10), &ok, 200),
+            ClientDisposition::Deliver
+        );
+        assert_eq!(
+            l.on_response(t0 + ms(20), &ok, 200),
+            ClientDisposition::Deliver
+        );
+        let out = run(&mut l, t0, ms(60_000));
+        let ends: Vec<(u64, &TransactionKey, OutputKind)> = out
+            .iter()
+            .filter(|(_, o)| !matches!(o.kind, OutputKind::Send { .. }))
+            .map(|(t, o)| (t.as_millis() as u64, &o.key, o.kind.clone()))
+            .collect();
+        assert_eq!(
+            ends,
+            vec![
+                (32_000, &lost, OutputKind::Timeout),
+                (32_000, &lost, OutputKind::Terminated),
+                (32_010, &ok, OutputKind::Terminated),
+            ]
+        );
+    }
+
+    #[test]
+    fn client_non_invite_schedule_and_cancel_limit() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let inv = key("x", &Method::Invite);
+        let cancel = key("x", &Method::Cancel);
+        l.send_request(t0, inv.clone(), &Method::Invite, b("INVITE"), tcp())
+            .unwrap();
+        assert_eq!(l.on_response(t0, &inv, 180), ClientDisposition::Deliver);
+        l.send_request(
+            t0 + ms(5000),
+            cancel.clone(),
+            &Method::Cancel,
+            b("CANCEL"),
+            udp(),
+        )
+        .unwrap();
+        assert_eq!(
+            l.on_response(t0 + ms(5100), &cancel, 200),
+            ClientDisposition::Deliver
+        );
+        // The far end never sends 487: the INVITE is given up 64*T1 after
+        // the CANCEL (§9.1).
+        let out = run(&mut l, t0, ms(60_000));
+        let ends: Vec<(u64, Role, &TransactionKey, OutputKind)> = out
+            .iter()
+            .map(|(t, o)| (t.as_millis() as u64, o.role, &o.key, o.kind.clone()))
+            .collect();
+        assert_eq!(
+            ends,
+            vec![
+                (10_100, Role::Client, &cancel, OutputKind::Terminated),
+                (37_000, Role::Client, &inv, OutputKind::Timeout),
+                (37_000, Role::Client, &inv, OutputKind::Terminated),
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_and_misuse() {
+        let t0 = Instant::now();
+        let cfg = LayerConfig {
+            max_transactions: 2,
+            ..LayerConfig::default()
+        };
+        let mut l = TransactionLayer::new(cfg).unwrap();
+        l.on_request(t0, incoming("1", Method::Invite, udp(), "c1"));
+        l.on_request(t0, incoming("2", Method::Options, udp(), "c2"));
+        assert_eq!(
+            l.on_request(t0, incoming("3", Method::Invite, udp(), "c3")),
+            ServerDisposition::Overloaded
+        );
+        // Retransmissions and ACKs still match over the cap.
+        assert!(matches!(
+            l.on_request(t0, incoming("1", Method::Invite, udp(), "c1")),
+            ServerDisposition::Retransmission { .. }
+        ));
+        assert_eq!(
+            l.on_request(t0, incoming("9", Method::Ack, udp(), "c9")),
+            ServerDisposition::AckUnmatched
+        );
+        assert_eq!(
+            l.send_request(t0, key("4", &Method::Bye), &Method::Bye, b("BYE"), udp()),
+            Err(TransactionError::Overloaded(2))
+        );
+        assert_eq!(
+            l.respond(t0, &key("nope", &Method::Bye), 200, b("200")),
+            Err(TransactionError::NoSuchTransaction(Box::new(key(
+                "nope",
+                &Method::Bye
+            ))))
+        );
+        assert!(matches!(
+            l.respond(t0, &key("1", &Method::Invite), 42, b("?")),
+            Err(TransactionError::InvalidStatus(42))
+        ));
+
+        let mut l = layer();
+        let k = key("dup", &Method::Options);
+        l.send_request(t0, k.clone(), &Method::Options, b("OPTIONS"), udp())
+            .unwrap();
+        assert_eq!(
+            l.send_request(t0, k.clone(), &Method::Options, b("OPTIONS"), udp()),
+            Err(TransactionError::Duplicate(Box::new(k.clone())))
+        );
+        assert_eq!(
+            l.send_request(t0, key("ack", &Method::Ack), &Method::Ack, b("ACK"), udp()),
+            Err(TransactionError::AckIsNotATransaction)
+        );
+        // Server and client keys live apart: a request copying our branch
+        // and sent-by makes a server transaction, it does not hit ours.
+        assert_eq!(
+            l.on_request(t0, incoming("dup", Method::Options, udp(), "c")),
+            ServerDisposition::New { send_trying: false }
+        );
+        assert_eq!(l.len(), 2);
+        assert!(TransactionLayer::new(LayerConfig {
+            max_transactions: 0,
+            ..LayerConfig::default()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn transport_error_ends_the_transaction() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let k = key("te", &Method::Bye);
+        l.send_request(t0, k.clone(), &Method::Bye, b("BYE"), tcp())
+            .unwrap();
+        assert_eq!(l.on_transport_error(t0, Role::Server, &k), vec![]);
+        let out = l.on_transport_error(t0, Role::Client, &k);
+        let kinds: Vec<OutputKind> = out.into_iter().map(|o| o.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![OutputKind::TransportError, OutputKind::Terminated]
+        );
+        assert!(l.is_empty());
+        assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn ten_thousand_transactions() {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let n = 10_000u32;
+        for i in 0..n {
+            let branch = i.to_string();
+            let call_id = format!("call-{i}");
+            let d = l.on_request(t0, incoming(&branch, Method::Invite, udp(), &call_id));
+            assert_eq!(d, ServerDisposition::New { send_trying: true });
+            let (status, bytes) = if i % 2 == 0 {
+                (486, b("486"))
+            } else {
+                (200, b("200"))
+            };
+            l.respond(t0, &key(&branch, &Method::Invite), status, bytes)
+                .unwrap();
+        }
+        assert_eq!(l.len(), n as usize);
+        assert_eq!(l.next_deadline(), Some(t0 + ms(500)));
+        // ACK the first half: the 486s by key, the 200s by Call-ID/CSeq.
+        for i in 0..n / 2 {
+            let branch = i.to_string();
+            let call_id = format!("call-{i}");
+            let d = if i % 2 == 0 {
+                l.on_request(
+                    t0 + ms(100),
+                    incoming(&branch, Method::Ack, udp(), &call_id),
+                )
+            } else {
+                l.on_request(
+                    t0 + ms(100),
+                    incoming(&format!("ack{i}"), Method::Ack, udp(), &call_id),
+                )
+            };
+            let want = if i % 2 == 0 {
+                ServerDisposition::AckAbsorbed
+            } else {
+                ServerDisposition::AckFor2xx {
+                    invite_key: key(&branch, &Method::Invite),
+                }
+            };
+            assert_eq!(d, want);
+        }
+        let mut sends = 0;
+        let mut timeouts = 0;
+        let mut ack_timeouts = 0;
+        let mut terminated = std::collections::HashSet::new();
+        let mut wakeups = 0;
+        while let Some(d) = l.next_deadline() {
+            wakeups += 1;
+            for o in l.on_timer(d) {
+                match o.kind {
+                    OutputKind::Send { .. } => sends += 1,
+                    OutputKind::Timeout => timeouts += 1,
+                    OutputKind::AckTimeout => ack_timeouts += 1,
+                    OutputKind::Terminated => {
+                        assert!(terminated.insert(o.key));
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        // 2,500 unACKed 486s and 2,500 unACKed 200s, 10 retransmissions each
+        // over 32 s; everything shares the same deadlines, so the shell
+        // wakes once per distinct instant.
+        assert_eq!(sends, 50_000);
+        assert_eq!(timeouts, 2_500);
+        assert_eq!(ack_timeouts, 2_500);
+        assert_eq!(terminated.len(), n as usize);
+        assert!(wakeups <= 16, "{wakeups} wake-ups");
+        assert!(l.is_empty());
+        assert!(l.acks_2xx.is_empty());
+        assert!(l.queue.is_empty());
+    }
+
+    // ---- property test: random event sequences ----
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Request { k: u8, m: u8, tcp: bool },
+        Ack2xx { k: u8 },
+        Respond { k: u8, m: u8, status: u16 },
+        Send { k: u8, m: u8, tcp: bool },
+        Response { k: u8, m: u8, status: u16 },
+        TransportError { k: u8, m: u8, client: bool },
+        Advance { ms: u32 },
+    }
+
+    const METHODS: [Method; 4] = [Method::Invite, Method::Ack, Method::Cancel, Method::Bye];
+
+    fn status() -> impl Strategy<Value = u16> {
+        prop_oneof![
+            Just(100u16),
+            Just(180),
+            Just(200),
+            Just(486),
+            Just(603),
+            0u16..1000
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..4, 0u8..4, any::<bool>()).prop_map(|(k, m, tcp)| Op::Request { k, m, tcp }),
+            (0u8..4).prop_map(|k| Op::Ack2xx { k }),
+            (0u8..4, 0u8..4, status()).prop_map(|(k, m, status)| Op::Respond { k, m, status }),
+            (0u8..4, 0u8..4, any::<bool>()).prop_map(|(k, m, tcp)| Op::Send { k, m, tcp }),
+            (0u8..4, 0u8..4, status()).prop_map(|(k, m, status)| Op::Response { k, m, status }),
+            (0u8..4, 0u8..4, any::<bool>()).prop_map(|(k, m, client)| Op::TransportError {
+                k,
+                m,
+                client
+            }),
+            (0u32..40_000).prop_map(|ms| Op::Advance { ms }),
+        ]
+    }
+
+    struct Harness {
+        l: TransactionLayer,
+        now: Instant,
+        last: HashMap<(Role, TransactionKey), Instant>,
+        bound: Duration,
+    }
+
+    impl Harness {
+        fn touch(&mut self, role: Role, key: &TransactionKey) {
+            if self.l.state(role, key).is_some() {
+                self.last.insert((role, key.clone()), self.now);
+            }
+        }
+
+        fn check(&mut self, at: Instant, outs: Vec<Output>) {
+            for o in outs {
+                if o.kind == OutputKind::Terminated {
+                    let last = self
+                        .last
+                        .remove(&(o.role, o.key.clone()))
+                        .expect("terminated a transaction never seen");
+                    assert!(
+                        at <= last + self.bound,
+                        "{} terminated {:?} after its last event",
+                        o.key,
+                        at - last
+                    );
+                }
+            }
+        }
+
+        fn advance_to(&mut self, target: Instant) {
+            while let Some(d) = self.l.next_deadline() {
+                if d > target {
+                    break;
+                }
+                let at = d.max(self.now);
+                self.now = at;
+                let outs = self.l.on_timer(at);
+                self.check(at, outs);
+            }
+            self.now = self.now.max(target);
+        }
+
+        fn apply(&mut self, op: Op) {
+            let now = self.now;
+            match op {
+                Op::Request { k, m, tcp: t } => {
+                    let method = METHODS[m as usize].clone();
+                    let req = incoming(
+                        &k.to_string(),
+                        method,
+                        if t { tcp() } else { udp() },
+                        &format!("c{k}"),
+                    );
+                    let tk = req.key.clone().into_method(&req.method);
+                    self.l.on_request(now, req);
+                    self.touch(Role::Server, &tk);
+                }
+                Op::Ack2xx { k } => {
+                    let req = incoming(&format!("ack{k}"), Method::Ack, udp(), &format!("c{k}"));
+                    self.l.on_request(now, req);
+                    self.touch(Role::Server, &key(&k.to_string(), &Method::Invite));
+                }
+                Op::Respond { k, m, status } => {
+                    let tk = key(&k.to_string(), &METHODS[m as usize]);
+                    let outs = self
+                        .l
+                        .respond(now, &tk, status, b("resp"))
+                        .unwrap_or_default();
+                    self.touch(Role::Server, &tk);
+                    self.check(now, outs);
+                }
+                Op::Send { k, m, tcp: t } => {
+                    let method = METHODS[m as usize].clone();
+                    let tk = key(&format!("out{k}"), &method);
+                    let outs = self
+                        .l
+                        .send_request(
+                            now,
+                            tk.clone(),
+                            &method,
+                            b("req"),
+                            if t { tcp() } else { udp() },
+                        )
+                        .unwrap_or_default();
+                    self.touch(Role::Client, &tk);
+                    if let Some(inv) = tk.cancel_target() {
+                        self.touch(Role::Client, &inv);
+                    }
+                    self.check(now, outs);
+                }
+                Op::Response { k, m, status } => {
+                    let tk = key(&format!("out{k}"), &METHODS[m as usize]);
+                    self.l.on_response(now, &tk, status);
+                    self.touch(Role::Client, &tk);
+                }
+                Op::TransportError { k, m, client } => {
+                    let (role, tk) = if client {
+                        (Role::Client, key(&format!("out{k}"), &METHODS[m as usize]))
+                    } else {
+                        (Role::Server, key(&k.to_string(), &METHODS[m as usize]))
+                    };
+                    let outs = self.l.on_transport_error(now, role, &tk);
+                    self.check(now, outs);
+                }
+                Op::Advance { ms: d } => {
+                    let target = self.now + Duration::from_millis(u64::from(d));
+                    self.advance_to(target);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_events_never_panic_and_always_terminate(ops in prop::collection::vec(op(), 1..80)) {
+            let timers = TimerConfig {
+                // Keep the Timer C guard under the bound being checked.
+                c: Duration::from_secs(30),
+                ..TimerConfig::default()
+            };
+            let bound = timers.t1 * 64 + timers.t4;
+            let mut h = Harness {
+                l: TransactionLayer::new(LayerConfig { timers, max_transactions: 64 }).unwrap(),
+                now: Instant::now(),
+                last: HashMap::new(),
+                bound,
+            };
+            for op in ops {
+                h.apply(op);
+                // The queue top is always live, so next_deadline is exact.
+                if let Some(&Reverse((t, id))) = h.l.queue.peek() {
+                    prop_assert!(h.l.is_live(t, id));
+                }
+            }
+            let mut steps = 0;
+            while let Some(d) = h.l.next_deadline() {
+                steps += 1;
+                prop_assert!(steps < 10_000, "timers never settle");
+                h.advance_to(d);
+            }
+            prop_assert!(h.l.is_empty());
+            prop_assert!(h.last.is_empty(), "no Terminated for {:?}", h.last.keys().collect::<Vec<_>>());
+            prop_assert!(h.l.acks_2xx.is_empty());
         }
     }
 }
