@@ -150,7 +150,6 @@ async fn wait_for_signal() {
 
 fn check_config(cfg: &Config) -> anyhow::Result<()> {
     let (prompts, flows) = load_media_and_flows(cfg)?;
-    hotline::store::check_database_url(&cfg.database_url)?;
     println!(
         "{}: ok ({} prompts, {} flows)",
         cfg.file.display(),

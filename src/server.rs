@@ -171,7 +171,7 @@ impl Server {
         self.calls_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.wait()).await;
         self.shutdown.cancel();
-        self.records.close();
+        self.records.close().await;
         let _ = self.writer.await;
         self.store.close().await;
         info!("stopped");

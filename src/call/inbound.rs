@@ -192,12 +192,7 @@ impl InboundCall {
                 return false;
             }
         };
-        let mut oa = OfferAnswer::new(LocalMedia {
-            ip: self.ctx.rtp.advertised,
-            port: local_port,
-            session_id: rand::random::<u32>() as u64,
-            session_version: 1,
-        });
+        let mut oa = OfferAnswer::new(LocalMedia::new(self.ctx.rtp.advertised, local_port));
         let body = sdp_body(&self.invite);
         let our_sdp = match body {
             Some(offer) => match oa.answer(&offer) {
@@ -259,17 +254,14 @@ impl InboundCall {
         self.state = LegState::Answered;
         self.record.codec = oa.current.as_ref().map(|n| n.codec.name().to_string());
 
-        let cfg = SessionConfig {
-            socket,
-            remote: oa.current.as_ref().and_then(|n| n.remote_rtp),
-            codec: oa.current.as_ref().map(|n| n.codec).unwrap_or(crate::media::Codec::Pcmu),
-            dtmf_pt: oa.current.as_ref().and_then(|n| n.dtmf_pt),
-            rtp_timeout: self.ctx.rtp.timeout,
+        let mut cfg = match &oa.current {
+            Some(n) => SessionConfig::negotiated(socket, n),
+            // Our offer is out; nothing is sent until the ACK brings the answer.
+            None => SessionConfig::new(socket, None, crate::media::Codec::Pcmu),
         };
+        cfg.rtp_timeout = self.ctx.rtp.timeout;
+        cfg.held = oa.current.is_none() || oa.held();
         let (handle, events) = session::spawn(cfg);
-        if oa.current.as_ref().is_some_and(|n| n.held) {
-            handle.set_hold(true);
-        }
         self.media = Some(handle);
         self.media_events = Some(events);
         self.offer_answer = Some(oa);
@@ -368,7 +360,7 @@ impl InboundCall {
                         Some(answer) => {
                             let result = self.offer_answer.as_mut().map(|oa| oa.accept_answer(&answer));
                             match result {
-                                Some(Ok(())) => self.apply_negotiated(),
+                                Some(Ok(())) => self.apply_negotiated().await,
                                 _ => {
                                     info!("ACK carried an unacceptable answer; hanging up");
                                     self.hangup(HangupBy::System, "bad_answer").await;
@@ -471,7 +463,7 @@ impl InboundCall {
                 resp.headers.push("Content-Type", "application/sdp");
                 resp.body = Bytes::from(sdp);
                 self.ctx.sip.respond(key, resp).await;
-                self.apply_negotiated();
+                self.apply_negotiated().await;
             }
             Err(e) => {
                 // The old session stays as it was (RFC 3261 §14.2).
@@ -482,14 +474,15 @@ impl InboundCall {
         }
     }
 
-    fn apply_negotiated(&mut self) {
+    async fn apply_negotiated(&mut self) {
         let (Some(oa), Some(media)) = (self.offer_answer.as_ref(), self.media.as_ref()) else {
             return;
         };
         if let Some(n) = &oa.current {
-            media.set_remote(n.remote_rtp);
-            media.set_hold(n.held);
-            info!(held = n.held, remote = ?n.remote_rtp, "media updated");
+            let held = oa.held();
+            let _ = media.set_remote(n.remote_rtp).await;
+            let _ = media.set_hold(held).await;
+            info!(held, remote = ?n.remote_rtp, "media updated");
             self.record.codec = Some(n.codec.name().to_string());
         }
     }
@@ -535,10 +528,10 @@ impl InboundCall {
             for action in actions {
                 let now = Instant::now();
                 match action {
-                    IvrAction::Play { id, lang, prompts, .. } => self.play(id, lang, &prompts),
+                    IvrAction::Play { id, lang, prompts, .. } => self.play(id, lang, &prompts).await,
                     IvrAction::StopPlayback => {
                         if let Some(m) = &self.media {
-                            m.stop_playback();
+                            let _ = m.stop_playback().await;
                         }
                     }
                     IvrAction::Lookup { sql, params } => {
@@ -580,7 +573,7 @@ impl InboundCall {
         }
     }
 
-    fn play(&mut self, id: u64, lang: Lang, names: &[String]) {
+    async fn play(&mut self, id: u64, lang: Lang, names: &[String]) {
         let mut prompts = Vec::with_capacity(names.len());
         for name in names {
             match self.ctx.prompts.get(lang, name) {
@@ -589,7 +582,7 @@ impl InboundCall {
             }
         }
         if let Some(m) = &self.media {
-            m.play(id, prompts);
+            let _ = m.play(id, prompts).await;
         }
     }
 
@@ -615,7 +608,7 @@ impl InboundCall {
     async fn finish(mut self) {
         let now = Instant::now();
         if let Some(m) = self.media.take() {
-            m.close();
+            m.close().await;
         }
         self.record.ended_at = self.wall(now);
         self.record.duration_ms = self.answered.map(|a| (now - a).as_millis() as i64).unwrap_or(0);
@@ -647,18 +640,19 @@ impl InboundCall {
     }
 }
 
-/// The SDP body of a request, if it has one.
-fn sdp_body(req: &Request) -> Option<String> {
+/// The SDP body of a request, if it has one (alone, or as the SDP part of a
+/// multipart/mixed body).
+fn sdp_body(req: &Request) -> Option<Bytes> {
     if req.body.is_empty() {
         return None;
     }
     let ctype = req.headers.get("Content-Type").unwrap_or("application/sdp");
     let mime = ctype.split(';').next().unwrap_or("").trim();
     if mime.eq_ignore_ascii_case("application/sdp") {
-        return String::from_utf8(req.body.to_vec()).ok();
+        return Some(req.body.clone());
     }
     if mime.eq_ignore_ascii_case("multipart/mixed") {
-        return crate::sip::validate::sdp_from_multipart(ctype, &req.body);
+        return crate::sip::validate::sdp_from_multipart(ctype, &req.body).map(Bytes::from);
     }
     None
 }

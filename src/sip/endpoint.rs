@@ -26,7 +26,8 @@ use super::headers::Via;
 use super::message::{response_to, Method, Request, Response, SipMessage};
 use super::parse::parse_message;
 use super::transaction::{
-    ClientDisposition, Output, ServerDisposition, TimerConfig, TransactionKey, TransactionLayer,
+    ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, ServerDisposition, TimerConfig,
+    TransactionKey, TransactionLayer,
 };
 use super::transport::{serve_tcp, Peer, TcpEvent, TransportKind};
 use super::validate::{check_request, error_response};
@@ -213,8 +214,14 @@ pub async fn start(
     });
     info!(udp = ?local.udp, tcp = ?local.tcp, "SIP listening");
     let (cmd_tx, cmd_rx) = mpsc::channel(8192);
+    let layer = TransactionLayer::new(LayerConfig {
+        timers: cfg.timers,
+        max_transactions: cfg.max_transactions,
+    })
+    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let endpoint = Endpoint {
-        layer: TransactionLayer::new(cfg.timers.clone(), cfg.max_transactions),
+        layer,
+        txn_calls: HashMap::new(),
         cfg,
         acl,
         local: local.clone(),
@@ -249,6 +256,9 @@ const DIALOG_QUEUE: usize = 64;
 struct Endpoint {
     cfg: EndpointConfig,
     layer: TransactionLayer,
+    /// The Call-ID of each live transaction, to route its timeouts; and the
+    /// INVITE request of server INVITE transactions, for a delayed 100.
+    txn_calls: HashMap<TransactionKey, String>,
     acl: Acl,
     local: Arc<LocalAddrs>,
     udp: Option<Arc<UdpSocket>>,
@@ -319,15 +329,24 @@ impl Endpoint {
 
     fn apply(&mut self, outputs: Vec<Output>) {
         for out in outputs {
-            match out {
-                Output::Send { peer, bytes } => self.send(peer, bytes),
-                Output::Timeout { key, call_id } => {
-                    self.to_dialog(&call_id, DialogEvent::Timeout { key });
+            match out.kind {
+                OutputKind::Send { peer, bytes } => self.send(peer, bytes),
+                OutputKind::Timeout | OutputKind::TransportError => {
+                    if let Some(call_id) = self.txn_calls.get(&out.key).cloned() {
+                        self.to_dialog(&call_id, DialogEvent::Timeout { key: out.key });
+                    }
                 }
-                Output::AckTimeout { call_id, .. } => {
-                    self.to_dialog(&call_id, DialogEvent::AckTimeout);
+                OutputKind::AckTimeout => {
+                    if let Some(call_id) = self.txn_calls.get(&out.key).cloned() {
+                        self.to_dialog(&call_id, DialogEvent::AckTimeout);
+                    }
                 }
-                Output::Terminated { .. } => {}
+                // The 100 Trying is sent at once for every INVITE (below),
+                // so a delayed one is never asked for.
+                OutputKind::SendTrying => {}
+                OutputKind::Terminated => {
+                    self.txn_calls.remove(&out.key);
+                }
             }
         }
     }
@@ -358,8 +377,10 @@ impl Endpoint {
                 }
                 let status = response.status;
                 let bytes = response.to_bytes();
-                let outputs = self.layer.respond(now, &key, status, bytes);
-                self.apply(outputs);
+                match self.layer.respond(now, &key, status, bytes) {
+                    Ok(outputs) => self.apply(outputs),
+                    Err(e) => debug!(error = %e, status, "response not sent"),
+                }
             }
             Command::Request { mut request, peer } => {
                 let branch = new_branch();
@@ -372,10 +393,17 @@ impl Endpoint {
                     },
                 );
                 let call_id = request.call_id().map(str::to_string).unwrap_or_default();
-                let key = TransactionKey::new(&branch, &self.sent_by(peer.kind), &request.method);
+                let Ok(key) = TransactionKey::new(&branch, &self.sent_by(peer.kind), &request.method) else {
+                    return;
+                };
                 let bytes = request.to_bytes();
-                let outputs = self.layer.send_request(now, key, request.method.clone(), call_id, bytes, peer);
-                self.apply(outputs);
+                match self.layer.send_request(now, key.clone(), &request.method, bytes, peer) {
+                    Ok(outputs) => {
+                        self.txn_calls.insert(key, call_id);
+                        self.apply(outputs);
+                    }
+                    Err(e) => debug!(error = %e, "request not sent"),
+                }
             }
             Command::Ack { mut request, peer } => {
                 let via = self.our_via(peer.kind, &new_branch());
@@ -459,46 +487,58 @@ impl Endpoint {
             return;
         };
         let call_id = req.call_id().map(str::to_string).unwrap_or_default();
+        let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
         let now = Instant::now();
         let resp_peer = response_peer(peer, &req);
-        match self.layer.on_request(now, key.clone(), req.method.clone(), &call_id, resp_peer) {
-            ServerDisposition::Retransmission { outputs } => {
+        let incoming = IncomingRequest {
+            key: key.clone(),
+            method: req.method.clone(),
+            peer: resp_peer,
+            call_id: call_id.clone(),
+            cseq,
+        };
+        match self.layer.on_request(now, incoming) {
+            ServerDisposition::Retransmission { resend } => {
                 trace!(call_id, "retransmission absorbed");
-                self.apply(outputs);
+                if let Some(t) = resend {
+                    self.send(t.peer, t.bytes);
+                }
             }
             ServerDisposition::AckAbsorbed => {}
-            ServerDisposition::AckFor2xx => {
-                self.to_dialog(&call_id, DialogEvent::Ack { request: req });
-            }
-            ServerDisposition::StrayAck => {
-                // An ACK matching nothing is dropped (RFC 3261 §17.2.3).
+            ServerDisposition::AckFor2xx { .. } | ServerDisposition::AckUnmatched => {
+                // An ACK for a dialog we do not know is dropped (§17.2.3).
                 if !self.to_dialog(&call_id, DialogEvent::Ack { request: req }) {
                     trace!(call_id, "stray ACK dropped");
                 }
             }
             ServerDisposition::Overloaded => {
-                self.reply(peer, &req, 503, &[("Retry-After", "5")]);
+                if req.method != Method::Ack {
+                    self.reply(peer, &req, 503, &[("Retry-After", "5")]);
+                }
             }
-            ServerDisposition::CancelFor { invite_key: _ } => {
-                // RFC 3261 §9.2: answer the CANCEL itself with 200, then the
-                // call answers the INVITE with 487.
+            ServerDisposition::CancelFor { final_sent, .. } => {
+                // RFC 3261 §9.2: answer the CANCEL itself with 200; the call
+                // then answers the INVITE with 487.
                 let resp = response_to(&req, 200, "OK");
                 self.respond_in_txn(&key, resp);
-                self.to_dialog(&call_id, DialogEvent::Cancel);
+                if !final_sent {
+                    self.to_dialog(&call_id, DialogEvent::Cancel);
+                }
             }
-            ServerDisposition::CancelUnmatched => {
-                let resp = response_to(&req, 481, "Call/Transaction Does Not Exist");
-                self.respond_in_txn(&key, resp);
+            ServerDisposition::New { .. } => {
+                self.txn_calls.insert(key.clone(), call_id.clone());
+                self.on_new_request(peer, resp_peer, key, call_id, req)
             }
-            ServerDisposition::New => self.on_new_request(peer, resp_peer, key, call_id, req),
         }
     }
 
     fn respond_in_txn(&mut self, key: &TransactionKey, mut resp: Response) {
         resp.headers.push("Server", self.local.user_agent.clone());
         let status = resp.status;
-        let outputs = self.layer.respond(Instant::now(), key, status, resp.to_bytes());
-        self.apply(outputs);
+        match self.layer.respond(Instant::now(), key, status, resp.to_bytes()) {
+            Ok(outputs) => self.apply(outputs),
+            Err(e) => debug!(error = %e, status, "response not sent"),
+        }
     }
 
     fn on_new_request(&mut self, peer: Peer, resp_peer: Peer, key: TransactionKey, call_id: String, req: Request) {
@@ -510,11 +550,7 @@ impl Endpoint {
                     key,
                     peer: resp_peer,
                 };
-                if !self.to_dialog(&call_id, ev) {
-                    // The call ended between the lookup and the send.
-                    let resp = response_to_blank(481);
-                    let _ = resp;
-                }
+                self.to_dialog(&call_id, ev);
                 return;
             }
             let resp = response_to(&req, 481, "Call/Transaction Does Not Exist");
@@ -537,7 +573,7 @@ impl Endpoint {
                 resp.set_to_tag(&new_tag());
                 self.respond_in_txn(&key, resp);
             }
-            Method::Bye | Method::Info | Method::Update | Method::Prack => {
+            Method::Bye | Method::Info | Method::Update | Method::Prack | Method::Cancel => {
                 // These only make sense inside a dialog.
                 let mut resp = response_to(&req, 481, "Call/Transaction Does Not Exist");
                 resp.set_to_tag(&new_tag());
@@ -620,22 +656,25 @@ impl Endpoint {
         let Ok(cseq) = resp.cseq() else {
             return;
         };
-        let key = TransactionKey::new(branch, &via.sent_by(), &cseq.method);
+        let Ok(key) = TransactionKey::new(branch, &via.sent_by(), &cseq.method) else {
+            return;
+        };
         let call_id = resp.call_id().map(str::to_string).unwrap_or_default();
         match self.layer.on_response(Instant::now(), &key, resp.status) {
-            ClientDisposition::Deliver { outputs } => {
-                self.apply(outputs);
+            ClientDisposition::Deliver => {
                 self.to_dialog(&call_id, DialogEvent::Response { response: resp, key });
             }
-            ClientDisposition::Absorb { outputs } => self.apply(outputs),
+            ClientDisposition::DeliverAndAck { .. } | ClientDisposition::ResendAck { .. } => {
+                // Our INVITEs (to agents) come with the ACD; nothing sends one yet.
+                self.to_dialog(&call_id, DialogEvent::Response { response: resp, key });
+            }
+            ClientDisposition::Absorb => {}
             ClientDisposition::Unmatched => {
                 trace!(call_id, status = resp.status, "response matching no transaction dropped");
             }
         }
     }
 }
-
-fn response_to_blank(_status: u16) {}
 
 async fn recv_udp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
     match sock {
@@ -713,7 +752,7 @@ fn server_key(req: &Request) -> Option<TransactionKey> {
     let via = req.top_via().ok()?;
     let cseq = req.cseq().ok()?;
     match via.branch() {
-        Some(b) if b.starts_with("z9hG4bK") => Some(TransactionKey::new(b, &via.sent_by(), &req.method)),
+        Some(b) if b.starts_with("z9hG4bK") => TransactionKey::new(b, &via.sent_by(), &req.method).ok(),
         _ => {
             let call_id = req.call_id().ok()?;
             let from_tag = req.from().ok().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
