@@ -324,17 +324,20 @@ pub fn check_response(resp: &Response) -> Result<(), HeaderError> {
 }
 
 /// Builds the response for a rejected request, if it can be addressed: never
-/// for ACK (§17.2.1), and only with a usable top Via (where to send it,
-/// §18.2.2) and a CSeq (what the client matches it with, §17.1.3). From,
-/// To and Call-ID are copied when present, the first of each, even if
-/// malformed: the client recognises its own bytes. A To tag is added when
-/// To is well-formed and has none (§8.2.6.2).
+/// for ACK (§17.2.1), and only with a Via (what the client matches the
+/// response with, §17.1.3) and a CSeq. Via, From, To, Call-ID and CSeq are
+/// copied as sent, the first of each single-valued one, even if malformed
+/// (RFC 4475 badinv01 has a broken Via and still deserves its 400): the
+/// client recognises its own bytes. The transport sends the response per
+/// §18.2.2 using the top Via when it parses (`Headers::top_via`), else to
+/// the source address. A To tag is added when To is well-formed and has
+/// none (§8.2.6.2).
 pub fn error_response(req: &Request, rej: &Rejection) -> Option<Response> {
     if req.method == Method::Ack {
         return None;
     }
     let h = &req.headers;
-    h.top_via().ok()?;
+    h.get("Via")?;
     h.get("CSeq")?;
     let mut headers = Headers::new();
     for v in h.get_all("Via") {
