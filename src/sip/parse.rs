@@ -794,3 +794,410 @@ pub fn reason_phrase(status: u16) -> &'static str {
         _ => "Unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const INVITE: &str = "INVITE sip:agent@hotline.example SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9;rport\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:alice@example.net>;tag=9fxced76sl\r\n\
+To: <sip:agent@hotline.example>\r\n\
+Call-ID: 3848276298220188511@example.net\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@192.0.2.1:5060;transport=udp>\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n\
+Supported: replaces, timer\r\n\
+User-Agent: Softphone 1.0\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 116\r\n\
+\r\n\
+v=0\r\n\
+o=alice 2890844526 2890844526 IN IP4 192.0.2.1\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.1\r\n\
+t=0 0\r\n\
+m=audio 49170 RTP/AVP 0 8 101\r\n";
+
+    fn req(buf: &[u8]) -> Request {
+        match parse_message(buf) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn typical_invite() {
+        assert_eq!(INVITE.len() - INVITE.find("\r\n\r\n").unwrap() - 4, 116);
+        let r = req(INVITE.as_bytes());
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(r.uri, "sip:agent@hotline.example");
+        assert_eq!(r.headers.0.len(), 12);
+        assert_eq!(
+            r.headers.get("call-id"),
+            Some("3848276298220188511@example.net")
+        );
+        assert_eq!(r.body.len(), 116);
+        // Printing it gives the same bytes back.
+        assert_eq!(&r.to_bytes()[..], INVITE.as_bytes());
+    }
+
+    #[test]
+    fn compact_and_canonical_names() {
+        let m = "OPTIONS sip:a@b SIP/2.0\r\ni: x\r\nM: <sip:c@d>\r\nf: <sip:a@b>\r\nT: <sip:a@b>\r\nv: SIP/2.0/UDP h\r\n\
+l: 0\r\nc: text/plain\r\nk: timer\r\ns: hi\r\ne: gzip\r\no: dialog\r\nr: <sip:x@y>\r\nb: <sip:z@w>\r\n\
+u: talk\r\nCALL-id: y\r\ncseq: 1 OPTIONS\r\nwww-authenticate: Digest\r\nX-Custom: 1\r\n\r\n";
+        let r = req(m.as_bytes());
+        let names: Vec<&str> = r.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Call-ID",
+                "Contact",
+                "From",
+                "To",
+                "Via",
+                "Content-Length",
+                "Content-Type",
+                "Supported",
+                "Subject",
+                "Content-Encoding",
+                "Event",
+                "Refer-To",
+                "Referred-By",
+                "Allow-Events",
+                "Call-ID",
+                "CSeq",
+                "WWW-Authenticate",
+                "X-Custom"
+            ]
+        );
+    }
+
+    #[test]
+    fn folding_and_whitespace() {
+        let m = "OPTIONS sip:a@b SIP/2.0\r\nSubject: one  \r\n\t two\r\n   three \r\nTO :\r\n sip:a@b\r\nEmpty:\r\n\r\n";
+        let r = req(m.as_bytes());
+        assert_eq!(r.headers.get("Subject"), Some("one two three"));
+        assert_eq!(r.headers.get("To"), Some("sip:a@b"));
+        assert_eq!(r.headers.get("Empty"), Some(""));
+        let bad = "OPTIONS sip:a@b SIP/2.0\r\n continuation first\r\n\r\n";
+        assert!(matches!(
+            parse_message(bad.as_bytes()),
+            Err(ParseError::BadHeaderLine { .. })
+        ));
+    }
+
+    #[test]
+    fn leading_crlf_and_bare_lf() {
+        let r = req(b"\r\n\r\nOPTIONS sip:a@b SIP/2.0\nCall-ID: x\n\n");
+        assert_eq!(r.headers.get("Call-ID"), Some("x"));
+        assert_eq!(parse_message(b"\r\n\r\n"), Err(ParseError::Empty));
+    }
+
+    #[test]
+    fn body_framing_on_datagrams() {
+        let head = "MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n";
+        // No Content-Length: the rest of the datagram.
+        assert_eq!(
+            &req(format!("{head}\r\nhello").as_bytes()).body[..],
+            b"hello"
+        );
+        // Extra bytes discarded.
+        assert_eq!(
+            &req(format!("{head}l: 3\r\n\r\nhello").as_bytes()).body[..],
+            b"hel"
+        );
+        // Fewer bytes than announced.
+        assert_eq!(
+            parse_message(format!("{head}Content-Length: 9\r\n\r\nhello").as_bytes()),
+            Err(ParseError::BodyTooShort {
+                announced: 9,
+                available: 5
+            })
+        );
+        // A malformed Content-Length is for validate; the body is the rest.
+        let r = req(format!("{head}Content-Length: -1\r\n\r\nhello").as_bytes());
+        assert_eq!(&r.body[..], b"hello");
+        assert!(r.content_length().is_err());
+    }
+
+    #[test]
+    fn header_errors() {
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nSubject: \xff\xfe\r\n\r\n";
+        assert_eq!(parse_message(m), Err(ParseError::InvalidUtf8 { line: 2 }));
+        for bad in ["No colon here", ": no name", "Bad Name: x", "Na(me: x"] {
+            let m = format!("OPTIONS sip:a@b SIP/2.0\r\n{bad}\r\n\r\n");
+            assert!(
+                matches!(
+                    parse_message(m.as_bytes()),
+                    Err(ParseError::BadHeaderLine { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_message(b"OPTIONS sip:a@b SIP/2.0\r\nA: b\r\n"),
+            Err(ParseError::Truncated)
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let mut m = String::from("OPTIONS sip:a@b SIP/2.0\r\n");
+        for i in 0..=MAX_HEADERS {
+            m.push_str(&format!("X-{i}: v\r\n"));
+        }
+        m.push_str("\r\n");
+        assert_eq!(parse_message(m.as_bytes()), Err(ParseError::TooManyHeaders));
+        let m = format!(
+            "OPTIONS sip:a@b SIP/2.0\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEADER_LEN)
+        );
+        assert_eq!(parse_message(m.as_bytes()), Err(ParseError::HeaderTooLong));
+        let m = format!(
+            "OPTIONS sip:a@b SIP/2.0\r\nX: a\r\n{}\r\n\r\n",
+            " b".repeat(MAX_HEADER_LEN)
+        );
+        assert_eq!(parse_message(m.as_bytes()), Err(ParseError::HeaderTooLong));
+        let m = vec![b'a'; MAX_MESSAGE_LEN + 1];
+        assert_eq!(parse_message(&m), Err(ParseError::TooLarge));
+    }
+
+    #[test]
+    fn start_lines() {
+        let resp = |s: &str| parse_message(format!("{s}\r\nCall-ID: x\r\n\r\n").as_bytes());
+        match resp("SIP/2.0 180 Ringing").unwrap() {
+            SipMessage::Response(r) => assert_eq!((r.status, r.reason.as_str()), (180, "Ringing")),
+            _ => panic!(),
+        }
+        match resp("SIP/2.0 100").unwrap() {
+            SipMessage::Response(r) => assert_eq!((r.status, r.reason.as_str()), (100, "")),
+            _ => panic!(),
+        }
+        assert_eq!(resp("SIP/2.0 700 Nope"), Err(ParseError::BadStatusCode));
+        assert_eq!(resp("SIP/2.0 099 Nope"), Err(ParseError::BadStatusCode));
+        assert_eq!(resp("SIP/2.0 4294967301 x"), Err(ParseError::BadStatusCode));
+        assert_eq!(
+            resp("SIP/3.0 200 OK"),
+            Err(ParseError::UnsupportedVersion("SIP/3.0".into()))
+        );
+        assert!(resp("sip/2.0 200 OK").is_ok());
+        for bad in [
+            "INVITE  sip:a@b SIP/2.0",
+            "INVITE sip:a@b  SIP/2.0",
+            "INVITE sip:a@b SIP/2.0 ",
+            "INVITE sip:a@b; lr SIP/2.0",
+            "INVITE sip:a@b",
+            "INVITE",
+            "INV(ITE sip:a@b SIP/2.0",
+            "INVITE sip:a@b HTTP/1.1",
+            "INVITE sip:a@b SIP/2",
+        ] {
+            assert!(
+                matches!(resp(bad), Err(ParseError::BadStartLine(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            resp("INVITE sip:a@b SIP/7.0"),
+            Err(ParseError::UnsupportedVersion("SIP/7.0".into()))
+        );
+    }
+
+    #[test]
+    fn stream_framing() {
+        assert_eq!(frame_stream(b""), Ok(Frame::Incomplete));
+        assert_eq!(frame_stream(b"\r"), Ok(Frame::Incomplete));
+        assert_eq!(frame_stream(b"\r\n\r\nINV"), Ok(Frame::KeepAlive(4)));
+        assert_eq!(
+            frame_stream(b"INVITE sip:a@b SIP/2.0\r\nl: 2\r\n"),
+            Ok(Frame::Incomplete)
+        );
+        let two = format!("{INVITE}{INVITE}");
+        assert_eq!(
+            frame_stream(two.as_bytes()),
+            Ok(Frame::Message(INVITE.len()))
+        );
+        assert_eq!(
+            frame_stream(&INVITE.as_bytes()[..INVITE.len() - 1]),
+            Ok(Frame::Incomplete)
+        );
+        assert_eq!(
+            frame_stream(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n"),
+            Err(ParseError::MissingContentLength)
+        );
+        assert_eq!(
+            frame_stream(b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab"),
+            Err(ParseError::BadContentLength)
+        );
+        assert_eq!(
+            frame_stream(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n"),
+            Err(ParseError::BadContentLength)
+        );
+        assert_eq!(
+            frame_stream(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99999\r\n\r\n"),
+            Err(ParseError::TooLarge)
+        );
+        assert_eq!(
+            frame_stream(&vec![b'a'; MAX_MESSAGE_LEN + 1]),
+            Err(ParseError::TooLarge)
+        );
+        // Folded Content-Length value.
+        assert_eq!(
+            frame_stream(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length:\r\n 2\r\n\r\nab"),
+            Ok(Frame::Message(50))
+        );
+    }
+
+    #[test]
+    fn serialization_fixes_content_length() {
+        let mut r = req(INVITE.as_bytes());
+        r.body = Bytes::from_static(b"v=0\r\n");
+        r.headers.push("Content-Length", "999");
+        let text = String::from_utf8(r.to_bytes().to_vec()).unwrap();
+        assert_eq!(text.matches("Content-Length").count(), 1);
+        assert!(text.contains("Content-Length: 5\r\n"));
+        // Its place is kept: before the empty line here, after Content-Type.
+        assert!(text.contains("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"));
+        r.headers.remove("Content-Length");
+        assert!(String::from_utf8(r.to_bytes().to_vec())
+            .unwrap()
+            .ends_with("Content-Length: 5\r\n\r\nv=0\r\n"));
+        // No header injection through a value.
+        r.headers.push("Subject", "a\r\nEvil: 1");
+        assert!(!String::from_utf8(r.to_bytes().to_vec())
+            .unwrap()
+            .contains("\r\nEvil"));
+    }
+
+    #[test]
+    fn responses_to_requests() {
+        let mut m = INVITE.replace(
+            "Via: SIP",
+            "Via: SIP/2.0/TCP proxy.example;branch=z9hG4bKp1\r\nVia: SIP",
+        );
+        m = m.replace("CSeq: 1 INVITE\r\n", "CSeq: 1 INVITE\r\nTimestamp: 54\r\n");
+        let r = req(m.as_bytes());
+        let mut resp = response_to(&r, 180, reason_phrase(180));
+        let names: Vec<&str> = resp.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Via", "Via", "From", "To", "Call-ID", "CSeq", "Timestamp"]
+        );
+        assert_eq!(
+            resp.headers.get("Via"),
+            Some("SIP/2.0/TCP proxy.example;branch=z9hG4bKp1")
+        );
+        resp.set_to_tag("abc");
+        resp.set_to_tag("def");
+        assert_eq!(
+            resp.headers.get("To"),
+            Some("<sip:agent@hotline.example>;tag=abc")
+        );
+        let bytes = resp.to_bytes();
+        assert!(bytes.starts_with(b"SIP/2.0 180 Ringing\r\n"));
+        assert!(bytes.ends_with(b"Content-Length: 0\r\n\r\n"));
+        assert_eq!(reason_phrase(486), "Busy Here");
+        assert_eq!(reason_phrase(299), "Unknown");
+    }
+
+    #[test]
+    fn lenient_reading_for_error_responses() {
+        let r = parse_request_lenient(
+            b"INVITE  sip:a@b  SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nbroken line\r\nCSeq: 1 INVITE\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.uri, "sip:a@b");
+        assert_eq!(r.headers.0.len(), 2);
+        assert_eq!(parse_request_lenient(b"SIP/2.0 200 OK\r\n\r\n"), None);
+        assert_eq!(parse_request_lenient(b""), None);
+    }
+
+    fn arb_request() -> impl Strategy<Value = Request> {
+        let method = prop_oneof![
+            Just("INVITE".to_string()),
+            Just("ACK".to_string()),
+            Just("BYE".to_string()),
+            Just("REGISTER".to_string()),
+            "[A-Za-z][A-Za-z0-9.!%*_+`'~-]{0,12}",
+        ];
+        let name = prop_oneof![
+            Just("Via".to_string()),
+            Just("From".to_string()),
+            Just("To".to_string()),
+            Just("Call-ID".to_string()),
+            Just("CSeq".to_string()),
+            Just("Contact".to_string()),
+            Just("WWW-Authenticate".to_string()),
+            "X-[A-Za-z0-9!%*_+`'~.-]{1,12}",
+        ];
+        let value = "[ -~\u{a0}-\u{2000}]{0,40}".prop_map(|v| v.trim_matches(' ').to_string());
+        (
+            method,
+            "[a-zA-Z0-9:@;=.%+?&/-]{1,40}",
+            proptest::collection::vec((name, value), 0..20),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(m, uri, hs, body)| {
+                let mut headers = Headers::new();
+                for (n, v) in hs {
+                    headers.push(n, v);
+                }
+                headers.set("Content-Length", body.len().to_string());
+                Request {
+                    method: Method::from_token(&m),
+                    uri,
+                    headers,
+                    body: Bytes::from(body),
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn request_round_trip(r in arb_request()) {
+            let bytes = r.to_bytes();
+            prop_assert_eq!(parse_message(&bytes), Ok(SipMessage::Request(r.clone())));
+            prop_assert_eq!(frame_stream(&bytes), Ok(Frame::Message(bytes.len())));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_message(&buf);
+            let _ = frame_stream(&buf);
+            let _ = parse_request_lenient(&buf);
+        }
+
+        #[test]
+        fn mangled_invite_never_panics(
+            cut in 0..INVITE.len(),
+            edits in proptest::collection::vec((0..INVITE.len(), any::<u8>()), 0..8),
+        ) {
+            let mut buf = INVITE.as_bytes().to_vec();
+            for (i, b) in edits {
+                buf[i] = b;
+            }
+            buf.truncate(cut);
+            let r = parse_message(&buf);
+            if let Ok(SipMessage::Request(req)) = &r {
+                let _ = crate::sip::validate::check_request(req);
+                let _ = req.vias();
+                let _ = req.contact();
+            }
+            if let Err(e) = &r {
+                let _ = crate::sip::validate::response_to_unparsable(&buf, e);
+            }
+            let _ = frame_stream(&buf);
+        }
+
+        #[test]
+        fn truncated_invite_is_an_error(cut in 0..INVITE.len()) {
+            // Content-Length is present: any cut, in the headers or the
+            // body, must fail rather than yield a shorter message.
+            prop_assert!(parse_message(&INVITE.as_bytes()[..cut]).is_err());
+        }
+    }
+}

@@ -571,3 +571,53 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_uri() -> impl Strategy<Value = Uri> {
+        let param = ("\\PC{1,8}", proptest::option::of("\\PC{0,8}"));
+        let header = ("\\PC{1,8}", "\\PC{0,8}");
+        (
+            prop_oneof![Just(Scheme::Sip), Just(Scheme::Sips)],
+            proptest::option::of(("\\PC{1,10}", proptest::option::of("\\PC{0,6}"))),
+            prop_oneof![
+                "[a-z0-9][a-z0-9.-]{0,15}",
+                Just("[2001:db8::1]".to_string())
+            ],
+            proptest::option::of(any::<u16>()),
+            proptest::collection::vec(param, 0..4),
+            proptest::collection::vec(header, 0..3),
+        )
+            .prop_map(|(scheme, ui, host, port, params, headers)| {
+                let (user, password) = match ui {
+                    Some((u, p)) => (Some(u), p),
+                    None => (None, None),
+                };
+                Uri {
+                    scheme,
+                    user,
+                    password,
+                    host,
+                    port,
+                    params,
+                    headers,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn display_parse_round_trip(u in arb_uri()) {
+            let text = u.to_string();
+            prop_assert_eq!(Uri::parse(&text), Ok(u), "{}", text);
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,60}") {
+            let _ = Uri::parse(&s);
+        }
+    }
+}
