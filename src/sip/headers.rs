@@ -746,6 +746,16 @@ impl Headers {
             (true, false) => Ok(Some(ContactValue::Addrs(addrs))),
         }
     }
+    /// Every contact of every Contact line with its raw text, as a registrar
+    /// stores bindings (RFC 3261 §10.3 step 7). Empty without Contact; an
+    /// error for `*` (check `contact()` first).
+    pub fn contacts_raw(&self) -> Result<Vec<(NameAddr, &str)>, HeaderError> {
+        let mut out = Vec::new();
+        for v in self.get_all("Contact") {
+            out.extend(parse_contact_raw(v)?);
+        }
+        Ok(out)
+    }
     pub fn content_length(&self) -> Result<Option<usize>, HeaderError> {
         match self.get("Content-Length") {
             None => Ok(None),
@@ -962,6 +972,23 @@ mod tests {
         assert_eq!(list[2].0.uri.headers[0].1, "<sip:r>");
         assert_eq!(parse_contact(" * ").unwrap(), ContactValue::Star);
         assert!(parse_contact("<sip:a@b>,").is_err());
+        let mut h = Headers::new();
+        h.push("Contact", "<sip:a@x>;expires=60, <sip:b@y>");
+        h.push("Contact", "<sip:c@z;transport=tcp>");
+        let raw: Vec<&str> = h
+            .contacts_raw()
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(
+            raw,
+            [
+                "<sip:a@x>;expires=60",
+                "<sip:b@y>",
+                "<sip:c@z;transport=tcp>"
+            ]
+        );
     }
 
     #[test]

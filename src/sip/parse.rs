@@ -70,8 +70,9 @@ impl ParseError {
 pub enum Frame {
     /// Not enough bytes yet for a complete message.
     Incomplete,
-    /// The buffer starts with this many bytes of CRLF keep-alive
-    /// (RFC 5626 §3.5.1: a "ping" is CRLFCRLF, answered with CRLF); skip them.
+    /// The buffer starts with this many bytes of CRLF keep-alive; skip them.
+    /// RFC 5626 §3.5.1: a "ping" is CRLFCRLF (4 bytes), answered with a
+    /// single CRLF "pong"; a lone CRLF is a pong and gets no answer.
     KeepAlive(usize),
     /// The first message is complete and this long; hand `&buf[..n]` to
     /// `parse_message`.
@@ -1114,6 +1115,35 @@ u: talk\r\nCALL-id: y\r\ncseq: 1 OPTIONS\r\nwww-authenticate: Digest\r\nX-Custom
         assert_eq!(r.headers.0.len(), 2);
         assert_eq!(parse_request_lenient(b"SIP/2.0 200 OK\r\n\r\n"), None);
         assert_eq!(parse_request_lenient(b""), None);
+    }
+
+    /// Rough speed check: `cargo test --lib parse_speed -- --ignored --nocapture`
+    /// (meaningful only with optimisations).
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn parse_speed() {
+        let n = 200_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(parse_message(std::hint::black_box(INVITE.as_bytes())).is_ok());
+        }
+        let parse = t.elapsed() / n;
+        let r = req(INVITE.as_bytes());
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                crate::sip::validate::check_request(std::hint::black_box(&r)).is_ok(),
+            );
+        }
+        let check = t.elapsed() / n;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(std::hint::black_box(&r).to_bytes());
+        }
+        println!(
+            "parse {parse:?}, check_request {check:?}, to_bytes {:?}",
+            t.elapsed() / n
+        );
     }
 
     fn arb_request() -> impl Strategy<Value = Request> {

@@ -33,7 +33,6 @@ const SINGLE_VALUED: &[&str] = &[
     "Max-Forwards",
     "Content-Length",
     "Content-Type",
-    "Content-Encoding",
     "Expires",
 ];
 
