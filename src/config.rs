@@ -313,7 +313,11 @@ impl Config {
     }
 
     /// Validates `text` as if read from `path`.
-    pub fn from_toml(path: &Path, text: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    pub fn from_toml(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
         let file: FileConfig = toml::from_str(text).map_err(|e| {
             let (key, message) = describe_toml_error(text, &e);
             ConfigErrors(vec![ConfigError {
@@ -333,7 +337,12 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> (String, String) {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0)
+                + 1;
             (line, col)
         }
         None => (0, 0),
@@ -357,7 +366,10 @@ fn key_at_line(text: &str, pos: usize) -> Option<String> {
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
-            table = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            table = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
         }
         if pos < offset + line.len() {
             let key = trimmed.split('=').next().map(str::trim).unwrap_or("");
@@ -405,7 +417,10 @@ impl Validator {
         match value.parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => {
-                self.error(key, format!("{value:?} is not an ADDRESS:PORT (e.g. 0.0.0.0:5060 or [::]:5060)"));
+                self.error(
+                    key,
+                    format!("{value:?} is not an ADDRESS:PORT (e.g. 0.0.0.0:5060 or [::]:5060)"),
+                );
                 default
             }
         }
@@ -447,7 +462,10 @@ impl Validator {
             }
         }
         if !udp && !tcp {
-            self.error("sip.transports", "at least one of \"udp\" and \"tcp\" is needed");
+            self.error(
+                "sip.transports",
+                "at least one of \"udp\" and \"tcp\" is needed",
+            );
         }
         if f.sip.max_calls == 0 {
             self.error("sip.max_calls", "must be at least 1");
@@ -461,7 +479,10 @@ impl Validator {
                 self.error(&format!("sip.trunks[{i}].name"), "must not be empty");
             }
             if t.addresses.is_empty() {
-                self.error(&format!("sip.trunks[{i}].addresses"), "list at least one address or network");
+                self.error(
+                    &format!("sip.trunks[{i}].addresses"),
+                    "list at least one address or network",
+                );
             }
             let mut networks = Vec::new();
             for (j, a) in t.addresses.iter().enumerate() {
@@ -476,7 +497,9 @@ impl Validator {
             });
         }
 
-        let rtp_bind = self.ip("rtp.address", &f.rtp.address).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let rtp_bind = self
+            .ip("rtp.address", &f.rtp.address)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let rtp_advertised = match &f.rtp.advertised_address {
             Some(a) => self.ip("rtp.advertised_address", a),
             None => None,
@@ -507,15 +530,26 @@ impl Validator {
             Some(v) => ("--http-listen", v.clone()),
             None => ("http.listen", f.http.listen.clone()),
         };
-        let http_listen = self.socket_addr(http_key, &http_val, "127.0.0.1:8080".parse().expect("literal"));
+        let http_listen = self.socket_addr(
+            http_key,
+            &http_val,
+            "127.0.0.1:8080".parse().expect("literal"),
+        );
 
-        let data_dir = o.data_dir.clone().unwrap_or_else(|| PathBuf::from(&f.paths.data_dir));
+        let data_dir = o
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&f.paths.data_dir));
         let database_url = o
             .database
             .clone()
             .or(f.database.url.clone())
             .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("hotline.db").display()));
-        let db_key = if o.database.is_some() { "--database" } else { "database.url" };
+        let db_key = if o.database.is_some() {
+            "--database"
+        } else {
+            "database.url"
+        };
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -528,18 +562,27 @@ impl Validator {
 
         let prompts_dir = self.base.join(&f.paths.prompts);
         if !prompts_dir.is_dir() {
-            self.error("paths.prompts", format!("{} is not a folder", prompts_dir.display()));
+            self.error(
+                "paths.prompts",
+                format!("{} is not a folder", prompts_dir.display()),
+            );
         }
         let flows_dir = self.base.join(&f.paths.flows);
         if !flows_dir.is_dir() {
-            self.error("paths.flows", format!("{} is not a folder", flows_dir.display()));
+            self.error(
+                "paths.flows",
+                format!("{} is not a folder", flows_dir.display()),
+            );
         }
 
         let log_format = match f.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                self.error("log.format", format!("{other:?}: expected \"text\" or \"json\""));
+                self.error(
+                    "log.format",
+                    format!("{other:?}: expected \"text\" or \"json\""),
+                );
                 LogFormat::Text
             }
         };
@@ -599,8 +642,14 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
         .ok_or_else(|| format!("{s:?} is not a port range LOW-HIGH (e.g. 20000-29999)"))?;
-    let lo: u16 = lo.trim().parse().map_err(|_| format!("{lo:?} is not a port number"))?;
-    let hi: u16 = hi.trim().parse().map_err(|_| format!("{hi:?} is not a port number"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("{lo:?} is not a port number"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("{hi:?} is not a port number"))?;
     if lo < 1024 || hi <= lo {
         return Err(format!("{s:?}: need 1024 <= LOW < HIGH"));
     }
@@ -646,9 +695,17 @@ ports = "30000-20000"
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["sip.listen", "sip.transports[1]", "sip.trunks[0].addresses[0]", "rtp.ports"]
+            vec![
+                "sip.listen",
+                "sip.transports[1]",
+                "sip.trunks[0].addresses[0]",
+                "rtp.ports"
+            ]
         );
-        assert!(err.to_string().contains("hotline.toml: sip.listen:"), "{err}");
+        assert!(
+            err.to_string().contains("hotline.toml: sip.listen:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -692,6 +749,8 @@ ports = "30000-20000"
         assert!(n.contains("::ffff:192.0.2.1".parse().unwrap()));
         let one = IpNet::parse("::1").unwrap();
         assert!(one.contains("::1".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 }

@@ -38,7 +38,9 @@ impl FromStr for Lang {
         match s {
             "zh" => Ok(Lang::Zh),
             "en" => Ok(Lang::En),
-            other => Err(format!("unknown language {other:?} (expected \"zh\" or \"en\")")),
+            other => Err(format!(
+                "unknown language {other:?} (expected \"zh\" or \"en\")"
+            )),
         }
     }
 }

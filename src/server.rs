@@ -33,21 +33,33 @@ pub enum StartError {
     #[error("RTP ports: {0}")]
     Ports(String),
     #[error("SIP listen on {addr}: {source}")]
-    SipBind { addr: SocketAddr, source: std::io::Error },
+    SipBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP listen on {addr}: {source}")]
-    HttpBind { addr: SocketAddr, source: std::io::Error },
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Loads prompts and flows as `serve` would, without starting anything.
 pub fn load_media_and_flows(cfg: &Config) -> Result<(Arc<PromptStore>, Arc<FlowSet>), StartError> {
-    let prompts = PromptStore::load(&cfg.prompts_dir).map_err(|e| StartError::Prompts(e.to_string()))?;
+    let prompts =
+        PromptStore::load(&cfg.prompts_dir).map_err(|e| StartError::Prompts(e.to_string()))?;
     let flows = load_flows(
         &cfg.flows_dir,
         &|lang, name| prompts.contains(lang, name),
         &|sql| crate::store::check_lookup_sql(sql).map_err(|e| e.to_string()),
     )
     .map_err(|errs| {
-        StartError::Flows(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        StartError::Flows(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     Ok((Arc::new(prompts), Arc::new(flows)))
 }
@@ -72,16 +84,21 @@ impl Server {
     pub async fn start(cfg: Config) -> Result<Server, StartError> {
         let (prompts, flows) = load_media_and_flows(&cfg)?;
         info!(prompts = prompts.len(), "prompts loaded");
-        let store = Store::open(&cfg.database_url).await.map_err(|e| StartError::Store {
-            url: redact_url(&cfg.database_url),
-            message: e.to_string(),
-        })?;
+        let store = Store::open(&cfg.database_url)
+            .await
+            .map_err(|e| StartError::Store {
+                url: redact_url(&cfg.database_url),
+                message: e.to_string(),
+            })?;
         if cfg.seed_demo {
             let n = store.seed_demo().await.map_err(|e| StartError::Store {
                 url: redact_url(&cfg.database_url),
                 message: format!("seeding the demo accounts: {e}"),
             })?;
-            info!(accounts = n, "demo accounts present (database.seed_demo = true)");
+            info!(
+                accounts = n,
+                "demo accounts present (database.seed_demo = true)"
+            );
         }
         let (records, writer) = spawn_writer(store.clone(), 10_000);
         let ports = PortPool::new(cfg.rtp.bind, cfg.rtp.port_low, cfg.rtp.port_high)
@@ -99,12 +116,17 @@ impl Server {
             max_transactions: cfg.sip.max_calls * 8 + 1024,
             timers: TimerConfig::default(),
         };
-        let (sip, _endpoint_task) = endpoint::start(ep_cfg, Acl::new(cfg.sip.trunks.clone()), incoming_tx, shutdown.clone())
-            .await
-            .map_err(|source| StartError::SipBind {
-                addr: cfg.sip.listen,
-                source,
-            })?;
+        let (sip, _endpoint_task) = endpoint::start(
+            ep_cfg,
+            Acl::new(cfg.sip.trunks.clone()),
+            incoming_tx,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| StartError::SipBind {
+            addr: cfg.sip.listen,
+            source,
+        })?;
         let ctx = Arc::new(CallContext {
             sip: sip.clone(),
             prompts,
@@ -117,7 +139,12 @@ impl Server {
             shutdown: calls_stop.clone(),
         });
         let calls = TaskTracker::new();
-        tokio::spawn(run_manager(ctx, incoming_rx, cfg.sip.max_calls, calls.clone()));
+        tokio::spawn(run_manager(
+            ctx,
+            incoming_rx,
+            cfg.sip.max_calls,
+            calls.clone(),
+        ));
 
         let listener = tokio::net::TcpListener::bind(cfg.http_listen)
             .await
@@ -125,11 +152,15 @@ impl Server {
                 addr: cfg.http_listen,
                 source,
             })?;
-        let http = listener.local_addr().map_err(|source| StartError::HttpBind {
-            addr: cfg.http_listen,
-            source,
-        })?;
-        let router = crate::http::router(crate::http::AppState { store: store.clone() });
+        let http = listener
+            .local_addr()
+            .map_err(|source| StartError::HttpBind {
+                addr: cfg.http_listen,
+                source,
+            })?;
+        let router = crate::http::router(crate::http::AppState {
+            store: store.clone(),
+        });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router)
@@ -163,7 +194,10 @@ impl Server {
         info!(?drain, "shutting down");
         self.sip.drain().await;
         self.calls.close();
-        if tokio::time::timeout(drain, self.calls.wait()).await.is_err() {
+        if tokio::time::timeout(drain, self.calls.wait())
+            .await
+            .is_err()
+        {
             info!("drain deadline reached; ending the remaining calls");
         }
         // Calls still up get BYE and an interrupted record; the endpoint

@@ -16,8 +16,21 @@ fn secs(n: u64) -> Duration {
 
 /// Expected readback of 12,345.67 yuan in Mandarin.
 const BALANCE_ZH: &[&str] = &[
-    "balance_is", "num_1", "num_10000", "num_2_liang", "num_1000", "num_3", "num_100", "num_4", "num_10", "num_5",
-    "yuan", "num_6", "jiao", "num_7", "fen",
+    "balance_is",
+    "num_1",
+    "num_10000",
+    "num_2_liang",
+    "num_1000",
+    "num_3",
+    "num_100",
+    "num_4",
+    "num_10",
+    "num_5",
+    "yuan",
+    "num_6",
+    "jiao",
+    "num_7",
+    "fen",
 ];
 
 #[tokio::test(start_paused = true)]
@@ -35,8 +48,15 @@ async fn balance_self_service_in_mandarin() {
     let heard = call.wait_heard("last_paid_is", secs(60)).await;
     call.pump(secs(5)).await;
     let heard_all = call.heard_names();
-    let start = heard.iter().position(|n| n == "balance_is").expect("balance_is heard");
-    assert_eq!(&heard_all[start..start + BALANCE_ZH.len()], BALANCE_ZH, "heard {heard_all:?}");
+    let start = heard
+        .iter()
+        .position(|n| n == "balance_is")
+        .expect("balance_is heard");
+    assert_eq!(
+        &heard_all[start..start + BALANCE_ZH.len()],
+        BALANCE_ZH,
+        "heard {heard_all:?}"
+    );
     // last paid: 2026年10月
     let lp = heard_all.iter().position(|n| n == "last_paid_is").unwrap();
     assert_eq!(
@@ -44,7 +64,11 @@ async fn balance_self_service_in_mandarin() {
         &["num_2", "num_0", "num_2", "num_6", "year", "num_10", "month"],
         "heard {heard_all:?}"
     );
-    assert!(call.heard().iter().all(|p| p.starts_with("zh/")), "{:?}", call.heard());
+    assert!(
+        call.heard().iter().all(|p| p.starts_with("zh/")),
+        "{:?}",
+        call.heard()
+    );
     let call_id = call.call_id.clone();
     assert_eq!(call.bye().await, 200);
     let rec = ts.record(&call_id).await;
@@ -66,7 +90,13 @@ async fn balance_self_service_in_mandarin() {
 #[tokio::test(start_paused = true)]
 async fn english_caller_with_id_ending_in_x_and_pcma() {
     let ts = TestServer::start().await;
-    let mut call = ts.phone().codecs(&[8, 101]).build().await.call("12333").await;
+    let mut call = ts
+        .phone()
+        .codecs(&[8, 101])
+        .build()
+        .await
+        .call("12333")
+        .await;
     call.wait_heard("choose_language", secs(30)).await;
     call.press("2").await;
     call.wait_heard("menu_12333_main", secs(30)).await;
@@ -77,10 +107,20 @@ async fn english_caller_with_id_ending_in_x_and_pcma() {
     call.press("654321#").await;
     call.wait_heard("last_paid_is", secs(60)).await;
     let heard = call.heard();
-    assert!(heard.iter().filter(|p| !p.ends_with("choose_language")).all(|p| p.starts_with("en/")), "{heard:?}");
+    assert!(
+        heard
+            .iter()
+            .filter(|p| !p.ends_with("choose_language"))
+            .all(|p| p.starts_with("en/")),
+        "{heard:?}"
+    );
     let names = call.heard_names();
     let b = names.iter().position(|n| n == "balance_is").unwrap();
-    assert_eq!(&names[b..b + 3], &["balance_is", "num_1", "yuan"], "{names:?}");
+    assert_eq!(
+        &names[b..b + 3],
+        &["balance_is", "num_1", "yuan"],
+        "{names:?}"
+    );
     let call_id = call.call_id.clone();
     call.bye().await;
     let rec = ts.record(&call_id).await;
@@ -108,11 +148,25 @@ async fn wrong_pin_three_times_ends_politely() {
             let _ = names;
         }
     }
-    assert!(call.wait_bye(secs(60)).await, "daemon hangs up after three wrong PINs");
+    assert!(
+        call.wait_bye(secs(60)).await,
+        "daemon hangs up after three wrong PINs"
+    );
     let names = call.heard_names();
-    assert_eq!(names.iter().filter(|n| *n == "wrong_pin").count(), 2, "{names:?}");
-    let t = names.iter().position(|n| n == "too_many_attempts").expect("too_many_attempts");
-    assert_eq!(names.get(t + 1).map(String::as_str), Some("goodbye"), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "wrong_pin").count(),
+        2,
+        "{names:?}"
+    );
+    let t = names
+        .iter()
+        .position(|n| n == "too_many_attempts")
+        .expect("too_many_attempts");
+    assert_eq!(
+        names.get(t + 1).map(String::as_str),
+        Some("goodbye"),
+        "{names:?}"
+    );
     assert!(!names.contains(&"balance_is".to_string()));
     let rec = ts.record(&call.call_id).await;
     assert_eq!(rec.self_service_result.as_deref(), Some("pin_failed"));
@@ -131,9 +185,19 @@ async fn menu_timeouts_repeat_then_end_the_call() {
     // Say nothing: the menu says "no input" and repeats, then gives up.
     assert!(call.wait_bye(secs(300)).await, "daemon ends a silent call");
     let names = call.heard_names();
-    assert!(names.iter().filter(|n| *n == "no_input").count() >= 2, "{names:?}");
-    assert!(names.iter().filter(|n| *n == "menu_12333_main").count() >= 3, "{names:?}");
-    assert_eq!(names.last().map(String::as_str), Some("goodbye"), "{names:?}");
+    assert!(
+        names.iter().filter(|n| *n == "no_input").count() >= 2,
+        "{names:?}"
+    );
+    assert!(
+        names.iter().filter(|n| *n == "menu_12333_main").count() >= 3,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("goodbye"),
+        "{names:?}"
+    );
     let rec = ts.record(&call.call_id).await;
     assert_eq!(rec.hangup_by.as_str(), "system");
     ts.shutdown().await;
@@ -152,7 +216,10 @@ async fn invalid_key_gets_the_invalid_prompt_and_star_repeats() {
     call.press("*").await;
     call.pump(secs(12)).await;
     let names = call.heard_names();
-    assert!(names.iter().filter(|n| *n == "menu_12333_main").count() >= 3, "{names:?}");
+    assert!(
+        names.iter().filter(|n| *n == "menu_12333_main").count() >= 3,
+        "{names:?}"
+    );
     call.bye().await;
     ts.shutdown().await;
 }
@@ -194,7 +261,10 @@ async fn silent_rtp_is_hung_up_and_recorded() {
     let mut call = ts.phone().build().await.call("12333").await;
     call.pump(S).await;
     call.mute_rtp(true).await;
-    assert!(call.wait_bye(secs(30)).await, "daemon hangs up a call whose RTP stopped");
+    assert!(
+        call.wait_bye(secs(30)).await,
+        "daemon hangs up a call whose RTP stopped"
+    );
     let rec = ts.record(&call.call_id).await;
     assert_eq!(rec.hangup_reason, "rtp_timeout");
     assert_eq!(rec.hangup_by.as_str(), "system");
@@ -219,7 +289,10 @@ async fn cancel_before_answer_gets_487_and_a_record() {
         .replacen("INVITE sip:", "CANCEL sip:", 1)
         .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
     let cancel = format!("{}\r\n\r\n", cancel.split("\r\n\r\n").next().unwrap())
-        .replace(&format!("Content-Length: {}", body.len()), "Content-Length: 0")
+        .replace(
+            &format!("Content-Length: {}", body.len()),
+            "Content-Length: 0",
+        )
         .replace("Content-Type: application/sdp\r\n", "");
     phone.send_raw(cancel).await;
     let mut got = Vec::new();
@@ -228,7 +301,10 @@ async fn cancel_before_answer_gets_487_and_a_record() {
         got.push((r.status, r.headers.get("CSeq").unwrap_or("").to_string()));
     }
     got.sort();
-    assert_eq!(got, vec![(200, "1 CANCEL".to_string()), (487, "1 INVITE".to_string())]);
+    assert_eq!(
+        got,
+        vec![(200, "1 CANCEL".to_string()), (487, "1 INVITE".to_string())]
+    );
     let rec = ts.record("cancel-1@test").await;
     assert_eq!(rec.sip_status, 487);
     assert_eq!(rec.hangup_reason, "cancel");
@@ -253,7 +329,13 @@ async fn invite_without_sdp_gets_an_offer_and_the_ack_answers() {
 #[tokio::test(start_paused = true)]
 async fn no_common_codec_gets_488() {
     let ts = TestServer::start().await;
-    let (status, _) = ts.phone().codecs(&[18]).build().await.try_call("12333").await;
+    let (status, _) = ts
+        .phone()
+        .codecs(&[18])
+        .build()
+        .await
+        .try_call("12333")
+        .await;
     assert_eq!(status, 488);
     ts.shutdown().await;
 }
@@ -276,20 +358,35 @@ async fn hold_and_resume_by_reinvite() {
     let mut call = ts.phone().build().await.call("12333").await;
     call.pump(S).await;
     let offer = call.answer_offer_with("a=sendonly");
-    let r = call.request("INVITE", "Content-Type: application/sdp\r\n", &offer).await;
+    let r = call
+        .request("INVITE", "Content-Type: application/sdp\r\n", &offer)
+        .await;
     assert_eq!(r.status, 200);
     let body = String::from_utf8_lossy(&r.body).to_string();
     assert!(body.contains("a=recvonly"), "{body}");
     let before = call.packets().len();
     call.pump(secs(2)).await;
-    assert!(call.packets().len() <= before + 2, "no audio is sent to a caller who holds");
+    assert!(
+        call.packets().len() <= before + 2,
+        "no audio is sent to a caller who holds"
+    );
     let offer = call.answer_offer_with("a=sendrecv");
-    let r = call.request("INVITE", "Content-Type: application/sdp\r\n", &offer).await;
+    let r = call
+        .request("INVITE", "Content-Type: application/sdp\r\n", &offer)
+        .await;
     assert_eq!(r.status, 200);
     let body2 = String::from_utf8_lossy(&r.body).to_string();
     assert!(body2.contains("a=sendrecv"), "{body2}");
-    let o1 = body.lines().find(|l| l.starts_with("o=")).unwrap().to_string();
-    let o2 = body2.lines().find(|l| l.starts_with("o=")).unwrap().to_string();
+    let o1 = body
+        .lines()
+        .find(|l| l.starts_with("o="))
+        .unwrap()
+        .to_string();
+    let o2 = body2
+        .lines()
+        .find(|l| l.starts_with("o="))
+        .unwrap()
+        .to_string();
     assert_ne!(o1, o2, "a changed SDP has a new version");
     let before = call.packets().len();
     call.pump(secs(1)).await;
@@ -301,7 +398,13 @@ async fn hold_and_resume_by_reinvite() {
 #[tokio::test(start_paused = true)]
 async fn a_call_over_tcp() {
     let ts = TestServer::start().await;
-    let mut call = ts.phone().tcp(ts.sip_tcp()).build().await.call("12333").await;
+    let mut call = ts
+        .phone()
+        .tcp(ts.sip_tcp())
+        .build()
+        .await
+        .call("12333")
+        .await;
     call.wait_heard("choose_language", secs(30)).await;
     assert_eq!(call.bye().await, 200);
     ts.shutdown().await;
@@ -339,7 +442,11 @@ async fn options_and_unknown_methods() {
 #[tokio::test(start_paused = true)]
 async fn unknown_number_without_default_flow_gets_404() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(support::repo().join("config/flows/12333.toml"), dir.path().join("12333.toml")).unwrap();
+    std::fs::copy(
+        support::repo().join("config/flows/12333.toml"),
+        dir.path().join("12333.toml"),
+    )
+    .unwrap();
     let ts = TestServer::start_with(ServerOptions {
         flows_dir: Some(dir.path().to_path_buf()),
         ..Default::default()

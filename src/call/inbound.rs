@@ -64,7 +64,11 @@ fn dialed_number(req: &Request) -> String {
     crate::sip::uri::Uri::parse(&req.uri)
         .ok()
         .and_then(|u| u.user_or_number().map(str::to_string))
-        .or_else(|| req.to().ok().and_then(|t| t.uri.user_or_number().map(str::to_string)))
+        .or_else(|| {
+            req.to()
+                .ok()
+                .and_then(|t| t.uri.user_or_number().map(str::to_string))
+        })
         .unwrap_or_default()
 }
 
@@ -99,7 +103,13 @@ struct InboundCall {
 }
 
 impl InboundCall {
-    fn new(ctx: Arc<CallContext>, call: IncomingCall, call_id: String, caller: String, dialed: String) -> Self {
+    fn new(
+        ctx: Arc<CallContext>,
+        call: IncomingCall,
+        call_id: String,
+        caller: String,
+        dialed: String,
+    ) -> Self {
         let arrived = Instant::now();
         let arrived_wall = Utc::now();
         let (lookups_tx, lookups_rx) = mpsc::channel(4);
@@ -151,7 +161,11 @@ impl InboundCall {
 
     async fn reject(&mut self, status: u16, reason: &str) {
         info!(status, reason, "call rejected");
-        let mut resp = response_to(&self.invite, status, crate::sip::message::reason_phrase(status));
+        let mut resp = response_to(
+            &self.invite,
+            status,
+            crate::sip::message::reason_phrase(status),
+        );
         resp.set_to_tag(&self.local_tag);
         self.ctx.sip.respond(self.invite_key.clone(), resp).await;
         self.record.sip_status = status;
@@ -162,11 +176,18 @@ impl InboundCall {
     }
 
     fn response(&self, status: u16) -> Response {
-        let mut resp = response_to(&self.invite, status, crate::sip::message::reason_phrase(status));
+        let mut resp = response_to(
+            &self.invite,
+            status,
+            crate::sip::message::reason_phrase(status),
+        );
         resp.set_to_tag(&self.local_tag);
         resp.headers.push(
             "Contact",
-            self.ctx.sip.local.contact(&self.record.dialed, self.peer.kind),
+            self.ctx
+                .sip
+                .local
+                .contact(&self.record.dialed, self.peer.kind),
         );
         resp
     }
@@ -185,13 +206,7 @@ impl InboundCall {
                 return false;
             }
         };
-        let local_port = match socket.local_addr() {
-            Ok(a) => a.port(),
-            Err(_) => {
-                self.reject(500, "rtp_socket").await;
-                return false;
-            }
-        };
+        let local_port = socket.port();
         let mut oa = OfferAnswer::new(LocalMedia::new(self.ctx.rtp.advertised, local_port));
         let body = sdp_body(&self.invite);
         let our_sdp = match body {
@@ -200,7 +215,8 @@ impl InboundCall {
                 Err(e) => {
                     info!(error = %e, "no acceptable media");
                     let mut resp = self.response(488);
-                    resp.headers.push("Warning", "305 hotline \"Incompatible media format\"");
+                    resp.headers
+                        .push("Warning", "305 hotline \"Incompatible media format\"");
                     self.ctx.sip.respond(self.invite_key.clone(), resp).await;
                     self.record.sip_status = 488;
                     self.record.hangup_reason = "no_codec".into();
@@ -288,7 +304,11 @@ impl InboundCall {
     /// Requests that arrive while ringing (before our 2xx).
     async fn on_early_event(&mut self, ev: DialogEvent) {
         if let DialogEvent::Request { request, key, .. } = ev {
-            let status = if request.method == Method::Options { 200 } else { 491 };
+            let status = if request.method == Method::Options {
+                200
+            } else {
+                491
+            };
             let resp = response_to(&request, status, crate::sip::message::reason_phrase(status));
             self.ctx.sip.respond(key, resp).await;
         }
@@ -354,11 +374,17 @@ impl InboundCall {
                     self.state = LegState::Confirmed;
                     debug!("ACK received; call confirmed");
                 }
-                let awaiting = self.offer_answer.as_ref().is_some_and(|oa| oa.awaiting_answer());
+                let awaiting = self
+                    .offer_answer
+                    .as_ref()
+                    .is_some_and(|oa| oa.awaiting_answer());
                 if awaiting {
                     match sdp_body(&request) {
                         Some(answer) => {
-                            let result = self.offer_answer.as_mut().map(|oa| oa.accept_answer(&answer));
+                            let result = self
+                                .offer_answer
+                                .as_mut()
+                                .map(|oa| oa.accept_answer(&answer));
                             match result {
                                 Some(Ok(())) => self.apply_negotiated().await,
                                 _ => {
@@ -405,7 +431,11 @@ impl InboundCall {
             }
             Method::Invite => self.on_reinvite(request, key).await,
             Method::Info => {
-                let ctype = request.headers.get("Content-Type").unwrap_or("").to_string();
+                let ctype = request
+                    .headers
+                    .get("Content-Type")
+                    .unwrap_or("")
+                    .to_string();
                 let digit = parse_info_body(&ctype, &request.body);
                 let resp = response_to(&request, 200, "OK");
                 self.ctx.sip.respond(key, resp).await;
@@ -421,8 +451,13 @@ impl InboundCall {
             Method::Update => {
                 // Session timers / early media are not used; an UPDATE
                 // without SDP is accepted as a refresh.
-                let status = if sdp_body(&request).is_some() { 488 } else { 200 };
-                let resp = response_to(&request, status, crate::sip::message::reason_phrase(status));
+                let status = if sdp_body(&request).is_some() {
+                    488
+                } else {
+                    200
+                };
+                let resp =
+                    response_to(&request, status, crate::sip::message::reason_phrase(status));
                 self.ctx.sip.respond(key, resp).await;
             }
             Method::Other(_) => {
@@ -444,9 +479,19 @@ impl InboundCall {
     async fn on_reinvite(&mut self, request: Request, key: TransactionKey) {
         let Some(offer) = sdp_body(&request) else {
             // An offerless re-INVITE: offer our current SDP again.
-            let sdp = self.offer_answer.as_mut().map(|oa| oa.offer()).unwrap_or_default();
+            let sdp = self
+                .offer_answer
+                .as_mut()
+                .map(|oa| oa.offer())
+                .unwrap_or_default();
             let mut resp = response_to(&request, 200, "OK");
-            resp.headers.push("Contact", self.ctx.sip.local.contact(&self.record.dialed, self.peer.kind));
+            resp.headers.push(
+                "Contact",
+                self.ctx
+                    .sip
+                    .local
+                    .contact(&self.record.dialed, self.peer.kind),
+            );
             resp.headers.push("Content-Type", "application/sdp");
             resp.body = Bytes::from(sdp);
             self.ctx.sip.respond(key, resp).await;
@@ -459,7 +504,13 @@ impl InboundCall {
         match result {
             Ok(sdp) => {
                 let mut resp = response_to(&request, 200, "OK");
-                resp.headers.push("Contact", self.ctx.sip.local.contact(&self.record.dialed, self.peer.kind));
+                resp.headers.push(
+                    "Contact",
+                    self.ctx
+                        .sip
+                        .local
+                        .contact(&self.record.dialed, self.peer.kind),
+                );
                 resp.headers.push("Content-Type", "application/sdp");
                 resp.body = Bytes::from(sdp);
                 self.ctx.sip.respond(key, resp).await;
@@ -528,7 +579,9 @@ impl InboundCall {
             for action in actions {
                 let now = Instant::now();
                 match action {
-                    IvrAction::Play { id, lang, prompts, .. } => self.play(id, lang, &prompts).await,
+                    IvrAction::Play {
+                        id, lang, prompts, ..
+                    } => self.play(id, lang, &prompts).await,
                     IvrAction::StopPlayback => {
                         if let Some(m) = &self.media {
                             let _ = m.stop_playback().await;
@@ -538,7 +591,12 @@ impl InboundCall {
                         let store = self.ctx.store.clone();
                         let tx = self.lookups_tx.clone();
                         tokio::spawn(async move {
-                            let result = match tokio::time::timeout(LOOKUP_TIMEOUT, store.lookup(&sql, &params)).await {
+                            let result = match tokio::time::timeout(
+                                LOOKUP_TIMEOUT,
+                                store.lookup(&sql, &params),
+                            )
+                            .await
+                            {
                                 Ok(Ok(row)) => Ok(row),
                                 Ok(Err(e)) => Err(e.to_string()),
                                 Err(_) => Err("look-up timed out".to_string()),
@@ -557,7 +615,10 @@ impl InboundCall {
                         }
                     }
                     IvrAction::RecordVoiceMessage { max, .. } => {
-                        info!(?max, "voice message requested; recording is not available yet");
+                        info!(
+                            ?max,
+                            "voice message requested; recording is not available yet"
+                        );
                         if let Some(ivr) = self.ivr.as_mut() {
                             next.extend(ivr.on_voice_message_done(now, false));
                         }
@@ -611,7 +672,10 @@ impl InboundCall {
             m.close().await;
         }
         self.record.ended_at = self.wall(now);
-        self.record.duration_ms = self.answered.map(|a| (now - a).as_millis() as i64).unwrap_or(0);
+        self.record.duration_ms = self
+            .answered
+            .map(|a| (now - a).as_millis() as i64)
+            .unwrap_or(0);
         if let Some(ivr) = &self.ivr {
             self.record.ivr_path = ivr.path().to_vec();
             self.record.self_service_result = ivr.result().map(str::to_string);
@@ -620,7 +684,9 @@ impl InboundCall {
         if self.answered.is_some() && self.record.disposition != Disposition::Interrupted {
             self.record.disposition = if self.reached_queue {
                 Disposition::ToQueue
-            } else if self.record.self_service_result.is_some() || self.record.hangup_by == HangupBy::System {
+            } else if self.record.self_service_result.is_some()
+                || self.record.hangup_by == HangupBy::System
+            {
                 Disposition::SelfServed
             } else {
                 Disposition::AbandonedInIvr
@@ -652,7 +718,7 @@ fn sdp_body(req: &Request) -> Option<Bytes> {
         return Some(req.body.clone());
     }
     if mime.eq_ignore_ascii_case("multipart/mixed") {
-        return crate::sip::validate::sdp_from_multipart(ctype, &req.body).map(Bytes::from);
+        return crate::sip::validate::sdp_from_multipart(ctype, &req.body);
     }
     None
 }

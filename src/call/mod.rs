@@ -47,7 +47,10 @@ pub async fn run_manager(
     let limit = Arc::new(Semaphore::new(max_calls));
     while let Some(call) = incoming.recv().await {
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!(call_id = call.request.call_id().unwrap_or(""), "call limit reached; 503");
+            warn!(
+                call_id = call.request.call_id().unwrap_or(""),
+                "call limit reached; 503"
+            );
             let mut resp = response_to(&call.request, 503, "Service Unavailable");
             resp.set_to_tag(&crate::sip::endpoint::new_tag());
             resp.headers.push("Retry-After", "5");

@@ -3,7 +3,9 @@
 //! (sent in a 2xx to an INVITE without SDP) still waits for its answer in
 //! the ACK (RFC 3261 §13.2.1).
 
-use crate::media::sdp::{accept_answer, LocalMedia, Negotiated, SdpError, SdpSession, SessionDescription};
+use crate::media::sdp::{
+    accept_answer, LocalMedia, Negotiated, SdpError, SdpSession, SessionDescription,
+};
 use crate::media::Codec;
 
 /// Codecs we offer and accept, in our order of preference.

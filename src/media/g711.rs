@@ -13,8 +13,16 @@ pub fn encode(codec: Codec, pcm: &[i16], out: &mut Vec<u8>) {
 pub fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
     out.reserve(payload.len());
     match codec {
-        Codec::Pcmu => out.extend(payload.iter().map(|&b| audio_codec_algorithms::decode_ulaw(b))),
-        Codec::Pcma => out.extend(payload.iter().map(|&b| audio_codec_algorithms::decode_alaw(b))),
+        Codec::Pcmu => out.extend(
+            payload
+                .iter()
+                .map(|&b| audio_codec_algorithms::decode_ulaw(b)),
+        ),
+        Codec::Pcma => out.extend(
+            payload
+                .iter()
+                .map(|&b| audio_codec_algorithms::decode_alaw(b)),
+        ),
     }
 }
 
@@ -35,7 +43,10 @@ mod tests {
         for codec in [Codec::Pcmu, Codec::Pcma] {
             let mut enc = Vec::new();
             encode(codec, &[0; 4], &mut enc);
-            assert!(enc.iter().all(|&b| b == silence_byte(codec)), "{codec:?} {enc:?}");
+            assert!(
+                enc.iter().all(|&b| b == silence_byte(codec)),
+                "{codec:?} {enc:?}"
+            );
             let mut dec = Vec::new();
             decode(codec, &enc, &mut dec);
             assert!(dec.iter().all(|&s| s.abs() < 16));
@@ -49,7 +60,10 @@ mod tests {
             encode(codec, &[12000, -12000], &mut enc);
             let mut dec = Vec::new();
             decode(codec, &enc, &mut dec);
-            assert!((dec[0] - 12000).abs() < 600 && (dec[1] + 12000).abs() < 600, "{dec:?}");
+            assert!(
+                (dec[0] - 12000).abs() < 600 && (dec[1] + 12000).abs() < 600,
+                "{dec:?}"
+            );
         }
     }
 }

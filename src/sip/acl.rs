@@ -35,7 +35,10 @@ mod tests {
         let acl = Acl::new(vec![
             Trunk {
                 name: "local".into(),
-                networks: vec![IpNet::parse("127.0.0.1").unwrap(), IpNet::parse("::1").unwrap()],
+                networks: vec![
+                    IpNet::parse("127.0.0.1").unwrap(),
+                    IpNet::parse("::1").unwrap(),
+                ],
             },
             Trunk {
                 name: "gateway".into(),
@@ -44,7 +47,10 @@ mod tests {
         ]);
         assert_eq!(acl.trunk_for("127.0.0.1".parse().unwrap()), Some("local"));
         assert_eq!(acl.trunk_for("::1".parse().unwrap()), Some("local"));
-        assert_eq!(acl.trunk_for("198.51.100.14".parse().unwrap()), Some("gateway"));
+        assert_eq!(
+            acl.trunk_for("198.51.100.14".parse().unwrap()),
+            Some("gateway")
+        );
         assert_eq!(acl.trunk_for("198.51.100.16".parse().unwrap()), None);
         assert_eq!(acl.trunk_for("127.0.0.2".parse().unwrap()), None);
     }

@@ -8,7 +8,7 @@
 //! symmetric response routing, RFC 3581), and no DNS is needed on the call
 //! path.
 
-use super::headers::NameAddr;
+use super::headers::{ContactValue, NameAddr};
 use super::message::{Headers, Method, Request};
 use super::transport::Peer;
 use bytes::Bytes;
@@ -44,12 +44,15 @@ impl Dialog {
     /// Builds the UAS dialog for `invite`, received from `peer`, answered
     /// with `local_tag` (RFC 3261 §12.1.1).
     pub fn uas(invite: &Request, local_tag: &str, peer: Peer) -> Result<Dialog, DialogError> {
-        let call_id = invite.call_id().map_err(|_| DialogError::BadHeader("Call-ID"))?.to_string();
+        let call_id = invite
+            .call_id()
+            .map_err(|_| DialogError::BadHeader("Call-ID"))?
+            .to_string();
         let from = invite.from().map_err(|_| DialogError::BadHeader("From"))?;
         let to = invite.to().map_err(|_| DialogError::BadHeader("To"))?;
         let cseq = invite.cseq().map_err(|_| DialogError::BadHeader("CSeq"))?;
         let remote_target = match invite.contact() {
-            Ok(Some(contact)) => contact.uri.to_string(),
+            Ok(Some(ContactValue::Addrs(addrs))) if !addrs.is_empty() => addrs[0].uri.to_string(),
             _ => from.uri.to_string(),
         };
         let route_set = invite
@@ -189,11 +192,20 @@ Content-Length: 0\r\n\r\n";
         let first = d.local_seq;
         let bye = d.request(Method::Bye, "hotline");
         assert_eq!(bye.uri, "sip:13800138000@127.0.0.1:5061");
-        assert_eq!(bye.headers.get("From").unwrap(), "<sip:12333@127.0.0.1:5060>;tag=local1");
+        assert_eq!(
+            bye.headers.get("From").unwrap(),
+            "<sip:12333@127.0.0.1:5060>;tag=local1"
+        );
         assert!(bye.headers.get("To").unwrap().ends_with(";tag=abc"));
-        assert_eq!(bye.headers.get("CSeq").unwrap(), format!("{} BYE", first + 1));
+        assert_eq!(
+            bye.headers.get("CSeq").unwrap(),
+            format!("{} BYE", first + 1)
+        );
         let routes: Vec<_> = bye.headers.get_all("Route").collect();
-        assert_eq!(routes, vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]);
+        assert_eq!(
+            routes,
+            vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+        );
     }
 
     #[test]

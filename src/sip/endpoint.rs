@@ -26,8 +26,8 @@ use super::headers::Via;
 use super::message::{response_to, Method, Request, Response, SipMessage};
 use super::parse::parse_message;
 use super::transaction::{
-    ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, ServerDisposition, TimerConfig,
-    TransactionKey, TransactionLayer,
+    ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, ServerDisposition,
+    TimerConfig, TransactionKey, TransactionLayer,
 };
 use super::transport::{serve_tcp, Peer, TcpEvent, TransportKind};
 use super::validate::{check_request, error_response};
@@ -64,14 +64,21 @@ pub struct EndpointConfig {
 pub enum DialogEvent {
     /// A request within the dialog (BYE, INFO, re-INVITE, UPDATE, OPTIONS…):
     /// answer it with `SipHandle::respond(key, …)`.
-    Request { request: Request, key: TransactionKey, peer: Peer },
+    Request {
+        request: Request,
+        key: TransactionKey,
+        peer: Peer,
+    },
     /// The ACK for our 2xx to the INVITE (it may carry the SDP answer).
     Ack { request: Request },
     /// CANCEL matched the INVITE: the endpoint has answered the CANCEL with
     /// 200; the call must answer the INVITE with 487 unless already final.
     Cancel,
     /// A response to a request the call sent.
-    Response { response: Response, key: TransactionKey },
+    Response {
+        response: Response,
+        key: TransactionKey,
+    },
     /// A request the call sent got no final response in time (408 locally).
     Timeout { key: TransactionKey },
     /// Our 2xx to the INVITE was never acknowledged (RFC 3261 §13.3.1.4):
@@ -356,7 +363,10 @@ impl Endpoint {
             Some(tx) => match tx.try_send(ev) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    warn!(call_id, "call event queue full; message dropped (peer will retransmit)");
+                    warn!(
+                        call_id,
+                        "call event queue full; message dropped (peer will retransmit)"
+                    );
                     true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -373,7 +383,9 @@ impl Endpoint {
         match cmd {
             Command::Respond { key, mut response } => {
                 if response.headers.get("Server").is_none() {
-                    response.headers.push("Server", self.local.user_agent.clone());
+                    response
+                        .headers
+                        .push("Server", self.local.user_agent.clone());
                 }
                 let status = response.status;
                 let bytes = response.to_bytes();
@@ -393,11 +405,16 @@ impl Endpoint {
                     },
                 );
                 let call_id = request.call_id().map(str::to_string).unwrap_or_default();
-                let Ok(key) = TransactionKey::new(&branch, &self.sent_by(peer.kind), &request.method) else {
+                let Ok(key) =
+                    TransactionKey::new(&branch, &self.sent_by(peer.kind), &request.method)
+                else {
                     return;
                 };
                 let bytes = request.to_bytes();
-                match self.layer.send_request(now, key.clone(), &request.method, bytes, peer) {
+                match self
+                    .layer
+                    .send_request(now, key.clone(), &request.method, bytes, peer)
+                {
                     Ok(outputs) => {
                         self.txn_calls.insert(key, call_id);
                         self.apply(outputs);
@@ -434,7 +451,11 @@ impl Endpoint {
     }
 
     fn our_via(&self, kind: TransportKind, branch: &str) -> String {
-        format!("SIP/2.0/{} {};branch={branch};rport", kind.via_token(), self.sent_by(kind))
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            kind.via_token(),
+            self.sent_by(kind)
+        )
     }
 
     fn on_bytes(&mut self, peer: Peer, bytes: Bytes) {
@@ -535,14 +556,28 @@ impl Endpoint {
     fn respond_in_txn(&mut self, key: &TransactionKey, mut resp: Response) {
         resp.headers.push("Server", self.local.user_agent.clone());
         let status = resp.status;
-        match self.layer.respond(Instant::now(), key, status, resp.to_bytes()) {
+        match self
+            .layer
+            .respond(Instant::now(), key, status, resp.to_bytes())
+        {
             Ok(outputs) => self.apply(outputs),
             Err(e) => debug!(error = %e, status, "response not sent"),
         }
     }
 
-    fn on_new_request(&mut self, peer: Peer, resp_peer: Peer, key: TransactionKey, call_id: String, req: Request) {
-        let in_dialog = req.to().ok().and_then(|to| to.tag().map(str::to_string)).is_some();
+    fn on_new_request(
+        &mut self,
+        peer: Peer,
+        resp_peer: Peer,
+        key: TransactionKey,
+        call_id: String,
+        req: Request,
+    ) {
+        let in_dialog = req
+            .to()
+            .ok()
+            .and_then(|to| to.tag().map(str::to_string))
+            .is_some();
         if in_dialog {
             if self.dialogs.contains_key(&call_id) {
                 let ev = DialogEvent::Request {
@@ -594,7 +629,14 @@ impl Endpoint {
         }
     }
 
-    fn on_new_invite(&mut self, peer: Peer, resp_peer: Peer, key: TransactionKey, call_id: String, req: Request) {
+    fn on_new_invite(
+        &mut self,
+        peer: Peer,
+        resp_peer: Peer,
+        key: TransactionKey,
+        call_id: String,
+        req: Request,
+    ) {
         // 100 Trying at once: the call task may take a moment (RFC 3261 §17.2.1).
         let trying = response_to(&req, 100, "Trying");
         self.respond_in_txn(&key, trying);
@@ -662,21 +704,40 @@ impl Endpoint {
         let call_id = resp.call_id().map(str::to_string).unwrap_or_default();
         match self.layer.on_response(Instant::now(), &key, resp.status) {
             ClientDisposition::Deliver => {
-                self.to_dialog(&call_id, DialogEvent::Response { response: resp, key });
+                self.to_dialog(
+                    &call_id,
+                    DialogEvent::Response {
+                        response: resp,
+                        key,
+                    },
+                );
             }
             ClientDisposition::DeliverAndAck { .. } | ClientDisposition::ResendAck { .. } => {
                 // Our INVITEs (to agents) come with the ACD; nothing sends one yet.
-                self.to_dialog(&call_id, DialogEvent::Response { response: resp, key });
+                self.to_dialog(
+                    &call_id,
+                    DialogEvent::Response {
+                        response: resp,
+                        key,
+                    },
+                );
             }
             ClientDisposition::Absorb => {}
             ClientDisposition::Unmatched => {
-                trace!(call_id, status = resp.status, "response matching no transaction dropped");
+                trace!(
+                    call_id,
+                    status = resp.status,
+                    "response matching no transaction dropped"
+                );
             }
         }
     }
 }
 
-async fn recv_udp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+async fn recv_udp(
+    sock: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
@@ -693,7 +754,12 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from
 /// in the top Via, so that responses go back there.
 fn stamp_via(req: &mut Request, source: SocketAddr) {
-    let Some(idx) = req.headers.0.iter().position(|h| h.name.eq_ignore_ascii_case("Via")) else {
+    let Some(idx) = req
+        .headers
+        .0
+        .iter()
+        .position(|h| h.name.eq_ignore_ascii_case("Via"))
+    else {
         return;
     };
     let value = &req.headers.0[idx].value;
@@ -721,7 +787,11 @@ fn stamp_via(req: &mut Request, source: SocketAddr) {
 }
 
 fn set_param(via: &mut Via, name: &str, value: Option<String>) {
-    match via.params.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+    match via
+        .params
+        .iter_mut()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+    {
         Some(p) => p.1 = value,
         None => via.params.push((name.to_string(), value)),
     }
@@ -752,10 +822,16 @@ fn server_key(req: &Request) -> Option<TransactionKey> {
     let via = req.top_via().ok()?;
     let cseq = req.cseq().ok()?;
     match via.branch() {
-        Some(b) if b.starts_with("z9hG4bK") => TransactionKey::new(b, &via.sent_by(), &req.method).ok(),
+        Some(b) if b.starts_with("z9hG4bK") => {
+            TransactionKey::new(b, &via.sent_by(), &req.method).ok()
+        }
         _ => {
             let call_id = req.call_id().ok()?;
-            let from_tag = req.from().ok().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+            let from_tag = req
+                .from()
+                .ok()
+                .and_then(|f| f.tag().map(str::to_string))
+                .unwrap_or_default();
             Some(TransactionKey::rfc2543(
                 &req.uri,
                 call_id,

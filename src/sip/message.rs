@@ -11,6 +11,8 @@
 use bytes::Bytes;
 use std::fmt;
 
+pub use super::parse::{reason_phrase, response_to};
+
 /// A SIP method (RFC 3261 §7.1, plus the extension methods a hotline meets).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -132,7 +134,11 @@ impl Headers {
     /// position of the first (or at the end).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.0.iter().position(|h| h.name.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))
+        {
             Some(i) => {
                 self.0[i].value = value;
                 let mut n = 0;

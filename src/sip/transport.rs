@@ -53,8 +53,13 @@ pub enum TcpEvent {
         writer: mpsc::Sender<Bytes>,
     },
     /// One complete framed message.
-    Message { addr: SocketAddr, bytes: Bytes },
-    Closed { addr: SocketAddr },
+    Message {
+        addr: SocketAddr,
+        bytes: Bytes,
+    },
+    Closed {
+        addr: SocketAddr,
+    },
 }
 
 /// Messages queued per TCP connection before the writer applies back-pressure.
@@ -107,7 +112,16 @@ pub async fn connect_tcp(
     let stream = TcpStream::connect(addr).await?;
     let _ = stream.set_nodelay(true);
     let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
-    tokio::spawn(run_connection(stream, addr, events, max_message, shutdown, tx.clone(), rx, false));
+    tokio::spawn(run_connection(
+        stream,
+        addr,
+        events,
+        max_message,
+        shutdown,
+        tx.clone(),
+        rx,
+        false,
+    ));
     Ok(tx)
 }
 
@@ -180,7 +194,11 @@ async fn run_connection(
                 }
                 Ok(Frame::Message(n)) => {
                     let bytes = buf.split_to(n).freeze();
-                    if events.send(TcpEvent::Message { addr, bytes }).await.is_err() {
+                    if events
+                        .send(TcpEvent::Message { addr, bytes })
+                        .await
+                        .is_err()
+                    {
                         break 'read;
                     }
                 }

@@ -256,26 +256,42 @@ fn check_body(req: &Request) -> Result<(), Rejection> {
 
 /// True if a multipart body (RFC 2046 §5.1) has an `application/sdp` part.
 fn multipart_has_sdp(ctype: &MediaType, body: &Bytes) -> bool {
-    let Some(boundary) = ctype.param("boundary") else {
-        return false;
-    };
+    multipart_part(ctype, body, "application", "sdp").is_some()
+}
+
+/// The content of the first `application/sdp` part of a multipart/mixed
+/// body whose Content-Type header value is `content_type`.
+pub fn sdp_from_multipart(content_type: &str, body: &Bytes) -> Option<Bytes> {
+    let ctype = crate::sip::headers::parse_media_type(content_type).ok()?;
+    multipart_part(&ctype, body, "application", "sdp")
+}
+
+/// The content of the first part of type `top/sub` (RFC 2046 §5.1).
+fn multipart_part(ctype: &MediaType, body: &Bytes, top: &str, sub: &str) -> Option<Bytes> {
+    let boundary = ctype.param("boundary")?;
     let delim = format!("--{boundary}");
-    let body: &[u8] = body;
-    let mut parts = split_on(body, delim.as_bytes()).skip(1);
-    parts.any(|part| {
+    let whole: &[u8] = body;
+    let mut parts = split_on(whole, delim.as_bytes()).skip(1);
+    parts.find_map(|part| {
         // Each part: CRLF, headers, CRLF CRLF, content. "--" ends the body.
         if part.starts_with(b"--") {
-            return false;
+            return None;
         }
         let head_end = find(part, b"\r\n\r\n").unwrap_or(part.len());
         let head = String::from_utf8_lossy(part.get(..head_end).unwrap_or(&[]));
-        head.split("\r\n").any(|line| {
+        let is_type = head.split("\r\n").any(|line| {
             line.split_once(':').is_some_and(|(n, v)| {
                 n.trim().eq_ignore_ascii_case("Content-Type")
-                    && crate::sip::headers::parse_media_type(v)
-                        .is_ok_and(|m| m.is("application", "sdp"))
+                    && crate::sip::headers::parse_media_type(v).is_ok_and(|m| m.is(top, sub))
             })
-        })
+        });
+        if !is_type {
+            return None;
+        }
+        let content = part.get(head_end + 4..).unwrap_or(&[]);
+        // The CRLF before the next delimiter belongs to the delimiter.
+        let content = content.strip_suffix(b"\r\n").unwrap_or(content);
+        Some(body.slice_ref(content))
     })
 }
 

@@ -123,6 +123,8 @@ fn ivr_path_json(rec: &CallRecord) -> String {
     serde_json::to_string(&rec.ivr_path).unwrap_or_else(|_| "[]".to_string())
 }
 
+use super::off_runtime;
+
 impl Store {
     /// Inserts one call record. Idempotent: a record whose `call_id` is
     /// already stored is left as it is (a retry never makes a second row).
@@ -133,6 +135,12 @@ impl Store {
     /// Inserts records in one transaction (all or none), each idempotent on
     /// `call_id` as in [`Store::insert_call_record`].
     pub async fn insert_call_records(&self, recs: &[CallRecord]) -> Result<(), StoreError> {
+        let this = self.clone();
+        let recs = recs.to_vec();
+        off_runtime(async move { this.insert_call_records_now(&recs).await }).await
+    }
+
+    async fn insert_call_records_now(&self, recs: &[CallRecord]) -> Result<(), StoreError> {
         let err = StoreError::query("inserting call records");
         match &self.db {
             Db::Sqlite { pool, .. } => {
@@ -165,6 +173,12 @@ impl Store {
 
     /// The record of one call, if stored.
     pub async fn call_record(&self, call_id: &str) -> Result<Option<CallRecord>, StoreError> {
+        let this = self.clone();
+        let call_id = call_id.to_string();
+        off_runtime(async move { this.call_record_now(&call_id).await }).await
+    }
+
+    async fn call_record_now(&self, call_id: &str) -> Result<Option<CallRecord>, StoreError> {
         let err = StoreError::query("reading a call record");
         match &self.db {
             Db::Sqlite { pool, .. } => {
@@ -200,6 +214,11 @@ impl Store {
 
     /// The `limit` most recent records by arrival time, newest first.
     pub async fn recent_call_records(&self, limit: i64) -> Result<Vec<CallRecord>, StoreError> {
+        let this = self.clone();
+        off_runtime(async move { this.recent_call_records_now(limit).await }).await
+    }
+
+    async fn recent_call_records_now(&self, limit: i64) -> Result<Vec<CallRecord>, StoreError> {
         let err = StoreError::query("reading recent call records");
         let limit = limit.max(0);
         let mut out = Vec::new();
@@ -238,6 +257,11 @@ impl Store {
 
     /// How many call records are stored.
     pub async fn count_call_records(&self) -> Result<i64, StoreError> {
+        let this = self.clone();
+        off_runtime(async move { this.count_call_records_now().await }).await
+    }
+
+    async fn count_call_records_now(&self) -> Result<i64, StoreError> {
         let err = StoreError::query("counting call records");
         let sql = "SELECT COUNT(*) FROM call_records";
         let n: i64 = match &self.db {

@@ -79,6 +79,11 @@ impl Store {
     /// present are left untouched) and returns how many were inserted: the
     /// number of demo accounts on a fresh database, 0 when run again.
     pub async fn seed_demo(&self) -> Result<usize, StoreError> {
+        let this = self.clone();
+        super::off_runtime(async move { this.seed_demo_now().await }).await
+    }
+
+    async fn seed_demo_now(&self) -> Result<usize, StoreError> {
         let err = StoreError::query("seeding demo accounts");
         let mut inserted = 0u64;
         match &self.db {

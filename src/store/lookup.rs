@@ -194,6 +194,17 @@ impl Store {
         sql: &str,
         params: &[SqlValue],
     ) -> Result<Option<BTreeMap<String, SqlValue>>, StoreError> {
+        let this = self.clone();
+        let sql = sql.to_string();
+        let params = params.to_vec();
+        super::off_runtime(async move { this.lookup_now(&sql, &params).await }).await
+    }
+
+    async fn lookup_now(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> Result<Option<BTreeMap<String, SqlValue>>, StoreError> {
         let expected = lookup_sql_params(sql)?;
         if expected != params.len() {
             return Err(StoreError::LookupParams {

@@ -155,6 +155,26 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Runs a database operation on a blocking-pool thread of the runtime.
+///
+/// Two reasons. The SQLite driver works on its own thread; under tokio's
+/// paused clock (the call tests) the runtime would see itself idle while a
+/// query runs and jump the clock to the next timer, firing time-outs that
+/// real time would never fire. A task on the blocking pool holds the clock
+/// still until it finishes. And no database round trip ever occupies a
+/// runtime worker that call and media tasks need.
+pub(crate) async fn off_runtime<T, F>(fut: F) -> T
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || handle.block_on(fut)).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// SQLite waits this long for a lock held by another connection.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,6 +182,11 @@ impl Store {
     /// Opens (creating if needed) the database at `url` and applies any pending
     /// migrations embedded in the binary.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let url = url.to_string();
+        off_runtime(async move { Store::open_now(&url).await }).await
+    }
+
+    async fn open_now(url: &str) -> Result<Store, StoreError> {
         let url = url.trim();
         let store = if let Some(rest) = url.strip_prefix("sqlite:") {
             Store::open_sqlite(rest).await?
@@ -171,7 +196,7 @@ impl Store {
             let scheme = url.split(':').next().unwrap_or_default().to_string();
             return Err(StoreError::UnknownScheme { scheme });
         };
-        store.migrate().await?;
+        store.migrate_now().await?;
         Ok(store)
     }
 
@@ -240,6 +265,11 @@ impl Store {
     /// Applies pending migrations of this backend (already done by
     /// [`Store::open`]; running it again is a no-op).
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let this = self.clone();
+        off_runtime(async move { this.migrate_now().await }).await
+    }
+
+    async fn migrate_now(&self) -> Result<(), StoreError> {
         let backend = self.backend();
         let migrator = migrate::migrator(backend);
         let result = match &self.db {
@@ -258,6 +288,11 @@ impl Store {
 
     /// Closes every connection; waits for queries in flight.
     pub async fn close(&self) {
+        let this = self.clone();
+        off_runtime(async move { this.close_now().await }).await
+    }
+
+    async fn close_now(&self) {
         match &self.db {
             Db::Sqlite { pool, lookup } => {
                 lookup.close().await;

@@ -69,7 +69,9 @@ static PROMPTS: std::sync::OnceLock<Arc<PromptStore>> = std::sync::OnceLock::new
 /// The shipped prompts, loaded once per test binary.
 pub fn prompts() -> Arc<PromptStore> {
     PROMPTS
-        .get_or_init(|| Arc::new(PromptStore::load(&repo().join("prompts")).expect("shipped prompts load")))
+        .get_or_init(|| {
+            Arc::new(PromptStore::load(&repo().join("prompts")).expect("shipped prompts load"))
+        })
         .clone()
 }
 
@@ -106,7 +108,13 @@ impl TestServer {
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             self.server.flush_records().await;
-            if let Some(r) = self.server.store.call_record(call_id).await.expect("store read") {
+            if let Some(r) = self
+                .server
+                .store
+                .call_record(call_id)
+                .await
+                .expect("store read")
+            {
                 return r;
             }
             if Instant::now() >= until {
@@ -170,12 +178,17 @@ filter = "warn"
         db = db,
         data = dir.display(),
         prompts = repo().join("prompts").display(),
-        flows = opts.flows_dir.clone().unwrap_or_else(|| repo().join("config/flows")).display(),
+        flows = opts
+            .flows_dir
+            .clone()
+            .unwrap_or_else(|| repo().join("config/flows"))
+            .display(),
         extra = opts.extra_toml,
     );
     let path = dir.join("hotline.toml");
     std::fs::write(&path, &text).expect("write config");
-    Config::from_toml(&path, &text, &Overrides::default()).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+    Config::from_toml(&path, &text, &Overrides::default())
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -230,14 +243,18 @@ impl PromptIndex {
             };
             // Continue the current prompt if this frame is its next one.
             if let Some((label, idx, hits)) = &mut current {
-                if let Some((_, i)) = cands.iter().find(|(l, i)| l == label && *i > *idx && *i <= *idx + 3) {
+                if let Some((_, i)) = cands
+                    .iter()
+                    .find(|(l, i)| l == label && *i > *idx && *i <= *idx + 3)
+                {
                     *idx = *i;
                     *hits += 1;
                     continue;
                 }
             }
             // Otherwise a new prompt starts: prefer a candidate at its start.
-            let distinct: std::collections::HashSet<&str> = cands.iter().map(|(l, _)| &l[3..]).collect();
+            let distinct: std::collections::HashSet<&str> =
+                cands.iter().map(|(l, _)| &l[3..]).collect();
             if distinct.len() > 1 {
                 continue; // a frame shared by several prompts (silence) names nothing
             }
@@ -480,8 +497,20 @@ impl Phone {
         }
     }
 
-    pub fn invite_text(&self, dialed: &str, call_id: &str, branch: &str, from_tag: &str, cseq: u32, body: &str) -> String {
-        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    pub fn invite_text(
+        &self,
+        dialed: &str,
+        call_id: &str,
+        branch: &str,
+        from_tag: &str,
+        cseq: u32,
+        body: &str,
+    ) -> String {
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         format!(
             "INVITE sip:{dialed}@{srv} SIP/2.0\r\n\
 Via: SIP/2.0/{t} {local};branch={branch};rport\r\n\
@@ -497,7 +526,11 @@ Contact: <sip:{caller}@{local}{tp}>\r\n\
             local = self.local,
             lip = self.local.ip(),
             caller = self.caller,
-            tp = if self.transport == Transport::Tcp { ";transport=tcp" } else { "" },
+            tp = if self.transport == Transport::Tcp {
+                ";transport=tcp"
+            } else {
+                ""
+            },
             len = body.len(),
         )
     }
@@ -515,7 +548,11 @@ Contact: <sip:{caller}@{local}{tp}>\r\n\
         let call_id = format!("{}@test", rand_hex());
         let from_tag = rand_hex();
         let branch = format!("z9hG4bK{}", rand_hex());
-        let body = if self.send_sdp { self.offer_sdp() } else { String::new() };
+        let body = if self.send_sdp {
+            self.offer_sdp()
+        } else {
+            String::new()
+        };
         let invite = self.invite_text(dialed, &call_id, &branch, &from_tag, 1, &body);
         self.send_raw(invite.clone()).await;
         let final_resp = loop {
@@ -593,7 +630,10 @@ fn sdp_audio_addr(sdp: &str) -> Option<SocketAddr> {
             ip = c.trim().parse::<std::net::IpAddr>().ok();
         }
         if let Some(m) = line.strip_prefix("m=audio ") {
-            port = m.split_whitespace().next().and_then(|p| p.parse::<u16>().ok());
+            port = m
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok());
         }
     }
     Some(SocketAddr::new(ip?, port?))
@@ -607,7 +647,13 @@ fn first_audio_pt(sdp: &str) -> Option<u8> {
 }
 
 impl Call {
-    fn new(phone: Phone, answer: Response, call_id: String, from_tag: String, dialed: &str) -> Call {
+    fn new(
+        phone: Phone,
+        answer: Response,
+        call_id: String,
+        from_tag: String,
+        dialed: &str,
+    ) -> Call {
         let sdp = String::from_utf8_lossy(&answer.body).to_string();
         let remote_rtp = sdp_audio_addr(&sdp).expect("SDP with an audio address in the 200");
         let pt = first_audio_pt(&sdp).unwrap_or(0);
@@ -615,14 +661,27 @@ impl Call {
         let remote_target = answer
             .headers
             .get("Contact")
-            .map(|c| c.trim().trim_start_matches('<').split('>').next().unwrap_or("").to_string())
+            .map(|c| {
+                c.trim()
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .unwrap_or_else(|| format!("sip:{dialed}@{}", phone.server));
         let heard = Arc::new(Mutex::new(Heard {
             pt: Some(pt),
             ..Default::default()
         }));
         let (dtmf_tx, dtmf_rx) = mpsc::channel(64);
-        tokio::spawn(rtp_pump(phone.rtp.clone(), remote_rtp, pt, heard.clone(), dtmf_rx));
+        tokio::spawn(rtp_pump(
+            phone.rtp.clone(),
+            remote_rtp,
+            pt,
+            heard.clone(),
+            dtmf_rx,
+        ));
         Call {
             phone,
             call_id,
@@ -660,7 +719,11 @@ impl Call {
 
     async fn ack_with_body(&mut self, cseq: u32, body: &str) {
         let branch = format!("z9hG4bK{}", rand_hex());
-        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         let msg = format!(
             "ACK {} SIP/2.0\r\n{}{ctype}Content-Length: {}\r\n\r\n{body}",
             self.remote_target,
@@ -695,7 +758,10 @@ impl Call {
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.phone.recv(left).await {
-                Some(SipMessage::Response(r)) if r.status >= 200 && r.headers.get("CSeq").is_some_and(|c| c.contains(method)) => {
+                Some(SipMessage::Response(r))
+                    if r.status >= 200
+                        && r.headers.get("CSeq").is_some_and(|c| c.contains(method)) =>
+                {
                     if method == "INVITE" {
                         self.ack(cseq).await;
                     }
@@ -733,7 +799,9 @@ impl Call {
     /// Sends a digit by SIP INFO (application/dtmf-relay).
     pub async fn info_digit(&mut self, d: char) -> u16 {
         let body = format!("Signal={d}\r\nDuration=160\r\n");
-        self.request("INFO", "Content-Type: application/dtmf-relay\r\n", &body).await.status
+        self.request("INFO", "Content-Type: application/dtmf-relay\r\n", &body)
+            .await
+            .status
     }
 
     /// Stops (or resumes) sending RTP, to trigger the daemon's RTP timeout.
@@ -749,7 +817,10 @@ impl Call {
 
     /// Heard prompt names without the language.
     pub fn heard_names(&self) -> Vec<String> {
-        self.heard().into_iter().map(|s| s[3..].to_string()).collect()
+        self.heard()
+            .into_iter()
+            .map(|s| s[3..].to_string())
+            .collect()
     }
 
     /// RTP packet headers received: (seq, ts, ssrc, marker).
