@@ -470,7 +470,18 @@ impl Endpoint {
         match parse_message(&bytes) {
             Ok(SipMessage::Request(req)) => self.on_request(peer, req),
             Ok(SipMessage::Response(resp)) => self.on_response(peer, resp),
-            Err(e) => debug!(from = %peer.addr, error = %e, "unparseable message dropped"),
+            Err(e) => {
+                // A request whose start line or framing is broken is still
+                // answered (400, or 505 for another SIP version) when enough
+                // of it can be read to address a response (RFC 4475 §3.1.2).
+                match super::validate::response_to_unparsable(&bytes, &e) {
+                    Some(resp) => {
+                        debug!(from = %peer.addr, error = %e, status = resp.status, "unparseable request answered");
+                        self.send(peer, resp.to_bytes());
+                    }
+                    None => debug!(from = %peer.addr, error = %e, "unparseable message dropped"),
+                }
+            }
         }
     }
 
@@ -821,11 +832,14 @@ fn response_peer(peer: Peer, req: &Request) -> Peer {
 fn server_key(req: &Request) -> Option<TransactionKey> {
     let via = req.top_via().ok()?;
     let cseq = req.cseq().ok()?;
-    match via.branch() {
-        Some(b) if b.starts_with("z9hG4bK") => {
-            TransactionKey::new(b, &via.sent_by(), &req.method).ok()
-        }
-        _ => {
+    // A branch that is only the magic cookie (RFC 4475 badbranch) is
+    // matched the RFC 2543 way, like one without it.
+    let rfc3261 = via
+        .branch()
+        .and_then(|b| TransactionKey::new(b, &via.sent_by(), &req.method).ok());
+    match rfc3261 {
+        Some(key) => Some(key),
+        None => {
             let call_id = req.call_id().ok()?;
             let from_tag = req
                 .from()
