@@ -191,20 +191,10 @@ pub async fn start(
     incoming: mpsc::Sender<IncomingCall>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SipHandle, tokio::task::JoinHandle<()>)> {
-    let udp = if cfg.udp {
-        Some(Arc::new(bind_udp(cfg.listen)?))
-    } else {
-        None
-    };
+    let (udp, tcp_listener) = bind_transports(&cfg).await?;
     let (tcp_tx, tcp_rx) = mpsc::channel(4096);
     let mut tcp_addr = None;
-    if cfg.tcp {
-        // Same port as UDP when the configured port is 0 (tests).
-        let addr = match &udp {
-            Some(u) if cfg.listen.port() == 0 => u.local_addr()?,
-            _ => cfg.listen,
-        };
-        let listener = TcpListener::bind(addr).await?;
+    if let Some(listener) = tcp_listener {
         tcp_addr = Some(listener.local_addr()?);
         tokio::spawn(serve_tcp(
             listener,
@@ -240,6 +230,28 @@ pub async fn start(
     };
     let task = tokio::spawn(endpoint.run(cmd_rx, tcp_rx, shutdown));
     Ok((SipHandle { cmd: cmd_tx, local }, task))
+}
+
+/// Binds UDP and TCP on the configured address. With port 0 both must share
+/// the port the OS picks for UDP; if that port is taken on TCP, try again.
+async fn bind_transports(cfg: &EndpointConfig) -> std::io::Result<(Option<Arc<UdpSocket>>, Option<TcpListener>)> {
+    let attempts = if cfg.listen.port() == 0 { 20 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        let udp = if cfg.udp { Some(Arc::new(bind_udp(cfg.listen)?)) } else { None };
+        if !cfg.tcp {
+            return Ok((udp, None));
+        }
+        let addr = match &udp {
+            Some(u) if cfg.listen.port() == 0 => u.local_addr()?,
+            _ => cfg.listen,
+        };
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| std::io::Error::other("cannot bind SIP transports")))
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
