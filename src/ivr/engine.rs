@@ -126,7 +126,9 @@ impl fmt::Debug for IvrAction {
                 .field("queue", queue)
                 .field("priority", priority)
                 .finish(),
-            IvrAction::Hangup { reason } => f.debug_struct("Hangup").field("reason", reason).finish(),
+            IvrAction::Hangup { reason } => {
+                f.debug_struct("Hangup").field("reason", reason).finish()
+            }
         }
     }
 }
@@ -171,12 +173,28 @@ enum Then {
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     NotStarted,
-    Announce { node: String, then: Then },
-    Menu { node: String, failures: u32 },
-    Collect { node: String, digits: Digits, failures: u32 },
-    Lookup { node: String },
-    Recording { node: String },
-    Queued { node: String },
+    Announce {
+        node: String,
+        then: Then,
+    },
+    Menu {
+        node: String,
+        failures: u32,
+    },
+    Collect {
+        node: String,
+        digits: Digits,
+        failures: u32,
+    },
+    Lookup {
+        node: String,
+    },
+    Recording {
+        node: String,
+    },
+    Queued {
+        node: String,
+    },
     Finished,
 }
 
@@ -229,9 +247,18 @@ impl fmt::Debug for IvrSession {
             .field("lang", &self.lang)
             .field("state", &self.state)
             .field("playing", &self.playing)
-            .field("deadline", &self.deadline)
+            // Relative to the start, so no clock digits get in the way.
+            .field(
+                "deadline",
+                &self
+                    .deadline
+                    .map(|d| d.saturating_duration_since(self.start)),
+            )
             .field("vars", &Vars(self))
-            .field("typeahead", &format_args!("<{} keys>", self.typeahead.len()))
+            .field(
+                "typeahead",
+                &format_args!("<{} keys>", self.typeahead.len()),
+            )
             .field("path", &self.path)
             .field("result", &self.result)
             .finish()
@@ -496,7 +523,12 @@ impl IvrSession {
     }
 
     /// Enters one node; returns the next node when this one does not wait.
-    fn enter<'f>(&mut self, now: Instant, node: &'f Node, out: &mut Vec<IvrAction>) -> Option<&'f str> {
+    fn enter<'f>(
+        &mut self,
+        now: Instant,
+        node: &'f Node,
+        out: &mut Vec<IvrAction>,
+    ) -> Option<&'f str> {
         self.stop_playback(out);
         self.deadline = None;
         self.entries += 1;
@@ -525,7 +557,11 @@ impl IvrSession {
             }
             NodeKind::Hours(h) => {
                 let at = self.wall(now);
-                let open = self.flow.calendars.get(&h.calendar).is_some_and(|c| c.is_open(at));
+                let open = self
+                    .flow
+                    .calendars
+                    .get(&h.calendar)
+                    .is_some_and(|c| c.is_open(at));
                 debug!(calendar = %h.calendar, %at, open, "IVR hours");
                 Some(if open { &h.open } else { &h.closed })
             }
@@ -542,7 +578,10 @@ impl IvrSession {
                 }
             },
             NodeKind::Menu(_) => {
-                self.state = State::Menu { node: id, failures: 0 };
+                self.state = State::Menu {
+                    node: id,
+                    failures: 0,
+                };
                 self.begin_input(now, node, out);
                 None
             }
@@ -609,7 +648,11 @@ impl IvrSession {
         match then {
             Then::Goto(next) => self.goto(now, &next, out),
             Then::Hangup(reason) => self.finish(&reason, out),
-            Then::Record { node, max, terminator } => {
+            Then::Record {
+                node,
+                max,
+                terminator,
+            } => {
                 self.state = State::Recording { node };
                 self.deadline = Some(now + max + RECORDING_GRACE);
                 out.push(IvrAction::RecordVoiceMessage { max, terminator });
@@ -704,7 +747,15 @@ impl IvrSession {
                 let full = c.full(digits.0.chars().count());
                 self.stop_playback(out);
                 if full {
-                    self.swallow = Some(c.terminator);
+                    // The next key in order is the one to drop: a typed-ahead
+                    // one if any, else the next live one.
+                    match self.typeahead.front() {
+                        Some(&t) if t == c.terminator => {
+                            self.typeahead.pop_front();
+                        }
+                        Some(_) => {}
+                        None => self.swallow = Some(c.terminator),
+                    }
                     self.collect_end(now, out);
                 } else {
                     self.deadline = Some(now + secs(c.inter_digit_timeout_secs));
@@ -754,15 +805,27 @@ impl IvrSession {
                 if let (true, Some(t)) = (timeout, &m.on_timeout) {
                     return self.goto(now, t, out);
                 }
-                let prompt = if timeout { &m.timeout_prompt } else { &m.invalid_prompt };
+                let prompt = if timeout {
+                    &m.timeout_prompt
+                } else {
+                    &m.invalid_prompt
+                };
                 (failures, m.retries, prompt, &m.prompts, &m.on_fail)
             }
-            State::Collect { node, digits, failures } => {
+            State::Collect {
+                node,
+                digits,
+                failures,
+            } => {
                 let Some(NodeKind::Collect(c)) = flow.node(node).map(|n| &n.kind) else {
                     return;
                 };
                 digits.0.clear();
-                let prompt = if timeout { &c.timeout_prompt } else { &c.invalid_prompt };
+                let prompt = if timeout {
+                    &c.timeout_prompt
+                } else {
+                    &c.invalid_prompt
+                };
                 (failures, c.retries, prompt, &c.prompts, &c.on_fail)
             }
             _ => return,
@@ -780,4 +843,799 @@ impl IvrSession {
 
 fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ivr::flow::tests::{prompt_exists, shipped, sql_ok};
+    use crate::ivr::flow::{parse_flow, FlowSet};
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    const BALANCE_SQL: &str = "SELECT balance_fen, last_paid_year, last_paid_month FROM si_accounts WHERE id_number = $1 AND pin = $2";
+
+    /// 12,345.67 yuan in Mandarin.
+    const BALANCE_ZH: &[&str] = &[
+        "balance_is",
+        "num_1",
+        "num_10000",
+        "num_2_liang",
+        "num_1000",
+        "num_3",
+        "num_100",
+        "num_4",
+        "num_10",
+        "num_5",
+        "yuan",
+        "num_6",
+        "jiao",
+        "num_7",
+        "fen",
+    ];
+
+    fn flows() -> &'static FlowSet {
+        static SET: OnceLock<FlowSet> = OnceLock::new();
+        SET.get_or_init(shipped)
+    }
+
+    /// Local time in Shanghai.
+    fn cst(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(y, mo, d, h, mi, s)
+            .unwrap()
+            .to_utc()
+    }
+
+    fn row(balance: i64, year: Option<i64>, month: Option<i64>) -> BTreeMap<String, SqlValue> {
+        let v = |x: Option<i64>| x.map_or(SqlValue::Null, SqlValue::Int);
+        BTreeMap::from([
+            ("balance_fen".to_owned(), SqlValue::Int(balance)),
+            ("last_paid_year".to_owned(), v(year)),
+            ("last_paid_month".to_owned(), v(month)),
+        ])
+    }
+
+    /// Plays the call task's part: keeps what is playing, pending look-ups
+    /// etc., and checks after every step that the session waits on
+    /// something.
+    struct Call {
+        s: IvrSession,
+        start: Instant,
+        now: Instant,
+        playing: Option<u64>,
+        plays: Vec<(Lang, Vec<String>, bool)>,
+        lookup: Option<(String, Vec<SqlValue>)>,
+        record: Option<(Duration, char)>,
+        queue: Option<(String, i32)>,
+        hangup: Option<String>,
+        stops: usize,
+    }
+
+    impl Call {
+        fn with_flow(flow: Arc<Flow>, wall: DateTime<Utc>) -> Call {
+            let start = Instant::now();
+            let mut c = Call {
+                s: IvrSession::new(flow, start, wall),
+                start,
+                now: start,
+                playing: None,
+                plays: Vec::new(),
+                lookup: None,
+                record: None,
+                queue: None,
+                hangup: None,
+                stops: 0,
+            };
+            assert_eq!(c.s.waiting(), Waiting::Start);
+            let a = c.s.start(start);
+            c.apply(a);
+            c
+        }
+
+        fn new(dialed: &str, wall: DateTime<Utc>) -> Call {
+            Call::with_flow(flows().for_dialed(dialed).unwrap(), wall)
+        }
+
+        fn apply(&mut self, actions: Vec<IvrAction>) {
+            assert!(
+                self.hangup.is_none() || actions.is_empty(),
+                "actions after hangup: {actions:?}"
+            );
+            for a in actions {
+                match a {
+                    IvrAction::Play {
+                        id,
+                        lang,
+                        prompts,
+                        interruptible,
+                    } => {
+                        assert!(!prompts.is_empty());
+                        self.playing = Some(id);
+                        self.plays.push((lang, prompts, interruptible));
+                    }
+                    IvrAction::StopPlayback => {
+                        assert!(self.playing.take().is_some(), "stop with nothing playing");
+                        self.stops += 1;
+                    }
+                    IvrAction::Lookup { sql, params } => {
+                        assert!(self.lookup.replace((sql, params)).is_none());
+                    }
+                    IvrAction::RecordVoiceMessage { max, terminator } => {
+                        self.record = Some((max, terminator))
+                    }
+                    IvrAction::Queue { queue, priority } => self.queue = Some((queue, priority)),
+                    IvrAction::Hangup { reason } => self.hangup = Some(reason),
+                }
+            }
+            assert_ne!(self.s.waiting(), Waiting::Nothing, "stuck: {:?}", self.s);
+            assert_eq!(self.s.finished(), self.hangup.is_some());
+        }
+
+        fn done(&mut self) {
+            let id = self.playing.take().expect("nothing playing");
+            self.now += Duration::from_secs(3);
+            let a = self.s.on_playback_done(self.now, id);
+            self.apply(a);
+        }
+
+        fn press(&mut self, keys: &str) {
+            for k in keys.chars() {
+                self.now += Duration::from_millis(300);
+                let a = self.s.on_digit(self.now, k);
+                self.apply(a);
+            }
+        }
+
+        fn timeout(&mut self) {
+            let d = self.s.deadline().expect("a deadline");
+            assert!(
+                self.s.on_timer(d - Duration::from_millis(1)).is_empty(),
+                "early timer does nothing"
+            );
+            self.now = d;
+            let a = self.s.on_timer(d);
+            self.apply(a);
+        }
+
+        fn lookup_result(&mut self, r: Result<Option<BTreeMap<String, SqlValue>>, String>) {
+            self.lookup.take().expect("a look-up");
+            self.now += Duration::from_millis(50);
+            let a = self.s.on_lookup_result(self.now, r);
+            self.apply(a);
+        }
+
+        fn last(&self) -> Vec<&str> {
+            self.plays
+                .last()
+                .map(|p| p.1.iter().map(String::as_str).collect())
+                .unwrap_or_default()
+        }
+
+        fn last_lang(&self) -> Lang {
+            self.plays.last().unwrap().0
+        }
+
+        /// Through the welcome and language menu to the main menu.
+        fn reach_main_menu(&mut self, lang_key: &str) {
+            assert_eq!(self.last(), ["welcome_12333"]);
+            self.done();
+            assert_eq!(self.last(), ["choose_language"]);
+            self.done();
+            self.press(lang_key);
+            assert_eq!(self.last(), ["menu_12333_main"]);
+            self.done();
+        }
+
+        /// From the main menu, key the ID and reach the PIN prompt.
+        fn reach_pin(&mut self, id: &str) {
+            self.press("1");
+            assert_eq!(self.last(), ["enter_id"]);
+            self.done();
+            self.press(id);
+            self.press("#");
+            assert_eq!(self.last(), ["enter_pin"]);
+            self.done();
+        }
+    }
+
+    fn day() -> DateTime<Utc> {
+        cst(2026, 11, 23, 10, 0, 0)
+    }
+
+    #[test]
+    fn balance_readback_in_mandarin() {
+        let mut c = Call::new("12333", day());
+        assert_eq!(
+            c.plays[0],
+            (Lang::Zh, vec!["welcome_12333".to_owned()], true)
+        );
+        c.done();
+        assert_eq!(c.last(), ["choose_language"]);
+        assert_eq!(c.s.deadline(), None, "no timer while the prompt plays");
+        c.done();
+        assert_eq!(c.s.deadline(), Some(c.now + Duration::from_secs(5)));
+        c.press("1");
+        assert_eq!(c.last(), ["menu_12333_main"]);
+        c.done();
+        c.reach_pin("110101199003071234");
+        c.press("864209");
+        let stops = c.stops;
+        c.press("#"); // after a full PIN: dropped
+        assert_eq!(c.stops, stops);
+        assert_eq!(
+            c.lookup,
+            Some((
+                BALANCE_SQL.to_owned(),
+                vec![
+                    SqlValue::Text("110101199003071234".into()),
+                    SqlValue::Text("864209".into())
+                ]
+            ))
+        );
+        // The PIN is nowhere to be seen.
+        let shown = format!("{:?} {:?} {:?}", c.s, c.s.path(), c.s.result());
+        assert!(!shown.contains("864209"), "{shown}");
+        let action = IvrAction::Lookup {
+            sql: BALANCE_SQL.into(),
+            params: vec![SqlValue::Text("864209".into())],
+        };
+        assert!(!format!("{action:?}").contains("864209"));
+        assert_eq!(c.s.waiting(), Waiting::Lookup);
+
+        c.lookup_result(Ok(Some(row(1_234_567, Some(2026), Some(10)))));
+        assert_eq!(c.last(), BALANCE_ZH);
+        assert!(
+            !c.plays.last().unwrap().2,
+            "the readback is not interruptible"
+        );
+        assert_eq!(c.s.result(), Some("balance_read"));
+        c.done();
+        assert_eq!(
+            c.last(),
+            [
+                "last_paid_is",
+                "num_2",
+                "num_0",
+                "num_2",
+                "num_6",
+                "year",
+                "num_10",
+                "month"
+            ]
+        );
+        c.done();
+        assert_eq!(c.last(), ["main_menu_return", "repeat_hint"]);
+        c.done();
+        c.timeout();
+        assert_eq!(c.last(), ["goodbye"]);
+        c.done();
+        assert_eq!(c.hangup.as_deref(), Some("flow_end"));
+        assert_eq!(c.s.result(), Some("balance_read"));
+        assert_eq!(c.s.language(), Lang::Zh);
+        assert!(c.plays.iter().all(|p| p.0 == Lang::Zh));
+        assert_eq!(
+            c.s.path(),
+            [
+                "welcome",
+                "language",
+                "mandarin",
+                "main_menu",
+                "enter_id",
+                "enter_pin",
+                "check_account",
+                "say_balance",
+                "say_last_paid",
+                "after_balance",
+                "goodbye"
+            ]
+        );
+        let shown = format!("{:?} {:?}", c.s, c.s.path());
+        assert!(!shown.contains("864209"), "{shown}");
+        // Nothing more happens after the hang-up.
+        assert!(c.s.on_digit(c.now, '1').is_empty());
+        assert!(c.s.on_timer(c.now + Duration::from_secs(999)).is_empty());
+    }
+
+    #[test]
+    fn english_id_ending_in_x_and_no_payment_record() {
+        let mut c = Call::new("12333", day());
+        // `2` during the (interruptible) welcome chooses English at once.
+        c.press("2");
+        assert_eq!(c.stops, 1);
+        assert_eq!(c.last(), ["menu_12333_main"]);
+        assert_eq!(c.last_lang(), Lang::En);
+        assert!(
+            !c.plays.iter().any(|p| p.1 == ["choose_language"]),
+            "type-ahead skips the prompt"
+        );
+        c.done();
+        c.reach_pin("11010119851212002*");
+        c.press("654321");
+        let params = &c.lookup.as_ref().unwrap().1;
+        assert_eq!(params[0], SqlValue::Text("11010119851212002X".into()));
+        c.lookup_result(Ok(Some(row(100, None, None))));
+        assert_eq!(c.last(), ["balance_is", "num_1", "yuan"]);
+        c.done();
+        assert_eq!(c.last(), ["no_payment_record"]);
+        c.done();
+        assert_eq!(c.last(), ["main_menu_return", "repeat_hint"]);
+        // `*` hears the balance again; `9` goes back to the main menu.
+        c.press("*");
+        assert_eq!(c.last(), ["balance_is", "num_1", "yuan"]);
+        c.done();
+        c.done();
+        c.press("9");
+        assert_eq!(c.last(), ["menu_12333_main"]);
+        // Everything after the (Mandarin) welcome is in English.
+        assert_eq!(c.plays[0].0, Lang::Zh);
+        assert!(c.plays[1..].iter().all(|p| p.0 == Lang::En));
+        assert_eq!(c.s.language(), Lang::En);
+    }
+
+    #[test]
+    fn no_language_choice_means_mandarin() {
+        let mut c = Call::new("12333", day());
+        c.done();
+        c.done();
+        c.timeout();
+        assert_eq!(c.last(), ["menu_12333_main"]);
+        assert_eq!(c.last_lang(), Lang::Zh);
+        assert_eq!(c.s.path()[..3], ["welcome", "language", "mandarin"]);
+    }
+
+    #[test]
+    fn wrong_pin_three_times_ends_politely() {
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        c.reach_pin("110101199003071234");
+        for attempt in 1..=3 {
+            c.press("000000#");
+            let (_, params) = c.lookup.clone().unwrap();
+            assert_eq!(
+                params[0],
+                SqlValue::Text("110101199003071234".into()),
+                "the ID is kept"
+            );
+            c.lookup_result(Ok(None));
+            if attempt < 3 {
+                assert_eq!(c.last(), ["wrong_pin"]);
+                c.done();
+                assert_eq!(c.last(), ["enter_pin"], "only the PIN is asked again");
+                c.done();
+            }
+        }
+        assert_eq!(c.last(), ["too_many_attempts", "goodbye"]);
+        assert_eq!(c.s.result(), Some("pin_failed"));
+        c.done();
+        assert_eq!(c.hangup.as_deref(), Some("pin_failed"));
+        let wrong = c.plays.iter().filter(|p| p.1 == ["wrong_pin"]).count();
+        assert_eq!(wrong, 2);
+        assert_eq!(c.s.path().iter().filter(|p| *p == "enter_id").count(), 1);
+        assert_eq!(c.s.path().iter().filter(|p| *p == "enter_pin").count(), 3);
+        assert!(!format!("{:?}", c.s).contains("000000"));
+    }
+
+    #[test]
+    fn lookup_error_and_queue_unavailable() {
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        c.reach_pin("110101199003071234");
+        c.press("123456");
+        c.lookup_result(Err("timed out".into()));
+        assert_eq!(c.last(), ["lookup_failed", "goodbye"]);
+        c.done();
+        assert_eq!(c.hangup.as_deref(), Some("lookup_failed"));
+
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        c.press("0");
+        assert_eq!(c.last(), ["transfer_to_agent"]);
+        c.done();
+        assert_eq!(c.queue, Some(("12333".into(), 0)));
+        assert_eq!(c.s.waiting(), Waiting::Queue);
+        assert!(
+            c.s.on_digit(c.now, '1').is_empty(),
+            "the queue has the call"
+        );
+        let a = c.s.on_queue_unavailable(c.now);
+        c.apply(a);
+        assert_eq!(c.last(), ["queue_unavailable"]);
+        c.done();
+        assert_eq!(c.last(), ["menu_12333_main"]);
+        // Events that do not fit the state are ignored.
+        assert!(c.s.on_queue_unavailable(c.now).is_empty());
+        assert!(c.s.on_lookup_result(c.now, Ok(None)).is_empty());
+        assert!(c.s.on_voice_message_done(c.now, true).is_empty());
+    }
+
+    #[test]
+    fn menu_timeouts_invalid_keys_then_goodbye() {
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        let t = c.now;
+        assert_eq!(c.s.deadline(), Some(t + Duration::from_secs(5)));
+        c.timeout();
+        assert_eq!(c.last(), ["no_input", "menu_12333_main"]);
+        assert_eq!(c.s.deadline(), None);
+        c.done();
+        c.press("7");
+        assert_eq!(c.last(), ["invalid_input", "menu_12333_main"]);
+        // A key during the retry prompt interrupts it.
+        c.press("8");
+        assert_eq!(c.last(), ["invalid_input", "menu_12333_main"]);
+        c.done();
+        // Retries (3) are spent: the next failure says goodbye.
+        c.timeout();
+        assert_eq!(c.last(), ["goodbye"]);
+        c.done();
+        assert_eq!(c.hangup.as_deref(), Some("flow_end"));
+        let menus = c
+            .plays
+            .iter()
+            .filter(|p| p.1.contains(&"menu_12333_main".to_owned()))
+            .count();
+        assert_eq!(menus, 4);
+    }
+
+    #[test]
+    fn repeat_key_replays_without_counting() {
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        for _ in 0..5 {
+            c.press("*");
+            assert_eq!(c.last(), ["menu_12333_main"]);
+            c.done();
+        }
+        for _ in 0..3 {
+            c.timeout();
+            assert_eq!(c.last(), ["no_input", "menu_12333_main"]);
+            c.done();
+        }
+        c.timeout();
+        assert_eq!(c.last(), ["goodbye"]);
+        // `2`: opening hours, then back to the menu.
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        c.press("2");
+        assert_eq!(c.last(), ["opening_hours"]);
+        c.done();
+        assert_eq!(c.last(), ["menu_12333_main"]);
+    }
+
+    #[test]
+    fn stale_playback_done_is_ignored() {
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        c.press("*");
+        let first = c.playing.unwrap();
+        c.press("*");
+        let second = c.playing.unwrap();
+        assert_eq!(c.stops, 1, "the first replay was stopped by the second");
+        assert!(c.s.on_playback_done(c.now, first).is_empty());
+        assert_eq!(c.s.deadline(), None);
+        assert_eq!(c.s.waiting(), Waiting::Playback);
+        assert!(c.s.on_playback_done(c.now, second + 100).is_empty());
+        c.done();
+        assert!(c.s.deadline().is_some());
+    }
+
+    #[test]
+    fn type_ahead_during_prompts_and_look_ups() {
+        let mut c = Call::new("12333", day());
+        c.reach_main_menu("1");
+        c.reach_pin("110101199003071234");
+        c.press("000000");
+        c.lookup_result(Ok(None));
+        assert_eq!(c.last(), ["wrong_pin"]);
+        // Typed during the uninterruptible "wrong PIN": kept, no stop.
+        let stops = c.stops;
+        c.press("123456#");
+        assert_eq!(c.stops, stops);
+        assert!(c.lookup.is_none());
+        c.done();
+        assert!(
+            c.lookup.is_some(),
+            "the PIN prompt is skipped, the typed PIN used"
+        );
+        assert_eq!(c.last(), ["wrong_pin"]);
+        assert_eq!(
+            c.lookup.as_ref().unwrap().1[1],
+            SqlValue::Text("123456".into())
+        );
+        // Typed during the look-up and readback: the next menu takes it.
+        c.press("9");
+        c.lookup_result(Ok(Some(row(5, Some(2025), Some(12)))));
+        c.press("0");
+        assert!(c.last().starts_with(&["balance_is"]));
+        c.done();
+        c.done();
+        // `9` was taken by the after-balance menu, `0` by the main menu:
+        // neither menu prompt was played.
+        assert_eq!(c.last(), ["transfer_to_agent"]);
+        assert!(!c
+            .plays
+            .iter()
+            .any(|p| p.1.contains(&"main_menu_return".to_owned())));
+        let n = c.s.path().len();
+        assert_eq!(
+            c.s.path()[n - 3..],
+            ["after_balance", "main_menu", "to_agent"]
+        );
+    }
+
+    #[test]
+    fn type_ahead_is_bounded_and_dropped_at_hangup() {
+        let mut c = Call::new("12333", day());
+        c.done(); // welcome
+        c.done(); // language menu
+        c.press("1");
+        c.done();
+        c.press("1");
+        c.done();
+        c.press("1101011990030712");
+        c.timeout(); // too few digits
+        assert_eq!(c.last(), ["invalid_input", "enter_id"]);
+        // Many keys while nothing takes them are bounded.
+        let mut s = IvrSession::new(flows().for_dialed("12333").unwrap(), c.start, day());
+        for _ in 0..1000 {
+            assert!(s.on_digit(c.start, '5').is_empty());
+        }
+        assert_eq!(s.typeahead.len(), MAX_TYPEAHEAD);
+    }
+
+    /// A flow for timer details: collect 4-8 digits.
+    fn collect_flow() -> Arc<Flow> {
+        let src = r#"
+dialed = ["1"]
+start = "c"
+[nodes.c]
+kind = "collect"
+prompts = ["enter_id"]
+var = "n"
+min = 4
+max = 8
+retries = 1
+next = "bye"
+on_fail = "fail"
+[nodes.bye]
+kind = "say"
+what = "digits"
+var = "n"
+next = "end"
+[nodes.end]
+kind = "hangup"
+result = "done"
+[nodes.fail]
+kind = "hangup"
+prompts = ["goodbye"]
+reason = "no_digits"
+"#;
+        Arc::new(parse_flow(Path::new("t.toml"), src, &prompt_exists, &sql_ok).unwrap())
+    }
+
+    #[test]
+    fn collect_timers() {
+        let mut c = Call::with_flow(collect_flow(), day());
+        c.done();
+        // First-digit timeout: 10 s from the end of the prompt.
+        assert_eq!(c.s.deadline(), Some(c.now + Duration::from_secs(10)));
+        c.timeout();
+        assert_eq!(c.last(), ["no_input", "enter_id"]);
+        c.done();
+        // Inter-digit timeout: 5 s after each digit; enough digits end it.
+        c.press("12");
+        assert_eq!(c.s.deadline(), Some(c.now + Duration::from_secs(5)));
+        c.press("345");
+        c.timeout();
+        assert_eq!(
+            c.last(),
+            ["digit_1_yao", "num_2", "num_3", "num_4", "num_5"]
+        );
+        c.done();
+        assert_eq!(c.hangup.as_deref(), Some("done"));
+        assert_eq!(c.s.result(), Some("done"));
+
+        // Too few digits, twice: on_fail.
+        let mut c = Call::with_flow(collect_flow(), day());
+        c.done();
+        c.press("12#");
+        assert_eq!(c.last(), ["invalid_input", "enter_id"]);
+        c.press("1");
+        c.timeout();
+        assert_eq!(c.last(), ["goodbye"]);
+        c.done();
+        assert_eq!(c.hangup.as_deref(), Some("no_digits"));
+
+        // Digits during the prompt count and stop it; `*` is invalid here.
+        let mut c = Call::with_flow(collect_flow(), day());
+        c.press("12345678");
+        assert_eq!(c.stops, 1);
+        assert_eq!(c.last(), crate::ivr::say::say_digits(Lang::Zh, "12345678"));
+        let mut c = Call::with_flow(collect_flow(), day());
+        c.press("12*");
+        assert_eq!(c.last(), ["invalid_input", "enter_id"]);
+    }
+
+    #[test]
+    fn hours_12345_open_at_ten() {
+        let mut c = Call::new("12345", cst(2026, 11, 23, 10, 0, 0));
+        assert_eq!(c.last(), ["welcome_12345"]);
+        c.done();
+        assert_eq!(c.last(), ["transfer_to_agent"]);
+        c.done();
+        assert_eq!(c.queue, Some(("12345".into(), 0)));
+        let a = c.s.on_queue_unavailable(c.now);
+        c.apply(a);
+        assert_eq!(c.last(), ["queue_unavailable"]);
+        c.done();
+        assert_eq!(c.last(), ["voicemail_prompt", "beep"]);
+        c.done();
+        assert_eq!(c.record, Some((Duration::from_secs(60), '#')));
+        assert_eq!(c.s.waiting(), Waiting::VoiceMessage);
+        let a =
+            c.s.on_voice_message_done(c.now + Duration::from_secs(20), true);
+        c.apply(a);
+        assert_eq!(c.last(), ["goodbye"]);
+        c.done();
+        assert_eq!(c.hangup.as_deref(), Some("flow_end"));
+        assert_eq!(c.s.path()[1], "check_hours");
+        assert_eq!(c.s.path()[2], "to_agent");
+    }
+
+    #[test]
+    fn hours_12345_closed_at_night_and_by_elapsed_time() {
+        for wall in [
+            cst(2026, 11, 23, 21, 0, 0),
+            cst(2026, 11, 23, 7, 59, 0),
+            cst(2026, 11, 23, 19, 59, 58),
+        ] {
+            // The last one: open when answered, closed when the welcome has
+            // played (3 s later): the time is start + elapsed.
+            let mut c = Call::new("12345", wall);
+            c.done();
+            assert_eq!(c.last(), ["after_hours"], "{wall}");
+            assert_eq!(c.s.result(), Some("after_hours"));
+            c.done();
+            assert_eq!(c.last(), ["voicemail_prompt", "beep"]);
+            c.press("#"); // dropped: not type-ahead for anything
+            c.done();
+            assert!(c.record.is_some());
+            // The call task never reports the recording: the safety timer.
+            assert_eq!(c.s.deadline(), Some(c.now + Duration::from_secs(90)));
+            c.timeout();
+            assert_eq!(c.last(), ["thank_you"]);
+            c.done();
+            assert_eq!(c.hangup.as_deref(), Some("flow_end"));
+        }
+        let c = Call::new("12345", cst(2026, 11, 23, 19, 59, 56));
+        let mut c = c;
+        c.done();
+        assert_eq!(c.last(), ["transfer_to_agent"], "19:59:59 is still open");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Key(char),
+        Done,
+        StaleDone(u64),
+        Timer,
+        Wait(u64),
+        Found(i64, Option<i64>),
+        NotFound,
+        LookupError,
+        QueueUnavailable,
+        VoiceDone(bool),
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            6 => proptest::sample::select(vec!['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A'])
+                .prop_map(Ev::Key),
+            4 => Just(Ev::Done),
+            1 => (0u64..40).prop_map(Ev::StaleDone),
+            3 => Just(Ev::Timer),
+            1 => (0u64..20_000).prop_map(Ev::Wait),
+            1 => (any::<i64>(), proptest::option::of(1i64..13)).prop_map(|(b, m)| Ev::Found(b, m)),
+            1 => Just(Ev::NotFound),
+            1 => Just(Ev::LookupError),
+            1 => Just(Ev::QueueUnavailable),
+            1 => any::<bool>().prop_map(Ev::VoiceDone),
+        ]
+    }
+
+    fn step(c: &mut Call, e: &Ev) {
+        let now = c.now;
+        let actions = match *e {
+            Ev::Key(k) => c.s.on_digit(now, k),
+            Ev::Done => match c.playing.take() {
+                Some(id) => c.s.on_playback_done(now, id),
+                None => Vec::new(),
+            },
+            Ev::StaleDone(d) => {
+                // Any id but the current one.
+                let id = c.playing.map_or(d, |p| p.wrapping_sub(d + 1));
+                c.s.on_playback_done(now, id)
+            }
+            Ev::Timer => match c.s.deadline() {
+                Some(d) => {
+                    c.now = c.now.max(d);
+                    c.s.on_timer(c.now)
+                }
+                None => c.s.on_timer(now),
+            },
+            Ev::Wait(ms) => {
+                c.now += Duration::from_millis(ms);
+                Vec::new()
+            }
+            Ev::Found(b, m) => {
+                let pending = c.lookup.take().is_some();
+                let a =
+                    c.s.on_lookup_result(now, Ok(Some(row(b, m.map(|_| 2026), m))));
+                assert!(pending || a.is_empty());
+                a
+            }
+            Ev::NotFound | Ev::LookupError => {
+                let pending = c.lookup.take().is_some();
+                let r = if matches!(e, Ev::NotFound) {
+                    Ok(None)
+                } else {
+                    Err("db down".into())
+                };
+                let a = c.s.on_lookup_result(now, r);
+                assert!(pending || a.is_empty());
+                a
+            }
+            Ev::QueueUnavailable => c.s.on_queue_unavailable(now),
+            Ev::VoiceDone(saved) => c.s.on_voice_message_done(now, saved),
+        };
+        if c.hangup.is_some() {
+            assert!(actions.is_empty());
+            return;
+        }
+        c.apply(actions);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Random callers never crash the engine nor leave it waiting on
+        /// nothing, and silence from any point ends the call.
+        #[test]
+        fn never_stuck(dialed in prop_oneof![Just("12333"), Just("12345")],
+                       hour in 0u32..24,
+                       events in proptest::collection::vec(ev(), 0..120)) {
+            let mut c = Call::new(dialed, cst(2026, 11, 23, hour, 30, 0));
+            for e in &events {
+                step(&mut c, e);
+            }
+            // The PIN, once keyed, is not shown.
+            if let Some(SqlValue::Text(pin)) = c.s.vars.get("pin") {
+                let id = match c.s.vars.get("id") { Some(SqlValue::Text(id)) => id.clone(), _ => String::new() };
+                if !id.contains(pin.as_str()) {
+                    let shown = format!("{:?}", c.s);
+                    prop_assert!(!shown.contains(pin.as_str()), "{}", shown);
+                }
+            }
+            prop_assert!(c.s.path().iter().all(|p| c.s.flow.node(p).is_some()));
+            // Silence: play out, let timers run, answer everything negatively.
+            for _ in 0..500 {
+                if c.s.finished() {
+                    break;
+                }
+                let e = match c.s.waiting() {
+                    Waiting::Playback => Ev::Done,
+                    Waiting::Input => Ev::Timer,
+                    Waiting::Lookup => Ev::NotFound,
+                    Waiting::VoiceMessage => Ev::VoiceDone(false),
+                    Waiting::Queue => Ev::QueueUnavailable,
+                    w => panic!("unexpected {w:?}"),
+                };
+                step(&mut c, &e);
+            }
+            prop_assert!(c.s.finished(), "silence did not end the call: {:?}", c.s);
+        }
+    }
 }

@@ -131,7 +131,10 @@ impl FlowSet {
 
     /// The flow for a dialed number: the one listing it, else the default.
     pub fn for_dialed(&self, number: &str) -> Option<Arc<Flow>> {
-        self.by_number.get(number).or(self.default.as_ref()).cloned()
+        self.by_number
+            .get(number)
+            .or(self.default.as_ref())
+            .cloned()
     }
 
     pub fn flows(&self) -> &[Arc<Flow>] {
@@ -310,7 +313,11 @@ pub fn parse_flow(
             return Err(vec![FlowError::new(
                 file,
                 "",
-                FlowErrorKind::Syntax { line, column, message },
+                FlowErrorKind::Syntax {
+                    line,
+                    column,
+                    message,
+                },
             )]);
         }
     };
@@ -347,14 +354,21 @@ pub fn parse_flow(
                     }
                     Err(es) => {
                         for (sub, e) in es {
-                            let k = if sub.is_empty() { key.clone() } else { format!("{key}.{sub}") };
+                            let k = if sub.is_empty() {
+                                key.clone()
+                            } else {
+                                format!("{key}.{sub}")
+                            };
                             err(k, e.into());
                         }
                     }
                 }
             }
         }
-        Some(_) => err("calendars".into(), FlowErrorKind::Invalid("must be a table".into())),
+        Some(_) => err(
+            "calendars".into(),
+            FlowErrorKind::Invalid("must be a table".into()),
+        ),
     }
 
     // Nodes: each on its own, so one bad node does not hide the others.
@@ -372,7 +386,10 @@ pub fn parse_flow(
                 let kind = match table.remove("kind") {
                     Some(toml::Value::String(k)) => k,
                     Some(_) => {
-                        err(format!("{key}.kind"), FlowErrorKind::Invalid("must be a string".into()));
+                        err(
+                            format!("{key}.kind"),
+                            FlowErrorKind::Invalid("must be a string".into()),
+                        );
                         continue;
                     }
                     None => {
@@ -384,7 +401,10 @@ pub fn parse_flow(
                     None => None,
                     Some(toml::Value::String(r)) if !r.trim().is_empty() => Some(r),
                     Some(_) => {
-                        err(format!("{key}.result"), FlowErrorKind::BadValue("must be a non-empty string".into()));
+                        err(
+                            format!("{key}.result"),
+                            FlowErrorKind::BadValue("must be a non-empty string".into()),
+                        );
                         None
                     }
                 };
@@ -397,8 +417,14 @@ pub fn parse_flow(
                 }
             }
         }
-        Some(toml::Value::Table(_)) | None => err("nodes".into(), FlowErrorKind::BadValue("a flow needs nodes".into())),
-        Some(_) => err("nodes".into(), FlowErrorKind::Invalid("must be a table".into())),
+        Some(toml::Value::Table(_)) | None => err(
+            "nodes".into(),
+            FlowErrorKind::BadValue("a flow needs nodes".into()),
+        ),
+        Some(_) => err(
+            "nodes".into(),
+            FlowErrorKind::Invalid("must be a table".into()),
+        ),
     }
 
     let Some(header) = header else {
@@ -407,16 +433,24 @@ pub fn parse_flow(
 
     // The flow as a whole.
     if header.dialed.is_empty() && !header.default {
-        err("dialed".into(), FlowErrorKind::BadValue("no dialed numbers and not the default flow".into()));
+        err(
+            "dialed".into(),
+            FlowErrorKind::BadValue("no dialed numbers and not the default flow".into()),
+        );
     }
     for (i, d) in header.dialed.iter().enumerate() {
         if d.is_empty() || d.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            err(format!("dialed[{i}]"), FlowErrorKind::BadValue(format!("bad number {d:?}")));
+            err(
+                format!("dialed[{i}]"),
+                FlowErrorKind::BadValue(format!("bad number {d:?}")),
+            );
         }
     }
     match &header.start {
         None => err("start".into(), FlowErrorKind::NoStart),
-        Some(s) if !declared.contains(s) => err("start".into(), FlowErrorKind::MissingStart(s.clone())),
+        Some(s) if !declared.contains(s) => {
+            err("start".into(), FlowErrorKind::MissingStart(s.clone()))
+        }
         Some(_) => {}
     }
     let mut languages = BTreeSet::from([header.language]);
@@ -451,7 +485,10 @@ pub fn parse_flow(
         }
         match &node.kind {
             NodeKind::Hours(h) if !calendar_names.contains(&h.calendar) => {
-                err(key("calendar"), FlowErrorKind::UnknownCalendar(h.calendar.clone()));
+                err(
+                    key("calendar"),
+                    FlowErrorKind::UnknownCalendar(h.calendar.clone()),
+                );
             }
             NodeKind::Lookup(l) => {
                 if let Err(e) = lookup_sql_ok(&l.sql) {
@@ -462,14 +499,20 @@ pub fn parse_flow(
         }
     }
     for cycle in loops_without_input(&nodes) {
-        err(format!("nodes.{}", cycle[0]), FlowErrorKind::LoopWithNoInput(cycle.join(" -> ")));
+        err(
+            format!("nodes.{}", cycle[0]),
+            FlowErrorKind::LoopWithNoInput(cycle.join(" -> ")),
+        );
     }
 
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(Flow {
-        name: file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         file: file.to_path_buf(),
         dialed: header.dialed,
         default: header.default,
@@ -511,7 +554,11 @@ fn loops_without_input(nodes: &BTreeMap<String, Node>) -> Vec<Vec<String>> {
                     let from = stack.iter().position(|s| *s == next).unwrap_or(0);
                     let ring = &stack[from..];
                     let low = (0..ring.len()).min_by_key(|&i| ring[i]).unwrap_or(0);
-                    let mut cycle: Vec<String> = ring[low..].iter().chain(&ring[..low]).map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> = ring[low..]
+                        .iter()
+                        .chain(&ring[..low])
+                        .map(|s| s.to_string())
+                        .collect();
                     cycle.push(cycle[0].clone());
                     found.insert(cycle);
                 }
@@ -589,12 +636,23 @@ pub(crate) mod tests {
     pub(crate) fn shipped() -> FlowSet {
         match load_flows(&shipped_dir(), &prompt_exists, &sql_ok) {
             Ok(set) => set,
-            Err(errs) => panic!("{}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
+            Err(errs) => panic!(
+                "{}",
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
         }
     }
 
     fn parse(src: &str) -> Result<Flow, Vec<FlowError>> {
-        parse_flow(Path::new("config/flows/t.toml"), src, &prompt_exists, &sql_ok)
+        parse_flow(
+            Path::new("config/flows/t.toml"),
+            src,
+            &prompt_exists,
+            &sql_ok,
+        )
     }
 
     fn errors(src: &str) -> Vec<FlowError> {
@@ -663,14 +721,22 @@ prompts = ["goodbye"]
 
     #[test]
     fn unknown_node_names_file_and_key() {
-        let errs = errors(&BASE.replace(r#"options = { "1" = "bye" }"#, r#"options = { "1" = "balnce" }"#));
+        let errs = errors(&BASE.replace(
+            r#"options = { "1" = "bye" }"#,
+            r#"options = { "1" = "balnce" }"#,
+        ));
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(
             errs[0].to_string(),
             r#"config/flows/t.toml: nodes.menu.options."1": unknown node "balnce""#
         );
-        let errs = errors(&format!("{BASE}\n[nodes.p]\nkind = \"play\"\nprompts = [\"beep\"]\nnext = \"balnce\"\n"));
-        assert_eq!(errs[0].to_string(), r#"config/flows/t.toml: nodes.p.next: unknown node "balnce""#);
+        let errs = errors(&format!(
+            "{BASE}\n[nodes.p]\nkind = \"play\"\nprompts = [\"beep\"]\nnext = \"balnce\"\n"
+        ));
+        assert_eq!(
+            errs[0].to_string(),
+            r#"config/flows/t.toml: nodes.p.next: unknown node "balnce""#
+        );
     }
 
     #[test]
@@ -678,10 +744,14 @@ prompts = ["goodbye"]
         let errs = errors("dialed = [\"1\"]\nstart = \"a\"\n[nodes.a\nkind = \"goto\"\n");
         assert_eq!(errs.len(), 1);
         match &errs[0].kind {
-            FlowErrorKind::Syntax { line, column, .. } => assert_eq!((*line, *column), (3, 9), "{}", errs[0]),
+            FlowErrorKind::Syntax { line, column, .. } => {
+                assert_eq!((*line, *column), (3, 9), "{}", errs[0])
+            }
             other => panic!("{other:?}"),
         }
-        assert!(errs[0].to_string().starts_with("config/flows/t.toml: TOML syntax error at line 3, column 9"));
+        assert!(errs[0]
+            .to_string()
+            .starts_with("config/flows/t.toml: TOML syntax error at line 3, column 9"));
     }
 
     #[test]
@@ -693,8 +763,15 @@ prompts = ["goodbye"]
         assert_eq!(errs[0].key, "nodes.x.kind");
         assert!(matches!(&errs[0].kind, FlowErrorKind::UnknownKind(k) if k == "transfer"));
         assert_eq!(errs[1].key, "nodes.y");
-        assert!(errs[1].to_string().contains("unknown field `nxt`"), "{}", errs[1]);
-        let errs = errors(&BASE.replace("prompts = [\"menu_12333_main\"]", "prompts = \"menu_12333_main\""));
+        assert!(
+            errs[1].to_string().contains("unknown field `nxt`"),
+            "{}",
+            errs[1]
+        );
+        let errs = errors(&BASE.replace(
+            "prompts = [\"menu_12333_main\"]",
+            "prompts = \"menu_12333_main\"",
+        ));
         assert_eq!(errs[0].key, "nodes.menu");
         assert!(errs[0].to_string().contains("invalid type"), "{}", errs[0]);
     }
@@ -725,14 +802,24 @@ prompts = ["goodbye"]
         let errs = parse_flow(Path::new("t.toml"), &en_default, &only_zh, &sql_ok).unwrap_err();
         assert_eq!(errs[0].key, "nodes.bye.prompts[0]");
         // With a set_language node, both.
-        let both = format!("{BASE}\n[nodes.en]\nkind = \"set_language\"\nlanguage = \"en\"\nnext = \"menu\"\n")
-            .replace(r#"{ "1" = "bye" }"#, r#"{ "1" = "bye", "2" = "en" }"#);
+        let both = format!(
+            "{BASE}\n[nodes.en]\nkind = \"set_language\"\nlanguage = \"en\"\nnext = \"menu\"\n"
+        )
+        .replace(r#"{ "1" = "bye" }"#, r#"{ "1" = "bye", "2" = "en" }"#);
         let errs = parse_flow(Path::new("t.toml"), &both, &only_zh, &sql_ok).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].to_string(), "t.toml: nodes.bye.prompts[0]: prompt \"goodbye\" does not exist in en");
+        assert_eq!(
+            errs[0].to_string(),
+            "t.toml: nodes.bye.prompts[0]: prompt \"goodbye\" does not exist in en"
+        );
         // Defaults count too.
-        let errs = parse_flow(Path::new("t.toml"), BASE, &|l, n| prompt_exists(l, n) && n != "no_input", &sql_ok)
-            .unwrap_err();
+        let errs = parse_flow(
+            Path::new("t.toml"),
+            BASE,
+            &|l, n| prompt_exists(l, n) && n != "no_input",
+            &sql_ok,
+        )
+        .unwrap_err();
         assert_eq!(errs[0].key, "nodes.menu.timeout_prompt");
     }
 
@@ -760,7 +847,10 @@ prompts = [\"beep\"]
 next = \"menu\"
 "
         )
-        .replace(r#"{ "1" = "bye" }"#, r#"{ "1" = "bye", "2" = "a", "3" = "self", "4" = "through_menu" }"#);
+        .replace(
+            r#"{ "1" = "bye" }"#,
+            r#"{ "1" = "bye", "2" = "a", "3" = "self", "4" = "through_menu" }"#,
+        );
         let errs = errors(&src);
         let loops: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(
@@ -779,13 +869,23 @@ next = \"menu\"
             r#"options = { "1" = "bye", "11" = "bye", "x" = "bye" }
 repeat_key = "1""#,
         ));
-        let got: Vec<(&str, &FlowErrorKind)> = errs.iter().map(|e| (e.key.as_str(), &e.kind)).collect();
+        let got: Vec<(&str, &FlowErrorKind)> =
+            errs.iter().map(|e| (e.key.as_str(), &e.kind)).collect();
         assert_eq!(
             got,
             [
-                ("nodes.menu.options.\"11\"", &FlowErrorKind::NotDtmf("11".into())),
-                ("nodes.menu.options.\"x\"", &FlowErrorKind::NotDtmf("x".into())),
-                ("nodes.menu.repeat_key", &FlowErrorKind::BadValue("the repeat key is also an option".into())),
+                (
+                    "nodes.menu.options.\"11\"",
+                    &FlowErrorKind::NotDtmf("11".into())
+                ),
+                (
+                    "nodes.menu.options.\"x\"",
+                    &FlowErrorKind::NotDtmf("x".into())
+                ),
+                (
+                    "nodes.menu.repeat_key",
+                    &FlowErrorKind::BadValue("the repeat key is also an option".into())
+                ),
             ]
         );
     }
@@ -806,8 +906,12 @@ on_fail = \"bye\"
 "
         );
         let errs = errors(&src);
-        let got: Vec<(&str, &FlowErrorKind)> = errs.iter().map(|e| (e.key.as_str(), &e.kind)).collect();
-        assert_eq!(got[0], ("nodes.c.min", &FlowErrorKind::MinOverMax { min: 8, max: 6 }));
+        let got: Vec<(&str, &FlowErrorKind)> =
+            errs.iter().map(|e| (e.key.as_str(), &e.kind)).collect();
+        assert_eq!(
+            got[0],
+            ("nodes.c.min", &FlowErrorKind::MinOverMax { min: 8, max: 6 })
+        );
         assert_eq!(got[1].0, "nodes.c.terminator");
         assert_eq!(errs.len(), 2, "{errs:?}");
     }
@@ -841,7 +945,10 @@ closed = \"bye\"
                 "config/flows/t.toml: nodes.h2.calendar: unknown calendar \"staff\"",
             ]
         );
-        assert!(matches!(errs[0].kind, FlowErrorKind::Hours(HoursError::BadTimezone(_))));
+        assert!(matches!(
+            errs[0].kind,
+            FlowErrorKind::Hours(HoursError::BadTimezone(_))
+        ));
     }
 
     #[test]
@@ -869,10 +976,16 @@ max_attempts = 3
                 "config/flows/t.toml: nodes.l.sql: bad look-up SQL: only SELECT",
             ]
         );
-        let errs = errors(&node("SELECT a FROM t WHERE a = $1 AND b = $2", "[\"a\"]").replace("max_attempts = 3", ""));
+        let errs = errors(
+            &node("SELECT a FROM t WHERE a = $1 AND b = $2", "[\"a\"]")
+                .replace("max_attempts = 3", ""),
+        );
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].key, "nodes.l.params");
-        assert_eq!(errs[0].kind, FlowErrorKind::ParamCount { sql: 2, params: 1 });
+        assert_eq!(
+            errs[0].kind,
+            FlowErrorKind::ParamCount { sql: 2, params: 1 }
+        );
     }
 
     #[test]
@@ -898,7 +1011,11 @@ max_attempts = 3
     #[test]
     fn numbers_are_claimed_once_and_one_default() {
         let a = parse(BASE).unwrap();
-        let mut b = parse(&BASE.replace("dialed = [\"100\"]", "dialed = [\"200\", \"100\"]\ndefault = true")).unwrap();
+        let mut b = parse(&BASE.replace(
+            "dialed = [\"100\"]",
+            "dialed = [\"200\", \"100\"]\ndefault = true",
+        ))
+        .unwrap();
         b.file = PathBuf::from("config/flows/b.toml");
         let mut c = parse(&BASE.replace("dialed = [\"100\"]", "default = true")).unwrap();
         c.file = PathBuf::from("config/flows/c.toml");
@@ -912,7 +1029,10 @@ max_attempts = 3
             ]
         );
         let set = FlowSet::new(vec![a]).unwrap();
-        assert!(set.for_dialed("999").is_none(), "no default flow: unknown numbers get none");
+        assert!(
+            set.for_dialed("999").is_none(),
+            "no default flow: unknown numbers get none"
+        );
         let errs = errors(&BASE.replace("dialed = [\"100\"]", ""));
         assert_eq!(errs[0].key, "dialed");
     }
@@ -930,8 +1050,14 @@ max_attempts = 3
         std::fs::write(dir.join("notes.txt"), "not a flow").unwrap();
         let errs = load_flows(&dir, &prompt_exists, &sql_ok).unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs[0].file.ends_with("b.toml") && matches!(errs[0].kind, FlowErrorKind::Syntax { .. }));
-        assert!(errs[1].file.ends_with("c.toml") && matches!(errs[1].kind, FlowErrorKind::DuplicateDialed { .. }));
+        assert!(
+            errs[0].file.ends_with("b.toml")
+                && matches!(errs[0].kind, FlowErrorKind::Syntax { .. })
+        );
+        assert!(
+            errs[1].file.ends_with("c.toml")
+                && matches!(errs[1].kind, FlowErrorKind::DuplicateDialed { .. })
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         let errs = load_flows(&dir, &prompt_exists, &sql_ok).unwrap_err();
         assert!(matches!(errs[0].kind, FlowErrorKind::Io(_)));

@@ -92,7 +92,10 @@ impl Calendar {
         let tz = match def.timezone.parse::<Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
-                errors.push(("timezone".to_owned(), HoursError::BadTimezone(def.timezone.clone())));
+                errors.push((
+                    "timezone".to_owned(),
+                    HoursError::BadTimezone(def.timezone.clone()),
+                ));
                 None
             }
         };
@@ -269,7 +272,12 @@ daily = ["08:00-20:00"]"#);
         let c = cal(r#"timezone = "Asia/Shanghai"
 weekly = { mon = ["08:00-12:00", "13:00-20:00"], sat = ["09:00-12:00"] }"#);
         // Monday 2026-11-23 local.
-        let local = |d, h, m| chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap().to_utc();
+        let local = |d, h, m| {
+            chrono_tz::Asia::Shanghai
+                .with_ymd_and_hms(2026, 11, d, h, m, 0)
+                .unwrap()
+                .to_utc()
+        };
         assert!(c.is_open(local(23, 11, 59)));
         assert!(!c.is_open(local(23, 12, 30)));
         assert!(c.is_open(local(23, 13, 0)));
@@ -284,14 +292,25 @@ weekly = { mon = ["08:00-12:00", "13:00-20:00"], sat = ["09:00-12:00"] }"#);
 daily = ["22:00-06:00"]
 holidays = ["2026-10-01"]
 dates = { "2026-10-08" = ["00:00-24:00"] }"#);
-        let local = |mo, d, h, m| chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, mo, d, h, m, 0).unwrap().to_utc();
+        let local = |mo, d, h, m| {
+            chrono_tz::Asia::Shanghai
+                .with_ymd_and_hms(2026, mo, d, h, m, 0)
+                .unwrap()
+                .to_utc()
+        };
         assert!(c.is_open(local(9, 29, 23, 0)));
-        assert!(c.is_open(local(9, 30, 5, 59)), "after midnight, from the 29th's range");
+        assert!(
+            c.is_open(local(9, 30, 5, 59)),
+            "after midnight, from the 29th's range"
+        );
         assert!(!c.is_open(local(9, 30, 6, 0)));
         // The holiday closes all day, even what spills over from the 30th.
         assert!(!c.is_open(local(10, 1, 5, 0)));
         assert!(!c.is_open(local(10, 1, 23, 0)));
-        assert!(!c.is_open(local(10, 2, 3, 0)), "nothing spills from a holiday");
+        assert!(
+            !c.is_open(local(10, 2, 3, 0)),
+            "nothing spills from a holiday"
+        );
         assert!(c.is_open(local(10, 2, 23, 0)));
         assert!(c.is_open(local(10, 8, 12, 0)), "special date: open all day");
     }
@@ -334,18 +353,38 @@ holidays = ["2026-13-01"]"#,
         .unwrap();
         let errs = Calendar::from_def(&def).unwrap_err();
         let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["timezone", "weekly.funday", "weekly.mon[0]", "holidays[0]"], "{errs:?}");
+        assert_eq!(
+            keys,
+            ["timezone", "weekly.funday", "weekly.mon[0]", "holidays[0]"],
+            "{errs:?}"
+        );
         assert!(matches!(errs[0].1, HoursError::BadTimezone(_)));
-        for bad in ["08:00-08:00", "25:00-26:00", "08:60-09:00", "24:00-02:00", "08:00", "22:00-24:00x"] {
+        for bad in [
+            "08:00-08:00",
+            "25:00-26:00",
+            "08:60-09:00",
+            "24:00-02:00",
+            "08:00",
+            "22:00-24:00x",
+        ] {
             assert_eq!(parse_range(bad), None, "{bad}");
         }
-        assert_eq!(parse_range("20:00-24:00"), Some(Range { start: 1200, end: 1440 }));
+        assert_eq!(
+            parse_range("20:00-24:00"),
+            Some(Range {
+                start: 1200,
+                end: 1440
+            })
+        );
         let both: CalendarDef = toml::from_str(
             r#"timezone = "UTC"
 daily = []
 weekly = {}"#,
         )
         .unwrap();
-        assert_eq!(Calendar::from_def(&both).unwrap_err()[0].1, HoursError::WeeklyAndDaily);
+        assert_eq!(
+            Calendar::from_def(&both).unwrap_err()[0].1,
+            HoursError::WeeklyAndDaily
+        );
     }
 }

@@ -34,8 +34,8 @@
 use serde::Deserialize;
 
 use super::{
-    default_invalid_prompt, default_retries, default_terminator, default_timeout_prompt, is_dtmf, list,
-    Refs, MAX_RETRIES,
+    default_invalid_prompt, default_retries, default_terminator, default_timeout_prompt, is_dtmf,
+    list, Refs, MAX_RETRIES,
 };
 use crate::ivr::flow::FlowErrorKind;
 
@@ -143,15 +143,24 @@ impl CollectNode {
             errs.push(("max".into(), bad(format!("must be 1..={MAX_DIGITS}"))));
         }
         if !is_dtmf(self.terminator) {
-            errs.push(("terminator".into(), FlowErrorKind::NotDtmf(self.terminator.to_string())));
+            errs.push((
+                "terminator".into(),
+                FlowErrorKind::NotDtmf(self.terminator.to_string()),
+            ));
         } else if self.terminator.is_ascii_digit() {
-            errs.push(("terminator".into(), bad("a digit cannot end the input".into())));
+            errs.push((
+                "terminator".into(),
+                bad("a digit cannot end the input".into()),
+            ));
         } else if self.terminator == '*' && self.star_as.is_some() {
             errs.push(("star_as".into(), bad("`*` is the terminator".into())));
         }
         if let Some(c) = self.star_as {
             if c.is_control() || c.is_whitespace() {
-                errs.push(("star_as".into(), bad(format!("{c:?} is not a printable character"))));
+                errs.push((
+                    "star_as".into(),
+                    bad(format!("{c:?} is not a printable character")),
+                ));
             }
         }
         for (key, secs) in [

@@ -68,9 +68,18 @@ impl LookupNode {
     pub fn check(&self) -> Vec<(String, FlowErrorKind)> {
         let mut errs = Vec::new();
         match (self.max_attempts, &self.exhausted) {
-            (Some(0), _) => errs.push(("max_attempts".into(), FlowErrorKind::BadValue("must be at least 1".into()))),
-            (Some(_), None) => errs.push(("exhausted".into(), FlowErrorKind::BadValue("`max_attempts` needs `exhausted`".into()))),
-            (None, Some(_)) => errs.push(("max_attempts".into(), FlowErrorKind::BadValue("`exhausted` needs `max_attempts`".into()))),
+            (Some(0), _) => errs.push((
+                "max_attempts".into(),
+                FlowErrorKind::BadValue("must be at least 1".into()),
+            )),
+            (Some(_), None) => errs.push((
+                "exhausted".into(),
+                FlowErrorKind::BadValue("`max_attempts` needs `exhausted`".into()),
+            )),
+            (None, Some(_)) => errs.push((
+                "max_attempts".into(),
+                FlowErrorKind::BadValue("`exhausted` needs `max_attempts`".into()),
+            )),
             _ => {}
         }
         let used = highest_placeholder(&self.sql);
@@ -123,7 +132,10 @@ mod tests {
 
     #[test]
     fn placeholders_outside_quotes() {
-        assert_eq!(highest_placeholder("SELECT a FROM t WHERE x = $1 AND y = $2"), 2);
+        assert_eq!(
+            highest_placeholder("SELECT a FROM t WHERE x = $1 AND y = $2"),
+            2
+        );
         assert_eq!(highest_placeholder("SELECT '$9' FROM t WHERE x = $1"), 1);
         assert_eq!(highest_placeholder("SELECT 1"), 0);
         assert_eq!(highest_placeholder("SELECT $12, $3"), 12);

@@ -28,7 +28,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    default_invalid_prompt, default_retries, default_timeout_prompt, is_dtmf, list, Refs, MAX_RETRIES,
+    default_invalid_prompt, default_retries, default_timeout_prompt, is_dtmf, list, Refs,
+    MAX_RETRIES,
 };
 use crate::ivr::flow::FlowErrorKind;
 
@@ -109,7 +110,10 @@ impl MenuNode {
             let mut chars = k.chars();
             let ok = matches!((chars.next(), chars.next()), (Some(c), None) if is_dtmf(c));
             if !ok {
-                errs.push((format!("options.\"{k}\""), FlowErrorKind::NotDtmf(k.clone())));
+                errs.push((
+                    format!("options.\"{k}\""),
+                    FlowErrorKind::NotDtmf(k.clone()),
+                ));
             }
         }
         if let Some(r) = self.repeat_key {
@@ -123,7 +127,10 @@ impl MenuNode {
             errs.push(("timeout_secs".into(), bad("must be 1..=120")));
         }
         if self.retries > MAX_RETRIES {
-            errs.push(("retries".into(), FlowErrorKind::BadValue(format!("at most {MAX_RETRIES}"))));
+            errs.push((
+                "retries".into(),
+                FlowErrorKind::BadValue(format!("at most {MAX_RETRIES}")),
+            ));
         }
         errs
     }

@@ -31,7 +31,10 @@ impl QueueNode {
 
     pub fn check(&self) -> Vec<(String, FlowErrorKind)> {
         if self.queue.trim().is_empty() {
-            return vec![("queue".into(), FlowErrorKind::BadValue("queue name is empty".into()))];
+            return vec![(
+                "queue".into(),
+                FlowErrorKind::BadValue("queue name is empty".into()),
+            )];
         }
         Vec::new()
     }

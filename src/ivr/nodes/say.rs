@@ -78,7 +78,9 @@ impl SayNode {
                 SqlValue::Int(i) => say::say_digits(lang, &i.to_string()),
                 SqlValue::Null => return None,
             },
-            SayWhat::Number => say::say_number(lang, u64::try_from(int(vars, self.var.as_ref())?).ok()?),
+            SayWhat::Number => {
+                say::say_number(lang, u64::try_from(int(vars, self.var.as_ref())?).ok()?)
+            }
             SayWhat::Money => say::say_money(lang, int(vars, self.var.as_ref())?),
             SayWhat::Date => {
                 let year = i32::try_from(int(vars, self.year_var.as_ref())?).ok()?;
@@ -111,8 +113,18 @@ impl SayNode {
     }
 
     pub fn check(&self) -> Vec<(String, FlowErrorKind)> {
-        let missing = |k: &str| (k.to_owned(), FlowErrorKind::BadValue(format!("`what = {:?}` needs `{k}`", self.what)));
-        let stray = |k: &str| (k.to_owned(), FlowErrorKind::BadValue(format!("not used with `what = {:?}`", self.what)));
+        let missing = |k: &str| {
+            (
+                k.to_owned(),
+                FlowErrorKind::BadValue(format!("`what = {:?}` needs `{k}`", self.what)),
+            )
+        };
+        let stray = |k: &str| {
+            (
+                k.to_owned(),
+                FlowErrorKind::BadValue(format!("not used with `what = {:?}`", self.what)),
+            )
+        };
         let mut errs = Vec::new();
         if self.what == SayWhat::Date {
             for (k, v) in [("year_var", &self.year_var), ("month_var", &self.month_var)] {
@@ -127,7 +139,11 @@ impl SayNode {
             if self.var.is_none() {
                 errs.push(missing("var"));
             }
-            for (k, v) in [("year_var", &self.year_var), ("month_var", &self.month_var), ("day_var", &self.day_var)] {
+            for (k, v) in [
+                ("year_var", &self.year_var),
+                ("month_var", &self.month_var),
+                ("day_var", &self.day_var),
+            ] {
                 if v.is_some() {
                     errs.push(stray(k));
                 }
@@ -154,8 +170,12 @@ mod tests {
         vars.insert("m".into(), SqlValue::Null);
         assert_eq!(n.render(Lang::Zh, &vars), None);
         vars.insert("m".into(), SqlValue::Text("5".into()));
-        assert_eq!(n.render(Lang::Zh, &vars).unwrap(), say::say_date(Lang::Zh, 2026, 5, None));
-        let n = node("what = \"number\"\nvar = \"n\"\nnext = \"x\"\nbefore = [\"a\"]\nafter = [\"b\"]");
+        assert_eq!(
+            n.render(Lang::Zh, &vars).unwrap(),
+            say::say_date(Lang::Zh, 2026, 5, None)
+        );
+        let n =
+            node("what = \"number\"\nvar = \"n\"\nnext = \"x\"\nbefore = [\"a\"]\nafter = [\"b\"]");
         vars.insert("n".into(), SqlValue::Int(-1));
         assert_eq!(n.render(Lang::En, &vars), None, "negative is not a count");
         vars.insert("n".into(), SqlValue::Int(7));

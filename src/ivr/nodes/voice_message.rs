@@ -53,7 +53,10 @@ impl VoiceMessageNode {
             ));
         }
         if !is_dtmf(self.terminator) {
-            errs.push(("terminator".into(), FlowErrorKind::NotDtmf(self.terminator.to_string())));
+            errs.push((
+                "terminator".into(),
+                FlowErrorKind::NotDtmf(self.terminator.to_string()),
+            ));
         }
         errs
     }
