@@ -32,7 +32,10 @@ const FLUSH_EVERY: u64 = 8000;
 #[derive(Debug, Error)]
 pub enum RecorderError {
     #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
     Write { path: PathBuf, source: hound::Error },
 }
@@ -76,9 +79,11 @@ impl Recorder {
             path: path.to_path_buf(),
             source,
         })?;
-        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|source| RecorderError::Write {
-            path: path.to_path_buf(),
-            source,
+        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|source| {
+            RecorderError::Write {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         let (tx, rx) = mpsc::channel(TAP_QUEUE);
         let task = tokio::spawn(write_frames(writer, rx, codec, path.to_path_buf()));
@@ -150,7 +155,13 @@ async fn write_frames(
 pub fn safe_file_stem(call_id: &str) -> String {
     let mut s: String = call_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     if s.is_empty() {
@@ -210,7 +221,11 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let reader = hound::WavReader::open(&path).unwrap();
-        assert!(reader.len() >= 8000, "header updated while recording: {}", reader.len());
+        assert!(
+            reader.len() >= 8000,
+            "header updated while recording: {}",
+            reader.len()
+        );
         let r = rec.finish().await.unwrap();
         assert_eq!(r.samples, 60 * 160);
         assert_eq!(r.duration(), Duration::from_millis(1200));

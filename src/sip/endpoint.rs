@@ -234,11 +234,17 @@ pub async fn start(
 
 /// Binds UDP and TCP on the configured address. With port 0 both must share
 /// the port the OS picks for UDP; if that port is taken on TCP, try again.
-async fn bind_transports(cfg: &EndpointConfig) -> std::io::Result<(Option<Arc<UdpSocket>>, Option<TcpListener>)> {
+async fn bind_transports(
+    cfg: &EndpointConfig,
+) -> std::io::Result<(Option<Arc<UdpSocket>>, Option<TcpListener>)> {
     let attempts = if cfg.listen.port() == 0 { 20 } else { 1 };
     let mut last_err = None;
     for _ in 0..attempts {
-        let udp = if cfg.udp { Some(Arc::new(bind_udp(cfg.listen)?)) } else { None };
+        let udp = if cfg.udp {
+            Some(Arc::new(bind_udp(cfg.listen)?))
+        } else {
+            None
+        };
         if !cfg.tcp {
             return Ok((udp, None));
         }

@@ -81,6 +81,12 @@ impl TestServer {
     }
 
     pub async fn start_with(opts: ServerOptions) -> TestServer {
+        if let Ok(filter) = std::env::var("HOTLINE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = test_config(dir.path(), &opts);
         let server = Server::start(cfg).await.expect("test server starts");
@@ -207,8 +213,17 @@ impl PromptIndex {
         let mut frames: HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>> = HashMap::new();
         let mut lengths = HashMap::new();
         for lang in hotline::lang::Lang::ALL {
-            for name in store.names(lang) {
+            // Prompts with identical audio (en "one" is both num_1 and
+            // digit_1_yao; zh 零 is num_0 and oh) are one prompt to a
+            // listener: name it by its num_ name, else the shortest.
+            let mut names = store.names(lang);
+            names.sort_by_key(|n| (!n.starts_with("num_"), n.len(), n.to_string()));
+            let mut seen: HashMap<Arc<[u8]>, ()> = HashMap::new();
+            for name in names {
                 let p = store.get(lang, &name).expect("listed prompt");
+                if seen.insert(p.pcmu.clone(), ()).is_some() {
+                    continue;
+                }
                 let label: Arc<str> = Arc::from(format!("{}/{}", lang.code(), name));
                 for (pt, enc) in [(0u8, &p.pcmu), (8u8, &p.pcma)] {
                     let n = enc.len() / 160;
@@ -224,48 +239,63 @@ impl PromptIndex {
         PromptIndex { frames, lengths }
     }
 
-    /// Names the prompts in a received frame sequence, in order. A prompt
-    /// counts when at least half of its distinctive frames arrived in order.
+    /// Names the prompts in a received frame sequence, in order. Several
+    /// prompts may begin alike (人工服务…), so every prompt a run of frames
+    /// fits is followed until only one fits; a prompt counts when at least
+    /// half of its first ten frames (or of all, if shorter) were heard.
     pub fn recognise(&self, pt: u8, received: &[[u8; 160]]) -> Vec<String> {
+        // Hypotheses: (label, last frame index, frames matched).
+        let mut hyps: Vec<(Arc<str>, usize, usize)> = Vec::new();
         let mut out: Vec<String> = Vec::new();
-        let mut current: Option<(Arc<str>, usize, usize)> = None; // (label, last index, hits)
-        let mut finish = |cur: &mut Option<(Arc<str>, usize, usize)>, out: &mut Vec<String>| {
-            if let Some((label, _, hits)) = cur.take() {
-                let len = self.lengths.get(&label).copied().unwrap_or(1);
-                if hits * 2 >= len.min(10).max(1) {
+        let finish = |hyps: &mut Vec<(Arc<str>, usize, usize)>, out: &mut Vec<String>| {
+            let best = hyps.iter().max_by_key(|(l, _, hits)| {
+                (
+                    *hits,
+                    std::cmp::Reverse(self.lengths.get(l).copied().unwrap_or(0)),
+                )
+            });
+            if let Some((label, _, hits)) = best {
+                let len = self.lengths.get(label).copied().unwrap_or(1);
+                if hits * 2 >= len.clamp(1, 10) {
                     out.push(label.to_string());
                 }
             }
+            hyps.clear();
         };
         for frame in received {
             let Some(cands) = self.frames.get(&(pt, *frame)) else {
                 continue;
             };
-            // Continue the current prompt if this frame is its next one.
-            if let Some((label, idx, hits)) = &mut current {
+            // Follow the hypotheses this frame continues.
+            let mut advanced = Vec::new();
+            for (label, idx, hits) in &hyps {
                 if let Some((_, i)) = cands
                     .iter()
                     .find(|(l, i)| l == label && *i > *idx && *i <= *idx + 3)
                 {
-                    *idx = *i;
-                    *hits += 1;
-                    continue;
+                    advanced.push((label.clone(), *i, hits + 1));
                 }
             }
-            // Otherwise a new prompt starts: prefer a candidate at its start.
-            let distinct: std::collections::HashSet<&str> =
-                cands.iter().map(|(l, _)| &l[3..]).collect();
-            if distinct.len() > 1 {
-                continue; // a frame shared by several prompts (silence) names nothing
-            }
-            let best = cands.iter().min_by_key(|(_, i)| *i).expect("non-empty");
-            if best.1 > 12 {
+            if !advanced.is_empty() {
+                hyps = advanced;
                 continue;
             }
-            finish(&mut current, &mut out);
-            current = Some((best.0.clone(), best.1, 1));
+            // A frame near the start of some prompts: a new prompt begins.
+            let starts: Vec<(Arc<str>, usize, usize)> = cands
+                .iter()
+                .filter(|(_, i)| *i <= 12)
+                .map(|(l, i)| (l.clone(), *i, 1))
+                .collect();
+            let distinct: std::collections::HashSet<&str> =
+                starts.iter().map(|(l, _, _)| &l[3..]).collect();
+            // Silence frames start everything: they name nothing.
+            if starts.is_empty() || distinct.len() > 8 {
+                continue;
+            }
+            finish(&mut hyps, &mut out);
+            hyps = starts;
         }
-        finish(&mut current, &mut out);
+        finish(&mut hyps, &mut out);
         out
     }
 }
