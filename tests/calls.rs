@@ -462,3 +462,75 @@ async fn unknown_number_without_default_flow_gets_404() {
     assert_eq!(status, 404);
     ts.shutdown().await;
 }
+
+fn at(time: &str) -> ServerOptions {
+    ServerOptions {
+        extra_toml: format!("[clock]\nstart = \"{time}\"\n"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_hours_12345_takes_a_voice_message() {
+    let ts = TestServer::start_with(at("2026-11-23T22:30:00+08:00")).await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    call.wait_heard("beep", secs(60)).await;
+    call.pump(secs(3)).await;
+    call.press("#").await;
+    assert!(
+        call.wait_bye(secs(30)).await,
+        "the daemon thanks and hangs up"
+    );
+    let names = call.heard_names();
+    assert_eq!(
+        names,
+        [
+            "welcome_12345",
+            "after_hours",
+            "voicemail_prompt",
+            "beep",
+            "thank_you"
+        ],
+        "{names:?}"
+    );
+    let rec = ts.record(&call.call_id).await;
+    assert_eq!(rec.disposition.as_str(), "voice_message");
+    assert_eq!(rec.self_service_result.as_deref(), Some("after_hours"));
+    let ms = rec.voice_message_ms.expect("message length");
+    // From the end of the beep to the # (the beep is recognised before it ends).
+    assert!((2500..=3400).contains(&ms), "recorded {ms} ms");
+    let rel = rec.voice_message.expect("message file");
+    assert!(rel.starts_with("voicemail/2026/11/2"), "{rel}");
+    let reader = hound::WavReader::open(ts.dir.path().join(&rel)).expect("a playable WAV");
+    assert_eq!(reader.spec().sample_rate, 8000);
+    assert_eq!(reader.len() as i64, ms * 8);
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_hours_12345_goes_to_the_queue_and_a_hangup_keeps_the_message() {
+    let ts = TestServer::start_with(at("2026-11-23T10:00:00+08:00")).await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    call.wait_heard("beep", secs(60)).await;
+    call.pump(secs(2)).await;
+    let names = call.heard_names();
+    assert_eq!(
+        names,
+        [
+            "welcome_12345",
+            "transfer_to_agent",
+            "queue_unavailable",
+            "voicemail_prompt",
+            "beep"
+        ],
+        "{names:?}"
+    );
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    let rec = ts.record(&call_id).await;
+    assert_eq!(rec.queue.as_deref(), Some("12345"));
+    assert_eq!(rec.disposition.as_str(), "voice_message");
+    assert_eq!(rec.hangup_by.as_str(), "caller");
+    assert!(rec.voice_message_ms.unwrap() >= 1500, "{rec:?}");
+    ts.shutdown().await;
+}
