@@ -534,3 +534,57 @@ async fn open_hours_12345_goes_to_the_queue_and_a_hangup_keeps_the_message() {
     assert!(rec.voice_message_ms.unwrap() >= 1500, "{rec:?}");
     ts.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn inband_tones_from_a_gateway_drive_the_menu() {
+    let ts = TestServer::start().await;
+    // A gateway offering no telephone-event: tones come in the audio.
+    let mut call = ts.phone().codecs(&[8]).build().await.call("12333").await;
+    call.wait_heard("choose_language", secs(30)).await;
+    call.press_inband("1").await;
+    call.wait_heard("menu_12333_main", secs(30)).await;
+    call.press_inband("2").await;
+    call.wait_heard("opening_hours", secs(30)).await;
+    call.bye().await;
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_200_never_acknowledged_is_retransmitted_then_hung_up() {
+    // This raw phone sends no RTP: keep the RTP timeout out of the way.
+    let ts = TestServer::start_with(ServerOptions {
+        rtp_timeout_secs: 120,
+        ..Default::default()
+    })
+    .await;
+    let mut phone = ts.phone().build().await;
+    let body = phone.offer_sdp();
+    let invite = phone.invite_text("12333", "noack-1@test", "z9hG4bKnoack1", "ft9", 1, &body);
+    phone.send_raw(invite).await;
+    let start = tokio::time::Instant::now();
+    let mut oks = Vec::new();
+    let mut bye = None;
+    while start.elapsed() < secs(40) {
+        match phone.recv(secs(40)).await {
+            Some(hotline::sip::SipMessage::Response(r)) if r.status == 200 => {
+                oks.push(start.elapsed())
+            }
+            Some(hotline::sip::SipMessage::Request(r)) if r.method == hotline::sip::Method::Bye => {
+                bye = Some(start.elapsed());
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    // RFC 3261 §13.3.1.4: T1, doubling up to T2, for 64*T1; then BYE.
+    let gaps: Vec<u128> = oks.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    assert!(oks.len() >= 8, "2xx retransmissions: {oks:?}");
+    assert_eq!(&gaps[..4], &[500, 1000, 2000, 4000], "{gaps:?}");
+    assert!(gaps[4..].iter().all(|g| *g == 4000), "{gaps:?}");
+    let bye = bye.expect("BYE after the ACK timeout");
+    assert!(bye >= secs(32) && bye < secs(34), "BYE at {bye:?}");
+    let rec = ts.record("noack-1@test").await;
+    assert_eq!(rec.hangup_reason, "no_ack");
+    ts.shutdown().await;
+}

@@ -649,7 +649,31 @@ pub struct Call {
 
 enum DtmfCmd {
     Digit(char),
+    /// A digit as tones in the audio (what some gateways send).
+    Inband(char),
     Pause(bool),
+}
+
+/// 100 ms of the DTMF tone pair for `d` then 100 ms of silence, as 8 kHz
+/// samples at about -10 dBm0 per tone.
+fn dtmf_tone(d: char) -> Vec<i16> {
+    const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    let keys = ["123A", "456B", "789C", "*0#D"];
+    let (r, c) = keys
+        .iter()
+        .enumerate()
+        .find_map(|(r, row)| row.find(d).map(|c| (r, c)))
+        .expect("a DTMF key");
+    let mut out = Vec::with_capacity(1600);
+    for n in 0..800 {
+        let t = n as f32 / 8000.0;
+        let v = (2.0 * std::f32::consts::PI * ROWS[r] * t).sin()
+            + (2.0 * std::f32::consts::PI * COLS[c] * t).sin();
+        out.push((v * 7000.0) as i16);
+    }
+    out.extend(std::iter::repeat_n(0i16, 800));
+    out
 }
 
 fn sdp_audio_addr(sdp: &str) -> Option<SocketAddr> {
@@ -826,6 +850,13 @@ impl Call {
         }
     }
 
+    /// Presses keys as in-band tones in the audio (no RFC 4733).
+    pub async fn press_inband(&self, digits: &str) {
+        for d in digits.chars() {
+            self.dtmf.send(DtmfCmd::Inband(d)).await.expect("rtp pump");
+        }
+    }
+
     /// Sends a digit by SIP INFO (application/dtmf-relay).
     pub async fn info_digit(&mut self, d: char) -> u16 {
         let body = format!("Signal={d}\r\nDuration=160\r\n");
@@ -927,6 +958,7 @@ async fn rtp_pump(
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut queue: std::collections::VecDeque<char> = Default::default();
+    let mut tones: std::collections::VecDeque<i16> = Default::default();
     let mut event: Option<(char, u32, u16)> = None; // digit, event ts, packets sent
     let mut gap = 0u32;
     let mut muted = false;
@@ -960,12 +992,19 @@ async fn rtp_pump(
                     continue;
                 }
                 push_rtp_header(&mut pkt, pt, false, seq, ts, ssrc);
-                pkt.extend(std::iter::repeat_n(silence, 160));
+                if tones.is_empty() {
+                    pkt.extend(std::iter::repeat_n(silence, 160));
+                } else {
+                    let frame: Vec<i16> = (0..160).map(|_| tones.pop_front().unwrap_or(0)).collect();
+                    let codec = if pt == 8 { hotline::media::Codec::Pcma } else { hotline::media::Codec::Pcmu };
+                    hotline::media::g711::encode(codec, &frame, &mut pkt);
+                }
                 seq = seq.wrapping_add(1);
                 let _ = sock.send_to(&pkt, remote).await;
             }
             cmd = cmds.recv() => match cmd {
                 Some(DtmfCmd::Digit(d)) => queue.push_back(d),
+                Some(DtmfCmd::Inband(d)) => tones.extend(dtmf_tone(d)),
                 Some(DtmfCmd::Pause(m)) => muted = m,
                 None => return,
             },
