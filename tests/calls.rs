@@ -33,17 +33,23 @@ const BALANCE_ZH: &[&str] = &[
     "fen",
 ];
 
+/// Language by `lang_key`, main menu 1 (balance), the ID keyed with `#`:
+/// returns once the PIN is asked for.
+async fn to_pin_prompt(call: &mut support::Call, lang_key: &str, id: &str) {
+    call.wait_heard("choose_language", secs(30)).await;
+    call.press(lang_key).await;
+    call.wait_heard("menu_12333_main", secs(30)).await;
+    call.press("1").await;
+    call.wait_heard("enter_id", secs(30)).await;
+    call.press(&format!("{id}#")).await;
+    call.wait_heard("enter_pin", secs(30)).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn balance_self_service_in_mandarin() {
     let ts = TestServer::start().await;
     let mut call = ts.phone().build().await.call("12333").await;
-    call.wait_heard("choose_language", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("menu_12333_main", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("enter_id", secs(30)).await;
-    call.press("110101199003071234#").await;
-    call.wait_heard("enter_pin", secs(30)).await;
+    to_pin_prompt(&mut call, "1", "110101199003071234").await;
     call.press("123456#").await;
     let heard = call.wait_heard("last_paid_is", secs(60)).await;
     let heard_all = call.wait_heard("month", secs(30)).await;
@@ -100,13 +106,7 @@ async fn english_caller_with_id_ending_in_x_and_pcma() {
         .await
         .call("12333")
         .await;
-    call.wait_heard("choose_language", secs(30)).await;
-    call.press("2").await;
-    call.wait_heard("menu_12333_main", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("enter_id", secs(30)).await;
-    call.press("11010119851212002*#").await;
-    call.wait_heard("enter_pin", secs(30)).await;
+    to_pin_prompt(&mut call, "2", "11010119851212002*").await;
     call.press("654321#").await;
     call.wait_heard("last_paid_is", secs(60)).await;
     // The greeting and the language menu come before the choice.
@@ -139,19 +139,13 @@ async fn english_caller_with_id_ending_in_x_and_pcma() {
 async fn wrong_pin_three_times_ends_politely() {
     let ts = TestServer::start().await;
     let mut call = ts.phone().build().await.call("12333").await;
-    call.wait_heard("choose_language", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("menu_12333_main", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("enter_id", secs(30)).await;
-    call.press("110101199003071234#").await;
-    for attempt in 0..3 {
-        call.wait_heard("enter_pin", secs(30)).await;
+    to_pin_prompt(&mut call, "1", "110101199003071234").await;
+    for attempt in 1..=3 {
         call.press("000000#").await;
-        if attempt < 2 {
-            call.pump(secs(1)).await;
-            let names = call.wait_heard("wrong_pin", secs(30)).await;
-            let _ = names;
+        if attempt < 3 {
+            call.wait_heard_times("wrong_pin", attempt, secs(30)).await;
+            call.wait_heard_times("enter_pin", attempt + 1, secs(30))
+                .await;
         }
     }
     assert!(

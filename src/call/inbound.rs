@@ -506,17 +506,7 @@ impl InboundCall {
                 .as_mut()
                 .map(|oa| oa.offer())
                 .unwrap_or_default();
-            let mut resp = response_to(&request, 200, "OK");
-            resp.headers.push(
-                "Contact",
-                self.ctx
-                    .sip
-                    .local
-                    .contact(&self.record.dialed, self.peer.kind),
-            );
-            resp.headers.push("Content-Type", "application/sdp");
-            resp.body = Bytes::from(sdp);
-            self.ctx.sip.respond(key, resp).await;
+            self.respond_with_sdp(&request, key, sdp).await;
             return;
         };
         let result = match self.offer_answer.as_mut() {
@@ -525,17 +515,7 @@ impl InboundCall {
         };
         match result {
             Ok(sdp) => {
-                let mut resp = response_to(&request, 200, "OK");
-                resp.headers.push(
-                    "Contact",
-                    self.ctx
-                        .sip
-                        .local
-                        .contact(&self.record.dialed, self.peer.kind),
-                );
-                resp.headers.push("Content-Type", "application/sdp");
-                resp.body = Bytes::from(sdp);
-                self.ctx.sip.respond(key, resp).await;
+                self.respond_with_sdp(&request, key, sdp).await;
                 self.apply_negotiated().await;
             }
             Err(e) => {
@@ -545,6 +525,21 @@ impl InboundCall {
                 self.ctx.sip.respond(key, resp).await;
             }
         }
+    }
+
+    /// A 200 to an in-dialog INVITE carrying our SDP.
+    async fn respond_with_sdp(&self, request: &Request, key: TransactionKey, sdp: String) {
+        let mut resp = response_to(request, 200, "OK");
+        resp.headers.push(
+            "Contact",
+            self.ctx
+                .sip
+                .local
+                .contact(&self.record.dialed, self.peer.kind),
+        );
+        resp.headers.push("Content-Type", "application/sdp");
+        resp.body = Bytes::from(sdp);
+        self.ctx.sip.respond(key, resp).await;
     }
 
     async fn apply_negotiated(&mut self) {

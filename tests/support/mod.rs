@@ -896,10 +896,20 @@ impl Call {
     /// Pumps SIP until `name` has been heard completely (followed by another
     /// prompt or ~0.5 s of anything) or `within` passes.
     pub async fn wait_heard(&mut self, name: &str, within: Duration) -> Vec<String> {
+        self.wait_heard_times(name, 1, within).await
+    }
+
+    /// Like `wait_heard`, until `name` has been heard `times` times.
+    pub async fn wait_heard_times(
+        &mut self,
+        name: &str,
+        times: usize,
+        within: Duration,
+    ) -> Vec<String> {
         let until = Instant::now() + within;
         loop {
             let names = self.heard_names();
-            if names.iter().any(|n| n == name) {
+            if names.iter().filter(|n| *n == name).count() >= times {
                 return names;
             }
             if Instant::now() >= until || self.ended_by_daemon {
