@@ -582,3 +582,46 @@ async fn a_200_never_acknowledged_is_retransmitted_then_hung_up() {
     assert_eq!(rec.hangup_reason, "no_ack");
     ts.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn rtp_is_paced_and_numbered_like_a_phone_expects() {
+    let ts = TestServer::start().await;
+    let mut call = ts.phone().build().await.call("12333").await;
+    call.pump(secs(3)).await;
+    let packets = call.packets();
+    let arrivals = call.arrivals();
+    assert!(packets.len() >= 140, "{} packets in 3 s", packets.len());
+    let (_, _, ssrc, marker) = packets[0];
+    assert!(
+        marker,
+        "the first packet of the stream has the marker bit (RFC 3551 §4.1)"
+    );
+    for w in packets.windows(2) {
+        assert_eq!(
+            w[1].0,
+            w[0].0.wrapping_add(1),
+            "sequence numbers step by one"
+        );
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(160),
+            "timestamps step by 160 (20 ms)"
+        );
+        assert_eq!(w[1].2, ssrc, "one SSRC");
+        assert!(!w[1].3, "no marker mid-stream");
+    }
+    for w in arrivals.windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_millis(20), "20 ms spacing");
+    }
+    call.bye().await;
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rtp_goes_back_where_it_comes_from() {
+    let ts = TestServer::start().await;
+    let mut call = ts.phone().behind_nat().build().await.call("12333").await;
+    call.wait_heard("welcome_12333", secs(30)).await;
+    call.bye().await;
+    ts.shutdown().await;
+}

@@ -317,6 +317,7 @@ pub struct PhoneBuilder {
     sdp_codecs: Vec<u8>,
     send_sdp: bool,
     caller: String,
+    nat: bool,
 }
 
 impl PhoneBuilder {
@@ -328,7 +329,15 @@ impl PhoneBuilder {
             sdp_codecs: vec![0, 8, 101],
             send_sdp: true,
             caller: "13800138000".into(),
+            nat: false,
         }
+    }
+
+    /// Behind NAT: the SDP names a port nobody reads; RTP really comes from
+    /// (and must be sent back to) another one.
+    pub fn behind_nat(mut self) -> Self {
+        self.nat = true;
+        self
     }
 
     pub fn tcp(mut self, addr: SocketAddr) -> Self {
@@ -357,7 +366,17 @@ impl PhoneBuilder {
     pub async fn build(self) -> Phone {
         let sip = SipSocket::open(self.transport, self.server).await;
         let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp bind");
+        let sdp_rtp_port = if self.nat {
+            let decoy = UdpSocket::bind("127.0.0.1:0").await.expect("decoy bind");
+            let port = decoy.local_addr().expect("addr").port();
+            // Kept open (never read) so nothing else takes the port.
+            std::mem::forget(decoy);
+            port
+        } else {
+            rtp.local_addr().expect("addr").port()
+        };
         Phone {
+            sdp_rtp_port,
             local: sip.local,
             sip,
             server: self.server,
@@ -453,6 +472,7 @@ impl SipSocket {
 }
 
 pub struct Phone {
+    sdp_rtp_port: u16,
     sip: SipSocket,
     local: SocketAddr,
     server: SocketAddr,
@@ -485,10 +505,9 @@ impl Phone {
     }
 
     pub fn offer_sdp_for(&self, codecs: &[u8]) -> String {
-        let rtp = self.rtp.local_addr().expect("rtp addr");
         let mut s = format!(
             "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {}\r\n",
-            rtp.port(),
+            self.sdp_rtp_port,
             codecs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
         );
         for pt in codecs {
