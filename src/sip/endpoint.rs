@@ -358,12 +358,12 @@ impl Endpoint {
                 OutputKind::Send { peer, bytes } => self.send(peer, bytes),
                 OutputKind::Timeout | OutputKind::TransportError => {
                     if let Some(call_id) = self.txn_calls.get(&out.key).cloned() {
-                        self.to_dialog(&call_id, DialogEvent::Timeout { key: out.key });
+                        self.deliver(&call_id, DialogEvent::Timeout { key: out.key });
                     }
                 }
                 OutputKind::AckTimeout => {
                     if let Some(call_id) = self.txn_calls.get(&out.key).cloned() {
-                        self.to_dialog(&call_id, DialogEvent::AckTimeout);
+                        self.deliver(&call_id, DialogEvent::AckTimeout);
                     }
                 }
                 // The 100 Trying is sent at once for every INVITE (below),
@@ -376,7 +376,7 @@ impl Endpoint {
         }
     }
 
-    fn to_dialog(&mut self, call_id: &str, ev: DialogEvent) -> bool {
+    fn deliver(&mut self, call_id: &str, ev: DialogEvent) -> bool {
         match self.dialogs.get(call_id) {
             Some(tx) => match tx.try_send(ev) {
                 Ok(()) => true,
@@ -557,7 +557,7 @@ impl Endpoint {
             ServerDisposition::AckAbsorbed => {}
             ServerDisposition::AckFor2xx { .. } | ServerDisposition::AckUnmatched => {
                 // An ACK for a dialog we do not know is dropped (§17.2.3).
-                if !self.to_dialog(&call_id, DialogEvent::Ack { request: req }) {
+                if !self.deliver(&call_id, DialogEvent::Ack { request: req }) {
                     trace!(call_id, "stray ACK dropped");
                 }
             }
@@ -572,7 +572,7 @@ impl Endpoint {
                 let resp = response_to(&req, 200, "OK");
                 self.respond_in_txn(&key, resp);
                 if !final_sent {
-                    self.to_dialog(&call_id, DialogEvent::Cancel);
+                    self.deliver(&call_id, DialogEvent::Cancel);
                 }
             }
             ServerDisposition::New { .. } => {
@@ -614,7 +614,7 @@ impl Endpoint {
                     key,
                     peer: resp_peer,
                 };
-                self.to_dialog(&call_id, ev);
+                self.deliver(&call_id, ev);
                 return;
             }
             let resp = response_to(&req, 481, "Call/Transaction Does Not Exist");
@@ -733,7 +733,7 @@ impl Endpoint {
         let call_id = resp.call_id().map(str::to_string).unwrap_or_default();
         match self.layer.on_response(Instant::now(), &key, resp.status) {
             ClientDisposition::Deliver => {
-                self.to_dialog(
+                self.deliver(
                     &call_id,
                     DialogEvent::Response {
                         response: resp,
@@ -743,7 +743,7 @@ impl Endpoint {
             }
             ClientDisposition::DeliverAndAck { .. } | ClientDisposition::ResendAck { .. } => {
                 // Our INVITEs (to agents) come with the ACD; nothing sends one yet.
-                self.to_dialog(
+                self.deliver(
                     &call_id,
                     DialogEvent::Response {
                         response: resp,

@@ -203,14 +203,17 @@ filter = "warn"
 
 /// Maps every 160-byte frame of every prompt (PCMU and PCMA) to where it
 /// occurs, so received audio can be named.
+/// (payload type, frame) → where it occurs: (`lang/name`, frame index).
+type FrameIndex = HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>>;
+
 pub struct PromptIndex {
-    frames: HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>>,
+    frames: FrameIndex,
     lengths: HashMap<Arc<str>, usize>,
 }
 
 impl PromptIndex {
     pub fn new(store: &PromptStore) -> PromptIndex {
-        let mut frames: HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>> = HashMap::new();
+        let mut frames: FrameIndex = HashMap::new();
         let mut lengths = HashMap::new();
         for lang in hotline::lang::Lang::ALL {
             // Prompts with identical audio (en "one" is both num_1 and
@@ -586,7 +589,7 @@ Contact: <sip:{caller}@{local}{tp}>\r\n\
 
     /// Places a call and waits for the 200; ACKs it (with `ack_body` if the
     /// INVITE had no SDP). Panics on any other final response.
-    pub async fn call(mut self, dialed: &str) -> Call {
+    pub async fn call(self, dialed: &str) -> Call {
         let (status, call) = self.try_call(dialed).await;
         assert_eq!(status, 200, "call to {dialed} was not answered");
         call.expect("answered call")
