@@ -223,7 +223,7 @@ impl PromptIndex {
             names.sort_by_key(|n| (!n.starts_with("num_"), n.len(), n.to_string()));
             let mut seen: HashMap<Arc<[u8]>, ()> = HashMap::new();
             for name in names {
-                let p = store.get(lang, &name).expect("listed prompt");
+                let p = store.get(lang, name).expect("listed prompt");
                 if seen.insert(p.pcmu.clone(), ()).is_some() {
                     continue;
                 }
@@ -851,7 +851,7 @@ impl Call {
     }
 
     async fn answer_request(&mut self, req: Request) {
-        let mut resp = format!("SIP/2.0 200 OK\r\n");
+        let mut resp = String::from("SIP/2.0 200 OK\r\n");
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             for v in req.headers.get_all(name) {
                 resp.push_str(&format!("{name}: {v}\r\n"));
