@@ -625,3 +625,30 @@ async fn rtp_goes_back_where_it_comes_from() {
     call.bye().await;
     ts.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn calls_over_the_limit_get_503_and_a_freed_place_is_reused() {
+    let ts = TestServer::start_with(ServerOptions {
+        max_calls: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut first = ts.phone().build().await.call("12333").await;
+    first.pump(S).await;
+    let (status, _) = ts.phone().build().await.try_call("12333").await;
+    assert_eq!(status, 503);
+    first.bye().await;
+    // The place is free once the first call's task has ended.
+    let mut status = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (s, call) = ts.phone().build().await.try_call("12333").await;
+        status = s;
+        if let Some(call) = call {
+            call.bye().await;
+            break;
+        }
+    }
+    assert_eq!(status, 200);
+    ts.shutdown().await;
+}

@@ -37,6 +37,7 @@ pub fn repo() -> PathBuf {
 pub struct ServerOptions {
     pub answer_delay_ms: u64,
     pub rtp_timeout_secs: u64,
+    pub max_calls: usize,
     pub database: Option<String>,
     pub trunks: Vec<String>,
     /// Flows folder; the shipped `config/flows` by default.
@@ -49,6 +50,7 @@ impl Default for ServerOptions {
         ServerOptions {
             answer_delay_ms: 0,
             rtp_timeout_secs: 30,
+            max_calls: 100,
             database: None,
             trunks: vec!["127.0.0.1/32".into(), "::1/128".into()],
             flows_dir: None,
@@ -157,6 +159,7 @@ pub fn test_config(dir: &Path, opts: &ServerOptions) -> Config {
 [sip]
 listen = "127.0.0.1:0"
 answer_delay_ms = {answer}
+max_calls = {max_calls}
 [[sip.trunks]]
 name = "test"
 addresses = [{trunks}]
@@ -178,6 +181,7 @@ filter = "warn"
 {extra}
 "#,
         answer = opts.answer_delay_ms,
+        max_calls = opts.max_calls,
         rtp_timeout = opts.rtp_timeout_secs,
         lo = base,
         hi = base + 4999,
