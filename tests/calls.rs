@@ -652,3 +652,33 @@ async fn calls_over_the_limit_get_503_and_a_freed_place_is_reused() {
     assert_eq!(status, 200);
     ts.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_refuses_new_calls_and_ends_calls_still_up() {
+    let ts = TestServer::start().await;
+    let sip = ts.sip_udp();
+    let prompts = ts.prompts.clone();
+    let mut call = ts.phone().build().await.call("12333").await;
+    call.pump(S).await;
+    let call_id = call.call_id.clone();
+    let db = ts.database_url.clone();
+    let stopping = tokio::spawn(ts.shutdown_with_drain(secs(5)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While draining, a new call is refused.
+    let late = support::PhoneBuilder::new(sip, prompts).build().await;
+    let (status, _) = late.try_call("12333").await;
+    assert_eq!(status, 503);
+    // The call up is ended by the daemon after the drain time.
+    assert!(call.wait_bye(secs(30)).await, "BYE at shutdown");
+    let _dir = stopping.await.unwrap();
+    // Every record was flushed before the daemon stopped.
+    let store = hotline::store::Store::open(&db).await.unwrap();
+    let rec = store
+        .call_record(&call_id)
+        .await
+        .unwrap()
+        .expect("record written at shutdown");
+    assert_eq!(rec.disposition.as_str(), "interrupted");
+    assert_eq!(rec.hangup_reason, "shutdown");
+    store.close().await;
+}

@@ -62,6 +62,8 @@ impl Default for ServerOptions {
 /// A daemon running in this test's runtime.
 pub struct TestServer {
     pub server: Server,
+    /// The database the daemon writes to.
+    pub database_url: String,
     pub dir: tempfile::TempDir,
     pub prompts: Arc<PromptStore>,
 }
@@ -91,9 +93,11 @@ impl TestServer {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = test_config(dir.path(), &opts);
+        let database_url = cfg.database_url.clone();
         let server = Server::start(cfg).await.expect("test server starts");
         TestServer {
             server,
+            database_url,
             dir,
             prompts: prompts(),
         }
@@ -134,6 +138,13 @@ impl TestServer {
 
     pub async fn shutdown(self) {
         self.server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// Shuts down with a drain time, keeping the folder (to read the
+    /// database afterwards). Returns the folder.
+    pub async fn shutdown_with_drain(self, drain: Duration) -> tempfile::TempDir {
+        self.server.shutdown(drain).await;
+        self.dir
     }
 }
 
