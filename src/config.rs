@@ -65,6 +65,13 @@ struct FileConfig {
     database: FileDatabase,
     paths: FilePaths,
     log: FileLog,
+    clock: FileClock,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileClock {
+    start: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,6 +294,8 @@ pub struct Config {
     pub flows_dir: PathBuf,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// For tests and demos: the wall clock starts at this time.
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Values given on the command line; each replaces the file's value.
@@ -590,6 +599,20 @@ impl Validator {
             self.error("log.filter", format!("{e}"));
         }
 
+        let clock_start = match &f.clock.start {
+            None => None,
+            Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
+                Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+                Err(e) => {
+                    self.error(
+                        "clock.start",
+                        format!("{t:?} is not an RFC 3339 time ({e})"),
+                    );
+                    None
+                }
+            },
+        };
+
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
@@ -621,6 +644,7 @@ impl Validator {
             flows_dir,
             log_filter: f.log.filter,
             log_format,
+            clock_start,
         })
     }
 }

@@ -101,12 +101,21 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { drain_secs, .. } => serve(cfg, Duration::from_secs(drain_secs)).await,
-            Command::CheckConfig => check_config(&cfg),
+            Command::CheckConfig => {
+                if let Err(e) = check_config(&cfg) {
+                    // Flows and prompts are configuration too: same exit code.
+                    eprintln!("{e}");
+                    eprintln!("hotline: the configuration has errors");
+                    return Err(anyhow::anyhow!("CONFIG"));
+                }
+                Ok(())
+            }
             Command::SeedDemo => seed_demo(&cfg).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.to_string() == "CONFIG" => ExitCode::from(2),
         Err(e) => {
             eprintln!("hotline: {e:#}");
             ExitCode::FAILURE

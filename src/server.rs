@@ -137,6 +137,11 @@ impl Server {
             rtp: cfg.rtp.clone(),
             answer_delay: cfg.sip.answer_delay,
             shutdown: calls_stop.clone(),
+            data_dir: cfg.data_dir.clone(),
+            clock: match cfg.clock_start {
+                Some(t) => crate::call::WallClock::starting_at(t),
+                None => crate::call::WallClock::system(),
+            },
         });
         let calls = TaskTracker::new();
         tokio::spawn(run_manager(

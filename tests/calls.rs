@@ -33,21 +33,26 @@ const BALANCE_ZH: &[&str] = &[
     "fen",
 ];
 
+/// Language by `lang_key`, main menu 1 (balance), the ID keyed with `#`:
+/// returns once the PIN is asked for.
+async fn to_pin_prompt(call: &mut support::Call, lang_key: &str, id: &str) {
+    call.wait_heard("choose_language", secs(30)).await;
+    call.press(lang_key).await;
+    call.wait_heard("menu_12333_main", secs(30)).await;
+    call.press("1").await;
+    call.wait_heard("enter_id", secs(30)).await;
+    call.press(&format!("{id}#")).await;
+    call.wait_heard("enter_pin", secs(30)).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn balance_self_service_in_mandarin() {
     let ts = TestServer::start().await;
     let mut call = ts.phone().build().await.call("12333").await;
-    call.wait_heard("choose_language", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("menu_12333_main", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("enter_id", secs(30)).await;
-    call.press("110101199003071234#").await;
-    call.wait_heard("enter_pin", secs(30)).await;
+    to_pin_prompt(&mut call, "1", "110101199003071234").await;
     call.press("123456#").await;
     let heard = call.wait_heard("last_paid_is", secs(60)).await;
-    call.pump(secs(5)).await;
-    let heard_all = call.heard_names();
+    let heard_all = call.wait_heard("month", secs(30)).await;
     let start = heard
         .iter()
         .position(|n| n == "balance_is")
@@ -59,13 +64,17 @@ async fn balance_self_service_in_mandarin() {
     );
     // last paid: 2026年10月
     let lp = heard_all.iter().position(|n| n == "last_paid_is").unwrap();
+    assert!(heard_all.len() >= lp + 8, "heard {heard_all:?}");
     assert_eq!(
         &heard_all[lp + 1..lp + 8],
         &["num_2", "num_0", "num_2", "num_6", "year", "num_10", "month"],
         "heard {heard_all:?}"
     );
     assert!(
-        call.heard().iter().all(|p| p.starts_with("zh/")),
+        call.heard()
+            .iter()
+            .filter(|p| !p.ends_with("choose_language"))
+            .all(|p| p.starts_with("zh/")),
         "{:?}",
         call.heard()
     );
@@ -97,21 +106,18 @@ async fn english_caller_with_id_ending_in_x_and_pcma() {
         .await
         .call("12333")
         .await;
-    call.wait_heard("choose_language", secs(30)).await;
-    call.press("2").await;
-    call.wait_heard("menu_12333_main", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("enter_id", secs(30)).await;
-    call.press("11010119851212002*#").await;
-    call.wait_heard("enter_pin", secs(30)).await;
+    to_pin_prompt(&mut call, "2", "11010119851212002*").await;
     call.press("654321#").await;
     call.wait_heard("last_paid_is", secs(60)).await;
+    // The greeting and the language menu come before the choice.
     let heard = call.heard();
+    let after: Vec<&String> = heard
+        .iter()
+        .skip_while(|p| !p.ends_with("choose_language"))
+        .skip(1)
+        .collect();
     assert!(
-        heard
-            .iter()
-            .filter(|p| !p.ends_with("choose_language"))
-            .all(|p| p.starts_with("en/")),
+        after.len() > 5 && after.iter().all(|p| p.starts_with("en/")),
         "{heard:?}"
     );
     let names = call.heard_names();
@@ -133,19 +139,13 @@ async fn english_caller_with_id_ending_in_x_and_pcma() {
 async fn wrong_pin_three_times_ends_politely() {
     let ts = TestServer::start().await;
     let mut call = ts.phone().build().await.call("12333").await;
-    call.wait_heard("choose_language", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("menu_12333_main", secs(30)).await;
-    call.press("1").await;
-    call.wait_heard("enter_id", secs(30)).await;
-    call.press("110101199003071234#").await;
-    for attempt in 0..3 {
-        call.wait_heard("enter_pin", secs(30)).await;
+    to_pin_prompt(&mut call, "1", "110101199003071234").await;
+    for attempt in 1..=3 {
         call.press("000000#").await;
-        if attempt < 2 {
-            call.pump(secs(1)).await;
-            let names = call.wait_heard("wrong_pin", secs(30)).await;
-            let _ = names;
+        if attempt < 3 {
+            call.wait_heard_times("wrong_pin", attempt, secs(30)).await;
+            call.wait_heard_times("enter_pin", attempt + 1, secs(30))
+                .await;
         }
     }
     assert!(
@@ -455,4 +455,230 @@ async fn unknown_number_without_default_flow_gets_404() {
     let (status, _) = ts.phone().build().await.try_call("99999").await;
     assert_eq!(status, 404);
     ts.shutdown().await;
+}
+
+fn at(time: &str) -> ServerOptions {
+    ServerOptions {
+        extra_toml: format!("[clock]\nstart = \"{time}\"\n"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_hours_12345_takes_a_voice_message() {
+    let ts = TestServer::start_with(at("2026-11-23T22:30:00+08:00")).await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    call.wait_heard("beep", secs(60)).await;
+    call.pump(secs(3)).await;
+    call.press("#").await;
+    assert!(
+        call.wait_bye(secs(30)).await,
+        "the daemon thanks and hangs up"
+    );
+    let names = call.heard_names();
+    assert_eq!(
+        names,
+        [
+            "welcome_12345",
+            "after_hours",
+            "voicemail_prompt",
+            "beep",
+            "thank_you"
+        ],
+        "{names:?}"
+    );
+    let rec = ts.record(&call.call_id).await;
+    assert_eq!(rec.disposition.as_str(), "voice_message");
+    assert_eq!(rec.self_service_result.as_deref(), Some("after_hours"));
+    let ms = rec.voice_message_ms.expect("message length");
+    // From the end of the beep to the # (the beep is recognised before it ends).
+    assert!((2500..=3400).contains(&ms), "recorded {ms} ms");
+    let rel = rec.voice_message.expect("message file");
+    assert!(rel.starts_with("voicemail/2026/11/2"), "{rel}");
+    let reader = hound::WavReader::open(ts.dir.path().join(&rel)).expect("a playable WAV");
+    assert_eq!(reader.spec().sample_rate, 8000);
+    assert_eq!(reader.len() as i64, ms * 8);
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_hours_12345_goes_to_the_queue_and_a_hangup_keeps_the_message() {
+    let ts = TestServer::start_with(at("2026-11-23T10:00:00+08:00")).await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    call.wait_heard("beep", secs(60)).await;
+    call.pump(secs(2)).await;
+    let names = call.heard_names();
+    assert_eq!(
+        names,
+        [
+            "welcome_12345",
+            "transfer_to_agent",
+            "queue_unavailable",
+            "voicemail_prompt",
+            "beep"
+        ],
+        "{names:?}"
+    );
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    let rec = ts.record(&call_id).await;
+    assert_eq!(rec.queue.as_deref(), Some("12345"));
+    assert_eq!(rec.disposition.as_str(), "voice_message");
+    assert_eq!(rec.hangup_by.as_str(), "caller");
+    assert!(rec.voice_message_ms.unwrap() >= 1500, "{rec:?}");
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn inband_tones_from_a_gateway_drive_the_menu() {
+    let ts = TestServer::start().await;
+    // A gateway offering no telephone-event: tones come in the audio.
+    let mut call = ts.phone().codecs(&[8]).build().await.call("12333").await;
+    call.wait_heard("choose_language", secs(30)).await;
+    call.press_inband("1").await;
+    call.wait_heard("menu_12333_main", secs(30)).await;
+    call.press_inband("2").await;
+    call.wait_heard("opening_hours", secs(30)).await;
+    call.bye().await;
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_200_never_acknowledged_is_retransmitted_then_hung_up() {
+    // This raw phone sends no RTP: keep the RTP timeout out of the way.
+    let ts = TestServer::start_with(ServerOptions {
+        rtp_timeout_secs: 120,
+        ..Default::default()
+    })
+    .await;
+    let mut phone = ts.phone().build().await;
+    let body = phone.offer_sdp();
+    let invite = phone.invite_text("12333", "noack-1@test", "z9hG4bKnoack1", "ft9", 1, &body);
+    phone.send_raw(invite).await;
+    let start = tokio::time::Instant::now();
+    let mut oks = Vec::new();
+    let mut bye = None;
+    while start.elapsed() < secs(40) {
+        match phone.recv(secs(40)).await {
+            Some(hotline::sip::SipMessage::Response(r)) if r.status == 200 => {
+                oks.push(start.elapsed())
+            }
+            Some(hotline::sip::SipMessage::Request(r)) if r.method == hotline::sip::Method::Bye => {
+                bye = Some(start.elapsed());
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    // RFC 3261 §13.3.1.4: T1, doubling up to T2, for 64*T1; then BYE.
+    let gaps: Vec<u128> = oks.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    assert!(oks.len() >= 8, "2xx retransmissions: {oks:?}");
+    assert_eq!(&gaps[..4], &[500, 1000, 2000, 4000], "{gaps:?}");
+    assert!(gaps[4..].iter().all(|g| *g == 4000), "{gaps:?}");
+    let bye = bye.expect("BYE after the ACK timeout");
+    assert!(bye >= secs(32) && bye < secs(34), "BYE at {bye:?}");
+    let rec = ts.record("noack-1@test").await;
+    assert_eq!(rec.hangup_reason, "no_ack");
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rtp_is_paced_and_numbered_like_a_phone_expects() {
+    let ts = TestServer::start().await;
+    let mut call = ts.phone().build().await.call("12333").await;
+    call.pump(secs(3)).await;
+    let packets = call.packets();
+    let arrivals = call.arrivals();
+    assert!(packets.len() >= 140, "{} packets in 3 s", packets.len());
+    let (_, _, ssrc, marker) = packets[0];
+    assert!(
+        marker,
+        "the first packet of the stream has the marker bit (RFC 3551 §4.1)"
+    );
+    for w in packets.windows(2) {
+        assert_eq!(
+            w[1].0,
+            w[0].0.wrapping_add(1),
+            "sequence numbers step by one"
+        );
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(160),
+            "timestamps step by 160 (20 ms)"
+        );
+        assert_eq!(w[1].2, ssrc, "one SSRC");
+        assert!(!w[1].3, "no marker mid-stream");
+    }
+    for w in arrivals.windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_millis(20), "20 ms spacing");
+    }
+    call.bye().await;
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rtp_goes_back_where_it_comes_from() {
+    let ts = TestServer::start().await;
+    let mut call = ts.phone().behind_nat().build().await.call("12333").await;
+    call.wait_heard("welcome_12333", secs(30)).await;
+    call.bye().await;
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_over_the_limit_get_503_and_a_freed_place_is_reused() {
+    let ts = TestServer::start_with(ServerOptions {
+        max_calls: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut first = ts.phone().build().await.call("12333").await;
+    first.pump(S).await;
+    let (status, _) = ts.phone().build().await.try_call("12333").await;
+    assert_eq!(status, 503);
+    first.bye().await;
+    // The place is free once the first call's task has ended.
+    let mut status = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (s, call) = ts.phone().build().await.try_call("12333").await;
+        status = s;
+        if let Some(call) = call {
+            call.bye().await;
+            break;
+        }
+    }
+    assert_eq!(status, 200);
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_refuses_new_calls_and_ends_calls_still_up() {
+    let ts = TestServer::start().await;
+    let sip = ts.sip_udp();
+    let prompts = ts.prompts.clone();
+    let mut call = ts.phone().build().await.call("12333").await;
+    call.pump(S).await;
+    let call_id = call.call_id.clone();
+    let db = ts.database_url.clone();
+    let stopping = tokio::spawn(ts.shutdown_with_drain(secs(5)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While draining, a new call is refused.
+    let late = support::PhoneBuilder::new(sip, prompts).build().await;
+    let (status, _) = late.try_call("12333").await;
+    assert_eq!(status, 503);
+    // The call up is ended by the daemon after the drain time.
+    assert!(call.wait_bye(secs(30)).await, "BYE at shutdown");
+    let _dir = stopping.await.unwrap();
+    // Every record was flushed before the daemon stopped.
+    let store = hotline::store::Store::open(&db).await.unwrap();
+    let rec = store
+        .call_record(&call_id)
+        .await
+        .unwrap()
+        .expect("record written at shutdown");
+    assert_eq!(rec.disposition.as_str(), "interrupted");
+    assert_eq!(rec.hangup_reason, "shutdown");
+    store.close().await;
 }

@@ -194,6 +194,8 @@ fn record(call_id: &str) -> CallRecord {
         codec: Some("PCMA".into()),
         language: Some("zh".into()),
         queue: None,
+        voice_message: None,
+        voice_message_ms: None,
     }
 }
 
@@ -214,8 +216,8 @@ async fn open_creates_and_migrate_twice_is_noop(db: TestDb) {
     assert_eq!(again.count_call_records().await.unwrap(), 1);
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await,
-        1,
-        "each migration is recorded once"
+        2,
+        "each migration (0001 init, 0002 voice messages) is recorded once"
     );
     again.close().await;
     store.close().await;
@@ -265,6 +267,8 @@ async fn insert_and_read_back_every_field(db: TestDb) {
         codec: Some("PCMU".into()),
         language: Some("en".into()),
         queue: Some("12345-general".into()),
+        voice_message: Some("voicemail/2026/10/08/abc.wav".into()),
+        voice_message_ms: Some(12_340),
     };
     let bare = CallRecord {
         call_id: "bare".into(),
@@ -283,6 +287,8 @@ async fn insert_and_read_back_every_field(db: TestDb) {
         codec: None,
         language: None,
         queue: None,
+        voice_message: None,
+        voice_message_ms: None,
     };
     store.insert_call_record(&full).await.unwrap();
     store.insert_call_record(&bare).await.unwrap();

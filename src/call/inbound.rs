@@ -16,6 +16,7 @@ use super::CallContext;
 use crate::ivr::engine::{IvrAction, IvrSession};
 use crate::lang::Lang;
 use crate::media::dtmf::info::parse_info_body;
+use crate::media::recorder::{safe_file_stem, Recorder, RecorderError};
 use crate::media::sdp::LocalMedia;
 use crate::media::session::{self, MediaEvent, MediaHandle, SessionConfig};
 use crate::sip::dialog::Dialog;
@@ -100,7 +101,20 @@ struct InboundCall {
     answered: Option<Instant>,
     record: CallRecord,
     reached_queue: bool,
+    voice_recording: Option<VoiceRecording>,
 }
+
+/// A voice message being recorded.
+struct VoiceRecording {
+    recorder: Recorder,
+    /// Relative to the data folder (what the record stores).
+    relative: String,
+    until: Instant,
+    terminator: char,
+}
+
+/// Shorter messages are not kept (a caller hanging up at the beep).
+const MIN_VOICE_MESSAGE: Duration = Duration::from_secs(1);
 
 impl InboundCall {
     fn new(
@@ -111,7 +125,7 @@ impl InboundCall {
         dialed: String,
     ) -> Self {
         let arrived = Instant::now();
-        let arrived_wall = Utc::now();
+        let arrived_wall = ctx.clock.now();
         let (lookups_tx, lookups_rx) = mpsc::channel(4);
         InboundCall {
             ctx,
@@ -148,8 +162,11 @@ impl InboundCall {
                 codec: None,
                 language: None,
                 queue: None,
+                voice_message: None,
+                voice_message_ms: None,
             },
             reached_queue: false,
+            voice_recording: None,
         }
     }
 
@@ -329,6 +346,7 @@ impl InboundCall {
 
         while self.state != LegState::Ended {
             let deadline = self.ivr.as_ref().and_then(|i| i.deadline());
+            let recording_until = self.voice_recording.as_ref().map(|r| r.until);
             let Some(media_events) = self.media_events.as_mut() else {
                 break;
             };
@@ -350,6 +368,10 @@ impl InboundCall {
                         None => Vec::new(),
                     };
                     self.perform(actions).await;
+                }
+                _ = sleep_until_opt(recording_until) => {
+                    debug!("voice message reached its maximum length");
+                    self.stop_voice_message().await;
                 }
                 _ = sleep_until_opt(deadline) => {
                     let now = Instant::now();
@@ -484,17 +506,7 @@ impl InboundCall {
                 .as_mut()
                 .map(|oa| oa.offer())
                 .unwrap_or_default();
-            let mut resp = response_to(&request, 200, "OK");
-            resp.headers.push(
-                "Contact",
-                self.ctx
-                    .sip
-                    .local
-                    .contact(&self.record.dialed, self.peer.kind),
-            );
-            resp.headers.push("Content-Type", "application/sdp");
-            resp.body = Bytes::from(sdp);
-            self.ctx.sip.respond(key, resp).await;
+            self.respond_with_sdp(&request, key, sdp).await;
             return;
         };
         let result = match self.offer_answer.as_mut() {
@@ -503,17 +515,7 @@ impl InboundCall {
         };
         match result {
             Ok(sdp) => {
-                let mut resp = response_to(&request, 200, "OK");
-                resp.headers.push(
-                    "Contact",
-                    self.ctx
-                        .sip
-                        .local
-                        .contact(&self.record.dialed, self.peer.kind),
-                );
-                resp.headers.push("Content-Type", "application/sdp");
-                resp.body = Bytes::from(sdp);
-                self.ctx.sip.respond(key, resp).await;
+                self.respond_with_sdp(&request, key, sdp).await;
                 self.apply_negotiated().await;
             }
             Err(e) => {
@@ -523,6 +525,21 @@ impl InboundCall {
                 self.ctx.sip.respond(key, resp).await;
             }
         }
+    }
+
+    /// A 200 to an in-dialog INVITE carrying our SDP.
+    async fn respond_with_sdp(&self, request: &Request, key: TransactionKey, sdp: String) {
+        let mut resp = response_to(request, 200, "OK");
+        resp.headers.push(
+            "Contact",
+            self.ctx
+                .sip
+                .local
+                .contact(&self.record.dialed, self.peer.kind),
+        );
+        resp.headers.push("Content-Type", "application/sdp");
+        resp.body = Bytes::from(sdp);
+        self.ctx.sip.respond(key, resp).await;
     }
 
     async fn apply_negotiated(&mut self) {
@@ -562,6 +579,13 @@ impl InboundCall {
     }
 
     async fn on_digit(&mut self, digit: char) {
+        if let Some(rec) = &self.voice_recording {
+            // While recording, only the terminator means anything.
+            if digit == rec.terminator {
+                self.stop_voice_message().await;
+            }
+            return;
+        }
         let now = Instant::now();
         let actions = match self.ivr.as_mut() {
             Some(ivr) => ivr.on_digit(now, digit),
@@ -614,13 +638,12 @@ impl InboundCall {
                             next.extend(ivr.on_queue_unavailable(now));
                         }
                     }
-                    IvrAction::RecordVoiceMessage { max, .. } => {
-                        info!(
-                            ?max,
-                            "voice message requested; recording is not available yet"
-                        );
-                        if let Some(ivr) = self.ivr.as_mut() {
-                            next.extend(ivr.on_voice_message_done(now, false));
+                    IvrAction::RecordVoiceMessage { max, terminator } => {
+                        if let Err(e) = self.start_voice_message(max, terminator).await {
+                            warn!(error = %e, "cannot record the voice message");
+                            if let Some(ivr) = self.ivr.as_mut() {
+                                next.extend(ivr.on_voice_message_done(now, false));
+                            }
                         }
                     }
                     IvrAction::Hangup { reason } => {
@@ -647,6 +670,80 @@ impl InboundCall {
         }
     }
 
+    /// Starts recording what the caller says, under
+    /// `voicemail/YYYY/MM/DD/<call-id>.wav` in the data folder.
+    async fn start_voice_message(
+        &mut self,
+        max: Duration,
+        terminator: char,
+    ) -> Result<(), RecorderError> {
+        let now = Instant::now();
+        let day = self.wall(now).format("%Y/%m/%d").to_string();
+        let relative = format!(
+            "voicemail/{day}/{}.wav",
+            safe_file_stem(&self.record.call_id)
+        );
+        let codec = self
+            .offer_answer
+            .as_ref()
+            .and_then(|oa| oa.current.as_ref())
+            .map(|n| n.codec)
+            .unwrap_or(crate::media::Codec::Pcmu);
+        let recorder = Recorder::start(&self.ctx.data_dir.join(&relative), codec)?;
+        if let Some(m) = &self.media {
+            let _ = m.set_tap(Some(recorder.tap.clone())).await;
+        }
+        info!(file = %relative, ?max, "recording a voice message");
+        self.voice_recording = Some(VoiceRecording {
+            recorder,
+            relative,
+            until: now + max,
+            terminator,
+        });
+        Ok(())
+    }
+
+    /// Ends the recording, keeps it if long enough, and tells the IVR.
+    async fn stop_voice_message(&mut self) {
+        let saved = self.close_voice_message().await;
+        let now = Instant::now();
+        let actions = match self.ivr.as_mut() {
+            Some(ivr) => ivr.on_voice_message_done(now, saved),
+            None => Vec::new(),
+        };
+        Box::pin(self.perform(actions)).await;
+    }
+
+    /// Detaches the tap and closes the file; true if a message was kept.
+    async fn close_voice_message(&mut self) -> bool {
+        let Some(rec) = self.voice_recording.take() else {
+            return false;
+        };
+        if let Some(m) = &self.media {
+            let _ = m.set_tap(None).await;
+        }
+        match rec.recorder.finish().await {
+            Ok(r) if r.duration() >= MIN_VOICE_MESSAGE => {
+                info!(file = %rec.relative, ms = r.duration().as_millis() as u64, "voice message saved");
+                self.record.voice_message = Some(rec.relative);
+                self.record.voice_message_ms = Some(r.duration().as_millis() as i64);
+                true
+            }
+            Ok(r) => {
+                debug!(
+                    ms = r.duration().as_millis() as u64,
+                    "voice message too short; discarded"
+                );
+                let _ = std::fs::remove_file(&r.path);
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "voice message lost");
+                false
+            }
+        }
+    }
+
     /// We end the call: BYE (or nothing if the leg is already gone).
     async fn hangup(&mut self, by: HangupBy, reason: &str) {
         if self.state == LegState::Ended {
@@ -667,6 +764,8 @@ impl InboundCall {
 
     /// Releases the media and hands the record to the writer.
     async fn finish(mut self) {
+        // A caller who hangs up instead of pressing # has still left a message.
+        self.close_voice_message().await;
         let now = Instant::now();
         if let Some(m) = self.media.take() {
             m.close().await;
@@ -682,7 +781,9 @@ impl InboundCall {
             self.record.language = Some(ivr.language().code().to_string());
         }
         if self.answered.is_some() && self.record.disposition != Disposition::Interrupted {
-            self.record.disposition = if self.reached_queue {
+            self.record.disposition = if self.record.voice_message.is_some() {
+                Disposition::VoiceMessage
+            } else if self.reached_queue {
                 Disposition::ToQueue
             } else if self.record.self_service_result.is_some()
                 || self.record.hangup_by == HangupBy::System

@@ -14,9 +14,12 @@ use crate::sip::endpoint::{IncomingCall, SipHandle};
 use crate::sip::message::response_to;
 use crate::store::writer::RecordSink;
 use crate::store::Store;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -35,6 +38,40 @@ pub struct CallContext {
     /// Fired when the daemon stops: calls end with a BYE and an
     /// `interrupted` record.
     pub shutdown: CancellationToken,
+    /// Voice messages and (later) recordings go under this folder.
+    pub data_dir: PathBuf,
+    /// Wall-clock time for records and opening hours.
+    pub clock: WallClock,
+}
+
+/// The wall clock calls use. Normally the system clock; pinned to a start
+/// time (then advancing with tokio's clock) for tests and demos, so that
+/// opening hours can be tried at any hour.
+#[derive(Clone, Debug)]
+pub struct WallClock {
+    pinned: Option<(DateTime<Utc>, Instant)>,
+}
+
+impl WallClock {
+    pub fn system() -> Self {
+        WallClock { pinned: None }
+    }
+
+    /// A clock that reads `start` now and advances with tokio time.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        WallClock {
+            pinned: Some((start, Instant::now())),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self.pinned {
+            None => Utc::now(),
+            Some((start, at)) => {
+                start + chrono::Duration::from_std(at.elapsed()).unwrap_or_default()
+            }
+        }
+    }
 }
 
 /// Takes incoming calls until the endpoint's channel closes.

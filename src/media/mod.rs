@@ -8,6 +8,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod port_pool;
 pub mod prompts;
+pub mod recorder;
 pub mod rtp;
 pub mod sdp;
 pub mod session;

@@ -191,20 +191,10 @@ pub async fn start(
     incoming: mpsc::Sender<IncomingCall>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SipHandle, tokio::task::JoinHandle<()>)> {
-    let udp = if cfg.udp {
-        Some(Arc::new(bind_udp(cfg.listen)?))
-    } else {
-        None
-    };
+    let (udp, tcp_listener) = bind_transports(&cfg).await?;
     let (tcp_tx, tcp_rx) = mpsc::channel(4096);
     let mut tcp_addr = None;
-    if cfg.tcp {
-        // Same port as UDP when the configured port is 0 (tests).
-        let addr = match &udp {
-            Some(u) if cfg.listen.port() == 0 => u.local_addr()?,
-            _ => cfg.listen,
-        };
-        let listener = TcpListener::bind(addr).await?;
+    if let Some(listener) = tcp_listener {
         tcp_addr = Some(listener.local_addr()?);
         tokio::spawn(serve_tcp(
             listener,
@@ -240,6 +230,34 @@ pub async fn start(
     };
     let task = tokio::spawn(endpoint.run(cmd_rx, tcp_rx, shutdown));
     Ok((SipHandle { cmd: cmd_tx, local }, task))
+}
+
+/// Binds UDP and TCP on the configured address. With port 0 both must share
+/// the port the OS picks for UDP; if that port is taken on TCP, try again.
+async fn bind_transports(
+    cfg: &EndpointConfig,
+) -> std::io::Result<(Option<Arc<UdpSocket>>, Option<TcpListener>)> {
+    let attempts = if cfg.listen.port() == 0 { 20 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        let udp = if cfg.udp {
+            Some(Arc::new(bind_udp(cfg.listen)?))
+        } else {
+            None
+        };
+        if !cfg.tcp {
+            return Ok((udp, None));
+        }
+        let addr = match &udp {
+            Some(u) if cfg.listen.port() == 0 => u.local_addr()?,
+            _ => cfg.listen,
+        };
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| std::io::Error::other("cannot bind SIP transports")))
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -340,12 +358,12 @@ impl Endpoint {
                 OutputKind::Send { peer, bytes } => self.send(peer, bytes),
                 OutputKind::Timeout | OutputKind::TransportError => {
                     if let Some(call_id) = self.txn_calls.get(&out.key).cloned() {
-                        self.to_dialog(&call_id, DialogEvent::Timeout { key: out.key });
+                        self.deliver(&call_id, DialogEvent::Timeout { key: out.key });
                     }
                 }
                 OutputKind::AckTimeout => {
                     if let Some(call_id) = self.txn_calls.get(&out.key).cloned() {
-                        self.to_dialog(&call_id, DialogEvent::AckTimeout);
+                        self.deliver(&call_id, DialogEvent::AckTimeout);
                     }
                 }
                 // The 100 Trying is sent at once for every INVITE (below),
@@ -358,7 +376,7 @@ impl Endpoint {
         }
     }
 
-    fn to_dialog(&mut self, call_id: &str, ev: DialogEvent) -> bool {
+    fn deliver(&mut self, call_id: &str, ev: DialogEvent) -> bool {
         match self.dialogs.get(call_id) {
             Some(tx) => match tx.try_send(ev) {
                 Ok(()) => true,
@@ -470,7 +488,18 @@ impl Endpoint {
         match parse_message(&bytes) {
             Ok(SipMessage::Request(req)) => self.on_request(peer, req),
             Ok(SipMessage::Response(resp)) => self.on_response(peer, resp),
-            Err(e) => debug!(from = %peer.addr, error = %e, "unparseable message dropped"),
+            Err(e) => {
+                // A request whose start line or framing is broken is still
+                // answered (400, or 505 for another SIP version) when enough
+                // of it can be read to address a response (RFC 4475 §3.1.2).
+                match super::validate::response_to_unparsable(&bytes, &e) {
+                    Some(resp) => {
+                        debug!(from = %peer.addr, error = %e, status = resp.status, "unparseable request answered");
+                        self.send(peer, resp.to_bytes());
+                    }
+                    None => debug!(from = %peer.addr, error = %e, "unparseable message dropped"),
+                }
+            }
         }
     }
 
@@ -528,7 +557,7 @@ impl Endpoint {
             ServerDisposition::AckAbsorbed => {}
             ServerDisposition::AckFor2xx { .. } | ServerDisposition::AckUnmatched => {
                 // An ACK for a dialog we do not know is dropped (§17.2.3).
-                if !self.to_dialog(&call_id, DialogEvent::Ack { request: req }) {
+                if !self.deliver(&call_id, DialogEvent::Ack { request: req }) {
                     trace!(call_id, "stray ACK dropped");
                 }
             }
@@ -543,7 +572,7 @@ impl Endpoint {
                 let resp = response_to(&req, 200, "OK");
                 self.respond_in_txn(&key, resp);
                 if !final_sent {
-                    self.to_dialog(&call_id, DialogEvent::Cancel);
+                    self.deliver(&call_id, DialogEvent::Cancel);
                 }
             }
             ServerDisposition::New { .. } => {
@@ -585,7 +614,7 @@ impl Endpoint {
                     key,
                     peer: resp_peer,
                 };
-                self.to_dialog(&call_id, ev);
+                self.deliver(&call_id, ev);
                 return;
             }
             let resp = response_to(&req, 481, "Call/Transaction Does Not Exist");
@@ -704,7 +733,7 @@ impl Endpoint {
         let call_id = resp.call_id().map(str::to_string).unwrap_or_default();
         match self.layer.on_response(Instant::now(), &key, resp.status) {
             ClientDisposition::Deliver => {
-                self.to_dialog(
+                self.deliver(
                     &call_id,
                     DialogEvent::Response {
                         response: resp,
@@ -714,7 +743,7 @@ impl Endpoint {
             }
             ClientDisposition::DeliverAndAck { .. } | ClientDisposition::ResendAck { .. } => {
                 // Our INVITEs (to agents) come with the ACD; nothing sends one yet.
-                self.to_dialog(
+                self.deliver(
                     &call_id,
                     DialogEvent::Response {
                         response: resp,
@@ -821,11 +850,14 @@ fn response_peer(peer: Peer, req: &Request) -> Peer {
 fn server_key(req: &Request) -> Option<TransactionKey> {
     let via = req.top_via().ok()?;
     let cseq = req.cseq().ok()?;
-    match via.branch() {
-        Some(b) if b.starts_with("z9hG4bK") => {
-            TransactionKey::new(b, &via.sent_by(), &req.method).ok()
-        }
-        _ => {
+    // A branch that is only the magic cookie (RFC 4475 badbranch) is
+    // matched the RFC 2543 way, like one without it.
+    let rfc3261 = via
+        .branch()
+        .and_then(|b| TransactionKey::new(b, &via.sent_by(), &req.method).ok());
+    match rfc3261 {
+        Some(key) => Some(key),
+        None => {
             let call_id = req.call_id().ok()?;
             let from_tag = req
                 .from()

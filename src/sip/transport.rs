@@ -203,14 +203,21 @@ async fn run_connection(
                     }
                 }
                 Err(e) => {
-                    // A stream that cannot be framed cannot be resynchronised.
+                    // A stream that cannot be framed cannot be resynchronised:
+                    // answer 400 if the request can be addressed, then close.
                     debug!(%addr, error = %e, "unframeable tcp stream; closing");
+                    if let Some(resp) = super::validate::response_to_unparsable(&buf, &e) {
+                        let _ = tx.try_send(resp.to_bytes());
+                    }
                     break 'read;
                 }
             }
         }
     }
+    // The writer ends once every sender is gone (ours now, the endpoint's on
+    // `Closed`), after writing what was queued — responses to the last
+    // messages read included.
     drop(tx);
-    write_task.abort();
     let _ = events.send(TcpEvent::Closed { addr }).await;
+    let _ = write_task.await;
 }

@@ -7,29 +7,29 @@ use super::{CallRecord, Db, Disposition, HangupBy, Store, StoreError};
 
 const SQLITE_INSERT: &str = "INSERT INTO call_records (call_id, caller, dialed, arrived_at, \
      answered_at, ended_at, duration_ms, ivr_path, self_service_result, disposition, hangup_by, \
-     hangup_reason, sip_status, codec, language, queue) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+     hangup_reason, sip_status, codec, language, queue, voice_message, voice_message_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
      ON CONFLICT (call_id) DO NOTHING";
 
 const POSTGRES_INSERT: &str = "INSERT INTO call_records (call_id, caller, dialed, arrived_at, \
      answered_at, ended_at, duration_ms, ivr_path, self_service_result, disposition, hangup_by, \
-     hangup_reason, sip_status, codec, language, queue) \
+     hangup_reason, sip_status, codec, language, queue, voice_message, voice_message_ms) \
      VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7, $8, $9, $10, \
-     $11, $12, $13, $14, $15, $16) \
+     $11, $12, $13, $14, $15, $16, $17, $18) \
      ON CONFLICT (call_id) DO NOTHING";
 
 /// Columns read back; times come out as the same fixed-width UTC text in both
 /// backends.
 const SQLITE_COLUMNS: &str = "call_id, caller, dialed, arrived_at, answered_at, ended_at, \
      duration_ms, ivr_path, self_service_result, disposition, hangup_by, hangup_reason, \
-     sip_status, codec, language, queue";
+     sip_status, codec, language, queue, voice_message, voice_message_ms";
 
 const POSTGRES_COLUMNS: &str = "call_id, caller, dialed, \
      to_char(arrived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS arrived_at, \
      to_char(answered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS answered_at, \
      to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS ended_at, \
      duration_ms, ivr_path, self_service_result, disposition, hangup_by, hangup_reason, \
-     CAST(sip_status AS BIGINT) AS sip_status, codec, language, queue";
+     CAST(sip_status AS BIGINT) AS sip_status, codec, language, queue, voice_message, voice_message_ms";
 
 /// Formats a time as stored: fixed-width ISO-8601 UTC with microseconds.
 pub(crate) fn time_text(t: &DateTime<Utc>) -> String {
@@ -67,6 +67,8 @@ macro_rules! bind_record {
             .bind(r.codec.clone())
             .bind(r.language.clone())
             .bind(r.queue.clone())
+            .bind(r.voice_message.clone())
+            .bind(r.voice_message_ms)
     }};
 }
 
@@ -113,6 +115,8 @@ macro_rules! record_from_row {
             codec: row.try_get("codec").map_err(get)?,
             language: row.try_get("language").map_err(get)?,
             queue: row.try_get("queue").map_err(get)?,
+            voice_message: row.try_get("voice_message").map_err(get)?,
+            voice_message_ms: row.try_get("voice_message_ms").map_err(get)?,
             call_id,
         }
     }};

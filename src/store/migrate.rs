@@ -37,9 +37,15 @@ macro_rules! embedded {
     };
 }
 
-const SQLITE: &[Embedded] = &[embedded!("sqlite", 1, "init", "0001_init.sql")];
+const SQLITE: &[Embedded] = &[
+    embedded!("sqlite", 1, "init", "0001_init.sql"),
+    embedded!("sqlite", 2, "voice_messages", "0002_voice_messages.sql"),
+];
 
-const POSTGRES: &[Embedded] = &[embedded!("postgres", 1, "init", "0001_init.sql")];
+const POSTGRES: &[Embedded] = &[
+    embedded!("postgres", 1, "init", "0001_init.sql"),
+    embedded!("postgres", 2, "voice_messages", "0002_voice_messages.sql"),
+];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {
     match backend {

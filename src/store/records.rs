@@ -120,4 +120,8 @@ pub struct CallRecord {
     pub language: Option<String>,
     /// The queue the call was handed to, if any.
     pub queue: Option<String>,
+    /// The caller's voice message: its file, relative to the data folder.
+    pub voice_message: Option<String>,
+    /// Its length in milliseconds.
+    pub voice_message_ms: Option<i64>,
 }

@@ -37,6 +37,7 @@ pub fn repo() -> PathBuf {
 pub struct ServerOptions {
     pub answer_delay_ms: u64,
     pub rtp_timeout_secs: u64,
+    pub max_calls: usize,
     pub database: Option<String>,
     pub trunks: Vec<String>,
     /// Flows folder; the shipped `config/flows` by default.
@@ -49,6 +50,7 @@ impl Default for ServerOptions {
         ServerOptions {
             answer_delay_ms: 0,
             rtp_timeout_secs: 30,
+            max_calls: 100,
             database: None,
             trunks: vec!["127.0.0.1/32".into(), "::1/128".into()],
             flows_dir: None,
@@ -60,6 +62,8 @@ impl Default for ServerOptions {
 /// A daemon running in this test's runtime.
 pub struct TestServer {
     pub server: Server,
+    /// The database the daemon writes to.
+    pub database_url: String,
     pub dir: tempfile::TempDir,
     pub prompts: Arc<PromptStore>,
 }
@@ -81,11 +85,19 @@ impl TestServer {
     }
 
     pub async fn start_with(opts: ServerOptions) -> TestServer {
+        if let Ok(filter) = std::env::var("HOTLINE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = test_config(dir.path(), &opts);
+        let database_url = cfg.database_url.clone();
         let server = Server::start(cfg).await.expect("test server starts");
         TestServer {
             server,
+            database_url,
             dir,
             prompts: prompts(),
         }
@@ -127,6 +139,13 @@ impl TestServer {
     pub async fn shutdown(self) {
         self.server.shutdown(Duration::from_secs(1)).await;
     }
+
+    /// Shuts down with a drain time, keeping the folder (to read the
+    /// database afterwards). Returns the folder.
+    pub async fn shutdown_with_drain(self, drain: Duration) -> tempfile::TempDir {
+        self.server.shutdown(drain).await;
+        self.dir
+    }
 }
 
 /// A config for a test daemon: everything on 127.0.0.1, ports from the OS,
@@ -151,6 +170,7 @@ pub fn test_config(dir: &Path, opts: &ServerOptions) -> Config {
 [sip]
 listen = "127.0.0.1:0"
 answer_delay_ms = {answer}
+max_calls = {max_calls}
 [[sip.trunks]]
 name = "test"
 addresses = [{trunks}]
@@ -172,6 +192,7 @@ filter = "warn"
 {extra}
 "#,
         answer = opts.answer_delay_ms,
+        max_calls = opts.max_calls,
         rtp_timeout = opts.rtp_timeout_secs,
         lo = base,
         hi = base + 4999,
@@ -197,18 +218,30 @@ filter = "warn"
 
 /// Maps every 160-byte frame of every prompt (PCMU and PCMA) to where it
 /// occurs, so received audio can be named.
+/// (payload type, frame) → where it occurs: (`lang/name`, frame index).
+type FrameIndex = HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>>;
+
 pub struct PromptIndex {
-    frames: HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>>,
+    frames: FrameIndex,
     lengths: HashMap<Arc<str>, usize>,
 }
 
 impl PromptIndex {
     pub fn new(store: &PromptStore) -> PromptIndex {
-        let mut frames: HashMap<(u8, [u8; 160]), Vec<(Arc<str>, usize)>> = HashMap::new();
+        let mut frames: FrameIndex = HashMap::new();
         let mut lengths = HashMap::new();
         for lang in hotline::lang::Lang::ALL {
-            for name in store.names(lang) {
-                let p = store.get(lang, &name).expect("listed prompt");
+            // Prompts with identical audio (en "one" is both num_1 and
+            // digit_1_yao; zh 零 is num_0 and oh) are one prompt to a
+            // listener: name it by its num_ name, else the shortest.
+            let mut names = store.names(lang);
+            names.sort_by_key(|n| (!n.starts_with("num_"), n.len(), n.to_string()));
+            let mut seen: HashMap<Arc<[u8]>, ()> = HashMap::new();
+            for name in names {
+                let p = store.get(lang, name).expect("listed prompt");
+                if seen.insert(p.pcmu.clone(), ()).is_some() {
+                    continue;
+                }
                 let label: Arc<str> = Arc::from(format!("{}/{}", lang.code(), name));
                 for (pt, enc) in [(0u8, &p.pcmu), (8u8, &p.pcma)] {
                     let n = enc.len() / 160;
@@ -224,48 +257,63 @@ impl PromptIndex {
         PromptIndex { frames, lengths }
     }
 
-    /// Names the prompts in a received frame sequence, in order. A prompt
-    /// counts when at least half of its distinctive frames arrived in order.
+    /// Names the prompts in a received frame sequence, in order. Several
+    /// prompts may begin alike (人工服务…), so every prompt a run of frames
+    /// fits is followed until only one fits; a prompt counts when at least
+    /// half of its first ten frames (or of all, if shorter) were heard.
     pub fn recognise(&self, pt: u8, received: &[[u8; 160]]) -> Vec<String> {
+        // Hypotheses: (label, last frame index, frames matched).
+        let mut hyps: Vec<(Arc<str>, usize, usize)> = Vec::new();
         let mut out: Vec<String> = Vec::new();
-        let mut current: Option<(Arc<str>, usize, usize)> = None; // (label, last index, hits)
-        let mut finish = |cur: &mut Option<(Arc<str>, usize, usize)>, out: &mut Vec<String>| {
-            if let Some((label, _, hits)) = cur.take() {
-                let len = self.lengths.get(&label).copied().unwrap_or(1);
-                if hits * 2 >= len.min(10).max(1) {
+        let finish = |hyps: &mut Vec<(Arc<str>, usize, usize)>, out: &mut Vec<String>| {
+            let best = hyps.iter().max_by_key(|(l, _, hits)| {
+                (
+                    *hits,
+                    std::cmp::Reverse(self.lengths.get(l).copied().unwrap_or(0)),
+                )
+            });
+            if let Some((label, _, hits)) = best {
+                let len = self.lengths.get(label).copied().unwrap_or(1);
+                if hits * 2 >= len.clamp(1, 10) {
                     out.push(label.to_string());
                 }
             }
+            hyps.clear();
         };
         for frame in received {
             let Some(cands) = self.frames.get(&(pt, *frame)) else {
                 continue;
             };
-            // Continue the current prompt if this frame is its next one.
-            if let Some((label, idx, hits)) = &mut current {
+            // Follow the hypotheses this frame continues.
+            let mut advanced = Vec::new();
+            for (label, idx, hits) in &hyps {
                 if let Some((_, i)) = cands
                     .iter()
                     .find(|(l, i)| l == label && *i > *idx && *i <= *idx + 3)
                 {
-                    *idx = *i;
-                    *hits += 1;
-                    continue;
+                    advanced.push((label.clone(), *i, hits + 1));
                 }
             }
-            // Otherwise a new prompt starts: prefer a candidate at its start.
-            let distinct: std::collections::HashSet<&str> =
-                cands.iter().map(|(l, _)| &l[3..]).collect();
-            if distinct.len() > 1 {
-                continue; // a frame shared by several prompts (silence) names nothing
-            }
-            let best = cands.iter().min_by_key(|(_, i)| *i).expect("non-empty");
-            if best.1 > 12 {
+            if !advanced.is_empty() {
+                hyps = advanced;
                 continue;
             }
-            finish(&mut current, &mut out);
-            current = Some((best.0.clone(), best.1, 1));
+            // A frame near the start of some prompts: a new prompt begins.
+            let starts: Vec<(Arc<str>, usize, usize)> = cands
+                .iter()
+                .filter(|(_, i)| *i <= 12)
+                .map(|(l, i)| (l.clone(), *i, 1))
+                .collect();
+            let distinct: std::collections::HashSet<&str> =
+                starts.iter().map(|(l, _, _)| &l[3..]).collect();
+            // Silence frames start everything: they name nothing.
+            if starts.is_empty() || distinct.len() > 8 {
+                continue;
+            }
+            finish(&mut hyps, &mut out);
+            hyps = starts;
         }
-        finish(&mut current, &mut out);
+        finish(&mut hyps, &mut out);
         out
     }
 }
@@ -287,6 +335,7 @@ pub struct PhoneBuilder {
     sdp_codecs: Vec<u8>,
     send_sdp: bool,
     caller: String,
+    nat: bool,
 }
 
 impl PhoneBuilder {
@@ -298,7 +347,15 @@ impl PhoneBuilder {
             sdp_codecs: vec![0, 8, 101],
             send_sdp: true,
             caller: "13800138000".into(),
+            nat: false,
         }
+    }
+
+    /// Behind NAT: the SDP names a port nobody reads; RTP really comes from
+    /// (and must be sent back to) another one.
+    pub fn behind_nat(mut self) -> Self {
+        self.nat = true;
+        self
     }
 
     pub fn tcp(mut self, addr: SocketAddr) -> Self {
@@ -327,7 +384,17 @@ impl PhoneBuilder {
     pub async fn build(self) -> Phone {
         let sip = SipSocket::open(self.transport, self.server).await;
         let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp bind");
+        let sdp_rtp_port = if self.nat {
+            let decoy = UdpSocket::bind("127.0.0.1:0").await.expect("decoy bind");
+            let port = decoy.local_addr().expect("addr").port();
+            // Kept open (never read) so nothing else takes the port.
+            std::mem::forget(decoy);
+            port
+        } else {
+            rtp.local_addr().expect("addr").port()
+        };
         Phone {
+            sdp_rtp_port,
             local: sip.local,
             sip,
             server: self.server,
@@ -423,6 +490,7 @@ impl SipSocket {
 }
 
 pub struct Phone {
+    sdp_rtp_port: u16,
     sip: SipSocket,
     local: SocketAddr,
     server: SocketAddr,
@@ -455,10 +523,9 @@ impl Phone {
     }
 
     pub fn offer_sdp_for(&self, codecs: &[u8]) -> String {
-        let rtp = self.rtp.local_addr().expect("rtp addr");
         let mut s = format!(
             "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {}\r\n",
-            rtp.port(),
+            self.sdp_rtp_port,
             codecs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
         );
         for pt in codecs {
@@ -537,7 +604,7 @@ Contact: <sip:{caller}@{local}{tp}>\r\n\
 
     /// Places a call and waits for the 200; ACKs it (with `ack_body` if the
     /// INVITE had no SDP). Panics on any other final response.
-    pub async fn call(mut self, dialed: &str) -> Call {
+    pub async fn call(self, dialed: &str) -> Call {
         let (status, call) = self.try_call(dialed).await;
         assert_eq!(status, 200, "call to {dialed} was not answered");
         call.expect("answered call")
@@ -619,7 +686,31 @@ pub struct Call {
 
 enum DtmfCmd {
     Digit(char),
+    /// A digit as tones in the audio (what some gateways send).
+    Inband(char),
     Pause(bool),
+}
+
+/// 100 ms of the DTMF tone pair for `d` then 100 ms of silence, as 8 kHz
+/// samples at about -10 dBm0 per tone.
+fn dtmf_tone(d: char) -> Vec<i16> {
+    const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    let keys = ["123A", "456B", "789C", "*0#D"];
+    let (r, c) = keys
+        .iter()
+        .enumerate()
+        .find_map(|(r, row)| row.find(d).map(|c| (r, c)))
+        .expect("a DTMF key");
+    let mut out = Vec::with_capacity(1600);
+    for n in 0..800 {
+        let t = n as f32 / 8000.0;
+        let v = (2.0 * std::f32::consts::PI * ROWS[r] * t).sin()
+            + (2.0 * std::f32::consts::PI * COLS[c] * t).sin();
+        out.push((v * 7000.0) as i16);
+    }
+    out.extend(std::iter::repeat_n(0i16, 800));
+    out
 }
 
 fn sdp_audio_addr(sdp: &str) -> Option<SocketAddr> {
@@ -775,7 +866,7 @@ impl Call {
     }
 
     async fn answer_request(&mut self, req: Request) {
-        let mut resp = format!("SIP/2.0 200 OK\r\n");
+        let mut resp = String::from("SIP/2.0 200 OK\r\n");
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             for v in req.headers.get_all(name) {
                 resp.push_str(&format!("{name}: {v}\r\n"));
@@ -793,6 +884,13 @@ impl Call {
     pub async fn press(&self, digits: &str) {
         for d in digits.chars() {
             self.dtmf.send(DtmfCmd::Digit(d)).await.expect("rtp pump");
+        }
+    }
+
+    /// Presses keys as in-band tones in the audio (no RFC 4733).
+    pub async fn press_inband(&self, digits: &str) {
+        for d in digits.chars() {
+            self.dtmf.send(DtmfCmd::Inband(d)).await.expect("rtp pump");
         }
     }
 
@@ -835,10 +933,20 @@ impl Call {
     /// Pumps SIP until `name` has been heard completely (followed by another
     /// prompt or ~0.5 s of anything) or `within` passes.
     pub async fn wait_heard(&mut self, name: &str, within: Duration) -> Vec<String> {
+        self.wait_heard_times(name, 1, within).await
+    }
+
+    /// Like `wait_heard`, until `name` has been heard `times` times.
+    pub async fn wait_heard_times(
+        &mut self,
+        name: &str,
+        times: usize,
+        within: Duration,
+    ) -> Vec<String> {
         let until = Instant::now() + within;
         loop {
             let names = self.heard_names();
-            if names.iter().any(|n| n == name) {
+            if names.iter().filter(|n| *n == name).count() >= times {
                 return names;
             }
             if Instant::now() >= until || self.ended_by_daemon {
@@ -897,6 +1005,7 @@ async fn rtp_pump(
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut queue: std::collections::VecDeque<char> = Default::default();
+    let mut tones: std::collections::VecDeque<i16> = Default::default();
     let mut event: Option<(char, u32, u16)> = None; // digit, event ts, packets sent
     let mut gap = 0u32;
     let mut muted = false;
@@ -930,12 +1039,19 @@ async fn rtp_pump(
                     continue;
                 }
                 push_rtp_header(&mut pkt, pt, false, seq, ts, ssrc);
-                pkt.extend(std::iter::repeat_n(silence, 160));
+                if tones.is_empty() {
+                    pkt.extend(std::iter::repeat_n(silence, 160));
+                } else {
+                    let frame: Vec<i16> = (0..160).map(|_| tones.pop_front().unwrap_or(0)).collect();
+                    let codec = if pt == 8 { hotline::media::Codec::Pcma } else { hotline::media::Codec::Pcmu };
+                    hotline::media::g711::encode(codec, &frame, &mut pkt);
+                }
                 seq = seq.wrapping_add(1);
                 let _ = sock.send_to(&pkt, remote).await;
             }
             cmd = cmds.recv() => match cmd {
                 Some(DtmfCmd::Digit(d)) => queue.push_back(d),
+                Some(DtmfCmd::Inband(d)) => tones.extend(dtmf_tone(d)),
                 Some(DtmfCmd::Pause(m)) => muted = m,
                 None => return,
             },
