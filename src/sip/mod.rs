@@ -7,10 +7,12 @@
 
 pub mod acl;
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod headers;
 pub mod message;
 pub mod parse;
+pub mod registrar;
 pub mod transaction;
 pub mod transport;
 pub mod uri;

@@ -40,11 +40,13 @@ macro_rules! embedded {
 const SQLITE: &[Embedded] = &[
     embedded!("sqlite", 1, "init", "0001_init.sql"),
     embedded!("sqlite", 2, "voice_messages", "0002_voice_messages.sql"),
+    embedded!("sqlite", 3, "registrations", "0003_registrations.sql"),
 ];
 
 const POSTGRES: &[Embedded] = &[
     embedded!("postgres", 1, "init", "0001_init.sql"),
     embedded!("postgres", 2, "voice_messages", "0002_voice_messages.sql"),
+    embedded!("postgres", 3, "registrations", "0003_registrations.sql"),
 ];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {

@@ -22,6 +22,7 @@ mod demo;
 mod lookup;
 mod migrate;
 pub mod records;
+mod registrations;
 pub mod writer;
 
 use std::fmt;
