@@ -79,7 +79,9 @@ impl AgentState {
 pub fn valid_reason(reason: &str) -> bool {
     !reason.is_empty()
         && reason.len() <= 32
-        && reason.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && reason
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A change kept until the agent's call and wrap-up are over.
@@ -417,7 +419,10 @@ impl Agent {
             }
             None => {
                 self.state = AgentState::Ready { since: now };
-                Change::new(EventKind::WrapUpEnd, Some(if early { "early" } else { "timer" }))
+                Change::new(
+                    EventKind::WrapUpEnd,
+                    Some(if early { "early" } else { "timer" }),
+                )
             }
         })
     }
@@ -453,7 +458,10 @@ mod tests {
         a.login(t0).unwrap();
         assert!(a.offerable());
         a.offer(t0, "c1".into()).unwrap();
-        assert_eq!(a.offer(t0, "c2".into()), Err(AgentError::NotOfferable("ringing")));
+        assert_eq!(
+            a.offer(t0, "c2".into()),
+            Err(AgentError::NotOfferable("ringing"))
+        );
         a.answered(t0 + Duration::from_secs(2)).unwrap();
         let (until, talk) = a.call_ended(t0 + Duration::from_secs(62)).unwrap();
         assert_eq!(talk, Duration::from_secs(60));

@@ -216,19 +216,28 @@ impl AcdConfig {
             v.push("ring_all_max", format!("must be 1 to {MAX_RING_ALL}"));
         }
         if s.max_callbacks_per_queue == 0 || s.max_callbacks_per_queue > MAX_QUEUE_LEN {
-            v.push("max_callbacks_per_queue", format!("must be 1 to {MAX_QUEUE_LEN}"));
+            v.push(
+                "max_callbacks_per_queue",
+                format!("must be 1 to {MAX_QUEUE_LEN}"),
+            );
         }
         let mut queue_names = BTreeSet::new();
         for (i, q) in self.queues.iter().enumerate() {
             let k = |f: &str| format!("queues[{i}].{f}");
             if !valid_name(&q.name) {
-                v.push(k("name"), "must be 1 to 64 characters: letters, digits, '_', '-' or '.'");
+                v.push(
+                    k("name"),
+                    "must be 1 to 64 characters: letters, digits, '_', '-' or '.'",
+                );
             } else if !queue_names.insert(q.name.as_str()) {
                 v.push(k("name"), format!("queue {:?} is defined twice", q.name));
             }
             skills(&mut v, &k("skills"), &q.skills);
             if q.ring_timeout_secs == 0 || q.ring_timeout_secs > MAX_RING_TIMEOUT_SECS {
-                v.push(k("ring_timeout_secs"), format!("must be 1 to {MAX_RING_TIMEOUT_SECS}"));
+                v.push(
+                    k("ring_timeout_secs"),
+                    format!("must be 1 to {MAX_RING_TIMEOUT_SECS}"),
+                );
             }
             if q.max_wait_secs > 86_400 {
                 v.push(k("max_wait_secs"), "must be 0 (no limit) to 86400");
@@ -245,7 +254,10 @@ impl AcdConfig {
         for (i, a) in self.agents.iter().enumerate() {
             let k = |f: &str| format!("agents[{i}].{f}");
             if !valid_name(&a.id) {
-                v.push(k("id"), "must be 1 to 64 characters: letters, digits, '_', '-' or '.'");
+                v.push(
+                    k("id"),
+                    "must be 1 to 64 characters: letters, digits, '_', '-' or '.'",
+                );
             } else if !agent_ids.insert(a.id.as_str()) {
                 v.push(k("id"), format!("agent {:?} is defined twice", a.id));
             }
@@ -254,11 +266,20 @@ impl AcdConfig {
             }
             if a.extension.is_empty()
                 || a.extension.len() > 32
-                || !a.extension.chars().all(|c| c.is_ascii_alphanumeric() || "_-.+".contains(c))
+                || !a
+                    .extension
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.+".contains(c))
             {
-                v.push(k("extension"), "must be 1 to 32 characters: letters, digits, '_', '-', '.' or '+'");
+                v.push(
+                    k("extension"),
+                    "must be 1 to 32 characters: letters, digits, '_', '-', '.' or '+'",
+                );
             } else if !extensions.insert(a.extension.as_str()) {
-                v.push(k("extension"), format!("extension {:?} is used twice", a.extension));
+                v.push(
+                    k("extension"),
+                    format!("extension {:?} is used twice", a.extension),
+                );
             }
             skills(&mut v, &k("skills"), &a.skills);
             let mut seen = BTreeSet::new();
@@ -266,11 +287,17 @@ impl AcdConfig {
                 if !queue_names.contains(q.as_str()) {
                     v.push(k(&format!("queues[{j}]")), format!("no queue {q:?}"));
                 } else if !seen.insert(q.as_str()) {
-                    v.push(k(&format!("queues[{j}]")), format!("queue {q:?} is listed twice"));
+                    v.push(
+                        k(&format!("queues[{j}]")),
+                        format!("queue {q:?} is listed twice"),
+                    );
                 }
             }
             if a.wrap_up_secs > MAX_WRAP_UP_SECS {
-                v.push(k("wrap_up_secs"), format!("must be 0 to {MAX_WRAP_UP_SECS}"));
+                v.push(
+                    k("wrap_up_secs"),
+                    format!("must be 0 to {MAX_WRAP_UP_SECS}"),
+                );
             }
         }
         if v.0.is_empty() {
@@ -284,16 +311,23 @@ impl AcdConfig {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 fn skills(v: &mut Errors, key: &str, skills: &BTreeMap<String, u8>) {
     for (name, level) in skills {
         if !valid_name(name) {
-            v.push(format!("{key}.{name}"), "skill names are 1 to 64 characters: letters, digits, '_', '-' or '.'");
+            v.push(
+                format!("{key}.{name}"),
+                "skill names are 1 to 64 characters: letters, digits, '_', '-' or '.'",
+            );
         }
         if *level == 0 || *level > MAX_SKILL_LEVEL {
-            v.push(format!("{key}.{name}"), format!("level must be 1 to {MAX_SKILL_LEVEL}"));
+            v.push(
+                format!("{key}.{name}"),
+                format!("level must be 1 to {MAX_SKILL_LEVEL}"),
+            );
         }
     }
 }
@@ -374,7 +408,10 @@ mod tests {
         assert_eq!(c.queues[0].when_no_agents, WhenNoAgents::Leave);
         assert_eq!(c.queues[0].ring_timeout_secs, 15);
         assert_eq!(c.agents[0].wrap_up_secs, 30);
-        assert!(toml::from_str::<AcdConfig>("[[queues]]\nname = \"q\"\nstrategy = \"random\"\n").is_err());
+        assert!(
+            toml::from_str::<AcdConfig>("[[queues]]\nname = \"q\"\nstrategy = \"random\"\n")
+                .is_err()
+        );
     }
 
     #[test]
@@ -408,6 +445,8 @@ mod tests {
                 "agents[3].wrap_up_secs",
             ]
         );
-        assert!(errs.to_string().contains("agents[2].queues[1]: no queue \"nope\""));
+        assert!(errs
+            .to_string()
+            .contains("agents[2].queues[1]: no queue \"nope\""));
     }
 }

@@ -350,7 +350,8 @@ impl Acd {
     /// The call's 1-based position, while it holds a place.
     pub fn position(&self, call: &CallId) -> Option<u32> {
         let e = self.entry(call)?;
-        e.in_queue().then(|| self.queues[e.queue()].position(&e.key()))
+        e.in_queue()
+            .then(|| self.queues[e.queue()].position(&e.key()))
     }
 
     /// Zeroes every agent's calls-today count (at local midnight).
@@ -496,7 +497,12 @@ impl Acd {
     /// (also after a `QueueTimeout`: it goes back to the place it had).
     /// The live call may then hang up; `caller_left` will not remove the
     /// request.
-    pub fn request_callback(&mut self, now: Instant, call: &CallId, number: &str) -> Result<(), AcdError> {
+    pub fn request_callback(
+        &mut self,
+        now: Instant,
+        call: &CallId,
+        number: &str,
+    ) -> Result<(), AcdError> {
         let digits = number.strip_prefix('+').unwrap_or(number);
         if !(3..=32).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(AcdError::BadNumber);
@@ -599,7 +605,12 @@ impl Acd {
 
     /// Pauses with a reason code now (an offer ringing is cancelled
     /// first), or after the call and wrap-up.
-    pub fn agent_pause(&mut self, now: Instant, agent: &AgentId, reason: &str) -> Result<Effect, AcdError> {
+    pub fn agent_pause(
+        &mut self,
+        now: Instant,
+        agent: &AgentId,
+        reason: &str,
+    ) -> Result<Effect, AcdError> {
         let ai = self.agent_index(agent)?;
         if !agent::valid_reason(reason) {
             return Err(AcdError::BadReason);
@@ -641,7 +652,12 @@ impl Acd {
     /// The registrar's word on the agent's softphone: an unreachable agent
     /// is not offered calls (an offer ringing is cancelled and the caller
     /// offered elsewhere), and does not staff its queues.
-    pub fn agent_reachable(&mut self, now: Instant, agent: &AgentId, reachable: bool) -> Result<Effect, AcdError> {
+    pub fn agent_reachable(
+        &mut self,
+        now: Instant,
+        agent: &AgentId,
+        reachable: bool,
+    ) -> Result<Effect, AcdError> {
         let ai = self.agent_index(agent)?;
         if !reachable {
             self.withdraw(now, ai, "unreachable", true)?;
@@ -742,7 +758,9 @@ impl Acd {
         for i in 0..self.agent_queues[ai].len() {
             let qi = self.agent_queues[ai][i];
             self.queues[qi].staffed_changed(is);
-            if self.queues[qi].staffed() == 0 && self.queues[qi].when_no_agents() == WhenNoAgents::Leave {
+            if self.queues[qi].staffed() == 0
+                && self.queues[qi].when_no_agents() == WhenNoAgents::Leave
+            {
                 let live: Vec<EntryId> = self.queues[qi]
                     .entries()
                     .filter(|id| self.entries[id].is_live())
@@ -760,7 +778,13 @@ impl Acd {
 
     /// Withdraws the agent's ringing offer, if any (not a miss for the
     /// agent; `avoid`: not offered to it again at once).
-    fn withdraw(&mut self, now: Instant, ai: usize, reason: &str, avoid: bool) -> Result<(), AcdError> {
+    fn withdraw(
+        &mut self,
+        now: Instant,
+        ai: usize,
+        reason: &str,
+        avoid: bool,
+    ) -> Result<(), AcdError> {
         let AgentState::Ringing { call, .. } = self.agents[ai].state() else {
             return Ok(());
         };
@@ -782,7 +806,14 @@ impl Acd {
 
     /// Cancels the offers to `agents` (agent side only): CancelOffer and
     /// an event each.
-    fn cancel_agents(&mut self, now: Instant, qi: usize, call: &CallId, agents: &[usize], reason: &str) {
+    fn cancel_agents(
+        &mut self,
+        now: Instant,
+        qi: usize,
+        call: &CallId,
+        agents: &[usize],
+        reason: &str,
+    ) {
         for &ai in agents {
             if let Err(e) = self.agents[ai].cancel_offer(now) {
                 warn!(error = %e, agent = %self.agents[ai].id(), "cancelling an offer");
@@ -829,7 +860,13 @@ impl Acd {
     }
 
     /// The agent missed the entry's offer.
-    fn miss(&mut self, now: Instant, eid: EntryId, ai: usize, reason: &str) -> Result<(), AcdError> {
+    fn miss(
+        &mut self,
+        now: Instant,
+        eid: EntryId,
+        ai: usize,
+        reason: &str,
+    ) -> Result<(), AcdError> {
         let paused = self.agents[ai].missed(now, self.settings.max_missed_offers)?;
         let e = &self.entries[&eid];
         let (qi, call) = (e.queue(), e.call().clone());
@@ -889,11 +926,18 @@ impl Acd {
             .position(position)
             .wait(wait)
             .reason(reason.as_str());
-        self.out.push_back(AcdCommand::QueueTimeout { call, reason });
+        self.out
+            .push_back(AcdCommand::QueueTimeout { call, reason });
         self.event(ev);
     }
 
-    fn finish_call(&mut self, now: Instant, call: &CallId, kind: EventKind, reason: &str) -> Result<(), AcdError> {
+    fn finish_call(
+        &mut self,
+        now: Instant,
+        call: &CallId,
+        kind: EventKind,
+        reason: &str,
+    ) -> Result<(), AcdError> {
         let eid = self.entry_id(call)?;
         let e = &self.entries[&eid];
         let EntryState::Connected { agent: ai, .. } = *e.state() else {
@@ -949,7 +993,9 @@ impl Acd {
             return Ok(());
         };
         match e.state() {
-            EntryState::Waiting { .. } if e.is_live() => self.time_out(now, eid, TimeoutReason::MaxWait),
+            EntryState::Waiting { .. } if e.is_live() => {
+                self.time_out(now, eid, TimeoutReason::MaxWait)
+            }
             EntryState::Offering { .. } if e.is_live() => e.set_overdue(),
             _ => {}
         }
@@ -966,7 +1012,11 @@ impl Acd {
         let q = &self.queues[e.queue()];
         if let EntryState::Waiting { .. } = e.state() {
             let position = q.position(&e.key());
-            let working = q.members().iter().filter(|&&ai| self.agents[ai].working()).count();
+            let working = q
+                .members()
+                .iter()
+                .filter(|&&ai| self.agents[ai].working())
+                .count();
             let cmd = AcdCommand::Announce {
                 call: e.call().clone(),
                 position,
@@ -1037,7 +1087,11 @@ impl Acd {
         } else {
             (q.strategy(), 1)
         };
-        let avoid = if strategy == Strategy::RingAll { None } else { e.last_missed() };
+        let avoid = if strategy == Strategy::RingAll {
+            None
+        } else {
+            e.last_missed()
+        };
         let members = q.members().len();
         let mut cursor = q.rr_cursor;
         let chosen = strategy::choose(strategy, &candidates, avoid, &mut cursor, members, max);
@@ -1045,7 +1099,13 @@ impl Acd {
         chosen
     }
 
-    fn offer(&mut self, now: Instant, qi: usize, eid: EntryId, agents: Vec<usize>) -> Result<(), AcdError> {
+    fn offer(
+        &mut self,
+        now: Instant,
+        qi: usize,
+        eid: EntryId,
+        agents: Vec<usize>,
+    ) -> Result<(), AcdError> {
         let ring = self.queues[qi].ring_timeout();
         let until = now + ring;
         let e = self.entries.get_mut(&eid).ok_or(EntryError {
@@ -1106,27 +1166,39 @@ impl Acd {
                 (true, 1) | (false, 0) => {}
                 (inq, n) => return Err(format!("{eid}: in_queue {inq} but present {n} times")),
             }
+            if e.in_queue()
+                && q.is_waiting(&e.key()) != matches!(e.state(), EntryState::Waiting { .. })
+            {
+                return Err(format!(
+                    "{eid}: {} but waiting map disagrees",
+                    e.state().name()
+                ));
+            }
             match e.state() {
                 EntryState::Offering { agents, .. } => {
-                    if self.timers.at.get(&Timer::Ring(*eid)).is_none() {
+                    if !self.timers.at.contains_key(&Timer::Ring(*eid)) {
                         return Err(format!("{eid}: offering without a ring timer"));
-                    }
-                    if q.head().is_some_and(|(_, h)| h == *eid) {
-                        return Err(format!("{eid}: offering but still waiting"));
                     }
                     for &ai in agents {
                         in_offers[ai] += 1;
                         if self.agents[ai].state().call() != Some(e.call())
                             || !matches!(self.agents[ai].state(), AgentState::Ringing { .. })
                         {
-                            return Err(format!("{eid}: agent {ai} offered but {:?}", self.agents[ai].state()));
+                            return Err(format!(
+                                "{eid}: agent {ai} offered but {:?}",
+                                self.agents[ai].state()
+                            ));
                         }
                     }
                 }
-                EntryState::Connected { agent, .. } => {
-                    if !matches!(self.agents[*agent].state(), AgentState::Talking { call, .. } if call == e.call()) {
-                        return Err(format!("{eid}: connected but agent {:?}", self.agents[*agent].state()));
-                    }
+                EntryState::Connected { agent, .. }
+                    if !matches!(self.agents[*agent].state(),
+                        AgentState::Talking { call, .. } if call == e.call()) =>
+                {
+                    return Err(format!(
+                        "{eid}: connected but agent {:?}",
+                        self.agents[*agent].state()
+                    ));
                 }
                 _ => {}
             }
@@ -1146,14 +1218,25 @@ impl Acd {
                     _ => return Err(format!("queue {}: holds {id} wrongly", q.name())),
                 }
             }
-            let staffed = q.members().iter().filter(|&&ai| self.agents[ai].staffed()).count();
+            let staffed = q
+                .members()
+                .iter()
+                .filter(|&&ai| self.agents[ai].staffed())
+                .count();
             if staffed != q.staffed() {
-                return Err(format!("queue {}: staffed {} != {}", q.name(), q.staffed(), staffed));
+                return Err(format!(
+                    "queue {}: staffed {} != {}",
+                    q.name(),
+                    q.staffed(),
+                    staffed
+                ));
             }
         }
         let in_queue = self.entries.values().filter(|e| e.in_queue()).count();
         if present != in_queue {
-            return Err(format!("{present} places held, {in_queue} entries in queues"));
+            return Err(format!(
+                "{present} places held, {in_queue} entries in queues"
+            ));
         }
         for (ai, a) in self.agents.iter().enumerate() {
             match a.state() {
@@ -1164,7 +1247,10 @@ impl Acd {
                         .and_then(|e| self.entries.get(e))
                         .is_some_and(|e| e.ringing().contains(&ai));
                     if !ok || in_offers[ai] != 1 {
-                        return Err(format!("agent {ai} ringing for {call} with {} offers", in_offers[ai]));
+                        return Err(format!(
+                            "agent {ai} ringing for {call} with {} offers",
+                            in_offers[ai]
+                        ));
                     }
                 }
                 AgentState::Talking { call, .. } => {
@@ -1174,7 +1260,9 @@ impl Acd {
                         .and_then(|e| self.entries.get(e))
                         .is_some_and(|e| matches!(e.state(), EntryState::Connected { agent, .. } if *agent == ai));
                     if !ok {
-                        return Err(format!("agent {ai} talking on {call} with no connected entry"));
+                        return Err(format!(
+                            "agent {ai} talking on {call} with no connected entry"
+                        ));
                     }
                 }
                 AgentState::WrapUp { until } => {

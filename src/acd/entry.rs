@@ -88,7 +88,9 @@ impl BreakOut {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryState {
     /// In the queue, waiting for an agent since `since` (its enqueue time).
-    Waiting { since: Instant },
+    Waiting {
+        since: Instant,
+    },
     /// Agents (by index) ringing since `since`, until `until`.
     Offering {
         agents: Vec<usize>,
@@ -96,7 +98,10 @@ pub enum EntryState {
         until: Instant,
     },
     /// An agent (by index) answered.
-    Connected { agent: usize, since: Instant },
+    Connected {
+        agent: usize,
+        since: Instant,
+    },
     Abandoned,
     TimedOut(TimeoutReason),
     BrokeOut(BreakOut),
@@ -320,7 +325,10 @@ impl Entry {
         if !self.is_live() {
             return Err(self.err("leave a voice message"));
         }
-        self.leave(EntryState::BrokeOut(BreakOut::Voicemail), "leave a voice message")
+        self.leave(
+            EntryState::BrokeOut(BreakOut::Voicemail),
+            "leave a voice message",
+        )
     }
 
     /// Becomes a callback request at the same place: Waiting again.

@@ -35,7 +35,9 @@ pub mod strategy;
 use std::fmt;
 
 pub use agent::{Agent, AgentError, AgentState};
-pub use config::{AcdConfig, AcdConfigError, AcdConfigErrors, AcdSettings, AgentConfig, QueueConfig, WhenNoAgents};
+pub use config::{
+    AcdConfig, AcdConfigError, AcdConfigErrors, AcdSettings, AgentConfig, QueueConfig, WhenNoAgents,
+};
 pub use distributor::{Acd, AcdCommand, AcdError, Effect, EndedBy, OfferResult, Refusal, Refused};
 pub use entry::{BreakOut, Entry, EntryState, TimeoutReason};
 pub use events::{EventKind, QueueEvent};
@@ -84,5 +86,7 @@ impl fmt::Display for EntryId {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -140,7 +140,9 @@ impl Queue {
     pub fn position(&self, key: &QueueKey) -> u32 {
         let len = self.present.len() - usize::from(self.present.contains_key(key));
         let mut ahead = self.present.range(..*key);
-        let mut behind = self.present.range((Bound::Excluded(*key), Bound::Unbounded));
+        let mut behind = self
+            .present
+            .range((Bound::Excluded(*key), Bound::Unbounded));
         let mut n = 0;
         let before = loop {
             if ahead.next().is_none() {
@@ -227,6 +229,11 @@ impl Queue {
     }
 
     #[cfg(test)]
+    pub(super) fn is_waiting(&self, key: &QueueKey) -> bool {
+        self.waiting.contains_key(key)
+    }
+
+    #[cfg(test)]
     pub(super) fn check(&self) -> Result<(), String> {
         for (k, id) in &self.waiting {
             if self.present.get(k) != Some(id) {
@@ -270,7 +277,11 @@ mod tests {
         assert_eq!(q.position(&key(t0, 0, 9, 9)), 4);
         q.offering(&key(t0, 9, 9, 3));
         assert_eq!(q.head().unwrap().1, EntryId(1));
-        assert_eq!(q.position(&key(t0, 0, 0, 1)), 2, "a caller being offered is still ahead");
+        assert_eq!(
+            q.position(&key(t0, 0, 0, 1)),
+            2,
+            "a caller being offered is still ahead"
+        );
         assert_eq!(q.estimated_wait(3, 2), None, "no history yet");
         q.record_handle_time(Duration::from_secs(100));
         q.record_handle_time(Duration::from_secs(200));

@@ -120,10 +120,20 @@ mod tests {
             calls_today: calls,
             skill_score: score,
         };
-        vec![c(0, 30, 5, 1), c(1, 10, 9, 3), c(2, 20, 1, 3), c(3, 40, 1, 2)]
+        vec![
+            c(0, 30, 5, 1),
+            c(1, 10, 9, 3),
+            c(2, 20, 1, 3),
+            c(3, 40, 1, 2),
+        ]
     }
 
-    fn one(s: Strategy, c: &[Candidate], avoid: Option<usize>, cursor: &mut Option<usize>) -> usize {
+    fn one(
+        s: Strategy,
+        c: &[Candidate],
+        avoid: Option<usize>,
+        cursor: &mut Option<usize>,
+    ) -> usize {
         let v = choose(s, c, avoid, cursor, 4, 16);
         assert_eq!(v.len(), 1);
         v[0]
@@ -135,13 +145,24 @@ mod tests {
         let c = cands(t0);
         let mut cur = None;
         assert_eq!(one(Strategy::LongestIdle, &c, None, &mut cur), 1);
-        assert_eq!(one(Strategy::FewestCalls, &c, None, &mut cur), 2, "1 call, idle longer than 3");
-        assert_eq!(one(Strategy::SkillLevel, &c, None, &mut cur), 1, "level 3, idle longer than 2");
+        assert_eq!(
+            one(Strategy::FewestCalls, &c, None, &mut cur),
+            2,
+            "1 call, idle longer than 3"
+        );
+        assert_eq!(
+            one(Strategy::SkillLevel, &c, None, &mut cur),
+            1,
+            "level 3, idle longer than 2"
+        );
         assert_eq!(
             choose(Strategy::RingAll, &c, Some(1), &mut cur, 4, 16),
             vec![1, 2, 0, 3]
         );
-        assert_eq!(choose(Strategy::RingAll, &c, None, &mut cur, 4, 2), vec![1, 2]);
+        assert_eq!(
+            choose(Strategy::RingAll, &c, None, &mut cur, 4, 2),
+            vec![1, 2]
+        );
         assert_eq!(cur, None);
         let order: Vec<usize> = (0..6)
             .map(|_| one(Strategy::RoundRobin, &c, None, &mut cur))

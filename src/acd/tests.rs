@@ -71,7 +71,10 @@ impl H {
                 break;
             }
             self.acd.on_timer(now);
-            assert!(self.acd.deadline().is_none_or(|d| d > now), "on_timer left a due timer");
+            assert!(
+                self.acd.deadline().is_none_or(|d| d > now),
+                "on_timer left a due timer"
+            );
         }
         self.out()
     }
@@ -84,17 +87,23 @@ impl H {
     }
 
     pub fn call(&mut self, call: &str, queue: &str, priority: i32) -> Vec<AcdCommand> {
-        self.acd.add_call(self.now, c(call), queue, priority).unwrap();
+        self.acd
+            .add_call(self.now, c(call), queue, priority)
+            .unwrap();
         self.out()
     }
 
     pub fn result(&mut self, call: &str, agent: &str, r: OfferResult) -> Vec<AcdCommand> {
-        self.acd.offer_result(self.now, &c(call), &a(agent), r).unwrap();
+        self.acd
+            .offer_result(self.now, &c(call), &a(agent), r)
+            .unwrap();
         self.out()
     }
 
     pub fn end(&mut self, call: &str) -> Vec<AcdCommand> {
-        self.acd.call_ended(self.now, &c(call), EndedBy::Caller).unwrap();
+        self.acd
+            .call_ended(self.now, &c(call), EndedBy::Caller)
+            .unwrap();
         self.out()
     }
 
@@ -170,9 +179,16 @@ fn handled(h: &mut H, call: &str) -> String {
 
 #[test]
 fn longest_idle_counts_from_the_last_call_end() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001", "1002", "1003"], &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001", "1002", "1003"], &["q"], 0),
+    );
     h.login(&["1001", "1002", "1003"]);
-    assert_eq!(h.call("c1", "q", 0), [offer("c1", "1001", 15)], "ties: lower id");
+    assert_eq!(
+        h.call("c1", "q", 0),
+        [offer("c1", "1001", 15)],
+        "ties: lower id"
+    );
     h.result("c1", "1001", OfferResult::Answered);
     assert_eq!(h.call("c2", "q", 0), [offer("c2", "1002", 15)]);
     h.result("c2", "1002", OfferResult::Answered);
@@ -192,12 +208,18 @@ fn longest_idle_counts_from_the_last_call_end() {
 #[test]
 fn round_robin_fewest_calls_and_skill_level_orders() {
     let ids = ["1001", "1002", "1003"];
-    let mut h = H::new(vec![queue("q", Strategy::RoundRobin)], agents(&ids, &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::RoundRobin)],
+        agents(&ids, &["q"], 0),
+    );
     h.login(&ids);
     let order: Vec<String> = (0..5).map(|i| handled(&mut h, &format!("c{i}"))).collect();
     assert_eq!(order, ["1001", "1002", "1003", "1001", "1002"]);
 
-    let mut h = H::new(vec![queue("q", Strategy::FewestCalls)], agents(&ids, &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::FewestCalls)],
+        agents(&ids, &["q"], 0),
+    );
     h.login(&["1001"]);
     handled(&mut h, "a");
     handled(&mut h, "b");
@@ -220,7 +242,11 @@ fn round_robin_fewest_calls_and_skill_level_orders() {
     }
     let mut h = H::new(vec![q], ag);
     h.login(&["1001", "1002", "1003", "1004"]);
-    assert_eq!(h.acd.queue("q").unwrap().members().len(), 3, "1004 lacks the level");
+    assert_eq!(
+        h.acd.queue("q").unwrap().members().len(),
+        3,
+        "1004 lacks the level"
+    );
     let mut order = Vec::new();
     for call in ["x", "y", "z", "w"] {
         let o = offered(&h.call(call, "q", 0));
@@ -230,7 +256,10 @@ fn round_robin_fewest_calls_and_skill_level_orders() {
         }
     }
     assert_eq!(order, ["1002", "1003", "1001"], "1004 is never offered");
-    assert!(matches!(h.acd.entry(&c("w")).unwrap().state(), EntryState::Waiting { .. }));
+    assert!(matches!(
+        h.acd.entry(&c("w")).unwrap().state(),
+        EntryState::Waiting { .. }
+    ));
 }
 
 #[test]
@@ -249,7 +278,8 @@ fn ring_all_rings_everyone_and_connects_one() {
     assert_eq!(h.acd.agent(&a("1001")).unwrap().misses(), 0, "not a miss");
     assert_eq!(h.acd.agent(&a("1003")).unwrap().misses(), 1);
     assert_eq!(
-        h.acd.offer_result(h.now, &c("c1"), &a("1001"), OfferResult::Answered),
+        h.acd
+            .offer_result(h.now, &c("c1"), &a("1001"), OfferResult::Answered),
         Err(AcdError::NotOffered {
             call: c("c1"),
             agent: a("1001")
@@ -275,7 +305,10 @@ fn ring_no_answer_goes_to_the_next_agent_and_misses_pause() {
     assert_eq!(h.at(15), [cancel("c1", "1001"), offer("c1", "1002", 15)]);
     h.at(20);
     // 1002 declines: back to 1001 (1002 not again at once).
-    assert_eq!(h.result("c1", "1002", OfferResult::Declined), [offer("c1", "1001", 15)]);
+    assert_eq!(
+        h.result("c1", "1002", OfferResult::Declined),
+        [offer("c1", "1001", 15)]
+    );
     // 1001 misses a second time in a row: paused "no_answer".
     assert_eq!(h.at(35), [cancel("c1", "1001"), offer("c1", "1002", 15)]);
     assert!(matches!(h.state("1001"), AgentState::Paused { reason, .. } if reason == "no_answer"));
@@ -304,19 +337,35 @@ fn ring_no_answer_goes_to_the_next_agent_and_misses_pause() {
 
 #[test]
 fn the_only_agent_is_rung_again_after_a_miss() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001"], &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
     h.login(&["1001"]);
     h.call("c1", "q", 0);
-    assert_eq!(h.result("c1", "1001", OfferResult::Busy), [offer("c1", "1001", 15)]);
-    assert_eq!(h.result("c1", "1001", OfferResult::NoAnswer), [offer("c1", "1001", 15)]);
-    assert_eq!(h.result("c1", "1001", OfferResult::NoAnswer), [], "third miss: paused");
+    assert_eq!(
+        h.result("c1", "1001", OfferResult::Busy),
+        [offer("c1", "1001", 15)]
+    );
+    assert_eq!(
+        h.result("c1", "1001", OfferResult::NoAnswer),
+        [offer("c1", "1001", 15)]
+    );
+    assert_eq!(
+        h.result("c1", "1001", OfferResult::NoAnswer),
+        [],
+        "third miss: paused"
+    );
     assert!(matches!(h.state("1001"), AgentState::Paused { .. }));
 }
 
 #[test]
 fn wrap_up_holds_across_queues_then_ready() {
     let mut h = H::new(
-        vec![queue("a", Strategy::LongestIdle), queue("b", Strategy::LongestIdle)],
+        vec![
+            queue("a", Strategy::LongestIdle),
+            queue("b", Strategy::LongestIdle),
+        ],
         agents(&["1001"], &["a", "b"], 30),
     );
     h.login(&["1001"]);
@@ -324,9 +373,18 @@ fn wrap_up_holds_across_queues_then_ready() {
     h.result("ca", "1001", OfferResult::Answered);
     h.at(10);
     h.end("ca");
-    assert_eq!(h.state("1001"), &AgentState::WrapUp { until: h.t0 + secs(40) });
+    assert_eq!(
+        h.state("1001"),
+        &AgentState::WrapUp {
+            until: h.t0 + secs(40)
+        }
+    );
     h.at(11);
-    assert_eq!(h.call("cb", "b", 0), [], "in wrap-up: not offered queue b's call");
+    assert_eq!(
+        h.call("cb", "b", 0),
+        [],
+        "in wrap-up: not offered queue b's call"
+    );
     assert_eq!(h.acd.deadline(), Some(h.t0 + secs(40)));
     assert_eq!(h.at(39), []);
     assert_eq!(h.at(40), [offer("cb", "1001", 15)]);
@@ -346,45 +404,76 @@ fn wrap_up_holds_across_queues_then_ready() {
     assert!(matches!(h.state("1001"), AgentState::WrapUp { .. }));
     assert_eq!(h.acd.agent_ready(h.now, &a("1001")), Ok(Effect::Now));
     assert_eq!(h.out(), [offer("cc", "1001", 15)]);
-    assert_eq!(h.kinds(EventKind::WrapUpEnd)[1].reason.as_deref(), Some("early"));
+    assert_eq!(
+        h.kinds(EventKind::WrapUpEnd)[1].reason.as_deref(),
+        Some("early")
+    );
 }
 
 #[test]
 fn pause_reasons_and_pending_pause() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001", "1002"], &["q"], 10));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001", "1002"], &["q"], 10),
+    );
     h.login(&["1001", "1002"]);
     let now = h.now;
     assert_eq!(h.acd.agent_pause(now, &a("1002"), "lunch"), Ok(Effect::Now));
-    assert_eq!(h.acd.agent_pause(now, &a("1002"), "lunch"), Ok(Effect::Unchanged));
-    assert_eq!(h.acd.agent_pause(now, &a("1002"), "no way"), Err(AcdError::BadReason));
+    assert_eq!(
+        h.acd.agent_pause(now, &a("1002"), "lunch"),
+        Ok(Effect::Unchanged)
+    );
+    assert_eq!(
+        h.acd.agent_pause(now, &a("1002"), "no way"),
+        Err(AcdError::BadReason)
+    );
     h.out();
     h.call("c1", "q", 0);
     h.result("c1", "1001", OfferResult::Answered);
     // Asked while talking: applies after the call and wrap-up.
-    assert_eq!(h.acd.agent_pause(h.now, &a("1001"), "meeting"), Ok(Effect::AfterCall));
+    assert_eq!(
+        h.acd.agent_pause(h.now, &a("1001"), "meeting"),
+        Ok(Effect::AfterCall)
+    );
     h.at(5);
     h.end("c1");
     h.call("c2", "q", 0);
     assert_eq!(h.at(15), [], "pending pause applies at the end of wrap-up");
     assert!(matches!(h.state("1001"), AgentState::Paused { reason, .. } if reason == "meeting"));
-    let reasons: Vec<_> = h.kinds(EventKind::Pause).iter().map(|e| e.reason.clone().unwrap()).collect();
+    let reasons: Vec<_> = h
+        .kinds(EventKind::Pause)
+        .iter()
+        .map(|e| e.reason.clone().unwrap())
+        .collect();
     assert_eq!(reasons, ["lunch", "meeting"]);
     // Unpause: the waiting call is offered.
     assert_eq!(h.acd.agent_unpause(h.now, &a("1002")), Ok(Effect::Now));
     assert_eq!(h.out(), [offer("c2", "1002", 15)]);
-    assert_eq!(h.kinds(EventKind::Unpause)[0].reason.as_deref(), Some("lunch"));
+    assert_eq!(
+        h.kinds(EventKind::Unpause)[0].reason.as_deref(),
+        Some("lunch")
+    );
     // A pause while ringing withdraws the offer; the call goes elsewhere.
     h.acd.agent_unpause(h.now, &a("1001")).unwrap();
     h.out();
-    assert_eq!(h.acd.agent_pause(h.now, &a("1002"), "toilet"), Ok(Effect::Now));
+    assert_eq!(
+        h.acd.agent_pause(h.now, &a("1002"), "toilet"),
+        Ok(Effect::Now)
+    );
     assert_eq!(h.out(), [cancel("c2", "1002"), offer("c2", "1001", 15)]);
     assert_eq!(h.acd.agent(&a("1002")).unwrap().misses(), 0);
-    assert_eq!(h.kinds(EventKind::OfferCancelled)[0].reason.as_deref(), Some("agent_pause"));
+    assert_eq!(
+        h.kinds(EventKind::OfferCancelled)[0].reason.as_deref(),
+        Some("agent_pause")
+    );
 }
 
 #[test]
 fn logout_waits_for_the_call_and_wrap_up() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001"], &["q"], 10));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 10),
+    );
     h.login(&["1001"]);
     h.call("c1", "q", 0);
     h.result("c1", "1001", OfferResult::Answered);
@@ -396,12 +485,18 @@ fn logout_waits_for_the_call_and_wrap_up() {
     assert_eq!(h.state("1001"), &AgentState::LoggedOut);
     assert_eq!(h.kinds(EventKind::Logout).len(), 1);
     assert_eq!(h.acd.queue("q").unwrap().staffed(), 0);
-    assert!(matches!(h.acd.agent_logout(h.now, &a("1001")), Err(AcdError::Agent(AgentError::NotLoggedIn))));
+    assert!(matches!(
+        h.acd.agent_logout(h.now, &a("1001")),
+        Err(AcdError::Agent(AgentError::NotLoggedIn))
+    ));
 }
 
 #[test]
 fn abandon_while_ringing_cancels_the_offer() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001"], &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
     h.login(&["1001"]);
     h.call("c1", "q", 0);
     h.at(7);
@@ -414,7 +509,8 @@ fn abandon_while_ringing_cancels_the_offer() {
     assert_eq!(h.acd.deadline(), None, "the ring timer is gone");
     assert!(h.acd.entry(&c("c1")).is_none());
     assert_eq!(
-        h.acd.offer_result(h.now, &c("c1"), &a("1001"), OfferResult::Answered),
+        h.acd
+            .offer_result(h.now, &c("c1"), &a("1001"), OfferResult::Answered),
         Err(AcdError::NotOffered {
             call: c("c1"),
             agent: a("1001")
@@ -424,7 +520,10 @@ fn abandon_while_ringing_cancels_the_offer() {
 
 #[test]
 fn abandon_in_the_queue_has_position_and_wait() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001"], &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
     for (i, call) in ["c1", "c2", "c3"].iter().enumerate() {
         h.at(i as u64);
         h.call(call, "q", 0);
@@ -439,7 +538,10 @@ fn abandon_in_the_queue_has_position_and_wait() {
 
 #[test]
 fn priority_jumps_the_line() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001"], &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
     h.login(&["1001"]);
     h.call("busy", "q", 0);
     h.result("busy", "1001", OfferResult::Answered);
@@ -459,7 +561,10 @@ fn priority_jumps_the_line() {
 #[test]
 fn an_agent_in_two_queues_gets_the_longest_waiting_caller() {
     let mut h = H::new(
-        vec![queue("a", Strategy::LongestIdle), queue("b", Strategy::LongestIdle)],
+        vec![
+            queue("a", Strategy::LongestIdle),
+            queue("b", Strategy::LongestIdle),
+        ],
         agents(&["1001"], &["a", "b"], 0),
     );
     h.login(&["1001"]);
@@ -481,7 +586,10 @@ fn an_agent_in_two_queues_gets_the_longest_waiting_caller() {
 
 #[test]
 fn callback_keeps_its_place_then_is_placed() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001"], &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
     h.login(&["1001"]);
     h.call("busy", "q", 0);
     h.result("busy", "1001", OfferResult::Answered);
@@ -490,8 +598,13 @@ fn callback_keeps_its_place_then_is_placed() {
         h.call(call, "q", 0);
     }
     h.at(10);
-    assert_eq!(h.acd.request_callback(h.now, &c("c1"), "x"), Err(AcdError::BadNumber));
-    h.acd.request_callback(h.now, &c("c1"), "+8613800138000").unwrap();
+    assert_eq!(
+        h.acd.request_callback(h.now, &c("c1"), "x"),
+        Err(AcdError::BadNumber)
+    );
+    h.acd
+        .request_callback(h.now, &c("c1"), "+8613800138000")
+        .unwrap();
     h.out();
     // The caller hangs up; the request stands.
     h.acd.caller_left(h.now, &c("c1")).unwrap();
@@ -501,7 +614,10 @@ fn callback_keeps_its_place_then_is_placed() {
     assert_eq!(h.acd.queue("q").unwrap().callbacks(), 1);
     assert_eq!(h.acd.queue("q").unwrap().live(), 2);
     let bo = h.kinds(EventKind::Breakout);
-    assert_eq!((bo[0].reason.as_deref(), bo[0].position), (Some("callback"), Some(1)));
+    assert_eq!(
+        (bo[0].reason.as_deref(), bo[0].position),
+        (Some("callback"), Some(1))
+    );
     // The agent is free: the callback, at the front, is placed first.
     h.at(20);
     let cmds = h.end("busy");
@@ -518,7 +634,10 @@ fn callback_keeps_its_place_then_is_placed() {
         }]
     );
     // Agent first, then the citizen: the daemon reports the agent's answer.
-    assert_eq!(h.result("c1", "1001", OfferResult::Answered), [connected("c1", "1001")]);
+    assert_eq!(
+        h.result("c1", "1001", OfferResult::Answered),
+        [connected("c1", "1001")]
+    );
     h.at(80);
     assert_eq!(h.end("c1"), [offer("c2", "1001", 15)]);
 }
@@ -541,17 +660,30 @@ fn max_wait_times_out_and_a_callback_after_it_keeps_the_place() {
     );
     assert_eq!(h.acd.position(&c("c2")), Some(1));
     let to = h.kinds(EventKind::Timeout);
-    assert_eq!((to[0].wait, to[0].reason.as_deref()), (Some(secs(60)), Some("max_wait")));
+    assert_eq!(
+        (to[0].wait, to[0].reason.as_deref()),
+        (Some(secs(60)), Some("max_wait"))
+    );
     // The flow offers a callback; the caller takes it: back at the front.
     h.acd.request_callback(h.now, &c("c1"), "01012345").unwrap();
     h.out();
     assert_eq!(h.acd.position(&c("c1")), Some(1));
     assert_eq!(h.acd.position(&c("c2")), Some(2));
-    assert_eq!(h.at(61), [AcdCommand::QueueTimeout { call: c("c2"), reason: TimeoutReason::MaxWait }]);
+    assert_eq!(
+        h.at(61),
+        [AcdCommand::QueueTimeout {
+            call: c("c2"),
+            reason: TimeoutReason::MaxWait
+        }]
+    );
     // c2 hangs up after its voicemail prompt: forgotten.
     h.acd.caller_left(h.now, &c("c2")).unwrap();
     assert!(h.acd.entry(&c("c2")).is_none());
-    assert_eq!(h.kinds(EventKind::Abandon).len(), 0, "a timed-out caller is no abandon");
+    assert_eq!(
+        h.kinds(EventKind::Abandon).len(),
+        0,
+        "a timed-out caller is no abandon"
+    );
     // Max wait while an agent rings: the ring runs on, then time-out.
     h.login(&["1001"]);
     h.acd.caller_left(h.now, &c("c1")).unwrap();
@@ -564,7 +696,10 @@ fn max_wait_times_out_and_a_callback_after_it_keeps_the_place() {
     assert_eq!(h.at(160), [], "ringing at max wait: the ring runs on");
     assert_eq!(
         h.result("c3", "1001", OfferResult::NoAnswer),
-        [AcdCommand::QueueTimeout { call: c("c3"), reason: TimeoutReason::MaxWait }]
+        [AcdCommand::QueueTimeout {
+            call: c("c3"),
+            reason: TimeoutReason::MaxWait
+        }]
     );
 }
 
@@ -577,15 +712,21 @@ fn max_length_refuses_full() {
     h.call("c2", "q", 0);
     assert_eq!(
         h.acd.add_call(h.now, c("c3"), "q", 9),
-        Err(Refused { reason: Refusal::Full })
+        Err(Refused {
+            reason: Refusal::Full
+        })
     );
     assert_eq!(
         h.acd.add_call(h.now, c("c1"), "q", 0),
-        Err(Refused { reason: Refusal::AlreadyQueued })
+        Err(Refused {
+            reason: Refusal::AlreadyQueued
+        })
     );
     assert_eq!(
         h.acd.add_call(h.now, c("c4"), "nope", 0),
-        Err(Refused { reason: Refusal::UnknownQueue })
+        Err(Refused {
+            reason: Refusal::UnknownQueue
+        })
     );
     // A callback request frees a live place.
     h.acd.request_callback(h.now, &c("c1"), "12345678").unwrap();
@@ -606,7 +747,9 @@ fn join_rules_when_no_agent_is_logged_in() {
         agents(&["1001"], &["join", "refuse", "leave"], 0),
     );
     assert!(h.acd.add_call(h.now, c("j1"), "join", 0).is_ok());
-    let no = Err(Refused { reason: Refusal::NoAgents });
+    let no = Err(Refused {
+        reason: Refusal::NoAgents,
+    });
     assert_eq!(h.acd.add_call(h.now, c("r1"), "refuse", 0), no);
     assert_eq!(h.acd.add_call(h.now, c("l1"), "leave", 0), no);
     // A paused agent staffs its queues; an unreachable one does not.
@@ -659,7 +802,11 @@ fn announcements_give_position_and_estimated_wait() {
     // Nobody working: position only.
     assert_eq!(
         h.at(130),
-        [AcdCommand::Announce { call: c("c1"), position: 1, estimated_wait: None }]
+        [AcdCommand::Announce {
+            call: c("c1"),
+            position: 1,
+            estimated_wait: None
+        }]
     );
     h.acd.agent_unpause(h.now, &a("1002")).unwrap();
     assert_eq!(h.out(), [offer("c1", "1002", 15)]);
@@ -668,28 +815,47 @@ fn announcements_give_position_and_estimated_wait() {
     // c3 is third (two ahead being rung), 2 agents working: ceil(3/2) × 120 s.
     assert_eq!(
         h.at(131),
-        [AcdCommand::Announce { call: c("c3"), position: 3, estimated_wait: Some(secs(240)) }]
+        [AcdCommand::Announce {
+            call: c("c3"),
+            position: 3,
+            estimated_wait: Some(secs(240))
+        }]
     );
 }
 
 #[test]
 fn an_unreachable_agent_is_not_offered_calls() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001", "1002"], &["q"], 0));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001", "1002"], &["q"], 0),
+    );
     h.login(&["1001", "1002"]);
     h.call("c1", "q", 0);
-    assert_eq!(h.acd.agent_reachable(h.now, &a("1001"), false), Ok(Effect::Now));
+    assert_eq!(
+        h.acd.agent_reachable(h.now, &a("1001"), false),
+        Ok(Effect::Now)
+    );
     assert_eq!(h.out(), [cancel("c1", "1001"), offer("c1", "1002", 15)]);
     h.call("c2", "q", 0);
-    assert_eq!(h.acd.agent_reachable(h.now, &a("1001"), false), Ok(Effect::Unchanged));
+    assert_eq!(
+        h.acd.agent_reachable(h.now, &a("1001"), false),
+        Ok(Effect::Unchanged)
+    );
     assert_eq!(h.out(), []);
-    assert_eq!(h.acd.agent_reachable(h.now, &a("1001"), true), Ok(Effect::Now));
+    assert_eq!(
+        h.acd.agent_reachable(h.now, &a("1001"), true),
+        Ok(Effect::Now)
+    );
     assert_eq!(h.out(), [offer("c2", "1001", 15)]);
     assert_eq!(h.kinds(EventKind::Unreachable).len(), 1);
 }
 
 #[test]
 fn voicemail_breakout_and_transfer() {
-    let mut h = H::new(vec![queue("q", Strategy::LongestIdle)], agents(&["1001"], &["q"], 5));
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 5),
+    );
     h.login(&["1001"]);
     h.call("c1", "q", 0);
     h.call("c2", "q", 0);
@@ -697,12 +863,18 @@ fn voicemail_breakout_and_transfer() {
     assert_eq!(h.out(), [cancel("c1", "1001"), offer("c2", "1001", 15)]);
     assert!(h.acd.entry(&c("c1")).is_none());
     h.result("c2", "1001", OfferResult::Answered);
-    assert_eq!(h.acd.caller_left(h.now, &c("c2")), Err(AcdError::Connected(c("c2"))));
+    assert_eq!(
+        h.acd.caller_left(h.now, &c("c2")),
+        Err(AcdError::Connected(c("c2")))
+    );
     h.at(30);
     h.acd.transfer(h.now, &c("c2"), "queue:12333").unwrap();
     h.out();
     let tr = h.kinds(EventKind::Transfer);
-    assert_eq!((tr[0].reason.as_deref(), tr[0].talk), (Some("queue:12333"), Some(secs(30))));
+    assert_eq!(
+        (tr[0].reason.as_deref(), tr[0].talk),
+        (Some("queue:12333"), Some(secs(30)))
+    );
     // Into another queue (here the same one) afterwards.
     assert!(h.acd.add_call(h.now, c("c2"), "q", 0).is_ok());
     assert!(matches!(h.state("1001"), AgentState::WrapUp { .. }));
