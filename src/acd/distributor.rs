@@ -13,6 +13,14 @@
 //! sleeps until [`Acd::deadline`] (or the next input) and then calls
 //! [`Acd::on_timer`], which handles everything due.
 //!
+//! Races the daemon meets: an offer result for an offer the ACD has
+//! already cancelled (ring timeout, caller gone) gets
+//! `AcdError::NotOffered`; if it was an answer, the call task hangs up the
+//! agent's leg. Results of cancelled offers are not expected but harmless.
+//! After `breakout_voicemail` or an abandon the ACD forgets the call; after
+//! `QueueTimeout` it remembers it (for `request_callback` at the same
+//! place) until `caller_left`, `breakout_voicemail` or a new `add_call`.
+//!
 //! # Matching (fairness)
 //! After every input, `dispatch` serves queue heads in global order: of
 //! all queues' next callers (heads of their `waiting` maps), the one first
@@ -144,6 +152,10 @@ pub enum AcdError {
     BadNumber,
     #[error("queue {0} holds as many callback requests as it may")]
     CallbacksFull(String),
+    #[error("no queue {0}")]
+    UnknownQueue(String),
+    #[error("call {0} is in a queue already")]
+    AlreadyQueued(CallId),
     #[error("a pause reason is 1 to 32 characters: letters, digits, '_' or '-'")]
     BadReason,
     #[error(transparent)]
@@ -190,6 +202,12 @@ pub enum AcdCommand {
     },
     /// For the queue event log.
     Event(QueueEvent),
+}
+
+/// 3 to 32 digits, optionally after '+'.
+fn valid_number(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    (3..=32).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -503,8 +521,7 @@ impl Acd {
         call: &CallId,
         number: &str,
     ) -> Result<(), AcdError> {
-        let digits = number.strip_prefix('+').unwrap_or(number);
-        if !(3..=32).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if !valid_number(number) {
             return Err(AcdError::BadNumber);
         }
         let eid = self.entry_id(call)?;
@@ -543,7 +560,59 @@ impl Acd {
         Ok(())
     }
 
-    /// The caller leaves the queue to record a voice message.
+    /// Puts a callback request into `queue` at the place it would have
+    /// had if it had joined at `since` (at most `now`): for requests kept
+    /// in the store across a restart, and for a retry after the citizen
+    /// could not be reached (the daemon picks `since`: the original time
+    /// keeps the place, `now` goes to the back).
+    pub fn add_callback(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        priority: i32,
+        number: &str,
+        since: Instant,
+    ) -> Result<EntryId, AcdError> {
+        if !valid_number(number) {
+            return Err(AcdError::BadNumber);
+        }
+        let qi = *self
+            .queue_ix
+            .get(queue)
+            .ok_or_else(|| AcdError::UnknownQueue(queue.to_string()))?;
+        if let Some(&old) = self.by_call.get(&call) {
+            if matches!(self.entries[&old].state(), EntryState::TimedOut(_)) {
+                self.forget(old);
+            } else {
+                return Err(AcdError::AlreadyQueued(call));
+            }
+        }
+        if self.queues[qi].callbacks() >= self.settings.max_callbacks_per_queue {
+            return Err(AcdError::CallbacksFull(queue.to_string()));
+        }
+        let id = EntryId(self.next_entry);
+        self.next_entry += 1;
+        let mut entry = Entry::new(id, call.clone(), qi, priority, since.min(now), id.0);
+        entry.make_callback(number.to_string())?;
+        let key = entry.key();
+        self.queues[qi].insert(key, id, false);
+        let position = self.queues[qi].position(&key);
+        self.entries.insert(id, entry);
+        self.by_call.insert(call.clone(), id);
+        self.event(
+            QueueEvent::new(now, EventKind::Enter)
+                .queue(queue)
+                .call(&call)
+                .position(position)
+                .reason("callback"),
+        );
+        self.dispatch(now);
+        Ok(id)
+    }
+
+    /// The caller leaves the queue to record a voice message. The ACD
+    /// forgets the call (a later `caller_left` gets `UnknownCall`).
     pub fn breakout_voicemail(&mut self, now: Instant, call: &CallId) -> Result<(), AcdError> {
         let eid = self.entry_id(call)?;
         let e = &self.entries[&eid];

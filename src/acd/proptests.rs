@@ -36,6 +36,7 @@ enum Op {
     Leave(u8),
     Callback(u8),
     Voicemail(u8),
+    Restore(u8, u8),
     Login(u8),
     Logout(u8),
     Pause(u8),
@@ -55,6 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..CALLS).prop_map(Op::Leave),
         1 => (0..CALLS).prop_map(Op::Callback),
         1 => (0..CALLS).prop_map(Op::Voicemail),
+        1 => (0..CALLS, 0u8..3).prop_map(|(c, q)| Op::Restore(c, q)),
         2 => (0..AGENTS as u8).prop_map(Op::Login),
         1 => (0..AGENTS as u8).prop_map(Op::Logout),
         1 => (0..AGENTS as u8).prop_map(Op::Pause),
@@ -205,6 +207,10 @@ fn run(ops: Vec<Op>) -> Result<(), String> {
             }
             Op::Voicemail(n) => {
                 let _ = acd.breakout_voicemail(now, &call(n));
+            }
+            Op::Restore(n, queue) => {
+                let q = format!("q{queue}");
+                let _ = acd.add_callback(now, call(n), &q, 0, "12345678", t0);
             }
             Op::Login(i) => {
                 let _ = acd.agent_login(now, &agent(i));

@@ -880,3 +880,36 @@ fn voicemail_breakout_and_transfer() {
     assert!(matches!(h.state("1001"), AgentState::WrapUp { .. }));
     h.out();
 }
+
+#[test]
+fn a_restored_callback_takes_the_place_of_its_time() {
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
+    h.at(100);
+    h.call("c1", "q", 0);
+    let since = h.t0 + secs(50);
+    let id = h
+        .acd
+        .add_callback(h.now, c("cb"), "q", 0, "02088889999", since)
+        .unwrap();
+    assert_eq!(h.acd.position(&c("cb")), Some(1));
+    assert_eq!(h.acd.position(&c("c1")), Some(2));
+    assert_eq!(
+        h.acd
+            .add_callback(h.now, c("cb"), "q", 0, "02088889999", since),
+        Err(AcdError::AlreadyQueued(c("cb")))
+    );
+    assert_eq!(
+        h.acd
+            .add_callback(h.now, c("x"), "nope", 0, "02088889999", since),
+        Err(AcdError::UnknownQueue("nope".into()))
+    );
+    h.out();
+    let cmds = h.login(&["1001"]);
+    assert!(
+        matches!(&cmds[..], [AcdCommand::PlaceCallback { entry, .. }] if *entry == id),
+        "{cmds:?}"
+    );
+}
