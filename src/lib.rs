@@ -4,6 +4,7 @@
 //! protocol code (`sip`, `media`) never reaches up into call logic; nothing
 //! imports `http` but `server`/`main`.
 
+pub mod acd;
 pub mod call;
 pub mod config;
 pub mod http;
