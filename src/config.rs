@@ -66,6 +66,41 @@ struct FileConfig {
     paths: FilePaths,
     log: FileLog,
     clock: FileClock,
+    registrar: FileRegistrar,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileRegistrar {
+    realm: String,
+    algorithms: Vec<String>,
+    min_expires: u32,
+    max_expires: u32,
+    default_expires: u32,
+    max_contacts: usize,
+    users: Vec<FileSipUser>,
+}
+
+impl Default for FileRegistrar {
+    fn default() -> Self {
+        FileRegistrar {
+            realm: "hotline".into(),
+            algorithms: vec!["MD5".into()],
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 3,
+            users: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSipUser {
+    user: String,
+    ha1_md5: Option<String>,
+    ha1_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -296,6 +331,26 @@ pub struct Config {
     pub log_format: LogFormat,
     /// For tests and demos: the wall clock starts at this time.
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
+    pub registrar: RegistrarSettings,
+}
+
+/// A softphone user (an agent's extension) and its stored digest hashes:
+/// HA1 = H(user:realm:password), never the password itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUser {
+    pub user: String,
+    pub ha1_md5: Option<String>,
+    pub ha1_sha256: Option<String>,
+}
+
+/// Registration of agents' softphones (digest-authenticated).
+#[derive(Debug, Clone)]
+pub struct RegistrarSettings {
+    pub realm: String,
+    /// Offered in this order of preference (SHA-256 before MD5).
+    pub algorithms: Vec<crate::sip::digest::Algorithm>,
+    pub limits: crate::sip::registrar::RegistrarConfig,
+    pub users: Vec<SipUser>,
 }
 
 /// Values given on the command line; each replaces the file's value.
@@ -599,6 +654,7 @@ impl Validator {
             self.error("log.filter", format!("{e}"));
         }
 
+        let registrar = self.registrar(&f.registrar);
         let clock_start = match &f.clock.start {
             None => None,
             Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
@@ -645,7 +701,94 @@ impl Validator {
             log_filter: f.log.filter,
             log_format,
             clock_start,
+            registrar,
         })
+    }
+
+    fn registrar(&mut self, r: &FileRegistrar) -> RegistrarSettings {
+        use crate::sip::digest::Algorithm;
+        if r.realm.trim().is_empty() || r.realm.contains('"') {
+            self.error("registrar.realm", "must be a non-empty name without quotes");
+        }
+        let mut algorithms = Vec::new();
+        for (i, a) in r.algorithms.iter().enumerate() {
+            match Algorithm::parse(a) {
+                Some(alg) if !alg.is_sess() => algorithms.push(alg),
+                _ => self.error(
+                    &format!("registrar.algorithms[{i}]"),
+                    format!("{a:?}: expected \"MD5\" or \"SHA-256\""),
+                ),
+            }
+        }
+        if r.algorithms.is_empty() {
+            self.error(
+                "registrar.algorithms",
+                "list at least one of \"MD5\", \"SHA-256\"",
+            );
+        }
+        if r.min_expires == 0 || r.min_expires > r.max_expires {
+            self.error(
+                "registrar.min_expires",
+                "must be at least 1 and at most max_expires",
+            );
+        }
+        if r.max_contacts == 0 {
+            self.error("registrar.max_contacts", "must be at least 1");
+        }
+        let mut users = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in r.users.iter().enumerate() {
+            let key = format!("registrar.users[{i}]");
+            if u.user.is_empty()
+                || !u
+                    .user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                self.error(
+                    &format!("{key}.user"),
+                    format!("{:?}: letters, digits, - _ . only", u.user),
+                );
+            }
+            if !seen.insert(u.user.clone()) {
+                self.error(
+                    &format!("{key}.user"),
+                    format!("{:?} is listed twice", u.user),
+                );
+            }
+            for (field, value, len) in [
+                ("ha1_md5", &u.ha1_md5, 32),
+                ("ha1_sha256", &u.ha1_sha256, 64),
+            ] {
+                if let Some(v) = value {
+                    if v.len() != len || !v.chars().all(|c| c.is_ascii_hexdigit()) {
+                        self.error(
+                            &format!("{key}.{field}"),
+                            format!("must be {len} hex digits (see `hotline ha1`)"),
+                        );
+                    }
+                }
+            }
+            if u.ha1_md5.is_none() && u.ha1_sha256.is_none() {
+                self.error(&key, "needs ha1_md5 or ha1_sha256 (see `hotline ha1`)");
+            }
+            users.push(SipUser {
+                user: u.user.clone(),
+                ha1_md5: u.ha1_md5.as_ref().map(|s| s.to_ascii_lowercase()),
+                ha1_sha256: u.ha1_sha256.as_ref().map(|s| s.to_ascii_lowercase()),
+            });
+        }
+        RegistrarSettings {
+            realm: r.realm.clone(),
+            algorithms,
+            limits: crate::sip::registrar::RegistrarConfig {
+                min_expires: r.min_expires,
+                max_expires: r.max_expires,
+                default_expires: r.default_expires,
+                max_contacts_per_aor: r.max_contacts,
+            },
+            users,
+        }
     }
 }
 

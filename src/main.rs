@@ -59,6 +59,12 @@ enum Command {
     CheckConfig,
     /// Create the 12333 demo accounts (demo data only).
     SeedDemo,
+    /// Print the digest hashes of USER's password (read from standard input)
+    /// for a `[[registrar.users]]` entry, in the configured realm.
+    Ha1 {
+        /// The extension, e.g. 1001.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::SeedDemo => seed_demo(&cfg).await,
+            Command::Ha1 { user } => print_ha1(&cfg, &user),
         }
     });
     match result {
@@ -173,6 +180,26 @@ fn check_config(cfg: &Config) -> anyhow::Result<()> {
         cfg.file.display(),
         prompts.len(),
         flows.len()
+    );
+    Ok(())
+}
+
+fn print_ha1(cfg: &Config, user: &str) -> anyhow::Result<()> {
+    use hotline::sip::digest::{ha1, Algorithm};
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    let realm = &cfg.registrar.realm;
+    println!("[[registrar.users]]");
+    println!("user = \"{user}\"");
+    println!(
+        "ha1_md5 = \"{}\"",
+        ha1(Algorithm::Md5, user, realm, password)
+    );
+    println!(
+        "ha1_sha256 = \"{}\"",
+        ha1(Algorithm::Sha256, user, realm, password)
     );
     Ok(())
 }

@@ -78,6 +78,9 @@ pub struct Server {
     calls_stop: CancellationToken,
     calls: TaskTracker,
     writer: tokio::task::JoinHandle<()>,
+    endpoint_task: tokio::task::JoinHandle<()>,
+    /// Writes registration changes; ends when the endpoint does.
+    registration_writer: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -115,10 +118,32 @@ impl Server {
             max_message_bytes: cfg.sip.max_message_bytes,
             max_transactions: cfg.sip.max_calls * 8 + 1024,
             timers: TimerConfig::default(),
+            registrar: cfg.registrar.clone(),
         };
-        let (sip, _endpoint_task) = endpoint::start(
+        let bindings = store.load_bindings().await.map_err(|e| StartError::Store {
+            url: redact_url(&cfg.database_url),
+            message: format!("loading registrations: {e}"),
+        })?;
+        info!(bindings = bindings.len(), "registrations restored");
+        let (changes_tx, mut changes_rx) =
+            mpsc::channel::<Vec<crate::sip::registrar::BindingChange>>(1024);
+        let registration_store = store.clone();
+        let registration_writer = tokio::spawn(async move {
+            // One writer, so changes land in the order they happened.
+            while let Some(changes) = changes_rx.recv().await {
+                if let Err(e) = registration_store.apply_binding_changes(&changes).await {
+                    tracing::warn!(error = %e, "registration changes not stored");
+                }
+            }
+        });
+        let registrations = crate::sip::endpoint::RegistrarState {
+            bindings,
+            changes: changes_tx,
+        };
+        let (sip, endpoint_task) = endpoint::start(
             ep_cfg,
             Acl::new(cfg.sip.trunks.clone()),
+            registrations,
             incoming_tx,
             shutdown.clone(),
         )
@@ -185,6 +210,8 @@ impl Server {
             calls_stop,
             calls,
             writer,
+            endpoint_task,
+            registration_writer,
         })
     }
 
@@ -210,6 +237,10 @@ impl Server {
         self.calls_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.wait()).await;
         self.shutdown.cancel();
+        // The endpoint's end drops the registrations' sender; the writer
+        // then stores what is queued and ends.
+        let _ = self.endpoint_task.await;
+        let _ = self.registration_writer.await;
         self.records.close().await;
         let _ = self.writer.await;
         self.store.close().await;

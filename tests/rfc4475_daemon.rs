@@ -32,15 +32,15 @@ fn expected() -> BTreeMap<&'static str, Option<u16>> {
     [
         // §3.1.1 valid: handled. INVITEs to numbers without a flow get 404;
         // requests carrying a To tag for a dialog we do not know get 481;
-        // unknown methods 501; REGISTER 501 until the registrar exists.
+        // unknown methods 501; REGISTER without credentials a 401 challenge.
         ("wsinv", Some(481)),
         ("intmeth", Some(501)),
         ("esc01", Some(404)),
-        ("escnull", Some(501)),
+        ("escnull", Some(401)),
         ("esc02", Some(501)),
         ("lwsdisp", Some(200)),
         ("longreq", Some(404)),
-        ("dblreq", Some(501)),
+        ("dblreq", Some(401)),
         ("semiuri", Some(200)),
         ("transports", Some(200)),
         ("mpart01", Some(405)),
@@ -75,15 +75,15 @@ fn expected() -> BTreeMap<&'static str, Option<u16>> {
         ("unksm2", Some(400)),
         ("bext01", Some(420)),
         ("invut", Some(415)),
-        ("regaut01", Some(501)),
+        ("regaut01", Some(401)),
         ("multi01", Some(400)),
         ("mcl01", Some(400)),
         ("bcast", None),
         // RFC 4475 §3.3.8: an endpoint processes Max-Forwards 0 as if positive.
         ("zeromf", Some(200)),
-        ("cparam01", Some(501)),
-        ("cparam02", Some(501)),
-        ("regescrt", Some(501)),
+        ("cparam01", Some(401)),
+        ("cparam02", Some(401)),
+        ("regescrt", Some(401)),
         ("sdp01", Some(406)),
         // §3.4 RFC 2543 syntax still accepted.
         ("inv2543", Some(404)),

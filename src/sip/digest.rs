@@ -567,6 +567,13 @@ impl DigestRealm {
         let mut ours_err = None;
         let mut parse_err = None;
         for value in req.headers.get_all("Authorization") {
+            // Credentials of a scheme we do not know are not ours to judge:
+            // the request is challenged as if they were absent (RFC 4475
+            // §3.3.10, regaut01).
+            let scheme = value.trim_start().split([' ', '\t']).next().unwrap_or("");
+            if !scheme.eq_ignore_ascii_case("Digest") {
+                continue;
+            }
             match parse_authorization(value) {
                 Ok(c) if c.realm == self.realm => {
                     match self.verify_credentials(

@@ -22,9 +22,11 @@
 //! runs the client transaction), and ACKs for 2xx.
 
 use super::acl::Acl;
+use super::digest::{Algorithm, AuthError, DigestRealm};
 use super::headers::Via;
 use super::message::{response_to, Method, Request, Response, SipMessage};
 use super::parse::parse_message;
+use super::registrar::{aor_of, Binding, BindingChange, Registrar};
 use super::transaction::{
     ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, ServerDisposition,
     TimerConfig, TransactionKey, TransactionLayer,
@@ -32,6 +34,7 @@ use super::transaction::{
 use super::transport::{serve_tcp, Peer, TcpEvent, TransportKind};
 use super::validate::{check_request, error_response};
 use bytes::Bytes;
+use chrono::Utc;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -42,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
 
 /// Methods we answer (for Allow headers).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REGISTER";
 /// Bodies we accept.
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 
@@ -57,6 +60,16 @@ pub struct EndpointConfig {
     pub max_message_bytes: usize,
     pub max_transactions: usize,
     pub timers: TimerConfig,
+    pub registrar: crate::config::RegistrarSettings,
+}
+
+/// What the registrar starts from, and where its changes go (in order).
+pub struct RegistrarState {
+    /// Bindings stored before the restart.
+    pub bindings: Vec<Binding>,
+    /// Every binding change, for the store; a bounded channel drained by
+    /// one task so that changes are written in the order they happened.
+    pub changes: mpsc::Sender<Vec<BindingChange>>,
 }
 
 /// What a dialog's owner (a call task) is told.
@@ -188,6 +201,7 @@ impl SipHandle {
 pub async fn start(
     cfg: EndpointConfig,
     acl: Acl,
+    registrations: RegistrarState,
     incoming: mpsc::Sender<IncomingCall>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SipHandle, tokio::task::JoinHandle<()>)> {
@@ -216,7 +230,28 @@ pub async fn start(
         max_transactions: cfg.max_transactions,
     })
     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut registrar = Registrar::new(cfg.registrar.limits.clone());
+    let dropped = registrar.load(registrations.bindings);
+    let expired = registrar.expire(Utc::now());
+    let gone: Vec<BindingChange> = dropped
+        .into_iter()
+        .chain(expired)
+        .map(BindingChange::Removed)
+        .collect();
+    if !gone.is_empty() {
+        let _ = registrations.changes.try_send(gone);
+    }
+    let users = cfg
+        .registrar
+        .users
+        .iter()
+        .map(|u| (u.user.clone(), u.clone()))
+        .collect();
     let endpoint = Endpoint {
+        digest: DigestRealm::with_random_secret(cfg.registrar.realm.clone()),
+        registrar,
+        users,
+        binding_changes: registrations.changes,
         layer,
         txn_calls: HashMap::new(),
         cfg,
@@ -291,6 +326,10 @@ struct Endpoint {
     dialogs: HashMap<String, mpsc::Sender<DialogEvent>>,
     incoming: mpsc::Sender<IncomingCall>,
     draining: bool,
+    digest: DigestRealm,
+    registrar: Registrar,
+    users: HashMap<String, crate::config::SipUser>,
+    binding_changes: mpsc::Sender<Vec<BindingChange>>,
 }
 
 impl Endpoint {
@@ -304,6 +343,10 @@ impl Endpoint {
         let udp = self.udp.clone();
         loop {
             let deadline = self.layer.next_deadline();
+            let expiry = self.registrar.next_expiry().map(|at| {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                Instant::now() + wait
+            });
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -326,6 +369,13 @@ impl Endpoint {
                 _ = sleep_until_opt(deadline) => {
                     let outputs = self.layer.on_timer(Instant::now());
                     self.apply(outputs);
+                }
+                _ = sleep_until_opt(expiry) => {
+                    let gone = self.registrar.expire(Utc::now());
+                    if !gone.is_empty() {
+                        info!(count = gone.len(), "registrations expired");
+                        self.persist(gone.into_iter().map(BindingChange::Removed).collect());
+                    }
                 }
             }
         }
@@ -633,7 +683,7 @@ impl Endpoint {
                 self.respond_in_txn(&key, resp);
             }
             Method::Register => {
-                let mut resp = response_to(&req, 501, "Not Implemented");
+                let mut resp = self.on_register(peer, &req);
                 resp.set_to_tag(&new_tag());
                 self.respond_in_txn(&key, resp);
             }
@@ -655,6 +705,71 @@ impl Endpoint {
                 resp.headers.push("Allow", ALLOW);
                 self.respond_in_txn(&key, resp);
             }
+        }
+    }
+
+    /// A REGISTER from an agent's softphone (RFC 3261 §10.3): digest
+    /// authentication (401 with a challenge per configured algorithm), the
+    /// user may only register its own extension, then the registrar.
+    fn on_register(&mut self, peer: Peer, req: &Request) -> Response {
+        let now = Utc::now();
+        let now_secs = now.timestamp().max(0) as u64;
+        let algorithms = self.cfg.registrar.algorithms.clone();
+        let users = &self.users;
+        let lookup = |user: &str, _realm: &str, alg: Algorithm| {
+            let u = users.get(user)?;
+            match alg {
+                Algorithm::Md5 => u.ha1_md5.clone(),
+                Algorithm::Sha256 => u.ha1_sha256.clone(),
+                _ => None,
+            }
+        };
+        let auth = match self
+            .digest
+            .verify_request(req, &algorithms, lookup, now_secs)
+        {
+            Ok(auth) => auth,
+            Err(e) => {
+                let mut resp =
+                    response_to(req, e.status(), super::message::reason_phrase(e.status()));
+                if e.status() == 401 {
+                    for challenge in self.digest.challenge(now_secs, e.stale(), &algorithms) {
+                        resp.headers.push("WWW-Authenticate", challenge);
+                    }
+                }
+                if !matches!(e, AuthError::Missing) {
+                    info!(from = %peer.addr, error = %e, "REGISTER refused");
+                }
+                return resp;
+            }
+        };
+        let aor = match aor_of(req) {
+            Ok(aor) => aor,
+            Err(e) => return e.response(req),
+        };
+        if !self.users.contains_key(&aor) {
+            return response_to(req, 404, "Not Found");
+        }
+        if auth.user != aor {
+            info!(user = %auth.user, aor, "REGISTER for another user's extension refused");
+            return response_to(req, 403, "Forbidden");
+        }
+        match self.registrar.on_register(now, &aor, req, peer) {
+            Ok(outcome) => {
+                if !outcome.changes.is_empty() {
+                    info!(aor, from = %peer.addr, changes = outcome.changes.len(), "registration");
+                    self.persist(outcome.changes.clone());
+                }
+                outcome.response(req)
+            }
+            Err(e) => e.response(req),
+        }
+    }
+
+    /// Hands binding changes to the store writer, in order.
+    fn persist(&self, changes: Vec<BindingChange>) {
+        if self.binding_changes.try_send(changes).is_err() {
+            warn!("registration store queue full; bindings stay in memory until the next REGISTER");
         }
     }
 

@@ -189,6 +189,15 @@ prompts = "{prompts}"
 flows = "{flows}"
 [log]
 filter = "warn"
+[registrar]
+algorithms = ["SHA-256", "MD5"]
+[[registrar.users]]
+user = "1001"
+ha1_md5 = "fe91a8312069f3ec33658a70e139d0d1"
+ha1_sha256 = "ce777f18d0030e57d31a42f8ec9f0ef8c446871038cfcb8985a3edd064d85b03"
+[[registrar.users]]
+user = "1002"
+ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
 {extra}
 "#,
         answer = opts.answer_delay_ms,
