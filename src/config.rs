@@ -151,6 +151,7 @@ struct FileRtp {
     advertised_address: Option<String>,
     ports: String,
     timeout_secs: u64,
+    inband_dtmf: String,
 }
 
 impl Default for FileRtp {
@@ -160,6 +161,7 @@ impl Default for FileRtp {
             advertised_address: None,
             ports: "20000-29999".into(),
             timeout_secs: 30,
+            inband_dtmf: "auto".into(),
         }
     }
 }
@@ -312,6 +314,17 @@ pub struct RtpConfig {
     pub port_high: u16,
     /// A call whose RTP stops for this long is hung up.
     pub timeout: Duration,
+    pub inband_dtmf: InbandDtmf,
+}
+
+/// When to listen for DTMF tones in the received audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InbandDtmf {
+    /// Only when the caller did not negotiate telephone-event (RFC 4733):
+    /// a gateway that offers RFC 4733 sends digits that way.
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone)]
@@ -589,6 +602,18 @@ impl Validator {
         if f.rtp.timeout_secs == 0 {
             self.error("rtp.timeout_secs", "must be at least 1");
         }
+        let inband_dtmf = match f.rtp.inband_dtmf.as_str() {
+            "auto" => InbandDtmf::Auto,
+            "always" => InbandDtmf::Always,
+            "never" => InbandDtmf::Never,
+            other => {
+                self.error(
+                    "rtp.inband_dtmf",
+                    format!("{other:?}: expected \"auto\", \"always\" or \"never\""),
+                );
+                InbandDtmf::Auto
+            }
+        };
 
         let (http_key, http_val) = match &o.http_listen {
             Some(v) => ("--http-listen", v.clone()),
@@ -691,6 +716,7 @@ impl Validator {
                 port_low,
                 port_high,
                 timeout: Duration::from_secs(f.rtp.timeout_secs),
+                inband_dtmf,
             },
             http_listen,
             database_url,

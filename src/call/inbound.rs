@@ -13,6 +13,7 @@
 
 use super::offer_answer::OfferAnswer;
 use super::CallContext;
+use crate::config::InbandDtmf;
 use crate::ivr::engine::{IvrAction, IvrSession};
 use crate::lang::Lang;
 use crate::media::dtmf::info::parse_info_body;
@@ -293,6 +294,13 @@ impl InboundCall {
             None => SessionConfig::new(socket, None, crate::media::Codec::Pcmu),
         };
         cfg.rtp_timeout = self.ctx.rtp.timeout;
+        // Tone detection costs a G.711 decode and a Goertzel pass per
+        // received frame: only where digits may come as tones.
+        cfg.inband_dtmf = match self.ctx.rtp.inband_dtmf {
+            InbandDtmf::Auto => cfg.dtmf_pt.is_none(),
+            InbandDtmf::Always => true,
+            InbandDtmf::Never => false,
+        };
         cfg.held = oa.current.is_none() || oa.held();
         let (handle, events) = session::spawn(cfg);
         self.media = Some(handle);
