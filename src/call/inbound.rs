@@ -11,6 +11,8 @@
 //! ringing) → `Answered` (2xx sent, waiting for ACK) → `Confirmed` →
 //! `Ended`. A CANCEL before the 2xx ends the call with 487.
 
+mod queueing;
+
 use super::offer_answer::OfferAnswer;
 use super::CallContext;
 use crate::config::InbandDtmf;
@@ -103,6 +105,10 @@ struct InboundCall {
     record: CallRecord,
     reached_queue: bool,
     voice_recording: Option<VoiceRecording>,
+    /// While the caller is in an agent queue.
+    queued: Option<queueing::Queued>,
+    /// A closing prompt: the call ends when it has played.
+    closing: Option<u64>,
 }
 
 /// A voice message being recorded.
@@ -165,9 +171,12 @@ impl InboundCall {
                 queue: None,
                 voice_message: None,
                 voice_message_ms: None,
+                acd: Default::default(),
             },
             reached_queue: false,
             voice_recording: None,
+            queued: None,
+            closing: None,
         }
     }
 
@@ -369,6 +378,9 @@ impl InboundCall {
                     Some(ev) => self.on_media_event(ev).await,
                     None => self.hangup(HangupBy::System, "media_failed").await,
                 },
+                Some(signal) = queueing::next_signal(&mut self.queued) => {
+                    self.on_queue_signal(signal).await;
+                }
                 Some(result) = self.lookups_rx.recv() => {
                     let now = Instant::now();
                     let actions = match self.ivr.as_mut() {
@@ -566,6 +578,9 @@ impl InboundCall {
     async fn on_media_event(&mut self, ev: MediaEvent) {
         let now = Instant::now();
         match ev {
+            MediaEvent::PlaybackDone { id } if id & queueing::QUEUE_PLAY_BIT != 0 => {
+                self.on_queue_playback_done(id).await;
+            }
             MediaEvent::PlaybackDone { id } => {
                 let actions = match self.ivr.as_mut() {
                     Some(ivr) => ivr.on_playback_done(now, id),
@@ -587,6 +602,10 @@ impl InboundCall {
     }
 
     async fn on_digit(&mut self, digit: char) {
+        if self.queued.is_some() {
+            self.on_queue_digit(digit).await;
+            return;
+        }
         if let Some(rec) = &self.voice_recording {
             // While recording, only the terminator means anything.
             if digit == rec.terminator {
@@ -637,13 +656,10 @@ impl InboundCall {
                         });
                     }
                     IvrAction::Queue { queue, priority } => {
-                        // The agent queue (ACD) is not built yet: the flow's
-                        // unavailable branch runs.
-                        info!(queue, priority, "queue requested; no agent queue yet");
-                        self.record.queue = Some(queue);
-                        self.reached_queue = true;
-                        if let Some(ivr) = self.ivr.as_mut() {
-                            next.extend(ivr.on_queue_unavailable(now));
+                        if !self.join_queue(&queue, priority).await {
+                            if let Some(ivr) = self.ivr.as_mut() {
+                                next.extend(ivr.on_queue_unavailable(now));
+                            }
                         }
                     }
                     IvrAction::RecordVoiceMessage { max, terminator } => {
@@ -772,6 +788,7 @@ impl InboundCall {
 
     /// Releases the media and hands the record to the writer.
     async fn finish(mut self) {
+        self.leave_queue().await;
         // A caller who hangs up instead of pressing # has still left a message.
         self.close_voice_message().await;
         let now = Instant::now();
@@ -791,6 +808,12 @@ impl InboundCall {
         if self.answered.is_some() && self.record.disposition != Disposition::Interrupted {
             self.record.disposition = if self.record.voice_message.is_some() {
                 Disposition::VoiceMessage
+            } else if self.record.acd.agent.is_some() {
+                Disposition::Answered
+            } else if self.record.hangup_reason == "callback_requested" {
+                Disposition::CallbackRequested
+            } else if self.reached_queue && self.record.hangup_by == HangupBy::Caller {
+                Disposition::AbandonedInQueue
             } else if self.reached_queue {
                 Disposition::ToQueue
             } else if self.record.self_service_result.is_some()

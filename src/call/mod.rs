@@ -3,6 +3,7 @@
 //! full) and spawns the call's task; the task answers, runs the IVR over the
 //! media session, and on hang-up hands its record to the store's writer.
 
+pub mod acd_service;
 pub mod inbound;
 pub mod offer_answer;
 
@@ -42,6 +43,10 @@ pub struct CallContext {
     pub data_dir: PathBuf,
     /// Wall-clock time for records and opening hours.
     pub clock: WallClock,
+    /// The agent queue.
+    pub acd: acd_service::AcdHandle,
+    /// Queues' settings (hold music, break-out keys, survey).
+    pub queues: Arc<std::collections::HashMap<String, crate::acd::QueueConfig>>,
 }
 
 /// The wall clock calls use. Normally the system clock; pinned to a start
