@@ -79,6 +79,7 @@ struct FileRegistrar {
     max_expires: u32,
     default_expires: u32,
     max_contacts: usize,
+    keepalive_secs: u64,
     users: Vec<FileSipUser>,
 }
 
@@ -91,6 +92,7 @@ impl Default for FileRegistrar {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 3,
+            keepalive_secs: 30,
             users: Vec::new(),
         }
     }
@@ -366,6 +368,8 @@ pub struct RegistrarSettings {
     /// Offered in this order of preference (SHA-256 before MD5).
     pub algorithms: Vec<crate::sip::digest::Algorithm>,
     pub limits: crate::sip::registrar::RegistrarConfig,
+    /// OPTIONS keep-alive to every binding this often; 0 = off.
+    pub keepalive_secs: u64,
     pub users: Vec<SipUser>,
 }
 
@@ -839,6 +843,7 @@ impl Validator {
                 default_expires: r.default_expires,
                 max_contacts_per_aor: r.max_contacts,
             },
+            keepalive_secs: r.keepalive_secs,
             users,
         }
     }

@@ -104,6 +104,8 @@ pub struct Server {
     pub http: SocketAddr,
     pub store: Store,
     sip: SipHandle,
+    /// Agents' reachability from the registrar, until the ACD takes it.
+    presence: Option<mpsc::Receiver<crate::sip::presence::Presence>>,
     records: RecordSink,
     /// Stops the endpoint and the HTTP server.
     shutdown: CancellationToken,
@@ -171,9 +173,11 @@ impl Server {
                 }
             }
         });
+        let (presence_tx, presence_rx) = mpsc::channel(1024);
         let registrations = crate::sip::endpoint::RegistrarState {
             bindings,
             changes: changes_tx,
+            presence: Some(presence_tx),
         };
         let (sip, endpoint_task) = endpoint::start(
             ep_cfg,
@@ -266,6 +270,7 @@ impl Server {
             http,
             store,
             sip,
+            presence: Some(presence_rx),
             records,
             shutdown,
             calls_stop,
@@ -276,6 +281,16 @@ impl Server {
             acd,
             acd_task,
         })
+    }
+
+    /// The SIP endpoint's handle (to ring agents, look up their contacts).
+    pub fn sip(&self) -> SipHandle {
+        self.sip.clone()
+    }
+
+    /// The registrar's presence events (agents reachable or not); once.
+    pub fn take_presence(&mut self) -> Option<mpsc::Receiver<crate::sip::presence::Presence>> {
+        self.presence.take()
     }
 
     /// Waits until every record submitted so far is in the database.

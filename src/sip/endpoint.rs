@@ -10,22 +10,72 @@
 //!
 //! - a new INVITE (no To tag) from a trusted trunk → `IncomingCall` to the
 //!   call manager, with a fresh event channel already registered for its
-//!   Call-ID (so an ACK or CANCEL racing the call task is never lost); from
-//!   anyone else → 403;
+//!   Call-ID (so an ACK or CANCEL racing the call task is never lost);
+//! - a new INVITE from anyone else is an agent's softphone dialing a feature
+//!   code or an extension: digest-challenged like REGISTER (same users,
+//!   realm and algorithms), then an `IncomingCall` with `user` set to the
+//!   authenticated extension and `trunk` empty; the From user must be that
+//!   extension (else 403). With no softphone users configured: 403;
 //! - requests within a known dialog, CANCEL, and responses to our requests →
 //!   the dialog's channel; unknown dialog → 481;
-//! - OPTIONS outside a dialog → 200 with Allow/Accept; REGISTER → 501 until
-//!   the registrar exists; other methods → 405 (known) or 501 (unknown).
+//! - OPTIONS outside a dialog → 200 with Allow/Accept; REGISTER → the
+//!   registrar (digest, `sip::registrar`); other methods → 405 (known) or
+//!   501 (unknown).
 //!
 //! Calls send through `SipHandle`: responses to their server transactions,
-//! new in-dialog requests (the endpoint adds the Via with a fresh branch and
-//! runs the client transaction), and ACKs for 2xx.
+//! new requests (the endpoint adds the Via with a fresh branch and runs the
+//! client transaction), and ACKs for 2xx.
+//!
+//! # The daemon as UAC (ringing agents)
+//!
+//! - `open_dialog(call_id)` routes a Call-ID we originate: responses to our
+//!   INVITE and, later, the agent's in-dialog requests (BYE, re-INVITE,
+//!   REFER, INFO) arrive on it; `end_dialog` closes it.
+//! - `send_request` returns the client transaction key (the branch is chosen
+//!   in the handle, so the key is known before the endpoint runs it). If the
+//!   endpoint cannot start the transaction (over the transaction cap), a
+//!   `DialogEvent::Timeout` for that key follows.
+//! - `cancel(&invite_key)`: RFC 3261 §9.1. The CANCEL is built from the
+//!   INVITE as sent (Request-URI, Call-ID, From, To, CSeq number, Route, the
+//!   one top Via with its branch) and runs in its own non-INVITE client
+//!   transaction. It leaves only once a provisional response has arrived
+//!   ("If no provisional response has been received, the CANCEL request MUST
+//!   NOT be sent; rather, the client MUST wait for the arrival of a
+//!   provisional response before sending the request"); a final response or
+//!   the INVITE's timeout first means nothing is sent. The INVITE then ends
+//!   with 487, delivered like any final response; responses to the CANCEL
+//!   itself are absorbed. A 2xx can still cross the CANCEL: the owner ACKs
+//!   and BYEs it.
+//! - 300-699 to our INVITE are ACKed here (§17.1.1.3, built from the INVITE
+//!   as sent, by `outbound::ack_for_non2xx`) and delivered once. Every 2xx
+//!   is delivered (`DialogEvent::Response`) each time it arrives —
+//!   retransmissions, a second fork's 2xx, and a 2xx after the INVITE
+//!   transaction is gone (`ClientDisposition::Unmatched`) while the route is
+//!   open — so that the owner ACKs each (§13.2.2.4, RFC 6026 §7.2) with
+//!   `Dialog::uac`/`Dialog::ack` and `SipHandle::ack`.
+//! - `contacts(aor)`: the agent's live, reachable bindings, best `q` first.
+//!
+//! # Keep-alive and presence
+//!
+//! Every live binding gets an OPTIONS each `registrar.keepalive_secs`
+//! (schedule in `sip::keepalive`, spread over the interval). No answer
+//! (Timer F or a transport error) marks the binding unreachable, so
+//! `contacts` skips it; any response marks it reachable again. Whenever an
+//! AOR goes from no usable binding to one or back — REGISTER, unregister,
+//! expiry, keep-alive — and once per AOR at start for restored bindings, a
+//! `Presence` is offered (`try_send`) to `RegistrarState::presence`
+//! (`sip::presence`). RFC 5626 CRLF CRLF pings over TCP get a CRLF pong in
+//! `transport`; over UDP a lone CRLF CRLF is ignored.
 
 use super::acl::Acl;
-use super::digest::{Algorithm, AuthError, DigestRealm};
+use super::digest::{Algorithm, AuthError, AuthOk, DigestRealm};
 use super::headers::Via;
+use super::keepalive::{BindingId, KeepAlive};
 use super::message::{response_to, Method, Request, Response, SipMessage};
+use super::outbound;
 use super::parse::parse_message;
+pub use super::presence::Presence;
+use super::presence::PresenceTracker;
 use super::registrar::{aor_of, Binding, BindingChange, Registrar};
 use super::transaction::{
     ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, ServerDisposition,
@@ -39,7 +89,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
@@ -70,6 +121,9 @@ pub struct RegistrarState {
     /// Every binding change, for the store; a bounded channel drained by
     /// one task so that changes are written in the order they happened.
     pub changes: mpsc::Sender<Vec<BindingChange>>,
+    /// Agents becoming reachable or unreachable, for the ACD (bounded;
+    /// `try_send`, an event is lost rather than the endpoint blocked).
+    pub presence: Option<mpsc::Sender<Presence>>,
 }
 
 /// What a dialog's owner (a call task) is told.
@@ -99,13 +153,18 @@ pub enum DialogEvent {
     AckTimeout,
 }
 
-/// A new call offered by a trusted source.
+/// A new call offered by a trusted trunk, or by an authenticated agent's
+/// softphone.
 #[derive(Debug)]
 pub struct IncomingCall {
     pub request: Request,
     pub key: TransactionKey,
     pub peer: Peer,
+    /// The trunk it came from; empty for a softphone call.
     pub trunk: String,
+    /// The authenticated extension of a softphone call (digest); `None`
+    /// for trunk calls.
+    pub user: Option<String>,
     pub events: mpsc::Receiver<DialogEvent>,
 }
 
@@ -133,6 +192,17 @@ impl LocalAddrs {
             TransportKind::Tcp => format!("<sip:{user}@{host}:{port};transport=tcp>"),
         }
     }
+
+    /// The sent-by of our Via on `kind` (RFC 3261 §18.1.1).
+    pub fn sent_by(&self, kind: TransportKind) -> String {
+        let port = match kind {
+            TransportKind::Udp => self.udp,
+            TransportKind::Tcp => self.tcp,
+        }
+        .map(|a| a.port())
+        .unwrap_or(5060);
+        format!("{}:{port}", host_literal(self.advertised))
+    }
 }
 
 fn host_literal(ip: IpAddr) -> String {
@@ -150,6 +220,18 @@ enum Command {
     Request {
         request: Request,
         peer: Peer,
+        branch: String,
+    },
+    Cancel {
+        invite: TransactionKey,
+    },
+    OpenDialog {
+        call_id: String,
+        events: mpsc::Sender<DialogEvent>,
+    },
+    Contacts {
+        aor: String,
+        reply: oneshot::Sender<Vec<Binding>>,
     },
     Ack {
         request: Request,
@@ -178,7 +260,66 @@ impl SipHandle {
     /// Sends a new request to `peer` in a client transaction; its responses
     /// come back as `DialogEvent::Response` on the Call-ID's channel.
     pub async fn request(&self, request: Request, peer: Peer) {
-        let _ = self.cmd.send(Command::Request { request, peer }).await;
+        let _ = self.send_request(request, peer).await;
+    }
+
+    /// Like `request`, returning the key of the client transaction (to
+    /// match responses, and to `cancel` an INVITE). `None` if the request
+    /// cannot be keyed or the endpoint is gone.
+    pub async fn send_request(&self, request: Request, peer: Peer) -> Option<TransactionKey> {
+        let branch = new_branch();
+        let key = TransactionKey::new(&branch, &self.local.sent_by(peer.kind), &request.method)
+            .ok()?;
+        self.cmd
+            .send(Command::Request {
+                request,
+                peer,
+                branch,
+            })
+            .await
+            .ok()?;
+        Some(key)
+    }
+
+    /// Cancels our INVITE `invite` (RFC 3261 §9.1; see the module header):
+    /// sent once a provisional response has arrived, never after a final.
+    pub async fn cancel(&self, invite: &TransactionKey) {
+        let _ = self
+            .cmd
+            .send(Command::Cancel {
+                invite: invite.clone(),
+            })
+            .await;
+    }
+
+    /// Opens the route for a Call-ID we originate: responses to our
+    /// requests and the peer's in-dialog requests come on the returned
+    /// channel until `end_dialog`. Open it before sending the INVITE (the
+    /// commands are handled in order).
+    pub async fn open_dialog(&self, call_id: &str) -> mpsc::Receiver<DialogEvent> {
+        let (tx, rx) = mpsc::channel(DIALOG_QUEUE);
+        let _ = self
+            .cmd
+            .send(Command::OpenDialog {
+                call_id: call_id.to_string(),
+                events: tx,
+            })
+            .await;
+        rx
+    }
+
+    /// The live, reachable bindings of `aor`, best `q` first (then the most
+    /// recently refreshed): the contacts to ring.
+    pub async fn contacts(&self, aor: &str) -> Vec<Binding> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Contacts {
+            aor: aor.to_string(),
+            reply,
+        };
+        if self.cmd.send(cmd).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Sends the ACK for a 2xx (outside any transaction, RFC 3261 §13.2.2.4).
@@ -241,6 +382,20 @@ pub async fn start(
     if !gone.is_empty() {
         let _ = registrations.changes.try_send(gone);
     }
+    let mut presence = PresenceTracker::new();
+    let now_wall = Utc::now();
+    let mut restored: Vec<&str> = registrar
+        .aors()
+        .filter(|aor| !registrar.reachable_contacts(aor, now_wall).is_empty())
+        .collect();
+    restored.sort_unstable();
+    let initial = presence.start(restored);
+    if let Some(tx) = &registrations.presence {
+        for p in initial {
+            let _ = tx.try_send(p);
+        }
+    }
+    let keepalive = KeepAlive::new(Duration::from_secs(cfg.registrar.keepalive_secs));
     let users = cfg
         .registrar
         .users
@@ -252,6 +407,11 @@ pub async fn start(
         registrar,
         users,
         binding_changes: registrations.changes,
+        presence_tx: registrations.presence,
+        presence,
+        keepalive,
+        probes: HashMap::new(),
+        client_invites: HashMap::new(),
         layer,
         txn_calls: HashMap::new(),
         cfg,
@@ -263,6 +423,8 @@ pub async fn start(
         incoming,
         draining: false,
     };
+    let mut endpoint = endpoint;
+    endpoint.keepalive_sync();
     let task = tokio::spawn(endpoint.run(cmd_rx, tcp_rx, shutdown));
     Ok((SipHandle { cmd: cmd_tx, local }, task))
 }
@@ -330,6 +492,31 @@ struct Endpoint {
     registrar: Registrar,
     users: HashMap<String, crate::config::SipUser>,
     binding_changes: mpsc::Sender<Vec<BindingChange>>,
+    presence_tx: Option<mpsc::Sender<Presence>>,
+    presence: PresenceTracker,
+    keepalive: KeepAlive,
+    /// Keep-alive OPTIONS in flight: their transaction → the binding.
+    probes: HashMap<TransactionKey, BindingId>,
+    /// Our INVITEs still in their client transaction: as sent (to build
+    /// the CANCEL and the non-2xx ACK), and the §9.1 CANCEL state.
+    client_invites: HashMap<TransactionKey, SentInvite>,
+}
+
+/// An INVITE we sent, while its client transaction lives.
+struct SentInvite {
+    request: Request,
+    peer: Peer,
+    provisional: bool,
+    final_received: bool,
+    cancel: CancelState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelState {
+    None,
+    /// Asked for before any provisional response (§9.1: wait for one).
+    Pending,
+    Sent,
 }
 
 impl Endpoint {
@@ -347,6 +534,7 @@ impl Endpoint {
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
                 Instant::now() + wait
             });
+            let keepalive = self.keepalive.next_deadline();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -374,9 +562,12 @@ impl Endpoint {
                     let gone = self.registrar.expire(Utc::now());
                     if !gone.is_empty() {
                         info!(count = gone.len(), "registrations expired");
+                        let aors: Vec<String> = gone.iter().map(|g| g.aor.clone()).collect();
                         self.persist(gone.into_iter().map(BindingChange::Removed).collect());
+                        self.bindings_changed(aors);
                     }
                 }
+                _ = sleep_until_opt(keepalive) => self.on_keepalive_timer(),
             }
         }
         debug!("SIP endpoint stopped");
@@ -407,6 +598,9 @@ impl Endpoint {
             match out.kind {
                 OutputKind::Send { peer, bytes } => self.send(peer, bytes),
                 OutputKind::Timeout | OutputKind::TransportError => {
+                    if let Some(id) = self.probes.remove(&out.key) {
+                        self.probe_finished(id, false);
+                    }
                     if let Some(call_id) = self.txn_calls.get(&out.key).cloned() {
                         self.deliver(&call_id, DialogEvent::Timeout { key: out.key });
                     }
@@ -421,6 +615,10 @@ impl Endpoint {
                 OutputKind::SendTrying => {}
                 OutputKind::Terminated => {
                     self.txn_calls.remove(&out.key);
+                    self.client_invites.remove(&out.key);
+                    if let Some(id) = self.probes.remove(&out.key) {
+                        self.probe_finished(id, false);
+                    }
                 }
             }
         }
@@ -462,33 +660,41 @@ impl Endpoint {
                     Err(e) => debug!(error = %e, status, "response not sent"),
                 }
             }
-            Command::Request { mut request, peer } => {
-                let branch = new_branch();
-                let via = self.our_via(peer.kind, &branch);
-                request.headers.0.insert(
-                    0,
-                    super::message::Header {
-                        name: "Via".into(),
-                        value: via,
-                    },
-                );
+            Command::Request {
+                request,
+                peer,
+                branch,
+            } => {
                 let call_id = request.call_id().map(str::to_string).unwrap_or_default();
-                let Ok(key) =
-                    TransactionKey::new(&branch, &self.sent_by(peer.kind), &request.method)
-                else {
-                    return;
-                };
-                let bytes = request.to_bytes();
-                match self
-                    .layer
-                    .send_request(now, key.clone(), &request.method, bytes, peer)
-                {
-                    Ok(outputs) => {
+                let method = request.method.clone();
+                match self.start_client(request, peer, &branch) {
+                    Some(key) => {
                         self.txn_calls.insert(key, call_id);
-                        self.apply(outputs);
                     }
-                    Err(e) => debug!(error = %e, "request not sent"),
+                    None => {
+                        // The handle already returned the key: tell its owner.
+                        if let Ok(key) = TransactionKey::new(
+                            &branch,
+                            &self.local.sent_by(peer.kind),
+                            &method,
+                        ) {
+                            self.deliver(&call_id, DialogEvent::Timeout { key });
+                        }
+                    }
                 }
+            }
+            Command::Cancel { invite } => self.cancel_invite(&invite),
+            Command::OpenDialog { call_id, events } => {
+                self.dialogs.insert(call_id, events);
+            }
+            Command::Contacts { aor, reply } => {
+                let contacts = self
+                    .registrar
+                    .reachable_contacts(&aor, Utc::now())
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                let _ = reply.send(contacts);
             }
             Command::Ack { mut request, peer } => {
                 let via = self.our_via(peer.kind, &new_branch());
@@ -508,22 +714,198 @@ impl Endpoint {
         }
     }
 
-    fn sent_by(&self, kind: TransportKind) -> String {
-        let port = match kind {
-            TransportKind::Udp => self.local.udp,
-            TransportKind::Tcp => self.local.tcp,
-        }
-        .map(|a| a.port())
-        .unwrap_or(5060);
-        format!("{}:{port}", host_literal(self.local.advertised))
-    }
-
     fn our_via(&self, kind: TransportKind, branch: &str) -> String {
         format!(
             "SIP/2.0/{} {};branch={branch};rport",
             kind.via_token(),
-            self.sent_by(kind)
+            self.local.sent_by(kind)
         )
+    }
+
+    /// Puts our Via (with `branch`) on top of `request` and starts its
+    /// client transaction. Returns the key, or `None` if the layer refused
+    /// (over the cap, duplicate). An INVITE is remembered as sent.
+    fn start_client(
+        &mut self,
+        mut request: Request,
+        peer: Peer,
+        branch: &str,
+    ) -> Option<TransactionKey> {
+        let via = self.our_via(peer.kind, branch);
+        request.headers.0.insert(
+            0,
+            super::message::Header {
+                name: "Via".into(),
+                value: via,
+            },
+        );
+        let key = TransactionKey::new(branch, &self.local.sent_by(peer.kind), &request.method)
+            .ok()?;
+        let bytes = request.to_bytes();
+        match self
+            .layer
+            .send_request(Instant::now(), key.clone(), &request.method, bytes, peer)
+        {
+            Ok(outputs) => {
+                if request.method == Method::Invite {
+                    self.client_invites.insert(
+                        key.clone(),
+                        SentInvite {
+                            request,
+                            peer,
+                            provisional: false,
+                            final_received: false,
+                            cancel: CancelState::None,
+                        },
+                    );
+                }
+                self.apply(outputs);
+                Some(key)
+            }
+            Err(e) => {
+                debug!(error = %e, "request not sent");
+                None
+            }
+        }
+    }
+
+    /// RFC 3261 §9.1 for our INVITE `key`.
+    fn cancel_invite(&mut self, key: &TransactionKey) {
+        let Some(sent) = self.client_invites.get_mut(key) else {
+            // Gone: its final response came and went, or it timed out.
+            return;
+        };
+        if sent.final_received || sent.cancel != CancelState::None {
+            // §9.1: "if the original request has generated a final
+            // response, the CANCEL SHOULD NOT be sent".
+            return;
+        }
+        if sent.provisional {
+            self.send_cancel(key);
+        } else {
+            sent.cancel = CancelState::Pending;
+        }
+    }
+
+    fn send_cancel(&mut self, key: &TransactionKey) {
+        let Some(sent) = self.client_invites.get_mut(key) else {
+            return;
+        };
+        sent.cancel = CancelState::Sent;
+        let cancel = outbound::cancel_for(&sent.request);
+        let peer = sent.peer;
+        // Same branch as the INVITE (the single Via is copied from it), so
+        // the layer keys it as the INVITE's CANCEL and starts the §9.1
+        // 64*T1 limit on the INVITE.
+        let bytes = cancel.to_bytes();
+        match self
+            .layer
+            .send_request(Instant::now(), key.clone(), &Method::Cancel, bytes, peer)
+        {
+            Ok(outputs) => self.apply(outputs),
+            Err(e) => debug!(error = %e, "CANCEL not sent"),
+        }
+    }
+
+    /// Keep-alive slots that are due: one OPTIONS per binding.
+    fn on_keepalive_timer(&mut self) {
+        let due = self.keepalive.due(Instant::now());
+        let now = Utc::now();
+        for id in due {
+            let binding = self
+                .registrar
+                .bindings(&id.aor, now)
+                .into_iter()
+                .find(|b| b.contact_uri == id.contact_uri)
+                .cloned();
+            let Some(binding) = binding else {
+                self.keepalive.finished(&id);
+                continue;
+            };
+            let contact = self.local.contact("hotline", binding.source.kind);
+            let call_id = format!("{}@hotline", new_tag());
+            let (req, peer) = outbound::options_to_binding(&binding, &call_id, &new_tag(), &contact);
+            match self.start_client(req, peer, &new_branch()) {
+                Some(key) => {
+                    trace!(aor = %id.aor, to = %peer.addr, "keep-alive OPTIONS");
+                    self.probes.insert(key, id);
+                }
+                None => {
+                    self.keepalive.finished(&id);
+                }
+            }
+        }
+    }
+
+    /// A keep-alive ended: answered (reachable) or not.
+    fn probe_finished(&mut self, id: BindingId, answered: bool) {
+        if !self.keepalive.finished(&id) {
+            return;
+        }
+        let before = self
+            .registrar
+            .bindings(&id.aor, Utc::now())
+            .into_iter()
+            .find(|b| b.contact_uri == id.contact_uri)
+            .map(|b| b.reachable);
+        if before == Some(answered) {
+            return;
+        }
+        let changed = if answered {
+            self.registrar.mark_reachable(&id.aor, &id.contact_uri)
+        } else {
+            self.registrar.mark_unreachable(&id.aor, &id.contact_uri)
+        };
+        if changed {
+            if answered {
+                info!(aor = %id.aor, contact = %id.contact_uri, "contact reachable again");
+            } else {
+                info!(aor = %id.aor, contact = %id.contact_uri, "contact unreachable (keep-alive unanswered)");
+            }
+            self.update_presence(&id.aor);
+        }
+    }
+
+    /// Offers the ACD a presence change of `aor`, if there is one.
+    fn update_presence(&mut self, aor: &str) {
+        let usable = !self
+            .registrar
+            .reachable_contacts(aor, Utc::now())
+            .is_empty();
+        if let Some(p) = self.presence.update(aor, usable) {
+            debug!(aor, reachable = p.reachable, "presence");
+            if let Some(tx) = &self.presence_tx {
+                if tx.try_send(p).is_err() {
+                    warn!(aor, "presence queue full or closed; event dropped");
+                }
+            }
+        }
+    }
+
+    /// Bindings of `aors` changed (REGISTER, expiry): presence, keep-alives.
+    fn bindings_changed(&mut self, mut aors: Vec<String>) {
+        aors.sort_unstable();
+        aors.dedup();
+        for aor in aors {
+            self.update_presence(&aor);
+        }
+        self.keepalive_sync();
+    }
+
+    fn keepalive_sync(&mut self) {
+        if !self.keepalive.enabled() {
+            return;
+        }
+        let now = Utc::now();
+        let live: Vec<BindingId> = self
+            .registrar
+            .live_bindings(now)
+            .map(|b| BindingId {
+                aor: b.aor.clone(),
+                contact_uri: b.contact_uri.clone(),
+            })
+            .collect();
+        self.keepalive.sync(Instant::now(), live);
     }
 
     fn on_bytes(&mut self, peer: Peer, bytes: Bytes) {
@@ -713,35 +1095,9 @@ impl Endpoint {
     /// user may only register its own extension, then the registrar.
     fn on_register(&mut self, peer: Peer, req: &Request) -> Response {
         let now = Utc::now();
-        let now_secs = now.timestamp().max(0) as u64;
-        let algorithms = self.cfg.registrar.algorithms.clone();
-        let users = &self.users;
-        let lookup = |user: &str, _realm: &str, alg: Algorithm| {
-            let u = users.get(user)?;
-            match alg {
-                Algorithm::Md5 => u.ha1_md5.clone(),
-                Algorithm::Sha256 => u.ha1_sha256.clone(),
-                _ => None,
-            }
-        };
-        let auth = match self
-            .digest
-            .verify_request(req, &algorithms, lookup, now_secs)
-        {
+        let auth = match self.authenticate(peer, req) {
             Ok(auth) => auth,
-            Err(e) => {
-                let mut resp =
-                    response_to(req, e.status(), super::message::reason_phrase(e.status()));
-                if e.status() == 401 {
-                    for challenge in self.digest.challenge(now_secs, e.stale(), &algorithms) {
-                        resp.headers.push("WWW-Authenticate", challenge);
-                    }
-                }
-                if !matches!(e, AuthError::Missing) {
-                    info!(from = %peer.addr, error = %e, "REGISTER refused");
-                }
-                return resp;
-            }
+            Err(resp) => return resp,
         };
         let aor = match aor_of(req) {
             Ok(aor) => aor,
@@ -759,11 +1115,66 @@ impl Endpoint {
                 if !outcome.changes.is_empty() {
                     info!(aor, from = %peer.addr, changes = outcome.changes.len(), "registration");
                     self.persist(outcome.changes.clone());
+                    self.bindings_changed(vec![aor.clone()]);
                 }
                 outcome.response(req)
             }
             Err(e) => e.response(req),
         }
+    }
+
+    /// Digest authentication of a softphone's request (REGISTER, INVITE):
+    /// the verified credentials, or the response to send — 401 with one
+    /// `WWW-Authenticate` challenge per configured algorithm, 400 for
+    /// unreadable credentials.
+    fn authenticate(&mut self, peer: Peer, req: &Request) -> Result<AuthOk, Response> {
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        let algorithms = self.cfg.registrar.algorithms.clone();
+        let users = &self.users;
+        let lookup = |user: &str, _realm: &str, alg: Algorithm| {
+            let u = users.get(user)?;
+            match alg {
+                Algorithm::Md5 => u.ha1_md5.clone(),
+                Algorithm::Sha256 => u.ha1_sha256.clone(),
+                _ => None,
+            }
+        };
+        self.digest
+            .verify_request(req, &algorithms, lookup, now_secs)
+            .map_err(|e| {
+                let mut resp =
+                    response_to(req, e.status(), super::message::reason_phrase(e.status()));
+                if e.status() == 401 {
+                    for challenge in self.digest.challenge(now_secs, e.stale(), &algorithms) {
+                        resp.headers.push("WWW-Authenticate", challenge);
+                    }
+                }
+                if !matches!(e, AuthError::Missing) {
+                    info!(from = %peer.addr, method = %req.method, error = %e, "credentials refused");
+                }
+                resp
+            })
+    }
+
+    /// An INVITE from outside every trunk: an agent's softphone (feature
+    /// codes, extensions). Digest with 401/WWW-Authenticate, not 407: the
+    /// daemon is the UAS the request is for, not a proxy on its way, and
+    /// RFC 3261 §22.2 gives UASs 401 (§22.3's 407 is for proxies); the same
+    /// challenge as REGISTER, which every softphone already answers. The
+    /// From user must be the authenticated extension (an agent cannot
+    /// place calls in another's name). `Ok(user)` or the response to send.
+    fn authenticate_invite(&mut self, peer: Peer, req: &Request) -> Result<String, Response> {
+        if self.users.is_empty() {
+            info!(from = %peer.addr, "INVITE from an untrusted source refused (403)");
+            return Err(response_to(req, 403, "Forbidden"));
+        }
+        let auth = self.authenticate(peer, req)?;
+        let from_user = req.from().ok().and_then(|f| f.uri.user.clone());
+        if from_user.as_deref() != Some(auth.user.as_str()) {
+            info!(user = %auth.user, from = ?from_user, "INVITE in another user's name refused");
+            return Err(response_to(req, 403, "Forbidden"));
+        }
+        Ok(auth.user)
     }
 
     /// Hands binding changes to the store writer, in order.
@@ -796,10 +1207,16 @@ impl Endpoint {
             reject(self, 503, &[("Retry-After", "30")]);
             return;
         }
-        let Some(trunk) = self.acl.trunk_for(peer.addr.ip()).map(str::to_string) else {
-            info!(from = %peer.addr, call_id, "INVITE from an untrusted source refused (403)");
-            reject(self, 403, &[]);
-            return;
+        let (trunk, user) = match self.acl.trunk_for(peer.addr.ip()) {
+            Some(trunk) => (trunk.to_string(), None),
+            None => match self.authenticate_invite(peer, &req) {
+                Ok(user) => (String::new(), Some(user)),
+                Err(mut resp) => {
+                    resp.set_to_tag(&new_tag());
+                    self.respond_in_txn(&key, resp);
+                    return;
+                }
+            },
         };
         if self.dialogs.contains_key(&call_id) {
             // A second INVITE with a Call-ID in use and no To tag: a forked or
@@ -813,6 +1230,7 @@ impl Endpoint {
             key: key.clone(),
             peer: resp_peer,
             trunk,
+            user,
             events: rx,
         };
         match self.incoming.try_send(call) {
@@ -846,7 +1264,22 @@ impl Endpoint {
             return;
         };
         let call_id = resp.call_id().map(str::to_string).unwrap_or_default();
-        match self.layer.on_response(Instant::now(), &key, resp.status) {
+        let disposition = self.layer.on_response(Instant::now(), &key, resp.status);
+        if !matches!(disposition, ClientDisposition::Unmatched) {
+            if let Some(id) = self.probes.remove(&key) {
+                // Any response, even 4xx/5xx, proves the contact is there.
+                self.probe_finished(id, true);
+                return;
+            }
+        }
+        if cseq.method == Method::Cancel {
+            // The CANCEL's own response: the INVITE's 487 is what counts.
+            return;
+        }
+        if cseq.method == Method::Invite {
+            self.track_invite_response(&key, resp.status);
+        }
+        match disposition {
             ClientDisposition::Deliver => {
                 self.deliver(
                     &call_id,
@@ -856,8 +1289,8 @@ impl Endpoint {
                     },
                 );
             }
-            ClientDisposition::DeliverAndAck { .. } | ClientDisposition::ResendAck { .. } => {
-                // Our INVITEs (to agents) come with the ACD; nothing sends one yet.
+            ClientDisposition::DeliverAndAck { peer } => {
+                self.send_non2xx_ack(&key, &resp, peer);
                 self.deliver(
                     &call_id,
                     DialogEvent::Response {
@@ -866,7 +1299,24 @@ impl Endpoint {
                     },
                 );
             }
+            ClientDisposition::ResendAck { peer } => self.send_non2xx_ack(&key, &resp, peer),
             ClientDisposition::Absorb => {}
+            ClientDisposition::Unmatched
+                if cseq.method == Method::Invite && (200..300).contains(&resp.status) =>
+            {
+                // RFC 6026 §7.2 / §13.2.2.4: a 2xx after the transaction
+                // ended (a late fork or retransmission) still needs an ACK
+                // from the dialog's owner.
+                if !self.deliver(
+                    &call_id,
+                    DialogEvent::Response {
+                        response: resp,
+                        key,
+                    },
+                ) {
+                    trace!(call_id, "late 2xx for no open dialog dropped");
+                }
+            }
             ClientDisposition::Unmatched => {
                 trace!(
                     call_id,
@@ -875,6 +1325,32 @@ impl Endpoint {
                 );
             }
         }
+    }
+
+    /// Notes provisional/final responses of our INVITE `key` for §9.1: a
+    /// CANCEL waiting for a provisional response leaves now; one waiting
+    /// when a final response came is dropped.
+    fn track_invite_response(&mut self, key: &TransactionKey, status: u16) {
+        let Some(sent) = self.client_invites.get_mut(key) else {
+            return;
+        };
+        if status < 200 {
+            sent.provisional = true;
+            if sent.cancel == CancelState::Pending {
+                self.send_cancel(key);
+            }
+        } else {
+            sent.final_received = true;
+        }
+    }
+
+    /// §17.1.1.3: the ACK for a 300-699, to the INVITE's peer.
+    fn send_non2xx_ack(&mut self, key: &TransactionKey, resp: &Response, peer: Peer) {
+        let Some(sent) = self.client_invites.get(key) else {
+            return;
+        };
+        let ack = outbound::ack_for_non2xx(&sent.request, resp);
+        self.send(peer, ack.to_bytes());
     }
 }
 
