@@ -1,0 +1,772 @@
+//! The media bridge: RTP relayed between a caller's leg and an agent's leg
+//! through the daemon (the B2BUA's media path once an agent answers).
+//!
+//! [`spawn`] takes both legs' [`LegMedia`] (from [`MediaHandle::detach`] or
+//! [`LegMedia::new`]) and starts **one task owning both sockets**. It wakes
+//! when a socket is readable and forwards each packet as it arrives (no
+//! 20 ms tick on the relay path, which would add up to 20 ms of delay): parse,
+//! latch, map the header ([`OutStream`]), transcode the payload if needed,
+//! `try_send_to` — no allocation, no lock, no `.await` per packet. A 20 ms
+//! tick runs only while a side is fed generated audio (hold music, a
+//! prompt). [`BridgeHandle::end`] stops the task and hands both legs back,
+//! to be resumed as sessions ([`resume`]) with their stream continuing.
+//!
+//! What is relayed, from side A to side B:
+//! - **Audio** (A's negotiated payload type): sent with B's audio payload
+//!   type; PCMU<->PCMA transcoded byte by byte through a 256-entry table
+//!   ([`g711::transcode_table`]) when the two sides negotiated different
+//!   codecs. The header is written anew (12 bytes: CSRCs, header extensions
+//!   and padding of the incoming packet are not carried over): B's own SSRC,
+//!   sequence number and timestamp mapped by offset (see [`super::relay`]
+//!   for the rules: RFC 3550 §5.1, RFC 3551 §4.1, RFC 7667 §3.6.2), the
+//!   incoming marker bit kept, and set at every discontinuity.
+//! - **RFC 4733 telephone-events**: forwarded with B's negotiated
+//!   telephone-event payload type, sequence number and timestamp mapped like
+//!   audio (all packets of an event keep the event's start timestamp, end
+//!   retransmissions are forwarded as they come, RFC 4733 §2.5.1), payload
+//!   untouched. If B negotiated no telephone-event they are not forwarded
+//!   (B hears nothing of the digit unless A also left it in-band). Digits are
+//!   reported either way ([`BridgeEvent::Digit`], once per event, by the
+//!   leg's [`Rfc4733Receiver`]); in-band detection runs only if the leg had
+//!   it on, and stops once the leg sends RFC 4733, as in the session.
+//! - **Comfort noise** (PT 13, RFC 3389) is dropped: the other side may not
+//!   have negotiated it, and with G.711 a gap in the stream is heard as
+//!   silence; the next talkspurt starts with A's marker bit anyway.
+//! - Anything else (other payload types, other streams, RTCP) is dropped.
+//!
+//! Hold ([`BridgeHandle::set_hold`], or `set_remote(side, None)` for the old
+//! `c=0.0.0.0` hold): when A holds, nothing is sent to A, A's audio is not
+//! relayed, and B hears the hold music (looped from the start on each hold;
+//! silence frames if there is none) at 20 ms. On resume relaying starts
+//! again, the first packet to each side with the marker bit. While either
+//! side holds, neither side's RTP timeout runs (the held side answered
+//! `recvonly`/`inactive` and may send nothing); it restarts from the resume.
+//!
+//! A prompt to one side ([`BridgeHandle::play`]) replaces what that side
+//! hears (relayed audio or hold music) while it plays; then
+//! [`BridgeEvent::PlaybackDone`].
+//!
+//! Symmetric RTP latching per side, exactly as in the session
+//! ([`SymmetricLatch`]); packets of other streams are ignored.
+//!
+//! # Cost per bridged call
+//! Per relayed packet: one `recvfrom` (plus one `EAGAIN` per wake-up), one
+//! `sendto`, two reads of the clock (for the delay statistic) and a
+//! 160-byte copy or table lookup; the task wakes once per readable socket
+//! (a burst of packets is read in one wake-up). State: two 1,500-byte
+//! buffers and two legs' state (latch, DTMF receivers, players, counters);
+//! a few KiB per call, plus the sockets' kernel buffers. The tap, when
+//! attached, copies each received audio payload into `Bytes` (one
+//! allocation per frame, as in the session), as the recorder needs an owned
+//! frame.
+
+use super::dtmf::inband::InbandDetector;
+use super::dtmf::rfc4733::Rfc4733Receiver;
+use super::dtmf::DtmfSource;
+use super::events::Outbox;
+use super::latch::{SymmetricLatch, Verdict};
+use super::player::Player;
+use super::port_pool::RtpSocket;
+use super::prompts::Prompt;
+use super::relay::{OutStream, StreamStats};
+use super::session::{
+    detect_inband, tap_frame, LegMedia, ReceivedFrame, SessionClosed, FRAME_DURATION,
+    PT_COMFORT_NOISE, RECV_BUF,
+};
+#[cfg(doc)]
+use super::session::{resume, MediaHandle};
+use super::{g711, rtp, Codec, FRAME_SAMPLES};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+
+/// Capacity of the event channel to the call task.
+pub const EVENT_CAPACITY: usize = 32;
+/// Capacity of the command channel from the [`BridgeHandle`].
+const COMMAND_CAPACITY: usize = 16;
+/// At most this many datagrams are read from one socket per wake-up, so a
+/// flood on one side cannot starve the other.
+const MAX_READS_PER_WAKE: usize = 32;
+/// How far ahead the timeout timer is set when no timeout runs.
+const NO_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One of the two bridged legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Caller,
+    Agent,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Agent,
+            Side::Agent => Side::Caller,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Side::Caller => 0,
+            Side::Agent => 1,
+        }
+    }
+
+    const BOTH: [Side; 2] = [Side::Caller, Side::Agent];
+}
+
+/// What the bridge task needs.
+#[derive(Debug)]
+pub struct BridgeConfig {
+    pub caller: LegMedia,
+    pub agent: LegMedia,
+    /// What a side hears while the other holds (looped); `None`: silence.
+    pub hold_music: Option<Arc<Prompt>>,
+    /// RTP inactivity timeout for both sides while bridged; `None`: each
+    /// leg's own (`SessionConfig::rtp_timeout`). The legs keep their own
+    /// when handed back.
+    pub rtp_timeout: Option<Duration>,
+}
+
+impl BridgeConfig {
+    /// Both legs, no hold music, each leg's own RTP timeout.
+    pub fn new(caller: LegMedia, agent: LegMedia) -> Self {
+        BridgeConfig {
+            caller,
+            agent,
+            hold_music: None,
+            rtp_timeout: None,
+        }
+    }
+}
+
+/// What the bridge reports to the call task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BridgeEvent {
+    /// `side` sent a digit (it is also forwarded, see the module docs).
+    Digit {
+        side: Side,
+        digit: char,
+        source: DtmfSource,
+    },
+    /// No RTP from `side` for its timeout while no side holds (once,
+    /// re-armed when RTP flows again).
+    RtpTimeout { side: Side },
+    /// Frames to `side` now go to this address.
+    RemoteLatched { side: Side, addr: SocketAddr },
+    /// The prompt list played to `side` with `id` has been sent to the end.
+    PlaybackDone { side: Side, id: u64 },
+}
+
+/// Counters for the packets one side sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SideStats {
+    /// Packets accepted from this side (its latched stream, a negotiated
+    /// payload type), whether forwarded or not.
+    pub received: u64,
+    /// Of them, sent on to the other side.
+    pub forwarded: u64,
+    /// Of them, not sent on (hold, a prompt or hold music playing to the
+    /// other side, comfort noise, no telephone-event on the other side,
+    /// stale, a send error).
+    pub dropped: u64,
+    /// Sequence numbers skipped (lost, unless they came late), reordered
+    /// packets, stale ones, among those that reached the relay.
+    pub stream: StreamStats,
+    /// The longest time from a packet's receipt to its forwarding.
+    pub max_forward_delay: Duration,
+}
+
+/// Both sides' counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeStats {
+    pub caller: SideStats,
+    pub agent: SideStats,
+}
+
+impl BridgeStats {
+    pub fn side(&self, side: Side) -> &SideStats {
+        match side {
+            Side::Caller => &self.caller,
+            Side::Agent => &self.agent,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    SetHold(Side, bool),
+    SetRemote(Side, Option<SocketAddr>),
+    SetTap(Side, Option<mpsc::Sender<ReceivedFrame>>),
+    Play {
+        side: Side,
+        id: u64,
+        prompts: Vec<Arc<Prompt>>,
+    },
+    Stats(oneshot::Sender<BridgeStats>),
+    End(oneshot::Sender<(LegMedia, LegMedia)>),
+}
+
+/// Controls one bridge task. Dropping it ends the task and closes both
+/// legs' sockets; [`BridgeHandle::end`] hands the legs back instead.
+#[derive(Debug)]
+pub struct BridgeHandle {
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+    local_addrs: [SocketAddr; 2],
+}
+
+impl BridgeHandle {
+    /// Our RTP address on `side`'s leg.
+    pub fn local_addr(&self, side: Side) -> SocketAddr {
+        self.local_addrs[side.index()]
+    }
+
+    /// `side` put the call on hold (its re-INVITE says sendonly/inactive)
+    /// or resumed it: while held nothing is sent to `side`, and the other
+    /// side hears hold music instead of `side`'s audio.
+    pub async fn set_hold(&self, side: Side, held: bool) -> Result<(), SessionClosed> {
+        self.send(Command::SetHold(side, held)).await
+    }
+
+    /// A new remote address for `side` from a re-INVITE; `None` for hold
+    /// with `0.0.0.0` (as [`set_hold`](Self::set_hold)). A different
+    /// address drops the latch.
+    pub async fn set_remote(
+        &self,
+        side: Side,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), SessionClosed> {
+        self.send(Command::SetRemote(side, remote)).await
+    }
+
+    /// Attaches (or detaches) the receiver of the audio frames `side`
+    /// sends, in `side`'s codec (before any transcoding).
+    pub async fn set_tap(
+        &self,
+        side: Side,
+        tap: Option<mpsc::Sender<ReceivedFrame>>,
+    ) -> Result<(), SessionClosed> {
+        self.send(Command::SetTap(side, tap)).await
+    }
+
+    /// Plays `prompts` to `side` only, replacing what it hears while they
+    /// play (and a list already playing to it); then
+    /// [`BridgeEvent::PlaybackDone`].
+    pub async fn play(
+        &self,
+        side: Side,
+        id: u64,
+        prompts: Vec<Arc<Prompt>>,
+    ) -> Result<(), SessionClosed> {
+        self.send(Command::Play { side, id, prompts }).await
+    }
+
+    /// The counters so far.
+    pub async fn stats(&self) -> Result<BridgeStats, SessionClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Stats(tx)).await?;
+        rx.await.map_err(|_| SessionClosed)
+    }
+
+    /// Stops the bridge and hands back (caller, agent), each leg's stream
+    /// positioned after the last packet sent to it, ready for [`resume`].
+    pub async fn end(self) -> Result<(LegMedia, LegMedia), SessionClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::End(tx)).await?;
+        let legs = rx.await.map_err(|_| SessionClosed)?;
+        let _ = self.task.await;
+        Ok(legs)
+    }
+
+    async fn send(&self, c: Command) -> Result<(), SessionClosed> {
+        self.commands.send(c).await.map_err(|_| SessionClosed)
+    }
+}
+
+/// Starts the bridge task for two legs.
+pub fn spawn(cfg: BridgeConfig) -> (BridgeHandle, mpsc::Receiver<BridgeEvent>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
+    let now = Instant::now();
+    let (caller_socket, caller) = Leg::new(cfg.caller, cfg.rtp_timeout, now);
+    let (agent_socket, agent) = Leg::new(cfg.agent, cfg.rtp_timeout, now);
+    let sockets = [caller_socket, agent_socket];
+    let local_addrs = [sockets[0].local_addr(), sockets[1].local_addr()];
+    let bridge = Bridge {
+        legs: [caller, agent],
+        hold_music: cfg.hold_music,
+        events: Outbox::new(ev_tx),
+        rx_buf: vec![0; RECV_BUF].into_boxed_slice(),
+        tx_buf: vec![0; RECV_BUF].into_boxed_slice(),
+        pcm: Vec::with_capacity(RECV_BUF),
+        rearm_timeouts: false,
+    };
+    let task = tokio::spawn(bridge.run(sockets, cmd_rx));
+    (
+        BridgeHandle {
+            commands: cmd_tx,
+            task,
+            local_addrs,
+        },
+        ev_rx,
+    )
+}
+
+/// One leg's state inside the bridge (its socket lives beside it).
+#[derive(Debug)]
+struct Leg {
+    codec: Codec,
+    audio_pt: u8,
+    dtmf_pt: Option<u8>,
+    inband: Option<InbandDetector>,
+    /// The leg's own timeout, handed back at the end.
+    own_timeout: Duration,
+    rtp_timeout: Duration,
+    tap: Option<mpsc::Sender<ReceivedFrame>>,
+    held: bool,
+    sdp_remote: Option<SocketAddr>,
+    latch: SymmetricLatch,
+    rfc4733: Rfc4733Receiver,
+    /// The stream sent to this leg.
+    out: OutStream,
+    /// A prompt to this leg.
+    player: Player,
+    /// Hold music to this leg (while the other side holds).
+    music: Player,
+    silence: [u8; FRAME_SAMPLES],
+    last_rx: Instant,
+    timed_out: bool,
+    /// Counters of the packets this leg sent.
+    stats: SideStats,
+}
+
+impl Leg {
+    fn new(leg: LegMedia, timeout: Option<Duration>, now: Instant) -> (RtpSocket, Leg) {
+        let state = Leg {
+            codec: leg.codec,
+            audio_pt: leg.audio_pt,
+            dtmf_pt: leg.dtmf_pt,
+            inband: leg.inband_dtmf.then(InbandDetector::new),
+            own_timeout: leg.rtp_timeout,
+            rtp_timeout: timeout.unwrap_or(leg.rtp_timeout),
+            tap: leg.tap,
+            held: leg.held,
+            sdp_remote: leg.sdp_remote,
+            latch: leg.latch,
+            rfc4733: leg.rfc4733,
+            out: OutStream::new(leg.sender, leg.clock_at),
+            player: Player::new(),
+            music: Player::new(),
+            silence: [g711::silence_byte(leg.codec); FRAME_SAMPLES],
+            last_rx: now,
+            timed_out: false,
+            stats: SideStats::default(),
+        };
+        (leg.socket, state)
+    }
+
+    /// This side holds: nothing is sent to it, its audio is not relayed.
+    fn holding(&self) -> bool {
+        self.held || self.sdp_remote.is_none()
+    }
+
+    fn into_leg(self, socket: RtpSocket, now: Instant) -> LegMedia {
+        LegMedia {
+            socket,
+            codec: self.codec,
+            audio_pt: self.audio_pt,
+            dtmf_pt: self.dtmf_pt,
+            inband_dtmf: self.inband.is_some(),
+            rtp_timeout: self.own_timeout,
+            tap: self.tap,
+            held: self.held,
+            sdp_remote: self.sdp_remote,
+            latch: self.latch,
+            rfc4733: self.rfc4733,
+            sender: self.out.finish(now),
+            clock_at: now,
+        }
+    }
+}
+
+struct Bridge {
+    legs: [Leg; 2],
+    hold_music: Option<Arc<Prompt>>,
+    events: Outbox<BridgeEvent>,
+    rx_buf: Box<[u8]>,
+    tx_buf: Box<[u8]>,
+    pcm: Vec<i16>,
+    /// A timed-out side sent RTP again: the timeout timer must be re-armed.
+    rearm_timeouts: bool,
+}
+
+/// Waits for the generation tick, if there is one.
+async fn next_tick(tick: &mut Option<Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Bridge {
+    async fn run(mut self, sockets: [RtpSocket; 2], mut commands: mpsc::Receiver<Command>) {
+        let mut tick: Option<Interval> = None;
+        let mut deadline: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.next_deadline()));
+        let ending = loop {
+            if self.events.has_pending() {
+                self.events.flush();
+            }
+            // The tick runs only while a side is fed generated audio; the
+            // first one fires at once.
+            match (tick.is_some(), self.generating_any()) {
+                (false, true) => {
+                    let mut t = tokio::time::interval(FRAME_DURATION);
+                    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    tick = Some(t);
+                }
+                (true, false) => tick = None,
+                _ => {}
+            }
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => break None,
+                    Some(Command::End(reply)) => break Some(reply),
+                    Some(c) => {
+                        self.on_command(c);
+                        deadline.as_mut().reset(self.next_deadline());
+                    }
+                },
+                _ = next_tick(&mut tick) => self.on_tick(&sockets),
+                r = sockets[0].socket().readable() => if r.is_ok() {
+                    self.drain(Side::Caller, &sockets);
+                },
+                r = sockets[1].socket().readable() => if r.is_ok() {
+                    self.drain(Side::Agent, &sockets);
+                },
+                _ = &mut deadline => {
+                    self.check_timeouts(Instant::now());
+                    deadline.as_mut().reset(self.next_deadline());
+                }
+            }
+            if self.rearm_timeouts {
+                self.rearm_timeouts = false;
+                deadline.as_mut().reset(self.next_deadline());
+            }
+        };
+        if let Some(reply) = ending {
+            let now = Instant::now();
+            let [caller_socket, agent_socket] = sockets;
+            let [caller, agent] = self.legs;
+            let _ = reply.send((
+                caller.into_leg(caller_socket, now),
+                agent.into_leg(agent_socket, now),
+            ));
+        }
+    }
+
+    fn leg(&self, side: Side) -> &Leg {
+        &self.legs[side.index()]
+    }
+
+    fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        &mut self.legs[side.index()]
+    }
+
+    /// (from, to): the leg `from` and the other one.
+    fn pair_mut(&mut self, from: Side) -> (&mut Leg, &mut Leg) {
+        let [caller, agent] = &mut self.legs;
+        match from {
+            Side::Caller => (caller, agent),
+            Side::Agent => (agent, caller),
+        }
+    }
+
+    /// Is `side` fed generated audio (a prompt, or hold music because the
+    /// other side holds) rather than relayed audio?
+    fn generating(&self, side: Side) -> bool {
+        let leg = self.leg(side);
+        !leg.holding() && (leg.player.is_playing() || self.leg(side.other()).holding())
+    }
+
+    fn generating_any(&self) -> bool {
+        Side::BOTH.iter().any(|&s| self.generating(s))
+    }
+
+    fn timeouts_run(&self) -> bool {
+        !self.legs.iter().any(Leg::holding)
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let holding_before = [self.legs[0].holding(), self.legs[1].holding()];
+        match command {
+            Command::SetHold(side, held) => self.leg_mut(side).held = held,
+            Command::SetRemote(side, remote) => {
+                let leg = self.leg_mut(side);
+                if remote != leg.sdp_remote {
+                    leg.latch.reset();
+                }
+                leg.sdp_remote = remote;
+            }
+            Command::SetTap(side, tap) => self.leg_mut(side).tap = tap,
+            Command::Play { side, id, prompts } => {
+                let leg = self.leg_mut(side);
+                leg.player.start(id, prompts, leg.codec);
+                if !leg.player.is_playing() {
+                    self.events.emit(BridgeEvent::PlaybackDone { side, id });
+                }
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Command::End(_) => {}
+        }
+        self.on_hold_change(holding_before);
+    }
+
+    /// Applies hold transitions: the holder's stream is interrupted (its
+    /// next packet after the resume gets the marker), the other side's hold
+    /// music starts or stops, and timeouts restart from a resume.
+    fn on_hold_change(&mut self, before: [bool; 2]) {
+        let now = Instant::now();
+        let ran = !before.iter().any(|&h| h);
+        for side in Side::BOTH {
+            let holding = self.leg(side).holding();
+            if holding == before[side.index()] {
+                continue;
+            }
+            let music = self.hold_music.clone();
+            let (holder, other) = self.pair_mut(side);
+            if holding {
+                holder.out.interrupt();
+                match music {
+                    Some(m) => other.music.start_looped(vec![m], other.codec),
+                    None => other.music.stop(),
+                }
+            } else {
+                other.music.stop();
+            }
+        }
+        if !ran && self.timeouts_run() {
+            for leg in &mut self.legs {
+                leg.last_rx = now;
+                leg.timed_out = false;
+            }
+        }
+    }
+
+    fn stats(&self) -> BridgeStats {
+        let side = |s: Side| SideStats {
+            // The mapping of `s`'s packets lives in the stream to the other.
+            stream: self.leg(s.other()).out.stats(),
+            ..self.leg(s).stats
+        };
+        BridgeStats {
+            caller: side(Side::Caller),
+            agent: side(Side::Agent),
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + NO_TIMEOUT;
+        if !self.timeouts_run() {
+            return far;
+        }
+        self.legs
+            .iter()
+            .filter(|l| !l.timed_out)
+            .map(|l| l.last_rx + l.rtp_timeout)
+            .min()
+            .unwrap_or(far)
+    }
+
+    fn check_timeouts(&mut self, now: Instant) {
+        if !self.timeouts_run() {
+            return;
+        }
+        for side in Side::BOTH {
+            let leg = self.leg_mut(side);
+            if !leg.timed_out && now - leg.last_rx >= leg.rtp_timeout {
+                leg.timed_out = true;
+                self.events.emit(BridgeEvent::RtpTimeout { side });
+            }
+        }
+    }
+
+    /// Reads what has arrived on `side`'s socket, forwarding as it goes.
+    fn drain(&mut self, side: Side, sockets: &[RtpSocket; 2]) {
+        // Moved out (no allocation) so the packet can borrow it.
+        let buf = std::mem::take(&mut self.rx_buf);
+        let mut buf = buf;
+        for _ in 0..MAX_READS_PER_WAKE {
+            match sockets[side.index()].socket().try_recv_from(&mut buf) {
+                Ok((len, src)) => {
+                    let now = Instant::now();
+                    self.on_datagram(side, &buf[..len], src, now, sockets);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors reported on the socket, etc.: try the next one.
+                Err(_) => {}
+            }
+        }
+        self.rx_buf = buf;
+    }
+
+    fn on_datagram(
+        &mut self,
+        from: Side,
+        datagram: &[u8],
+        src: SocketAddr,
+        now: Instant,
+        sockets: &[RtpSocket; 2],
+    ) {
+        let Ok(packet) = rtp::parse(datagram) else {
+            return;
+        };
+        let to = from.other();
+        let generating_to = self.generating(to);
+        let Bridge {
+            legs,
+            events,
+            tx_buf,
+            pcm,
+            rearm_timeouts,
+            ..
+        } = self;
+        let [caller, agent] = legs;
+        let (a, b) = match from {
+            Side::Caller => (caller, agent),
+            Side::Agent => (agent, caller),
+        };
+        let pt = packet.payload_type;
+        let audio = pt == a.audio_pt;
+        let dtmf = Some(pt) == a.dtmf_pt;
+        match a.latch.on_packet(src, packet.ssrc, audio || dtmf || pt == PT_COMFORT_NOISE) {
+            Verdict::Ignore => return,
+            Verdict::Latched(addr) => events.emit(BridgeEvent::RemoteLatched { side: from, addr }),
+            Verdict::Accept => {}
+        }
+        if a.timed_out {
+            *rearm_timeouts = true;
+        }
+        a.last_rx = now;
+        a.timed_out = false;
+        a.stats.received += 1;
+
+        if dtmf {
+            // As in the session: a leg that sends RFC 4733 may leave the
+            // tone in the audio too; stop listening in-band.
+            a.inband = None;
+            if let Some(digit) =
+                a.rfc4733
+                    .on_rtp(packet.ssrc, packet.timestamp, packet.marker, packet.payload)
+            {
+                events.emit(BridgeEvent::Digit {
+                    side: from,
+                    digit,
+                    source: DtmfSource::Rfc4733,
+                });
+            }
+        } else if audio {
+            tap_frame(&mut a.tap, &packet);
+            if let Some(detector) = &mut a.inband {
+                if let Some(digit) = detect_inband(detector, a.codec, pcm, packet.payload) {
+                    events.emit(BridgeEvent::Digit {
+                        side: from,
+                        digit,
+                        source: DtmfSource::Inband,
+                    });
+                }
+            }
+        }
+
+        // Forward to the other side?
+        let out_pt = match (audio, dtmf, b.dtmf_pt) {
+            (true, _, _) => Some(b.audio_pt),
+            (false, true, Some(pt)) => Some(pt),
+            _ => None,
+        };
+        let destination = b.latch.destination(b.sdp_remote);
+        let (Some(out_pt), Some(dest), false, false, false) =
+            (out_pt, destination, a.holding(), b.holding(), generating_to)
+        else {
+            a.stats.dropped += 1;
+            return;
+        };
+        let samples = audio.then_some(packet.payload.len() as u32);
+        let Some(fwd) = b
+            .out
+            .relay(now, packet.ssrc, packet.sequence, packet.timestamp, samples)
+        else {
+            a.stats.dropped += 1;
+            return;
+        };
+        let n = rtp::HEADER_LEN + packet.payload.len();
+        b.out.sender().write_header_at(
+            out_pt,
+            fwd.marker || packet.marker,
+            fwd.seq,
+            fwd.timestamp,
+            tx_buf,
+        );
+        let body = &mut tx_buf[rtp::HEADER_LEN..n];
+        if audio && a.codec != b.codec {
+            let table = g711::transcode_table(a.codec, b.codec);
+            for (out, &code) in body.iter_mut().zip(packet.payload) {
+                *out = table[usize::from(code)];
+            }
+        } else {
+            body.copy_from_slice(packet.payload);
+        }
+        match sockets[to.index()].socket().try_send_to(&tx_buf[..n], dest) {
+            Ok(_) => {
+                a.stats.forwarded += 1;
+                let delay = Instant::now() - now;
+                if delay > a.stats.max_forward_delay {
+                    a.stats.max_forward_delay = delay;
+                }
+            }
+            // A full socket buffer or no route: the network's loss.
+            Err(_) => a.stats.dropped += 1,
+        }
+    }
+
+    /// Sends the next generated frame to each side that is fed one.
+    fn on_tick(&mut self, sockets: &[RtpSocket; 2]) {
+        let now = Instant::now();
+        for side in Side::BOTH {
+            if !self.generating(side) {
+                continue;
+            }
+            let Bridge { legs, events, tx_buf, .. } = self;
+            let leg = &mut legs[side.index()];
+            let prompt = leg.player.is_playing();
+            let frame = if prompt {
+                leg.player.next_frame(leg.codec)
+            } else {
+                leg.music.next_frame(leg.codec)
+            };
+            let frame = frame.unwrap_or(&leg.silence);
+            let n = leg.out.generate(now, leg.audio_pt, frame, tx_buf);
+            if let Some(dest) = leg.latch.destination(leg.sdp_remote) {
+                // A send error is the network's loss; the stream goes on.
+                let _ = sockets[side.index()].socket().try_send_to(&tx_buf[..n], dest);
+            }
+            if prompt {
+                leg.player.skip_finished(leg.codec);
+                if !leg.player.is_playing() {
+                    events.emit(BridgeEvent::PlaybackDone { side, id: leg.player.id });
+                }
+            } else {
+                leg.music.skip_finished(leg.codec);
+            }
+        }
+    }
+}
