@@ -79,6 +79,16 @@ pub fn load_media_and_flows(cfg: &Config) -> Result<(Arc<PromptStore>, Arc<FlowS
             }
         }
     }
+    for lang in crate::lang::Lang::ALL {
+        for name in crate::call::CALL_PROMPTS {
+            if !prompts.contains(lang, name) {
+                problems.push(format!(
+                    "{}: prompt {name:?} is missing (the agent queue plays it)",
+                    cfg.prompts_dir.join(lang.code()).display()
+                ));
+            }
+        }
+    }
     for (i, q) in cfg.acd.queues.iter().enumerate() {
         for lang in crate::lang::Lang::ALL {
             if !prompts.contains(lang, &q.hold_music) {
@@ -105,7 +115,6 @@ pub struct Server {
     pub store: Store,
     sip: SipHandle,
     /// Agents' reachability from the registrar, until the ACD takes it.
-    presence: Option<mpsc::Receiver<crate::sip::presence::Presence>>,
     records: RecordSink,
     /// Stops the endpoint and the HTTP server.
     shutdown: CancellationToken,
@@ -211,6 +220,14 @@ impl Server {
             callback_tx,
         )
         .map_err(|e| StartError::Acd(e.to_string()))?;
+        // The registrar's word on agents' softphones goes to the ACD.
+        let presence_acd = acd.clone();
+        let mut presence_rx = presence_rx;
+        tokio::spawn(async move {
+            while let Some(p) = presence_rx.recv().await {
+                presence_acd.presence(p.aor, p.reachable).await;
+            }
+        });
         let ctx = Arc::new(CallContext {
             sip: sip.clone(),
             prompts,
@@ -270,7 +287,6 @@ impl Server {
             http,
             store,
             sip,
-            presence: Some(presence_rx),
             records,
             shutdown,
             calls_stop,
@@ -288,9 +304,9 @@ impl Server {
         self.sip.clone()
     }
 
-    /// The registrar's presence events (agents reachable or not); once.
-    pub fn take_presence(&mut self) -> Option<mpsc::Receiver<crate::sip::presence::Presence>> {
-        self.presence.take()
+    /// The agent queue (for tests and the API).
+    pub fn acd(&self) -> crate::call::acd_service::AcdHandle {
+        self.acd.clone()
     }
 
     /// Waits until every record submitted so far is in the database.

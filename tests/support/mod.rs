@@ -213,7 +213,13 @@ ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
             .clone()
             .unwrap_or_else(|| repo().join("config/flows"))
             .display(),
-        extra = opts.extra_toml,
+        extra = if opts.extra_toml.contains("[acd") {
+            opts.extra_toml.clone()
+        } else {
+            // The shipped flows' queue, with no agents: callers are refused
+            // and the flow's overflow (a voice message) runs.
+            format!("{}\n[[acd.queues]]\nname = \"12345\"\nwhen_no_agents = \"refuse\"\n", opts.extra_toml)
+        },
     );
     let path = dir.join("hotline.toml");
     std::fs::write(&path, &text).expect("write config");

@@ -160,7 +160,7 @@ impl InboundCall {
                     };
                     Box::pin(self.perform(actions)).await;
                 }
-                WaitAction::RequestCallback => self.request_callback().await,
+                WaitAction::RequestCallback => Box::pin(self.request_callback()).await,
             }
         }
     }
