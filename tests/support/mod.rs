@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
+
 use bytes::Bytes;
 use hotline::config::{Config, Overrides};
 use hotline::media::prompts::PromptStore;
@@ -430,8 +432,35 @@ struct SipSocket {
     rx: mpsc::Receiver<SipMessage>,
 }
 
+/// Answers some messages at once, in the socket's reader (what a phone does
+/// in the background, e.g. OPTIONS): `Some(bytes)` is sent back (nothing if
+/// empty) and the message is not passed on.
+type Responder = Arc<dyn Fn(&SipMessage) -> Option<Bytes> + Send + Sync>;
+
+/// Passes a message read from the socket on, unless `responder` answers it.
+async fn pass_on(
+    m: SipMessage,
+    responder: &Option<Responder>,
+    out: &mpsc::Sender<Bytes>,
+    inbox: &mpsc::Sender<SipMessage>,
+) -> bool {
+    if let Some(answer) = responder.as_ref().and_then(|r| r(&m)) {
+        // Empty: swallowed without an answer.
+        return answer.is_empty() || out.send(answer).await.is_ok();
+    }
+    inbox.send(m).await.is_ok()
+}
+
 impl SipSocket {
     async fn open(transport: Transport, server: SocketAddr) -> SipSocket {
+        Self::open_with(transport, server, None).await
+    }
+
+    async fn open_with(
+        transport: Transport,
+        server: SocketAddr,
+        responder: Option<Responder>,
+    ) -> SipSocket {
         let (in_tx, in_rx) = mpsc::channel::<SipMessage>(256);
         let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
         match transport {
@@ -444,11 +473,12 @@ impl SipSocket {
                         let _ = s2.send_to(&b, server).await;
                     }
                 });
+                let answers = out_tx.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     while let Ok((n, _)) = sock.recv_from(&mut buf).await {
                         if let Ok(m) = parse_message(&buf[..n]) {
-                            if in_tx.send(m).await.is_err() {
+                            if !pass_on(m, &responder, &answers, &in_tx).await {
                                 break;
                             }
                         }
@@ -471,6 +501,7 @@ impl SipSocket {
                         }
                     }
                 });
+                let answers = out_tx.clone();
                 tokio::spawn(async move {
                     let mut buf = bytes::BytesMut::new();
                     loop {
@@ -483,7 +514,7 @@ impl SipSocket {
                                 Ok(Frame::Message(n)) => {
                                     let b = buf.split_to(n);
                                     if let Ok(m) = parse_message(&b) {
-                                        let _ = in_tx.send(m).await;
+                                        let _ = pass_on(m, &responder, &answers, &in_tx).await;
                                     }
                                 }
                                 Ok(Frame::KeepAlive(n)) => {
