@@ -770,3 +770,321 @@ impl Bridge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::session::{self, MediaEvent, SessionConfig};
+    use crate::media::testutil::{prompt, Peer};
+    use tokio::net::UdpSocket;
+    use tokio::time::timeout;
+
+    const CALLER_SSRC: u32 = 0x1111_1111;
+    const AGENT_SSRC: u32 = 0x2222_2222;
+
+    async fn socket() -> RtpSocket {
+        RtpSocket::unpooled(UdpSocket::bind("127.0.0.1:0").await.unwrap()).unwrap()
+    }
+
+    /// A leg towards `remote` (PCMU unless tweaked) whose stream is `ssrc`,
+    /// starting at sequence 1000, timestamp 100,000.
+    async fn leg(remote: SocketAddr, ssrc: u32, tweak: impl FnOnce(&mut SessionConfig)) -> LegMedia {
+        let mut cfg = SessionConfig::new(socket().await, Some(remote), Codec::Pcmu);
+        cfg.inband_dtmf = false;
+        tweak(&mut cfg);
+        LegMedia::with_sender(cfg, rtp::RtpSender::with_initial(ssrc, 1000, 100_000))
+    }
+
+    fn pcma(c: &mut SessionConfig) {
+        c.codec = Codec::Pcma;
+        c.audio_pt = 8;
+    }
+
+    /// The caller's and the agent's softphones, and the bridge between them.
+    struct Setup {
+        caller: Peer,
+        agent: Peer,
+        bridge: BridgeHandle,
+        events: mpsc::Receiver<BridgeEvent>,
+    }
+
+    impl Setup {
+        async fn new(
+            caller_tweak: impl FnOnce(&mut SessionConfig),
+            agent_tweak: impl FnOnce(&mut SessionConfig),
+            bridge_tweak: impl FnOnce(&mut BridgeConfig),
+        ) -> Setup {
+            let caller = Peer::new().await;
+            let agent = Peer::new().await;
+            let mut cfg = BridgeConfig::new(
+                leg(caller.addr(), CALLER_SSRC, caller_tweak).await,
+                leg(agent.addr(), AGENT_SSRC, agent_tweak).await,
+            );
+            bridge_tweak(&mut cfg);
+            let (bridge, events) = spawn(cfg);
+            Setup {
+                caller,
+                agent,
+                bridge,
+                events,
+            }
+        }
+
+        async fn plain() -> Setup {
+            Self::new(|_| {}, |_| {}, |_| {}).await
+        }
+
+        /// Our address on the caller's leg (where the caller sends).
+        fn caller_leg(&self) -> SocketAddr {
+            self.bridge.local_addr(Side::Caller)
+        }
+
+        fn agent_leg(&self) -> SocketAddr {
+            self.bridge.local_addr(Side::Agent)
+        }
+
+        async fn next_event(&mut self) -> BridgeEvent {
+            timeout(Duration::from_secs(120), self.events.recv())
+                .await
+                .expect("no event")
+                .expect("event channel closed")
+        }
+
+        fn no_event(&mut self) {
+            assert_eq!(self.events.try_recv().ok(), None);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn relays_both_ways_with_each_legs_ssrc_and_mapped_seq_and_ts() {
+        let mut s = Setup::plain().await;
+        let mut caller = rtp::RtpSender::with_initial(0xC0C0, 65_534, 7_000);
+        let mut agent = rtp::RtpSender::with_initial(0xA0A0, 20, 900);
+
+        // Caller → agent: the agent sees the agent leg's stream.
+        let mut got = Vec::new();
+        for i in 0..4u8 {
+            if i == 2 {
+                // One packet lost on the way in: the gap shows on the way out.
+                caller.write(0, false, &[0; 1], &mut [0; 13]);
+                caller.advance(FRAME_SAMPLES as u32);
+                continue;
+            }
+            s.caller
+                .send_payload(s.caller_leg(), &mut caller, 0, i == 0, &[i; FRAME_SAMPLES])
+                .await;
+            got.push(s.agent.recv().await);
+        }
+        assert_eq!(
+            s.next_event().await,
+            BridgeEvent::RemoteLatched {
+                side: Side::Caller,
+                addr: s.caller.addr()
+            }
+        );
+        let heads: Vec<_> = got.iter().map(|p| (p.0, p.1, p.2, p.3, p.4)).collect();
+        assert_eq!(
+            heads,
+            vec![
+                (true, 0, 1000, 100_000, AGENT_SSRC),
+                (false, 0, 1001, 100_160, AGENT_SSRC),
+                (false, 0, 1003, 100_480, AGENT_SSRC),
+            ]
+        );
+        assert_eq!(got[2].5, vec![3; FRAME_SAMPLES]);
+
+        // Agent → caller: the caller sees the caller leg's stream.
+        for i in 0..3u8 {
+            s.agent
+                .send_payload(s.agent_leg(), &mut agent, 0, false, &[i; FRAME_SAMPLES])
+                .await;
+            let (marker, pt, seq, ts, ssrc, payload) = s.caller.recv().await;
+            assert_eq!((marker, pt, ssrc), (i == 0, 0, CALLER_SSRC));
+            assert_eq!(seq, 1000 + u16::from(i));
+            assert_eq!(ts, 100_000 + 160 * u32::from(i));
+            assert_eq!(payload, vec![i; FRAME_SAMPLES]);
+        }
+        let stats = s.bridge.stats().await.unwrap();
+        assert_eq!(
+            (stats.caller.received, stats.caller.forwarded, stats.caller.dropped),
+            (3, 3, 0)
+        );
+        assert_eq!(stats.caller.stream.seq_gaps, 1);
+        assert_eq!((stats.agent.received, stats.agent.forwarded), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pcmu_caller_and_pcma_agent_are_transcoded_exactly() {
+        let mut s = Setup::new(|_| {}, pcma, |_| {}).await;
+        let all: Vec<u8> = (0..=255).collect();
+        let mut linear = Vec::new();
+        let (mut to_alaw, mut to_ulaw) = (Vec::new(), Vec::new());
+        g711::decode(Codec::Pcmu, &all, &mut linear);
+        g711::encode(Codec::Pcma, &linear, &mut to_alaw);
+        linear.clear();
+        g711::decode(Codec::Pcma, &all, &mut linear);
+        g711::encode(Codec::Pcmu, &linear, &mut to_ulaw);
+
+        let mut caller = rtp::RtpSender::new();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &all)
+            .await;
+        let (_, pt, _, _, _, payload) = s.agent.recv().await;
+        assert_eq!(pt, 8);
+        assert_eq!(payload, to_alaw);
+
+        let mut agent = rtp::RtpSender::new();
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 8, true, &all)
+            .await;
+        let (_, pt, _, ts, _, payload) = s.caller.recv().await;
+        assert_eq!(pt, 0);
+        assert_eq!(payload, to_ulaw);
+        // A 256-sample frame moves the clock by 256 samples.
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 8, false, &all)
+            .await;
+        assert_eq!(s.caller.recv().await.3, ts + 256);
+        s.next_event().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn telephone_events_are_forwarded_with_the_other_sides_pt_and_reported() {
+        let mut s = Setup::new(
+            |c| c.dtmf_pt = Some(101),
+            |a| a.dtmf_pt = Some(96),
+            |_| {},
+        )
+        .await;
+        let mut caller = rtp::RtpSender::with_initial(5, 300, 40_000);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &[0xFF; FRAME_SAMPLES])
+            .await;
+        let (_, _, seq0, ts0, _, _) = s.agent.recv().await;
+        let mut buf = [0u8; 32];
+        let steps = [(160, false), (320, false), (480, true), (480, true), (480, true)];
+        for (dur, end) in steps {
+            let n = caller.write_event(101, '7', dur, end, &mut buf).unwrap();
+            s.caller.socket.send_to(&buf[..n], s.caller_leg()).await.unwrap();
+        }
+        for (i, (dur, end)) in steps.into_iter().enumerate() {
+            let (marker, pt, seq, ts, ssrc, payload) = s.agent.recv().await;
+            assert_eq!((pt, ssrc), (96, AGENT_SSRC));
+            assert_eq!(marker, i == 0, "marker on the event's first packet only");
+            assert_eq!(seq, seq0 + 1 + i as u16);
+            // The event's start is the next frame's time.
+            assert_eq!(ts, ts0 + 160);
+            let d = (dur as u16).to_be_bytes();
+            assert_eq!(payload, vec![7, if end { 0x8A } else { 10 }, d[0], d[1]]);
+        }
+        assert!(matches!(s.next_event().await, BridgeEvent::RemoteLatched { .. }));
+        assert_eq!(
+            s.next_event().await,
+            BridgeEvent::Digit {
+                side: Side::Caller,
+                digit: '7',
+                source: DtmfSource::Rfc4733
+            }
+        );
+        s.no_event();
+
+        // An agent without telephone-event gets no events (the digit is
+        // still reported).
+        let mut s = Setup::new(|c| c.dtmf_pt = Some(101), |_| {}, |_| {}).await;
+        let mut caller = rtp::RtpSender::new();
+        for (dur, end) in [(160, false), (480, true)] {
+            let n = caller.write_event(101, '#', dur, end, &mut buf).unwrap();
+            s.caller.socket.send_to(&buf[..n], s.caller_leg()).await.unwrap();
+        }
+        s.next_event().await;
+        assert_eq!(
+            s.next_event().await,
+            BridgeEvent::Digit {
+                side: Side::Caller,
+                digit: '#',
+                source: DtmfSource::Rfc4733
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.agent.drain(), 0);
+        let stats = s.bridge.stats().await.unwrap();
+        assert_eq!((stats.caller.received, stats.caller.dropped), (2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hold_plays_music_to_the_other_side_and_nothing_to_the_holder() {
+        let music = prompt(40, 2, 0); // two frames, looped
+        let mut s = Setup::new(|_| {}, |_| {}, |b| b.hold_music = Some(music)).await;
+        let mut caller = rtp::RtpSender::new();
+        let mut agent = rtp::RtpSender::new();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &[1; FRAME_SAMPLES])
+            .await;
+        s.agent.recv().await;
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 0, true, &[2; FRAME_SAMPLES])
+            .await;
+        let (_, _, seq_before, ts_before, _, _) = s.caller.recv().await;
+
+        // The agent holds: the caller hears music at 20 ms, the agent nothing.
+        s.bridge.set_hold(Side::Agent, true).await.unwrap();
+        let mut frames = Vec::new();
+        let mut last_at = None;
+        for _ in 0..5 {
+            // The caller goes on talking, the agent's phone sends its own.
+            s.caller
+                .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+                .await;
+            s.agent
+                .send_payload(s.agent_leg(), &mut agent, 0, false, &[2; FRAME_SAMPLES])
+                .await;
+            let p = s.caller.recv().await;
+            let now = Instant::now();
+            if let Some(t) = last_at {
+                assert_eq!(now - t, FRAME_DURATION);
+            }
+            last_at = Some(now);
+            frames.push(p);
+        }
+        assert_eq!(s.agent.drain(), 0, "nothing to the holder");
+        let payloads: Vec<u8> = frames.iter().map(|p| p.5[0]).collect();
+        assert_eq!(payloads, vec![40, 41, 40, 41, 40]);
+        assert!(frames[0].0, "music starts a talkspurt");
+        for (i, p) in frames.iter().enumerate() {
+            assert_eq!(p.4, CALLER_SSRC);
+            assert_eq!(p.2, seq_before.wrapping_add(1 + i as u16));
+            assert!(i == 0 || !p.0);
+            if i > 0 {
+                assert_eq!(p.3, frames[i - 1].3.wrapping_add(160));
+            }
+        }
+        assert!(frames[0].3.wrapping_sub(ts_before) >= 160);
+
+        // Resume: relaying again, first packet each way with the marker.
+        s.bridge.set_hold(Side::Agent, false).await.unwrap();
+        s.caller.drain();
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 0, false, &[2; FRAME_SAMPLES])
+            .await;
+        let p = s.caller.recv().await;
+        assert_eq!((p.0, p.5[0]), (true, 2));
+        assert_eq!(p.2, frames[4].2.wrapping_add(1));
+        assert!(p.3.wrapping_sub(frames[4].3) >= 160);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+            .await;
+        let p = s.agent.recv().await;
+        assert_eq!((p.0, p.5[0]), (true, 1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.caller.drain(), 0, "no more music");
+
+        // Old-style hold by the caller, without music: silence to the agent.
+        let stats = s.bridge.stats().await.unwrap();
+        assert_eq!(stats.caller.dropped, 5);
+        s.bridge.set_remote(Side::Caller, None).await.unwrap();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+            .await;
+        assert_eq!(s.agent.recv().await.5, vec![0x28; FRAME_SAMPLES]); // music
+    }
+}
