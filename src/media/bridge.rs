@@ -6,7 +6,7 @@
 //! when a socket is readable and forwards each packet as it arrives (no
 //! 20 ms tick on the relay path, which would add up to 20 ms of delay): parse,
 //! latch, map the header ([`OutStream`]), transcode the payload if needed,
-//! `try_send_to` — no allocation, no lock, no `.await` per packet. A 20 ms
+//! one non-blocking `sendto` — no allocation, no lock, no `.await` per packet. A 20 ms
 //! tick runs only while a side is fed generated audio (hold music, a
 //! prompt). [`BridgeHandle::end`] stops the task and hands both legs back,
 //! to be resumed as sessions ([`resume`]) with their stream continuing.
@@ -406,6 +406,14 @@ struct Bridge {
     rearm_timeouts: bool,
 }
 
+/// Sends one datagram at once, without waiting: one non-blocking `sendto`.
+/// Not tokio's `try_send_to`, which fails without trying while the reactor
+/// has not yet reported the socket writable (the first packets on a fresh
+/// socket would be lost); a full socket buffer still fails (`WouldBlock`).
+fn send_now(socket: &RtpSocket, datagram: &[u8], dest: SocketAddr) -> io::Result<usize> {
+    socket2::SockRef::from(socket.socket()).send_to(datagram, &dest.into())
+}
+
 /// Waits for the generation tick, if there is one.
 async fn next_tick(tick: &mut Option<Interval>) {
     match tick {
@@ -725,7 +733,7 @@ impl Bridge {
         } else {
             body.copy_from_slice(packet.payload);
         }
-        match sockets[to.index()].socket().try_send_to(&tx_buf[..n], dest) {
+        match send_now(&sockets[to.index()], &tx_buf[..n], dest) {
             Ok(_) => {
                 a.stats.forwarded += 1;
                 let delay = Instant::now() - now;
@@ -757,7 +765,7 @@ impl Bridge {
             let n = leg.out.generate(now, leg.audio_pt, frame, tx_buf);
             if let Some(dest) = leg.latch.destination(leg.sdp_remote) {
                 // A send error is the network's loss; the stream goes on.
-                let _ = sockets[side.index()].socket().try_send_to(&tx_buf[..n], dest);
+                let _ = send_now(&sockets[side.index()], &tx_buf[..n], dest);
             }
             if prompt {
                 leg.player.skip_finished(leg.codec);
@@ -768,5 +776,592 @@ impl Bridge {
                 leg.music.skip_finished(leg.codec);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::session::{self, SessionConfig};
+    use crate::media::testutil::{prompt, Peer};
+    use tokio::net::UdpSocket;
+    use tokio::time::timeout;
+
+    const CALLER_SSRC: u32 = 0x1111_1111;
+    const AGENT_SSRC: u32 = 0x2222_2222;
+
+    async fn socket() -> RtpSocket {
+        RtpSocket::unpooled(UdpSocket::bind("127.0.0.1:0").await.unwrap()).unwrap()
+    }
+
+    /// A leg towards `remote` (PCMU unless tweaked) whose stream is `ssrc`,
+    /// starting at sequence 1000, timestamp 100,000.
+    async fn leg(remote: SocketAddr, ssrc: u32, tweak: impl FnOnce(&mut SessionConfig)) -> LegMedia {
+        let mut cfg = SessionConfig::new(socket().await, Some(remote), Codec::Pcmu);
+        cfg.inband_dtmf = false;
+        tweak(&mut cfg);
+        LegMedia::with_sender(cfg, rtp::RtpSender::with_initial(ssrc, 1000, 100_000))
+    }
+
+    fn pcma(c: &mut SessionConfig) {
+        c.codec = Codec::Pcma;
+        c.audio_pt = 8;
+    }
+
+    /// The caller's and the agent's softphones, and the bridge between them.
+    struct Setup {
+        caller: Peer,
+        agent: Peer,
+        bridge: BridgeHandle,
+        events: mpsc::Receiver<BridgeEvent>,
+    }
+
+    impl Setup {
+        async fn new(
+            caller_tweak: impl FnOnce(&mut SessionConfig),
+            agent_tweak: impl FnOnce(&mut SessionConfig),
+            bridge_tweak: impl FnOnce(&mut BridgeConfig),
+        ) -> Setup {
+            let caller = Peer::new().await;
+            let agent = Peer::new().await;
+            let mut cfg = BridgeConfig::new(
+                leg(caller.addr(), CALLER_SSRC, caller_tweak).await,
+                leg(agent.addr(), AGENT_SSRC, agent_tweak).await,
+            );
+            bridge_tweak(&mut cfg);
+            let (bridge, events) = spawn(cfg);
+            Setup {
+                caller,
+                agent,
+                bridge,
+                events,
+            }
+        }
+
+        async fn plain() -> Setup {
+            Self::new(|_| {}, |_| {}, |_| {}).await
+        }
+
+        /// Our address on the caller's leg (where the caller sends).
+        fn caller_leg(&self) -> SocketAddr {
+            self.bridge.local_addr(Side::Caller)
+        }
+
+        fn agent_leg(&self) -> SocketAddr {
+            self.bridge.local_addr(Side::Agent)
+        }
+
+        async fn next_event(&mut self) -> BridgeEvent {
+            timeout(Duration::from_secs(120), self.events.recv())
+                .await
+                .expect("no event")
+                .expect("event channel closed")
+        }
+
+        fn no_event(&mut self) {
+            assert_eq!(self.events.try_recv().ok(), None);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn relays_both_ways_with_each_legs_ssrc_and_mapped_seq_and_ts() {
+        let mut s = Setup::plain().await;
+        let mut caller = rtp::RtpSender::with_initial(0xC0C0, 65_534, 7_000);
+        let mut agent = rtp::RtpSender::with_initial(0xA0A0, 20, 900);
+
+        // Caller → agent: the agent sees the agent leg's stream.
+        let mut got = Vec::new();
+        for i in 0..4u8 {
+            if i == 2 {
+                // One packet lost on the way in: the gap shows on the way out.
+                caller.write(0, false, &[0; 1], &mut [0; 13]);
+                caller.advance(FRAME_SAMPLES as u32);
+                continue;
+            }
+            s.caller
+                .send_payload(s.caller_leg(), &mut caller, 0, i == 0, &[i; FRAME_SAMPLES])
+                .await;
+            got.push(s.agent.recv().await);
+        }
+        assert_eq!(
+            s.next_event().await,
+            BridgeEvent::RemoteLatched {
+                side: Side::Caller,
+                addr: s.caller.addr()
+            }
+        );
+        let heads: Vec<_> = got.iter().map(|p| (p.0, p.1, p.2, p.3, p.4)).collect();
+        assert_eq!(
+            heads,
+            vec![
+                (true, 0, 1000, 100_000, AGENT_SSRC),
+                (false, 0, 1001, 100_160, AGENT_SSRC),
+                (false, 0, 1003, 100_480, AGENT_SSRC),
+            ]
+        );
+        assert_eq!(got[2].5, vec![3; FRAME_SAMPLES]);
+
+        // Agent → caller: the caller sees the caller leg's stream.
+        for i in 0..3u8 {
+            s.agent
+                .send_payload(s.agent_leg(), &mut agent, 0, false, &[i; FRAME_SAMPLES])
+                .await;
+            let (marker, pt, seq, ts, ssrc, payload) = s.caller.recv().await;
+            assert_eq!((marker, pt, ssrc), (i == 0, 0, CALLER_SSRC));
+            assert_eq!(seq, 1000 + u16::from(i));
+            assert_eq!(ts, 100_000 + 160 * u32::from(i));
+            assert_eq!(payload, vec![i; FRAME_SAMPLES]);
+        }
+        let stats = s.bridge.stats().await.unwrap();
+        assert_eq!(
+            (stats.caller.received, stats.caller.forwarded, stats.caller.dropped),
+            (3, 3, 0)
+        );
+        assert_eq!(stats.caller.stream.seq_gaps, 1);
+        assert_eq!((stats.agent.received, stats.agent.forwarded), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pcmu_caller_and_pcma_agent_are_transcoded_exactly() {
+        let mut s = Setup::new(|_| {}, pcma, |_| {}).await;
+        let all: Vec<u8> = (0..=255).collect();
+        let mut linear = Vec::new();
+        let (mut to_alaw, mut to_ulaw) = (Vec::new(), Vec::new());
+        g711::decode(Codec::Pcmu, &all, &mut linear);
+        g711::encode(Codec::Pcma, &linear, &mut to_alaw);
+        linear.clear();
+        g711::decode(Codec::Pcma, &all, &mut linear);
+        g711::encode(Codec::Pcmu, &linear, &mut to_ulaw);
+
+        let mut caller = rtp::RtpSender::new();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &all)
+            .await;
+        let (_, pt, _, _, _, payload) = s.agent.recv().await;
+        assert_eq!(pt, 8);
+        assert_eq!(payload, to_alaw);
+
+        let mut agent = rtp::RtpSender::new();
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 8, true, &all)
+            .await;
+        let (_, pt, _, ts, _, payload) = s.caller.recv().await;
+        assert_eq!(pt, 0);
+        assert_eq!(payload, to_ulaw);
+        // A 256-sample frame moves the clock by 256 samples.
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 8, false, &all)
+            .await;
+        assert_eq!(s.caller.recv().await.3, ts + 256);
+        s.next_event().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn telephone_events_are_forwarded_with_the_other_sides_pt_and_reported() {
+        let mut s = Setup::new(
+            |c| c.dtmf_pt = Some(101),
+            |a| a.dtmf_pt = Some(96),
+            |_| {},
+        )
+        .await;
+        let mut caller = rtp::RtpSender::with_initial(5, 300, 40_000);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &[0xFF; FRAME_SAMPLES])
+            .await;
+        let (_, _, seq0, ts0, _, _) = s.agent.recv().await;
+        let mut buf = [0u8; 32];
+        let steps = [(160, false), (320, false), (480, true), (480, true), (480, true)];
+        for (dur, end) in steps {
+            let n = caller.write_event(101, '7', dur, end, &mut buf).unwrap();
+            s.caller.socket.send_to(&buf[..n], s.caller_leg()).await.unwrap();
+        }
+        for (i, (dur, end)) in steps.into_iter().enumerate() {
+            let (marker, pt, seq, ts, ssrc, payload) = s.agent.recv().await;
+            assert_eq!((pt, ssrc), (96, AGENT_SSRC));
+            assert_eq!(marker, i == 0, "marker on the event's first packet only");
+            assert_eq!(seq, seq0 + 1 + i as u16);
+            // The event's start is the next frame's time.
+            assert_eq!(ts, ts0 + 160);
+            let d = (dur as u16).to_be_bytes();
+            assert_eq!(payload, vec![7, if end { 0x8A } else { 10 }, d[0], d[1]]);
+        }
+        assert!(matches!(s.next_event().await, BridgeEvent::RemoteLatched { .. }));
+        assert_eq!(
+            s.next_event().await,
+            BridgeEvent::Digit {
+                side: Side::Caller,
+                digit: '7',
+                source: DtmfSource::Rfc4733
+            }
+        );
+        s.no_event();
+
+        // An agent without telephone-event gets no events (the digit is
+        // still reported).
+        let mut s = Setup::new(|c| c.dtmf_pt = Some(101), |_| {}, |_| {}).await;
+        let mut caller = rtp::RtpSender::new();
+        for (dur, end) in [(160, false), (480, true)] {
+            let n = caller.write_event(101, '#', dur, end, &mut buf).unwrap();
+            s.caller.socket.send_to(&buf[..n], s.caller_leg()).await.unwrap();
+        }
+        s.next_event().await;
+        assert_eq!(
+            s.next_event().await,
+            BridgeEvent::Digit {
+                side: Side::Caller,
+                digit: '#',
+                source: DtmfSource::Rfc4733
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.agent.drain(), 0);
+        let stats = s.bridge.stats().await.unwrap();
+        assert_eq!((stats.caller.received, stats.caller.dropped), (2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hold_plays_music_to_the_other_side_and_nothing_to_the_holder() {
+        let music = prompt(40, 2, 0); // two frames, looped
+        let s = Setup::new(|_| {}, |_| {}, |b| b.hold_music = Some(music)).await;
+        let mut caller = rtp::RtpSender::new();
+        let mut agent = rtp::RtpSender::new();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &[1; FRAME_SAMPLES])
+            .await;
+        s.agent.recv().await;
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 0, true, &[2; FRAME_SAMPLES])
+            .await;
+        let (_, _, seq_before, ts_before, _, _) = s.caller.recv().await;
+
+        // The agent holds: the caller hears music at 20 ms, the agent nothing.
+        s.bridge.set_hold(Side::Agent, true).await.unwrap();
+        let mut frames = Vec::new();
+        let mut last_at = None;
+        for _ in 0..5 {
+            // The caller goes on talking, the agent's phone sends its own.
+            s.caller
+                .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+                .await;
+            s.agent
+                .send_payload(s.agent_leg(), &mut agent, 0, false, &[2; FRAME_SAMPLES])
+                .await;
+            let p = s.caller.recv().await;
+            let now = Instant::now();
+            if let Some(t) = last_at {
+                assert_eq!(now - t, FRAME_DURATION);
+            }
+            last_at = Some(now);
+            frames.push(p);
+        }
+        assert_eq!(s.agent.drain(), 0, "nothing to the holder");
+        let payloads: Vec<u8> = frames.iter().map(|p| p.5[0]).collect();
+        assert_eq!(payloads, vec![40, 41, 40, 41, 40]);
+        assert!(frames[0].0, "music starts a talkspurt");
+        for (i, p) in frames.iter().enumerate() {
+            assert_eq!(p.4, CALLER_SSRC);
+            assert_eq!(p.2, seq_before.wrapping_add(1 + i as u16));
+            assert!(i == 0 || !p.0);
+            if i > 0 {
+                assert_eq!(p.3, frames[i - 1].3.wrapping_add(160));
+            }
+        }
+        assert!(frames[0].3.wrapping_sub(ts_before) >= 160);
+
+        // Resume: relaying again, first packet each way with the marker.
+        s.bridge.set_hold(Side::Agent, false).await.unwrap();
+        s.caller.drain();
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 0, false, &[2; FRAME_SAMPLES])
+            .await;
+        let p = s.caller.recv().await;
+        assert_eq!((p.0, p.5[0]), (true, 2));
+        assert_eq!(p.2, frames[4].2.wrapping_add(1));
+        assert!(p.3.wrapping_sub(frames[4].3) >= 160);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+            .await;
+        let p = s.agent.recv().await;
+        assert_eq!((p.0, p.5[0]), (true, 1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.caller.drain(), 0, "no more music");
+
+        // Old-style hold by the caller, without music: silence to the agent.
+        let stats = s.bridge.stats().await.unwrap();
+        assert_eq!(stats.caller.dropped, 5);
+        s.bridge.set_remote(Side::Caller, None).await.unwrap();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+            .await;
+        assert_eq!(s.agent.recv().await.5, vec![0x28; FRAME_SAMPLES]); // music
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn detach_bridge_end_resume_keeps_each_legs_stream() {
+        let caller = Peer::new().await;
+        let agent = Peer::new().await;
+        let start = |remote: SocketAddr| async move {
+            let mut cfg = SessionConfig::new(socket().await, Some(remote), Codec::Pcmu);
+            cfg.inband_dtmf = false;
+            session::spawn(cfg)
+        };
+        let (caller_media, _ce) = start(caller.addr()).await;
+        let (agent_media, _ae) = start(agent.addr()).await;
+        // The IVR's silence frames to the caller.
+        let (_, _, mut last_seq, mut last_ts, ssrc, _) = caller.recv().await;
+        for _ in 0..3 {
+            let p = caller.recv().await;
+            (last_seq, last_ts) = (p.2, p.3);
+        }
+        let (_, _, _, _, agent_ssrc, _) = agent.recv().await;
+
+        let caller_leg = caller_media.detach().await.unwrap();
+        let agent_leg = agent_media.detach().await.unwrap();
+        assert_eq!(caller_leg.ssrc(), ssrc);
+        let (bridge, _events) = spawn(BridgeConfig::new(caller_leg, agent_leg));
+        caller.drain();
+        agent.drain();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(caller.drain() + agent.drain(), 0, "nothing sent while nobody talks");
+
+        let mut talk = rtp::RtpSender::new();
+        for i in 0..3u16 {
+            agent
+                .send_payload(bridge.local_addr(Side::Agent), &mut talk, 0, false, &[9; FRAME_SAMPLES])
+                .await;
+            let (marker, _, seq, ts, s, payload) = caller.recv().await;
+            assert_eq!((s, payload[0], marker), (ssrc, 9, i == 0));
+            assert_eq!(seq, last_seq.wrapping_add(1));
+            assert!(ts.wrapping_sub(last_ts) >= 160 && ts.wrapping_sub(last_ts) < 8000);
+            (last_seq, last_ts) = (seq, ts);
+        }
+        let mut talk = rtp::RtpSender::new();
+        caller
+            .send_payload(bridge.local_addr(Side::Caller), &mut talk, 0, false, &[5; FRAME_SAMPLES])
+            .await;
+        assert_eq!(agent.recv().await.4, agent_ssrc);
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (caller_leg, agent_leg) = bridge.end().await.unwrap();
+        assert_eq!((caller_leg.ssrc(), agent_leg.ssrc()), (ssrc, agent_ssrc));
+        assert_eq!(caller_leg.next_seq(), last_seq.wrapping_add(1));
+        // Latched during the bridge: the caller's leg now sends to its source.
+        assert_eq!(caller_leg.remote(), Some(caller.addr()));
+        drop(agent_leg);
+
+        // The survey: the caller's session again, same stream.
+        let (survey, _events) = session::resume(caller_leg);
+        let (marker, _, seq, ts, s, _) = caller.recv().await;
+        assert_eq!((s, seq), (ssrc, last_seq.wrapping_add(1)));
+        assert!(marker, "the resumed stream starts a talkspurt");
+        // About a second later on the media clock.
+        let gap = ts.wrapping_sub(last_ts);
+        assert!((8000..=8400).contains(&gap), "{gap}");
+        let (marker, _, seq2, ts2, _, _) = caller.recv().await;
+        assert!(!marker);
+        assert_eq!((seq2, ts2), (seq.wrapping_add(1), ts.wrapping_add(160)));
+        survey.close().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rtp_timeout_is_reported_per_side_and_not_while_held() {
+        let mut s = Setup::new(
+            |c| c.rtp_timeout = Duration::from_secs(60),
+            |_| {},
+            |b| b.rtp_timeout = Some(Duration::from_secs(5)),
+        )
+        .await;
+        let started = Instant::now();
+        let mut caller = rtp::RtpSender::new();
+        // The caller keeps talking, the agent is silent.
+        let (peer, to) = (&s.caller, s.caller_leg());
+        let events = &mut s.events;
+        let talk = async {
+            for _ in 0..400 {
+                peer.send_payload(to, &mut caller, 0, false, &[1; FRAME_SAMPLES])
+                    .await;
+                tokio::time::sleep(FRAME_DURATION).await;
+            }
+        };
+        let mut got = Vec::new();
+        let watch = async {
+            while let Ok(Some(e)) = timeout(Duration::from_secs(7), events.recv()).await {
+                got.push((e, Instant::now() - started));
+            }
+        };
+        tokio::join!(talk, watch);
+        let timeouts: Vec<_> = got
+            .iter()
+            .filter(|(e, _)| matches!(e, BridgeEvent::RtpTimeout { .. }))
+            .collect();
+        assert_eq!(timeouts.len(), 1, "{got:?}");
+        assert_eq!(timeouts[0].0, BridgeEvent::RtpTimeout { side: Side::Agent });
+        assert_eq!(timeouts[0].1, Duration::from_secs(5));
+
+        // The leg keeps its own timeout when handed back.
+        // On hold nothing times out; from the resume it counts again.
+        s.bridge.set_hold(Side::Caller, true).await.unwrap();
+        assert!(timeout(Duration::from_secs(60), s.events.recv()).await.is_err());
+        s.bridge.set_hold(Side::Caller, false).await.unwrap();
+        let resumed = Instant::now();
+        let mut sides = vec![s.next_event().await, s.next_event().await];
+        assert_eq!(Instant::now() - resumed, Duration::from_secs(5));
+        sides.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(
+            sides,
+            vec![
+                BridgeEvent::RtpTimeout { side: Side::Agent },
+                BridgeEvent::RtpTimeout { side: Side::Caller }
+            ]
+        );
+        let (c, _) = s.bridge.end().await.unwrap();
+        assert_eq!(c.rtp_timeout, Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn taps_get_what_each_side_sent_in_its_codec() {
+        let s = Setup::new(|_| {}, pcma, |_| {}).await;
+        let (caller_tap, mut caller_frames) = mpsc::channel(8);
+        let (agent_tap, mut agent_frames) = mpsc::channel(8);
+        s.bridge.set_tap(Side::Caller, Some(caller_tap)).await.unwrap();
+        s.bridge.set_tap(Side::Agent, Some(agent_tap)).await.unwrap();
+        let mut caller = rtp::RtpSender::with_initial(77, 10, 1000);
+        let mut agent = rtp::RtpSender::with_initial(88, 20, 2000);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &[0x11; FRAME_SAMPLES])
+            .await;
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 8, true, &[0x22; FRAME_SAMPLES])
+            .await;
+        // Comfort noise is neither tapped nor forwarded.
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, PT_COMFORT_NOISE, false, &[0x7F])
+            .await;
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[0x33; FRAME_SAMPLES])
+            .await;
+        let recv = |rx: &mut mpsc::Receiver<ReceivedFrame>| {
+            let f = rx.try_recv();
+            f.map(|f| (f.ssrc, f.sequence, f.timestamp, f.marker, f.payload[0]))
+        };
+        s.agent.recv().await;
+        s.agent.recv().await;
+        s.caller.recv().await;
+        assert_eq!(recv(&mut caller_frames), Ok((77, 10, 1000, true, 0x11)));
+        assert_eq!(recv(&mut caller_frames), Ok((77, 12, 1161, false, 0x33)));
+        assert!(recv(&mut caller_frames).is_err());
+        assert_eq!(recv(&mut agent_frames), Ok((88, 20, 2000, true, 0x22)));
+        assert_eq!(s.agent.drain(), 0, "comfort noise dropped");
+        // A closed tap is detached; relaying goes on.
+        drop(caller_frames);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[0x44; FRAME_SAMPLES])
+            .await;
+        let expected = g711::transcode_table(Codec::Pcmu, Codec::Pcma)[0x44];
+        assert_eq!(s.agent.recv().await.5[0], expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn foreign_streams_and_stale_packets_are_ignored() {
+        let mut s = Setup::plain().await;
+        let mut caller = rtp::RtpSender::with_initial(1, 100, 0);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+            .await;
+        let (_, _, seq0, _, _, _) = s.agent.recv().await;
+        s.next_event().await;
+
+        // Another stream from another address: not forwarded, no latch.
+        let stranger = Peer::new().await;
+        stranger
+            .send_payload(s.caller_leg(), &mut rtp::RtpSender::new(), 0, false, &[6; FRAME_SAMPLES])
+            .await;
+        // Garbage and RTCP.
+        for junk in [&b"hello"[..], &[0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] {
+            s.caller.socket.send_to(junk, s.caller_leg()).await.unwrap();
+        }
+        // An unknown payload type.
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 96, false, &[7; FRAME_SAMPLES])
+            .await;
+        // A packet far behind the stream.
+        let mut old = rtp::RtpSender::with_initial(1, 100u16.wrapping_sub(500), 0);
+        s.caller
+            .send_payload(s.caller_leg(), &mut old, 0, false, &[8; FRAME_SAMPLES])
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.agent.drain(), 0);
+        assert_eq!(stranger.drain(), 0);
+        s.no_event();
+
+        // The caller's phone restarts its stream: a new SSRC is followed
+        // (marker), and a late packet of the old one is then stale.
+        let mut restarted = rtp::RtpSender::with_initial(2, 5000, 0);
+        s.caller
+            .send_payload(s.caller_leg(), &mut restarted, 0, false, &[9; FRAME_SAMPLES])
+            .await;
+        let (marker, _, seq, _, _, payload) = s.agent.recv().await;
+        assert!(marker);
+        assert_eq!(payload[0], 9);
+        // seq0 + 1 was the unknown payload type's, not forwarded.
+        assert_eq!(seq, seq0.wrapping_add(1));
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[10; FRAME_SAMPLES])
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.agent.drain(), 0);
+        let stats = s.bridge.stats().await.unwrap();
+        assert_eq!(stats.caller.stream.stale, 2);
+        assert_eq!(stats.caller.forwarded, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_to_one_side_replaces_what_it_hears() {
+        let mut s = Setup::plain().await;
+        s.bridge.play(Side::Agent, 3, vec![prompt(60, 2, 0)]).await.unwrap();
+        let mut caller = rtp::RtpSender::new();
+        let mut heard = Vec::new();
+        for _ in 0..2 {
+            s.caller
+                .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+                .await;
+            heard.push(s.agent.recv().await.5[0]);
+        }
+        assert_eq!(heard, vec![60, 61]);
+        let mut got = vec![s.next_event().await, s.next_event().await];
+        got.retain(|e| matches!(e, BridgeEvent::PlaybackDone { .. }));
+        assert_eq!(got, vec![BridgeEvent::PlaybackDone { side: Side::Agent, id: 3 }]);
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
+            .await;
+        let (marker, _, _, _, _, p) = s.agent.recv().await;
+        assert_eq!((marker, p[0]), (true, 1));
+        assert_eq!(s.caller.drain(), 0, "the caller heard nothing of it");
+        s.bridge.play(Side::Caller, 4, vec![]).await.unwrap();
+        assert_eq!(
+            s.next_event().await,
+            BridgeEvent::PlaybackDone { side: Side::Caller, id: 4 }
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_handle_returns_both_ports() {
+        use crate::media::port_pool::PortPool;
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), 31100, 31110).unwrap();
+        let before = pool.available();
+        let leg = |socket| LegMedia::new(SessionConfig::new(socket, None, Codec::Pcmu));
+        let (bridge, _events) = spawn(BridgeConfig::new(
+            leg(pool.allocate().unwrap()),
+            leg(pool.allocate().unwrap()),
+        ));
+        assert_eq!(pool.available(), before - 2);
+        drop(bridge);
+        for _ in 0..100 {
+            if pool.available() == before {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.available(), before);
     }
 }

@@ -18,6 +18,8 @@ pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 /// The audio codecs the daemon speaks (static payload types, RFC 3551).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

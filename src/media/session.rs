@@ -646,78 +646,10 @@ pub(crate) fn samples_in(d: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::Lang;
     use crate::media::port_pool::PortPool;
+    use crate::media::testutil::{prompt, Peer};
     use tokio::net::UdpSocket;
     use tokio::time::timeout;
-
-    /// A prompt whose PCMU bytes are `frames` frames of recognisable bytes
-    /// (`first + i` in frame i), plus `tail` bytes of a last, unpadded frame.
-    fn prompt(first: u8, frames: usize, tail: usize) -> Arc<Prompt> {
-        let mut bytes = Vec::new();
-        for i in 0..frames {
-            bytes.extend(std::iter::repeat_n(first + i as u8, FRAME_SAMPLES));
-        }
-        bytes.extend(std::iter::repeat_n(0x11, tail));
-        let len = bytes.len();
-        Arc::new(Prompt {
-            name: format!("test_{first}"),
-            lang: Lang::En,
-            samples: vec![0i16; len].into(),
-            pcmu: bytes.into(),
-            pcma: vec![0xD5; len].into(),
-        })
-    }
-
-    struct Peer {
-        socket: UdpSocket,
-    }
-
-    impl Peer {
-        async fn new() -> Self {
-            Peer {
-                socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            }
-        }
-
-        fn addr(&self) -> SocketAddr {
-            self.socket.local_addr().unwrap()
-        }
-
-        /// The next RTP packet: (marker, pt, seq, ts, ssrc, payload).
-        async fn recv(&self) -> (bool, u8, u16, u32, u32, Vec<u8>) {
-            let mut buf = [0u8; 1500];
-            let (n, _) = timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
-                .await
-                .expect("no RTP within 5 s")
-                .unwrap();
-            let p = rtp::parse(&buf[..n]).unwrap();
-            (
-                p.marker,
-                p.payload_type,
-                p.sequence,
-                p.timestamp,
-                p.ssrc,
-                p.payload.to_vec(),
-            )
-        }
-
-        fn drain(&self) -> usize {
-            let mut buf = [0u8; 1500];
-            let mut n = 0;
-            while self.socket.try_recv_from(&mut buf).is_ok() {
-                n += 1;
-            }
-            n
-        }
-
-        async fn send_rtp(&self, to: SocketAddr, sender: &mut rtp::RtpSender, pt: u8) {
-            let mut buf = [0u8; 200];
-            let n = sender.write(pt, false, &[0xFF; FRAME_SAMPLES], &mut buf);
-            sender.advance(FRAME_SAMPLES as u32);
-            self.socket.send_to(&buf[..n], to).await.unwrap();
-        }
-    }
 
     async fn start(
         remote: Option<SocketAddr>,
