@@ -126,7 +126,10 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
 
         // Call 1: answered, the agent hangs up.
         let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
-        let got = agent.wait_invite(5 * SEC).await.expect("INVITE at the agent");
+        let got = agent
+            .wait_invite(5 * SEC)
+            .await
+            .expect("INVITE at the agent");
         assert_eq!(got.uri, binding.contact_uri);
         assert_eq!(got.call_id().unwrap(), leg.call_id);
         agent.ring().await;
@@ -153,7 +156,10 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
         rtp.send_to(&pkt, from).await.unwrap();
         agent.pump(SEC / 5).await;
         assert!(
-            agent.received_frames().iter().any(|f| f.iter().all(|b| *b == 0x55)),
+            agent
+                .received_frames()
+                .iter()
+                .any(|f| f.iter().all(|b| *b == 0x55)),
             "the agent recorded our payload"
         );
 
@@ -224,7 +230,13 @@ async fn two_contacts_ring_in_parallel_one_answers_the_other_is_cancelled() {
     let contacts = sip.contacts("1001").await;
     assert_eq!(contacts.len(), 2, "{contacts:?}");
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let by_addr = |a| contacts.iter().find(|b| b.source.addr == a).unwrap().clone();
+    let by_addr = |a| {
+        contacts
+            .iter()
+            .find(|b| b.source.addr == a)
+            .unwrap()
+            .clone()
+    };
     let mut leg_desk = ring(&sip, &by_addr(desk.local_addr()), &offer(&rtp)).await;
     let mut leg_laptop = ring(&sip, &by_addr(laptop.local_addr()), &offer(&rtp)).await;
     desk.wait_invite(5 * SEC).await.expect("desk rings");
@@ -290,28 +302,56 @@ async fn an_unanswered_invite_times_out() {
     server.shutdown().await;
 }
 
+/// The ACD's view of one agent: (state, reachable).
+async fn acd_agent(server: &TestServer, id: &str) -> (&'static str, bool) {
+    let snap = server.server.acd().snapshot().await.expect("ACD runs");
+    let a = snap.agents.iter().find(|a| a.id == id).expect("agent");
+    (a.state, a.reachable)
+}
+
+/// Polls the ACD until agent `id` is as `want` (tokio time).
+async fn wait_acd_agent(server: &TestServer, id: &str, want: (&str, bool), within: Duration) {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let now = acd_agent(server, id).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "agent {id} is {now:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn keepalive_marks_a_silent_agent_unreachable_and_back() {
-    let mut server = TestServer::start().await;
-    let mut presence = server.server.take_presence().expect("presence channel");
+    // Agent 1001 logs in when its softphone registers, and out when the
+    // registrar loses it: presence reaches the ACD.
+    let server = TestServer::start_with(ServerOptions {
+        extra_toml: "[[acd.queues]]\nname = \"12345\"\n[[acd.queues]]\nname = \"12333\"\n[[acd.agents]]\nid = \"1001\"\nname = \"A\"\n\
+                     extension = \"1001\"\nqueues = [\"12345\"]\nlogin_on_register = true\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(acd_agent(&server, "1001").await, ("logged_out", false));
     let sip = server.server.sip();
     let agent = registered(&server, Transport::Udp, "1001").await;
-    let p = timeout(5 * SEC, presence.recv()).await.unwrap().unwrap();
-    assert_eq!((p.aor.as_str(), p.reachable), ("1001", true));
+    wait_acd_agent(&server, "1001", ("ready", true), 5 * SEC).await;
 
     // Keep-alives come, and are answered: nothing changes.
     tokio::time::sleep(65 * SEC).await;
     assert!(agent.options_answered() >= 2, "OPTIONS every 30 s");
-    assert!(timeout(SEC, presence.recv()).await.is_err());
+    assert_eq!(acd_agent(&server, "1001").await, ("ready", true));
 
     agent.answer_options(false);
-    let p = timeout(100 * SEC, presence.recv()).await.unwrap().unwrap();
-    assert_eq!((p.aor.as_str(), p.reachable), ("1001", false));
+    wait_acd_agent(&server, "1001", ("logged_out", false), 100 * SEC).await;
     assert!(sip.contacts("1001").await.is_empty(), "not rung");
 
     agent.answer_options(true);
-    let p = timeout(100 * SEC, presence.recv()).await.unwrap().unwrap();
-    assert_eq!((p.aor.as_str(), p.reachable), ("1001", true));
+    wait_acd_agent(&server, "1001", ("ready", true), 100 * SEC).await;
     assert_eq!(sip.contacts("1001").await.len(), 1);
     server.shutdown().await;
 }

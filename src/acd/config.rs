@@ -291,9 +291,15 @@ impl AcdConfig {
             if q.announce_every_secs != 0 && !(10..=3600).contains(&q.announce_every_secs) {
                 v.push(k("announce_every_secs"), "must be 0 (never) or 10 to 3600");
             }
-            for (field, key) in [("voicemail_key", &q.voicemail_key), ("callback_key", &q.callback_key)] {
+            for (field, key) in [
+                ("voicemail_key", &q.voicemail_key),
+                ("callback_key", &q.callback_key),
+            ] {
                 if !(key.is_empty() || (key.len() == 1 && "0123456789*#".contains(key.as_str()))) {
-                    v.push(k(field), "must be one DTMF key (0-9, * or #), or empty for none");
+                    v.push(
+                        k(field),
+                        "must be one DTMF key (0-9, * or #), or empty for none",
+                    );
                 }
             }
             if !q.voicemail_key.is_empty() && q.voicemail_key == q.callback_key {

@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::acd::{
-    Acd, AcdCommand, AcdConfig, AcdError, AgentId, CallId, Effect, EndedBy, EventKind,
-    OfferResult, QueueEvent, Refused, TimeoutReason,
+    Acd, AcdCommand, AcdConfig, AcdError, AgentId, CallId, Effect, EndedBy, EventKind, OfferResult,
+    QueueEvent, Refused, TimeoutReason,
 };
 use crate::store::writer::RecordSink;
 use crate::store::{AgentStateRow, QueueEventRow};
@@ -251,7 +251,11 @@ impl AcdHandle {
     pub async fn agent(&self, agent: AgentId, op: AgentOp) -> Result<Effect, AcdError> {
         let (reply, rx) = oneshot::channel();
         let unknown = AcdError::UnknownAgent(agent.clone());
-        if self.send(AcdInput::Agent { agent, op, reply }).await.is_err() {
+        if self
+            .send(AcdInput::Agent { agent, op, reply })
+            .await
+            .is_err()
+        {
             return Err(unknown);
         }
         rx.await.unwrap_or(Err(unknown))
@@ -610,9 +614,12 @@ impl Service {
                     };
                     if self.callbacks.try_send(job).is_err() {
                         warn!(call = %call, "callback dialer busy; the callback waits for the next turn");
-                        let _ =
-                            self.acd
-                                .offer_result(Instant::now(), &call, &agent, OfferResult::Failed);
+                        let _ = self.acd.offer_result(
+                            Instant::now(),
+                            &call,
+                            &agent,
+                            OfferResult::Failed,
+                        );
                     }
                 }
                 AcdCommand::Event(e) => self.store_event(e).await,

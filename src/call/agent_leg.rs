@@ -188,8 +188,7 @@ impl AgentLeg {
     }
 
     fn check_all_failed(&mut self, out: &mut Vec<LegOutput>) {
-        if self.state != LegState::Ringing || self.forks.iter().any(|f| f.final_status.is_none())
-        {
+        if self.state != LegState::Ringing || self.forks.iter().any(|f| f.final_status.is_none()) {
             return;
         }
         self.state = LegState::Ended;
@@ -332,7 +331,10 @@ mod tests {
         assert_eq!(kinds(&out), ["ack", "cancel", "answered"]);
         assert_eq!(l.state(), LegState::Answered);
         // The 2xx again: ACK again, nothing else.
-        assert_eq!(kinds(&l.on_response(&key(a), &response(a, 200, "x"))), ["ack"]);
+        assert_eq!(
+            kinds(&l.on_response(&key(a), &response(a, 200, "x"))),
+            ["ack"]
+        );
         // The cancelled fork answers anyway: ACK and BYE it.
         assert_eq!(
             kinds(&l.on_response(&key(b), &response(b, 200, "y"))),
@@ -354,10 +356,16 @@ mod tests {
         assert!(matches!(out[..], [LegOutput::Failed(OfferResult::Busy)]));
         let mut l = leg(&[a]);
         let out = l.on_timeout(&key(a));
-        assert!(matches!(out[..], [LegOutput::Failed(OfferResult::NoAnswer)]));
+        assert!(matches!(
+            out[..],
+            [LegOutput::Failed(OfferResult::NoAnswer)]
+        ));
         let mut l = leg(&[a]);
         let out = l.on_response(&key(a), &response(a, 603, "x"));
-        assert!(matches!(out[..], [LegOutput::Failed(OfferResult::Declined)]));
+        assert!(matches!(
+            out[..],
+            [LegOutput::Failed(OfferResult::Declined)]
+        ));
         let mut l = leg(&[a]);
         let out = l.on_response(&key(a), &response(a, 503, "x"));
         assert!(matches!(out[..], [LegOutput::Failed(OfferResult::Failed)]));
@@ -369,7 +377,11 @@ mod tests {
         let mut l = leg(&[a, b]);
         l.on_response(&key(a), &response(a, 180, "x"));
         l.on_response(&key(a), &response(a, 480, "x"));
-        assert_eq!(kinds(&l.cancel()), ["cancel"], "only the fork still ringing");
+        assert_eq!(
+            kinds(&l.cancel()),
+            ["cancel"],
+            "only the fork still ringing"
+        );
         assert!(!l.all_final());
         assert!(l.on_response(&key(b), &response(b, 100, "y")).is_empty());
         assert!(l.on_response(&key(b), &response(b, 487, "y")).is_empty());

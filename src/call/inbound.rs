@@ -59,10 +59,11 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall) {
         // An agent's softphone dialing a feature code (*11 …).
         let feature = match (&call.user, crate::call::feature_codes::parse(&dialed)) {
             (Some(user), Some(op)) => {
-                let (prompt, result) =
-                    crate::call::feature_codes::apply(&ctx.acd, user, op).await;
+                let (prompt, result) = crate::call::feature_codes::apply(&ctx.acd, user, op).await;
                 info!(result, "feature code");
-                Some(crate::call::feature_codes::confirmation_flow(&dialed, prompt, &result))
+                Some(crate::call::feature_codes::confirmation_flow(
+                    &dialed, prompt, &result,
+                ))
             }
             _ => None,
         };
@@ -121,6 +122,8 @@ struct InboundCall {
     queued: Option<queueing::Queued>,
     /// A closing prompt: the call ends when it has played.
     closing: Option<u64>,
+    /// The call ended while waiting in a queue.
+    abandoned_in_queue: bool,
     /// Agents being rung for this call.
     offers: Vec<agents::Offer>,
     /// The agent the caller is bridged to.
@@ -201,6 +204,7 @@ impl InboundCall {
             voice_recording: None,
             queued: None,
             closing: None,
+            abandoned_in_queue: false,
             offers: Vec::new(),
             connected: None,
             agent_tx,
@@ -881,7 +885,7 @@ impl InboundCall {
                 Disposition::Answered
             } else if self.record.hangup_reason == "callback_requested" {
                 Disposition::CallbackRequested
-            } else if self.reached_queue && self.record.hangup_by == HangupBy::Caller {
+            } else if self.abandoned_in_queue {
                 Disposition::AbandonedInQueue
             } else if self.reached_queue {
                 Disposition::ToQueue

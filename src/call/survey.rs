@@ -23,9 +23,14 @@ pub const SURVEY_PLAY_BIT: u64 = 1 << 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SurveyAction {
-    Play { id: u64, prompt: &'static str },
+    Play {
+        id: u64,
+        prompt: &'static str,
+    },
     /// The survey is over; hang up (score, if one was given).
-    Finish { score: Option<u8> },
+    Finish {
+        score: Option<u8>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

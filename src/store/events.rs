@@ -178,13 +178,20 @@ impl Store {
     }
 
     /// Events matching `filter`, oldest first (the newest `limit`).
-    pub async fn queue_events(&self, filter: EventFilter) -> Result<Vec<QueueEventRow>, StoreError> {
+    pub async fn queue_events(
+        &self,
+        filter: EventFilter,
+    ) -> Result<Vec<QueueEventRow>, StoreError> {
         let this = self.clone();
         off_runtime(async move { this.queue_events_now(&filter).await }).await
     }
 
     async fn queue_events_now(&self, f: &EventFilter) -> Result<Vec<QueueEventRow>, StoreError> {
-        let limit = if f.limit <= 0 { 1000 } else { f.limit.min(100_000) };
+        let limit = if f.limit <= 0 {
+            1000
+        } else {
+            f.limit.min(100_000)
+        };
         // Fixed SQL: a NULL parameter matches every row.
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, {} FROM queue_events \
@@ -299,12 +306,20 @@ impl Store {
         let mut out = Vec::new();
         match &self.db {
             Db::Sqlite { pool, .. } => {
-                for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone())).fetch_all(pool).await.map_err(err)? {
+                for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?
+                {
                     out.push(decode(&|c| row.try_get::<Option<String>, _>(c))?);
                 }
             }
             Db::Postgres(pool) => {
-                for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone())).fetch_all(pool).await.map_err(err)? {
+                for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?
+                {
                     out.push(decode(&|c| row.try_get::<Option<String>, _>(c))?);
                 }
             }

@@ -38,7 +38,10 @@ enum Msg {
     Record(Box<CallRecord>),
     Event(Box<QueueEventRow>),
     AgentState(AgentStateRow),
-    WrapUp { call_id: String, ms: i64 },
+    WrapUp {
+        call_id: String,
+        ms: i64,
+    },
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
     /// Stop taking records; answered when everything queued is written.
@@ -215,9 +218,15 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
             .await;
         }
         for (call_id, ms) in std::mem::take(&mut batch.wrap_ups) {
-            let done = retry("a wrap-up time", 1, &counters, || store.set_wrap_up(&call_id, ms)).await;
+            let done = retry("a wrap-up time", 1, &counters, || {
+                store.set_wrap_up(&call_id, ms)
+            })
+            .await;
             if done == Some(0) {
-                tracing::debug!(call_id, "wrap-up time for a call with no record; kept in the event log only");
+                tracing::debug!(
+                    call_id,
+                    "wrap-up time for a call with no record; kept in the event log only"
+                );
             }
         }
         for ack in acks.drain(..) {
@@ -252,7 +261,11 @@ where
                 counters
                     .abandoned
                     .fetch_add(items as u64, Ordering::Relaxed);
-                tracing::error!(what, items, "store closed before the writer drained; not written");
+                tracing::error!(
+                    what,
+                    items,
+                    "store closed before the writer drained; not written"
+                );
                 return None;
             }
             Err(error) => {

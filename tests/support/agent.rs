@@ -306,14 +306,25 @@ impl AgentPhone {
         };
         let in_call = self.is_current_call(&req);
         match req.method {
-            Method::Invite if in_call && req.to().ok().and_then(|t| t.tag().map(str::to_string)).is_none() => {
+            Method::Invite
+                if in_call
+                    && req
+                        .to()
+                        .ok()
+                        .and_then(|t| t.tag().map(str::to_string))
+                        .is_none() =>
+            {
                 // A retransmission of the INVITE: the last response again.
                 if let Some(last) = self.call.as_ref().and_then(|c| c.last.clone()) {
                     self.send(last).await;
                 }
             }
             Method::Invite if !in_call => {
-                if self.invites.iter().all(|i| i.call_id().ok() != req.call_id().ok()) {
+                if self
+                    .invites
+                    .iter()
+                    .all(|i| i.call_id().ok() != req.call_id().ok())
+                {
                     self.invites.push_back(req);
                 }
             }
@@ -324,7 +335,13 @@ impl AgentPhone {
             }
             Method::Cancel if in_call => {
                 let mut ok = response_to(&req, 200, "OK");
-                ok.set_to_tag(&self.call.as_ref().map(|c| c.to_tag.clone()).unwrap_or_default());
+                ok.set_to_tag(
+                    &self
+                        .call
+                        .as_ref()
+                        .map(|c| c.to_tag.clone())
+                        .unwrap_or_default(),
+                );
                 self.send_response(&ok).await;
                 let call = self.call.as_mut().expect("call");
                 call.cancelled = true;
@@ -368,7 +385,10 @@ impl AgentPhone {
         let until = Instant::now() + within;
         loop {
             if let Some(i) = self.responses.iter().position(|r| {
-                r.status >= 200 && r.cseq().map(|c| c.method.as_str() == method).unwrap_or(false)
+                r.status >= 200
+                    && r.cseq()
+                        .map(|c| c.method.as_str() == method)
+                        .unwrap_or(false)
             }) {
                 return self.responses.remove(i);
             }
@@ -412,7 +432,8 @@ impl AgentPhone {
         let call = self.call();
         let mut r = response_to(&call.invite, status, reason);
         r.set_to_tag(&call.to_tag);
-        r.headers.push("Contact", format!("<{}>", self.contact_uri()));
+        r.headers
+            .push("Contact", format!("<{}>", self.contact_uri()));
         r
     }
 
@@ -537,7 +558,11 @@ impl AgentPhone {
         );
         let cseq = call.cseq;
         let from = invite.headers.get("From").unwrap_or("").to_string();
-        let to = format!("{};tag={}", invite.headers.get("To").unwrap_or(""), call.to_tag);
+        let to = format!(
+            "{};tag={}",
+            invite.headers.get("To").unwrap_or(""),
+            call.to_tag
+        );
         let cid = invite.headers.get("Call-ID").unwrap_or("").to_string();
         self.send(msg).await;
         let resp = self.final_response(method, Duration::from_secs(10)).await;
@@ -607,6 +632,13 @@ impl AgentPhone {
     }
 
     /// Sends digits as RFC 4733 events on the call's RTP.
+    /// Sends audio frames of `byte` repeated from now on.
+    pub async fn fill(&self, byte: u8) {
+        if let Some(d) = self.call().dtmf.as_ref() {
+            let _ = d.send(DtmfCmd::Fill(byte)).await;
+        }
+    }
+
     pub async fn press(&self, digits: &str) {
         if let Some(d) = self.call().dtmf.as_ref() {
             for c in digits.chars() {
@@ -668,7 +700,9 @@ impl AgentPhone {
                 len = body.len(),
             );
             self.send(msg).await;
-            let r = self.final_response("INVITE", Duration::from_secs(40)).await?;
+            let r = self
+                .final_response("INVITE", Duration::from_secs(40))
+                .await?;
             let to = r.headers.get("To").unwrap_or("").to_string();
             let ack_branch = if r.status >= 300 {
                 branch.clone()

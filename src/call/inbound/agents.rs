@@ -243,8 +243,7 @@ impl InboundCall {
                 } else {
                     481
                 };
-                let resp =
-                    response_to(request, status, crate::sip::message::reason_phrase(status));
+                let resp = response_to(request, status, crate::sip::message::reason_phrase(status));
                 self.ctx.sip.respond(key.clone(), resp).await;
                 Vec::new()
             }
@@ -371,9 +370,7 @@ impl InboundCall {
                 };
                 self.run_leg_outputs(outputs).await;
             }
-            DialogEvent::Request { request, key, .. } => {
-                self.on_agent_request(request, key).await
-            }
+            DialogEvent::Request { request, key, .. } => self.on_agent_request(request, key).await,
             _ => {}
         }
     }
@@ -429,10 +426,14 @@ impl InboundCall {
         let mut resp = response_to(&request, 200, "OK");
         resp.headers.push(
             "Contact",
-            self.ctx
-                .sip
-                .local
-                .contact(&self.record.dialed, c.leg.dialog.as_ref().map(|d| d.peer.kind).unwrap_or(crate::sip::transport::TransportKind::Udp)),
+            self.ctx.sip.local.contact(
+                &self.record.dialed,
+                c.leg
+                    .dialog
+                    .as_ref()
+                    .map(|d| d.peer.kind)
+                    .unwrap_or(crate::sip::transport::TransportKind::Udp),
+            ),
         );
         resp.headers.push("Content-Type", "application/sdp");
         resp.body = Bytes::from(sdp);
@@ -454,7 +455,11 @@ impl InboundCall {
     }
 
     /// The caller's re-INVITE while bridged: apply it to the caller's side.
-    pub(super) async fn apply_caller_media_to_bridge(&mut self, remote: Option<std::net::SocketAddr>, held: bool) -> bool {
+    pub(super) async fn apply_caller_media_to_bridge(
+        &mut self,
+        remote: Option<std::net::SocketAddr>,
+        held: bool,
+    ) -> bool {
         let Some(c) = self.connected.as_ref() else {
             return false;
         };

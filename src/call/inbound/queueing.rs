@@ -46,7 +46,12 @@ impl InboundCall {
         };
         let (tx, rx) = mpsc::channel(SIGNAL_CAPACITY);
         let joined = Instant::now();
-        let position = match self.ctx.acd.join(self.acd_call(), queue, priority, tx).await {
+        let position = match self
+            .ctx
+            .acd
+            .join(self.acd_call(), queue, priority, tx)
+            .await
+        {
             Ok(Ok(position)) => position,
             Ok(Err(refused)) => {
                 info!(queue, reason = ?refused.reason, "queue refused the call");
@@ -75,6 +80,7 @@ impl InboundCall {
     /// The caller leaves the queue (hung up, or the call ends otherwise).
     pub(super) async fn leave_queue(&mut self) {
         if let Some(q) = self.queued.take() {
+            self.abandoned_in_queue = true;
             self.record.acd.wait_ms = Some(q.joined.elapsed().as_millis() as i64);
             self.ctx.acd.caller_left(self.acd_call()).await;
             debug!(queue = %q.name, "left the queue");
@@ -101,7 +107,10 @@ impl InboundCall {
                 self.perform_wait(actions).await;
             }
             QueueSignal::Timeout { reason } => {
-                info!(reason = reason.as_str(), "left the queue for the flow's overflow");
+                info!(
+                    reason = reason.as_str(),
+                    "left the queue for the flow's overflow"
+                );
                 self.stop_waiting();
                 let now = Instant::now();
                 let actions = match self.ivr.as_mut() {
@@ -170,12 +179,7 @@ impl InboundCall {
     async fn request_callback(&mut self) {
         self.cancel_all_offers().await;
         let number = self.record.caller.clone();
-        match self
-            .ctx
-            .acd
-            .request_callback(self.acd_call(), number)
-            .await
-        {
+        match self.ctx.acd.request_callback(self.acd_call(), number).await {
             Ok(()) => {
                 info!("callback requested; the request keeps the caller's place");
                 self.stop_waiting();
