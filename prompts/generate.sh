@@ -77,8 +77,8 @@ music_score() {
             # Bass, then five arpeggio tones (Hz), low to high.
             chord[0] = "261.63 392.00 523.25 587.33 659.26 783.99" # C6/9
             chord[1] = "220.00 329.63 440.00 523.25 659.26 783.99" # Am7
-            chord[2] = "293.66 440.00 523.25 587.33 659.26 880.00" # D7sus (D A C D E A)
-            chord[3] = "196.00 392.00 440.00 587.33 659.26 783.99" # G6sus (G G A D E G)
+            chord[2] = "293.66 440.00 523.25 587.33 659.26 880.00" # D9, no third (D A C D E A)
+            chord[3] = "196.00 392.00 440.00 587.33 659.26 783.99" # G6/9, no third (G G A D E G)
             split("1 2 3 4 5 3 2 3 4 5 4 3", pattern)
             bars = int(secs / bar_about + 0.5)
             if (bars < 1) bars = 1
