@@ -34,6 +34,7 @@ use tracing::warn;
 pub const CALL_PROMPTS: &[&str] = &[
     "queue_position_is",
     "callers_ahead",
+    "one_caller_ahead",
     "queue_wait_is",
     "minute",
     "minutes",

@@ -116,7 +116,9 @@ impl QueueWait {
         }
         let mut prompts = Vec::new();
         let ahead = position.saturating_sub(1);
-        if ahead > 0 {
+        if ahead == 1 {
+            prompts.push("one_caller_ahead".to_string());
+        } else if ahead > 1 {
             prompts.push("queue_position_is".to_string());
             prompts.extend(say_number(self.lang, u64::from(ahead)));
             prompts.push("callers_ahead".to_string());
@@ -217,6 +219,9 @@ mod tests {
         let mut w = QueueWait::new(&queue(), Lang::Zh);
         let (_, p) = prompts(&w.start(3));
         assert_eq!(p[..3], ["queue_position_is", "num_2", "callers_ahead"]);
+        let mut w = QueueWait::new(&queue(), Lang::En);
+        let (_, p) = prompts(&w.start(2));
+        assert_eq!(p[0], "one_caller_ahead", "the singular, said whole");
     }
 
     #[test]
