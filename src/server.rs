@@ -272,6 +272,8 @@ impl Server {
             })?;
         let router = crate::http::router(crate::http::AppState {
             store: store.clone(),
+            acd: acd.clone(),
+            data_dir: cfg.data_dir.clone(),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {
