@@ -243,6 +243,7 @@ impl Server {
             acd: acd.clone(),
             queues: Arc::new(
                 cfg.acd
+                    .with_personal_queues()
                     .queues
                     .iter()
                     .map(|q| (q.name.clone(), q.clone()))
