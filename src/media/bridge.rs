@@ -427,7 +427,8 @@ async fn next_tick(tick: &mut Option<Interval>) {
 impl Bridge {
     async fn run(mut self, sockets: [RtpSocket; 2], mut commands: mpsc::Receiver<Command>) {
         let mut tick: Option<Interval> = None;
-        let mut deadline: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.next_deadline()));
+        let mut deadline: Pin<Box<Sleep>> =
+            Box::pin(tokio::time::sleep_until(self.next_deadline()));
         let ending = loop {
             if self.events.has_pending() {
                 self.events.flush();
@@ -611,8 +612,7 @@ impl Bridge {
     /// Reads what has arrived on `side`'s socket, forwarding as it goes.
     fn drain(&mut self, side: Side, sockets: &[RtpSocket; 2]) {
         // Moved out (no allocation) so the packet can borrow it.
-        let buf = std::mem::take(&mut self.rx_buf);
-        let mut buf = buf;
+        let mut buf = std::mem::take(&mut self.rx_buf);
         for _ in 0..MAX_READS_PER_WAKE {
             match sockets[side.index()].socket().try_recv_from(&mut buf) {
                 Ok((len, src)) => {
@@ -656,7 +656,10 @@ impl Bridge {
         let pt = packet.payload_type;
         let audio = pt == a.audio_pt;
         let dtmf = Some(pt) == a.dtmf_pt;
-        match a.latch.on_packet(src, packet.ssrc, audio || dtmf || pt == PT_COMFORT_NOISE) {
+        match a
+            .latch
+            .on_packet(src, packet.ssrc, audio || dtmf || pt == PT_COMFORT_NOISE)
+        {
             Verdict::Ignore => return,
             Verdict::Latched(addr) => events.emit(BridgeEvent::RemoteLatched { side: from, addr }),
             Verdict::Accept => {}
@@ -753,7 +756,12 @@ impl Bridge {
             if !self.generating(side) {
                 continue;
             }
-            let Bridge { legs, events, tx_buf, .. } = self;
+            let Bridge {
+                legs,
+                events,
+                tx_buf,
+                ..
+            } = self;
             let leg = &mut legs[side.index()];
             let prompt = leg.player.is_playing();
             let frame = if prompt {
@@ -770,7 +778,10 @@ impl Bridge {
             if prompt {
                 leg.player.skip_finished(leg.codec);
                 if !leg.player.is_playing() {
-                    events.emit(BridgeEvent::PlaybackDone { side, id: leg.player.id });
+                    events.emit(BridgeEvent::PlaybackDone {
+                        side,
+                        id: leg.player.id,
+                    });
                 }
             } else {
                 leg.music.skip_finished(leg.codec);
@@ -796,7 +807,11 @@ mod tests {
 
     /// A leg towards `remote` (PCMU unless tweaked) whose stream is `ssrc`,
     /// starting at sequence 1000, timestamp 100,000.
-    async fn leg(remote: SocketAddr, ssrc: u32, tweak: impl FnOnce(&mut SessionConfig)) -> LegMedia {
+    async fn leg(
+        remote: SocketAddr,
+        ssrc: u32,
+        tweak: impl FnOnce(&mut SessionConfig),
+    ) -> LegMedia {
         let mut cfg = SessionConfig::new(socket().await, Some(remote), Codec::Pcmu);
         cfg.inband_dtmf = false;
         tweak(&mut cfg);
@@ -914,7 +929,11 @@ mod tests {
         }
         let stats = s.bridge.stats().await.unwrap();
         assert_eq!(
-            (stats.caller.received, stats.caller.forwarded, stats.caller.dropped),
+            (
+                stats.caller.received,
+                stats.caller.forwarded,
+                stats.caller.dropped
+            ),
             (3, 3, 0)
         );
         assert_eq!(stats.caller.stream.seq_gaps, 1);
@@ -958,22 +977,27 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn telephone_events_are_forwarded_with_the_other_sides_pt_and_reported() {
-        let mut s = Setup::new(
-            |c| c.dtmf_pt = Some(101),
-            |a| a.dtmf_pt = Some(96),
-            |_| {},
-        )
-        .await;
+        let mut s = Setup::new(|c| c.dtmf_pt = Some(101), |a| a.dtmf_pt = Some(96), |_| {}).await;
         let mut caller = rtp::RtpSender::with_initial(5, 300, 40_000);
         s.caller
             .send_payload(s.caller_leg(), &mut caller, 0, true, &[0xFF; FRAME_SAMPLES])
             .await;
         let (_, _, seq0, ts0, _, _) = s.agent.recv().await;
         let mut buf = [0u8; 32];
-        let steps = [(160, false), (320, false), (480, true), (480, true), (480, true)];
+        let steps = [
+            (160, false),
+            (320, false),
+            (480, true),
+            (480, true),
+            (480, true),
+        ];
         for (dur, end) in steps {
             let n = caller.write_event(101, '7', dur, end, &mut buf).unwrap();
-            s.caller.socket.send_to(&buf[..n], s.caller_leg()).await.unwrap();
+            s.caller
+                .socket
+                .send_to(&buf[..n], s.caller_leg())
+                .await
+                .unwrap();
         }
         for (i, (dur, end)) in steps.into_iter().enumerate() {
             let (marker, pt, seq, ts, ssrc, payload) = s.agent.recv().await;
@@ -985,7 +1009,10 @@ mod tests {
             let d = (dur as u16).to_be_bytes();
             assert_eq!(payload, vec![7, if end { 0x8A } else { 10 }, d[0], d[1]]);
         }
-        assert!(matches!(s.next_event().await, BridgeEvent::RemoteLatched { .. }));
+        assert!(matches!(
+            s.next_event().await,
+            BridgeEvent::RemoteLatched { .. }
+        ));
         assert_eq!(
             s.next_event().await,
             BridgeEvent::Digit {
@@ -1002,7 +1029,11 @@ mod tests {
         let mut caller = rtp::RtpSender::new();
         for (dur, end) in [(160, false), (480, true)] {
             let n = caller.write_event(101, '#', dur, end, &mut buf).unwrap();
-            s.caller.socket.send_to(&buf[..n], s.caller_leg()).await.unwrap();
+            s.caller
+                .socket
+                .send_to(&buf[..n], s.caller_leg())
+                .await
+                .unwrap();
         }
         s.next_event().await;
         assert_eq!(
@@ -1122,12 +1153,22 @@ mod tests {
         caller.drain();
         agent.drain();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(caller.drain() + agent.drain(), 0, "nothing sent while nobody talks");
+        assert_eq!(
+            caller.drain() + agent.drain(),
+            0,
+            "nothing sent while nobody talks"
+        );
 
         let mut talk = rtp::RtpSender::new();
         for i in 0..3u16 {
             agent
-                .send_payload(bridge.local_addr(Side::Agent), &mut talk, 0, false, &[9; FRAME_SAMPLES])
+                .send_payload(
+                    bridge.local_addr(Side::Agent),
+                    &mut talk,
+                    0,
+                    false,
+                    &[9; FRAME_SAMPLES],
+                )
                 .await;
             let (marker, _, seq, ts, s, payload) = caller.recv().await;
             assert_eq!((s, payload[0], marker), (ssrc, 9, i == 0));
@@ -1137,7 +1178,13 @@ mod tests {
         }
         let mut talk = rtp::RtpSender::new();
         caller
-            .send_payload(bridge.local_addr(Side::Caller), &mut talk, 0, false, &[5; FRAME_SAMPLES])
+            .send_payload(
+                bridge.local_addr(Side::Caller),
+                &mut talk,
+                0,
+                false,
+                &[5; FRAME_SAMPLES],
+            )
             .await;
         assert_eq!(agent.recv().await.4, agent_ssrc);
 
@@ -1201,7 +1248,9 @@ mod tests {
         // The leg keeps its own timeout when handed back.
         // On hold nothing times out; from the resume it counts again.
         s.bridge.set_hold(Side::Caller, true).await.unwrap();
-        assert!(timeout(Duration::from_secs(60), s.events.recv()).await.is_err());
+        assert!(timeout(Duration::from_secs(60), s.events.recv())
+            .await
+            .is_err());
         s.bridge.set_hold(Side::Caller, false).await.unwrap();
         let resumed = Instant::now();
         let mut sides = vec![s.next_event().await, s.next_event().await];
@@ -1223,8 +1272,14 @@ mod tests {
         let s = Setup::new(|_| {}, pcma, |_| {}).await;
         let (caller_tap, mut caller_frames) = mpsc::channel(8);
         let (agent_tap, mut agent_frames) = mpsc::channel(8);
-        s.bridge.set_tap(Side::Caller, Some(caller_tap)).await.unwrap();
-        s.bridge.set_tap(Side::Agent, Some(agent_tap)).await.unwrap();
+        s.bridge
+            .set_tap(Side::Caller, Some(caller_tap))
+            .await
+            .unwrap();
+        s.bridge
+            .set_tap(Side::Agent, Some(agent_tap))
+            .await
+            .unwrap();
         let mut caller = rtp::RtpSender::with_initial(77, 10, 1000);
         let mut agent = rtp::RtpSender::with_initial(88, 20, 2000);
         s.caller
@@ -1235,10 +1290,22 @@ mod tests {
             .await;
         // Comfort noise is neither tapped nor forwarded.
         s.caller
-            .send_payload(s.caller_leg(), &mut caller, PT_COMFORT_NOISE, false, &[0x7F])
+            .send_payload(
+                s.caller_leg(),
+                &mut caller,
+                PT_COMFORT_NOISE,
+                false,
+                &[0x7F],
+            )
             .await;
         s.caller
-            .send_payload(s.caller_leg(), &mut caller, 0, false, &[0x33; FRAME_SAMPLES])
+            .send_payload(
+                s.caller_leg(),
+                &mut caller,
+                0,
+                false,
+                &[0x33; FRAME_SAMPLES],
+            )
             .await;
         let recv = |rx: &mut mpsc::Receiver<ReceivedFrame>| {
             let f = rx.try_recv();
@@ -1255,7 +1322,13 @@ mod tests {
         // A closed tap is detached; relaying goes on.
         drop(caller_frames);
         s.caller
-            .send_payload(s.caller_leg(), &mut caller, 0, false, &[0x44; FRAME_SAMPLES])
+            .send_payload(
+                s.caller_leg(),
+                &mut caller,
+                0,
+                false,
+                &[0x44; FRAME_SAMPLES],
+            )
             .await;
         let expected = g711::transcode_table(Codec::Pcmu, Codec::Pcma)[0x44];
         assert_eq!(s.agent.recv().await.5[0], expected);
@@ -1274,7 +1347,13 @@ mod tests {
         // Another stream from another address: not forwarded, no latch.
         let stranger = Peer::new().await;
         stranger
-            .send_payload(s.caller_leg(), &mut rtp::RtpSender::new(), 0, false, &[6; FRAME_SAMPLES])
+            .send_payload(
+                s.caller_leg(),
+                &mut rtp::RtpSender::new(),
+                0,
+                false,
+                &[6; FRAME_SAMPLES],
+            )
             .await;
         // Garbage and RTCP.
         for junk in [&b"hello"[..], &[0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] {
@@ -1298,7 +1377,13 @@ mod tests {
         // (marker), and a late packet of the old one is then stale.
         let mut restarted = rtp::RtpSender::with_initial(2, 5000, 0);
         s.caller
-            .send_payload(s.caller_leg(), &mut restarted, 0, false, &[9; FRAME_SAMPLES])
+            .send_payload(
+                s.caller_leg(),
+                &mut restarted,
+                0,
+                false,
+                &[9; FRAME_SAMPLES],
+            )
             .await;
         let (marker, _, seq, _, _, payload) = s.agent.recv().await;
         assert!(marker);
@@ -1318,7 +1403,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_prompt_to_one_side_replaces_what_it_hears() {
         let mut s = Setup::plain().await;
-        s.bridge.play(Side::Agent, 3, vec![prompt(60, 2, 0)]).await.unwrap();
+        s.bridge
+            .play(Side::Agent, 3, vec![prompt(60, 2, 0)])
+            .await
+            .unwrap();
         let mut caller = rtp::RtpSender::new();
         let mut heard = Vec::new();
         for _ in 0..2 {
@@ -1330,7 +1418,13 @@ mod tests {
         assert_eq!(heard, vec![60, 61]);
         let mut got = vec![s.next_event().await, s.next_event().await];
         got.retain(|e| matches!(e, BridgeEvent::PlaybackDone { .. }));
-        assert_eq!(got, vec![BridgeEvent::PlaybackDone { side: Side::Agent, id: 3 }]);
+        assert_eq!(
+            got,
+            vec![BridgeEvent::PlaybackDone {
+                side: Side::Agent,
+                id: 3
+            }]
+        );
         s.caller
             .send_payload(s.caller_leg(), &mut caller, 0, false, &[1; FRAME_SAMPLES])
             .await;
@@ -1340,7 +1434,10 @@ mod tests {
         s.bridge.play(Side::Caller, 4, vec![]).await.unwrap();
         assert_eq!(
             s.next_event().await,
-            BridgeEvent::PlaybackDone { side: Side::Caller, id: 4 }
+            BridgeEvent::PlaybackDone {
+                side: Side::Caller,
+                id: 4
+            }
         );
     }
 

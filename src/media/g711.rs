@@ -35,12 +35,10 @@ pub fn transcode_table(from: Codec, to: Codec) -> &'static [u8; 256] {
         let mut tables = [[0u8; 256]; 2];
         for code in 0..=255u8 {
             let i = usize::from(code);
-            tables[0][i] = audio_codec_algorithms::encode_alaw(
-                audio_codec_algorithms::decode_ulaw(code),
-            );
-            tables[1][i] = audio_codec_algorithms::encode_ulaw(
-                audio_codec_algorithms::decode_alaw(code),
-            );
+            tables[0][i] =
+                audio_codec_algorithms::encode_alaw(audio_codec_algorithms::decode_ulaw(code));
+            tables[1][i] =
+                audio_codec_algorithms::encode_ulaw(audio_codec_algorithms::decode_alaw(code));
         }
         tables
     });

@@ -267,9 +267,23 @@ mod tests {
     fn maps_by_offset_keeping_gaps_and_reordering() {
         let (mut s, t0) = stream();
         let f = s.relay(t0, 7, 60_000, 9_000, Some(160)).unwrap();
-        assert_eq!(f, Forward { seq: 1000, timestamp: 50_000, marker: true });
+        assert_eq!(
+            f,
+            Forward {
+                seq: 1000,
+                timestamp: 50_000,
+                marker: true
+            }
+        );
         let f = s.relay(t0, 7, 60_001, 9_160, Some(160)).unwrap();
-        assert_eq!(f, Forward { seq: 1001, timestamp: 50_160, marker: false });
+        assert_eq!(
+            f,
+            Forward {
+                seq: 1001,
+                timestamp: 50_160,
+                marker: false
+            }
+        );
         // Two lost: the gap shows at the receiver too.
         let f = s.relay(t0, 7, 60_004, 9_640, Some(160)).unwrap();
         assert_eq!((f.seq, f.timestamp), (1004, 50_640));
@@ -279,7 +293,12 @@ mod tests {
         assert_eq!(s.sender().next_seq(), 1005);
         assert_eq!(
             s.stats(),
-            StreamStats { seq_gaps: 2, late: 1, stale: 0, rebases: 1 }
+            StreamStats {
+                seq_gaps: 2,
+                late: 1,
+                stale: 0,
+                rebases: 1
+            }
         );
         // Far too old: stale.
         assert_eq!(s.relay(t0, 7, 59_000, 1, Some(160)), None);
@@ -304,7 +323,14 @@ mod tests {
         let f = s.relay(t1, 8, 500, 777, Some(160)).unwrap();
         // Sequence follows on; timestamp from the clock (anchored at the
         // last packet: 50_160 at t0, plus 800 samples).
-        assert_eq!(f, Forward { seq: 1002, timestamp: 50_960, marker: true });
+        assert_eq!(
+            f,
+            Forward {
+                seq: 1002,
+                timestamp: 50_960,
+                marker: true
+            }
+        );
         assert_eq!(s.relay(t1, 7, 12, 320, Some(160)), None);
         assert_eq!(s.stats().stale, 1);
         // A big jump of the same SSRC is a restart.
@@ -335,11 +361,22 @@ mod tests {
                 (false, 1003, 50_480, 0xABCD)
             ]
         );
-        let f = s.relay(t0 + Duration::from_millis(80), 7, 14, 640, Some(160)).unwrap();
-        assert_eq!(f, Forward { seq: 1004, timestamp: 50_640, marker: true });
+        let f = s
+            .relay(t0 + Duration::from_millis(80), 7, 14, 640, Some(160))
+            .unwrap();
+        assert_eq!(
+            f,
+            Forward {
+                seq: 1004,
+                timestamp: 50_640,
+                marker: true
+            }
+        );
         // An interruption (hold) also marks the next packet.
         s.interrupt();
-        let f = s.relay(t0 + Duration::from_secs(2), 7, 15, 800, Some(160)).unwrap();
+        let f = s
+            .relay(t0 + Duration::from_secs(2), 7, 15, 800, Some(160))
+            .unwrap();
         assert!(f.marker);
         assert_eq!(f.seq, 1005);
         assert_eq!(f.timestamp, 50_640 + 160 * 96);

@@ -368,7 +368,10 @@ impl LegMedia {
 
 /// Hands a received audio frame to the tap: a bounded channel, never waited
 /// on; a full channel loses the frame, a closed one detaches the tap.
-pub(crate) fn tap_frame(tap: &mut Option<mpsc::Sender<ReceivedFrame>>, packet: &rtp::RtpPacket<'_>) {
+pub(crate) fn tap_frame(
+    tap: &mut Option<mpsc::Sender<ReceivedFrame>>,
+    packet: &rtp::RtpPacket<'_>,
+) {
     if let Some(sender) = tap {
         let frame = ReceivedFrame {
             ssrc: packet.ssrc,
