@@ -1006,7 +1006,7 @@ mod tests {
             assert_eq!(seq, seq0 + 1 + i as u16);
             // The event's start is the next frame's time.
             assert_eq!(ts, ts0 + 160);
-            let d = (dur as u16).to_be_bytes();
+            let d = dur.to_be_bytes();
             assert_eq!(payload, vec![7, if end { 0x8A } else { 10 }, d[0], d[1]]);
         }
         assert!(matches!(
