@@ -36,7 +36,8 @@
 #             outside 18..22 ms), daemon and SIPp CPU (utime+stime from
 #             /proc/PID/stat over the window; 100 % = one core), daemon RSS
 #             (/proc/PID/status VmRSS mid-window) minus its idle RSS, per
-#             call; calls up (SIPp's CurrentCall); records afterwards.
+#             call (each step has a fresh daemon, so its idle RSS is the
+#             base); calls up (SIPp's CurrentCall); records afterwards.
 #
 # /proc/loadavg is recorded with each step, and "other CPU %": all CPUs'
 # busy time (/proc/stat) minus the daemon's and SIPp's over the step, i.e.
@@ -49,7 +50,9 @@
 # +0, HTTP +1, SIPp +2, SIPp media +10, daemon RTP +4000..+13999 (below
 # Linux's ephemeral range 32768+ for the default base).
 # HOTLINE_BENCH_KEEP=1 keeps the work dir (logs, captures, SIPp stats);
-# HOTLINE_BENCH_OUT=FILE also writes the tables there.
+# HOTLINE_BENCH_OUT=FILE also writes the tables there; HOTLINE_BENCH_PERF=1
+# records the daemon with `perf record -g` during each hold window
+# ($WORK/hold-N.perf.data; implies looking at it, so use with KEEP=1).
 # Needs: sipp (sip-tester), tcpdump, sox, python3, root (tcpdump).
 # Every tool runs under `timeout`; everything started is killed on exit.
 
@@ -104,14 +107,17 @@ hl_config "$ROOT" "$HERE/flows" "$WORK/hotline.toml" \
 # The caller's audio: a 440 Hz tone, A-law, looped by SIPp's rtp_stream.
 sox -n -r 8000 -c 1 -e a-law "$WORK/caller.wav" synth 10 sine 440 vol 0.3 || exit 2
 
+# start_daemon: a daemon with no calls; sets IDLE_RSS once it has settled.
+start_daemon() {
+  if ! HOTLINE_LOG=${HOTLINE_LOG:-info} hl_daemon "$BIN" "$WORK/hotline.toml" \
+      "$SIP_PORT" "$HTTP_PORT" "$RTP_LOW-$RTP_HIGH" "$WORK/daemon.log.$1"; then
+    echo "bench: daemon did not start"; tail -n 40 "$WORK/daemon.log.$1"; exit 1
+  fi
+  sleep 2
+  IDLE_RSS=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")
+  hl_log "daemon up (pid $DAEMON_PID, idle RSS $IDLE_RSS KiB, log daemon.log.$1)"
+}
 hl_log "daemon: $BIN (SIP 127.0.0.1:$SIP_PORT, HTTP :$HTTP_PORT, RTP $RTP_LOW-$RTP_HIGH, work $WORK)"
-if ! HOTLINE_LOG=${HOTLINE_LOG:-info} hl_daemon "$BIN" "$WORK/hotline.toml" \
-    "$SIP_PORT" "$HTTP_PORT" "$RTP_LOW-$RTP_HIGH" "$WORK/daemon.log"; then
-  echo "bench: daemon did not start"; tail -n 40 "$WORK/daemon.log"; exit 1
-fi
-sleep 2
-IDLE_RSS=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")
-hl_log "daemon up (pid $DAEMON_PID, idle RSS $IDLE_RSS KiB)"
 
 # --- measuring ---------------------------------------------------------------
 ticks() { # utime+stime of PID (all threads), in clock ticks
@@ -205,6 +211,7 @@ emit() { echo "$*" | tee -a "$OUT"; }
 CPS_BEST=0
 bench_cps() {
   local rows=() rate
+  start_daemon cps
   for rate in $CPS_STEPS; do
     local name=cps-$rate n=$((rate * CPS_SECS)) prefix="bench-cps-$rate-"
     local ld; ld=$(load)
@@ -254,6 +261,7 @@ bench_cps() {
   emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   local r; for r in "${rows[@]}"; do emit "$r"; done
   emit ""
+  hl_daemon_stop
   emit "Highest rate with < 0.1 % failed calls: **$CPS_BEST calls/s** (target >= 800)."
 }
 
@@ -263,6 +271,9 @@ bench_hold() {
   for calls in $steps $HOLD_MORE; do
     case " $HOLD_STEPS " in *" $calls "*) ;; *) [ "$held" = 1 ] || break ;; esac
     local name=hold-$calls prefix="bench-hold-$calls-"
+    # A fresh daemon per step: its idle RSS is the base the calls add to.
+    start_daemon "$name"
+    local idle=$IDLE_RSS
     local ramp=$(( (calls + HOLD_RATE - 1) / HOLD_RATE ))
     local ld
     sipp_bg "$name" $((HOLD_SECS + ramp + 20)) -sf "$HERE/ivr_hold.xml" -s bench \
@@ -280,6 +291,11 @@ bench_hold() {
       2> "$WORK/$name.tcpdump.log" &
     local tp=$!
     hl_track "$tp"
+    if [ "${HOTLINE_BENCH_PERF:-0}" = 1 ]; then
+      timeout -k 2 $((WINDOW + 5)) perf record -q -F 499 -g -p "$DAEMON_PID" \
+        -o "$WORK/$name.perf.data" -- sleep "$WINDOW" > "$WORK/$name.perf.log" 2>&1 &
+      hl_track $!
+    fi
     sleep $((WINDOW / 2))
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")
     up=$(stat_field "$WORK/$name.stat.csv" "CurrentCall")
@@ -290,7 +306,7 @@ bench_hold() {
     dcpu=$(cpu_pct "$d0" "$d1" "$secs"); scpu=$(cpu_pct "$s0" "$s1" "$secs")
     # Everything else (tcpdump included): busy time minus the daemon's and SIPp's.
     ocpu=$(cpu_pct 0 $(( (b1 - b0) - (d1 - d0) - (s1 - s0) )) "$secs")
-    per_call=$(awk -v r="$rss" -v i="$IDLE_RSS" -v n="$calls" 'BEGIN { printf "%.1f", (r - i) / n }')
+    per_call=$(awk -v r="$rss" -v i="$idle" -v n="$calls" 'BEGIN { printf "%.1f", (r - i) / n }')
     spacing=$(python3 "$HERE/rtp_spacing.py" "$WORK/$name.pcap" 0.5 "$WINDOW" 2>&1)
     dropped=$(sed -n 's/^\([0-9]*\) packets dropped by kernel/\1/p' "$WORK/$name.tcpdump.log")
     local v p50 p99 max out streams
@@ -302,22 +318,23 @@ bench_hold() {
     ok=$(stat_field "$WORK/$name.stat.csv" "SuccessfulCall(C)")
     failed=$((calls - ok))
     recs=$(wait_records "$prefix" "$created")
-    rows+=("| $calls | $up | $failed | ${p50:-?} | ${p99:-?} | ${max:-?} | ${out:-?} | $dcpu | $per_call | $scpu | $ocpu | ${streams:-0} (1 in $((1 << k))), ${dropped:-?} dropped | $recs | $ld |")
+    rows+=("| $calls | $up | $failed | ${p50:-?} | ${p99:-?} | ${max:-?} | ${out:-?} | $dcpu | $idle | $rss | $per_call | $scpu | $ocpu | ${streams:-0} (1 in $((1 << k))), ${dropped:-?} dropped | $recs | $ld |")
     hl_log "hold $calls: up $up, failed $failed, spacing p50 $p50 p99 $p99 max $max ms, daemon $dcpu %, $per_call KiB/call, sipp $scpu %, load $ld"
     held=0
     if [ "$failed" -eq 0 ] && awk -v p="${p99:-99}" 'BEGIN { exit !(p >= 18 && p <= 22) }'; then
       held=1
     fi
     idle_wait
+    hl_daemon_stop
   done
   emit ""
   emit "### (b) Concurrent calls, each held ${HOLD_SECS} s with prompts playing and the caller sending PCMA (${WINDOW} s window)"
   emit ""
-  emit "| calls | up in window | failed | RTP spacing p50 ms | p99 ms | max ms | gaps outside 18-22 ms % | daemon CPU % | RSS KiB per call | SIPp CPU % | other CPU % | streams captured | call records | load avg |"
-  emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  emit "| calls | up in window | failed | RTP spacing p50 ms | p99 ms | max ms | gaps outside 18-22 ms % | daemon CPU % | idle RSS KiB | RSS KiB | RSS KiB per call | SIPp CPU % | other CPU % | streams captured | call records | load avg |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   local r; for r in "${rows[@]}"; do emit "$r"; done
   emit ""
-  emit "Daemon idle RSS $IDLE_RSS KiB (subtracted). CPU 100 % = one core. Targets at 2,000 calls: CPU < 100 %, p99 20 +- 2 ms, < 100 KiB per call."
+  emit "RSS per call = (RSS mid-window - idle RSS of that step's fresh daemon) / calls. CPU 100 % = one core. Targets at 2,000 calls: CPU < 100 %, p99 20 +- 2 ms, < 100 KiB per call."
 }
 
 emit "## hotline IVR benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n 1))"

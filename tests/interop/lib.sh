@@ -21,8 +21,9 @@
 #                                  127.0.0.1:SIP/HTTP, RTP ports RTP, data
 #                                  in $WORK/data); sets DAEMON_PID; waits for
 #                                  /healthz (60 s), returns 1 if it is not up
+#   hl_daemon_stop                 stop it (TERM, 5 s, KILL)
 #
-# On exit (trap set here) the daemon gets SIGTERM (5 s, then SIGKILL), every
+# On exit (trap set here) the daemon is stopped (hl_daemon_stop), every
 # tracked pid TERM then KILL, and the work dir is removed if the script
 # exits 0 (and HL_KEEP is not 1), else kept and named.
 
@@ -36,13 +37,20 @@ hl_log() { echo "$HL_NAME: [$(( $(date +%s) - HL_START ))s] $*"; }
 
 hl_track() { echo "$1" >> "$WORK/pids"; }
 
-hl_cleanup() {
-  local rc=$?
+# hl_daemon_stop: SIGTERM to the daemon, SIGKILL if it is still there after 5 s.
+hl_daemon_stop() {
   if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
     kill -TERM "$DAEMON_PID" 2>/dev/null
     for _ in $(seq 1 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$DAEMON_PID" 2>/dev/null
+    wait "$DAEMON_PID" 2>/dev/null
   fi
+  DAEMON_PID=
+}
+
+hl_cleanup() {
+  local rc=$?
+  hl_daemon_stop
   while read -r pid; do
     [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
   done < "$WORK/pids"
