@@ -44,7 +44,11 @@
 # tcpdump, kernel threads and other people's builds. Those run at nice 19,
 # but with sched_autogroup (Debian's default) nice only orders processes
 # within one session, so a build still takes its session's fair share; rerun
-# a step that looks disturbed.
+# a step that looks disturbed. Before each step the bench waits up to 60 s
+# for a second in which the others use under half a core. For the same reason the daemon, SIPp and
+# tcpdump each run in a session of their own (setsid, still nice 0): in one
+# group with the load generator the daemon would share one fair share with
+# it, which no production box does.
 #
 # Ports, all on 127.0.0.1: HOTLINE_BENCH_PORT_BASE (default 10000): SIP
 # +0, HTTP +1, SIPp +2, SIPp media +10, daemon RTP +4000..+13999 (below
@@ -91,7 +95,7 @@ SIPP_MEDIA=$((BASE + 10))
 RTP_LOW=$((BASE + 4000))
 RTP_HIGH=$((BASE + 13999))
 
-HL_NAME=bench HL_KEEP=${HOTLINE_BENCH_KEEP:-0}
+HL_NAME=bench HL_KEEP=${HOTLINE_BENCH_KEEP:-0} HL_OWN_SESSION=1
 # shellcheck source=../tests/interop/lib.sh
 . "$ROOT/tests/interop/lib.sh"   # WORK, hl_log, hl_track, cleanup on exit, daemon start
 
@@ -135,6 +139,17 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 busy() { # all CPUs' busy time so far, in clock ticks (/proc/stat)
   awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+# calm_wait: before a step, wait (CALM_SECS, 60, at most) for a second in
+# which the rest of the machine used under CALM_PCT (50) % of one core; logs it.
+calm_wait() {
+  local b0 b1 o i
+  for i in $(seq 1 "${CALM_SECS:-60}"); do
+    b0=$(busy); sleep 1; b1=$(busy)
+    o=$(cpu_pct "$b0" "$b1" 1)
+    [ "$o" -lt "${CALM_PCT:-50}" ] && { [ "$i" -gt 1 ] && hl_log "waited ${i} s for a calm machine"; return 0; }
+  done
+  hl_log "machine busy (others at $o % of a core); going on"
 }
 # idle_wait: until the daemon holds no RTP port (its calls are over), 30 s at most.
 idle_wait() {
@@ -183,7 +198,7 @@ wait_records() {
 # rtp_stream's caller.wav), stats every second in $WORK/NAME.stat.csv; sets SIPP_PID.
 sipp_bg() {
   local name=$1 secs=$2; shift 2
-  (cd "$WORK" && exec timeout -k 5 "$((secs + 10))" sipp "127.0.0.1:$SIP_PORT" \
+  (cd "$WORK" && exec setsid timeout -k 5 "$((secs + 10))" sipp "127.0.0.1:$SIP_PORT" \
     -i 127.0.0.1 -mi 127.0.0.1 -p "$SIPP_PORT" -mp "$SIPP_MEDIA" -nostdin \
     -trace_stat -stf "$WORK/$name.stat.csv" -fd 1 \
     -trace_err -error_file "$WORK/$name.err.log" \
@@ -214,6 +229,7 @@ bench_cps() {
   start_daemon cps
   for rate in $CPS_STEPS; do
     local name=cps-$rate n=$((rate * CPS_SECS)) prefix="bench-cps-$rate-"
+    calm_wait
     local ld; ld=$(load)
     local d0 t0 s0 t1 d1 s1 sp b0 b1 ocpu s1k= t1s=
     d0=$(ticks "$DAEMON_PID"); t0=$(now); b0=$(busy)
@@ -274,6 +290,7 @@ bench_hold() {
     # A fresh daemon per step: its idle RSS is the base the calls add to.
     start_daemon "$name"
     local idle=$IDLE_RSS
+    calm_wait
     local ramp=$(( (calls + HOLD_RATE - 1) / HOLD_RATE ))
     local ld
     sipp_bg "$name" $((HOLD_SECS + ramp + 20)) -sf "$HERE/ivr_hold.xml" -s bench \
@@ -286,7 +303,7 @@ bench_hold() {
     local mask=$(( ((1 << k) - 1) << 1 ))
     local d0 s0 t0 d1 s1 t1 rss up b0 b1 ocpu
     d0=$(ticks "$DAEMON_PID"); s0=$(ticks "$sp"); t0=$(now); b0=$(busy)
-    timeout -s INT -k 2 "$WINDOW" tcpdump -i lo -n -s 64 -B 65536 --time-stamp-precision=nano \
+    setsid timeout -s INT -k 2 "$WINDOW" tcpdump -i lo -n -s 64 -B 65536 --time-stamp-precision=nano \
       -w "$WORK/$name.pcap" "udp and src portrange $RTP_LOW-$RTP_HIGH and (udp[0:2] & $mask) = 0" \
       2> "$WORK/$name.tcpdump.log" &
     local tp=$!

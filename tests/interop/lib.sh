@@ -4,6 +4,9 @@
 #
 #   HL_NAME   prefix of log lines and messages ("interop", "bench")
 #   HL_KEEP   1: keep the work dir even on success
+#   HL_OWN_SESSION  1: the daemon runs in a session of its own (setsid), so
+#             with sched_autogroup it is scheduled as its own group, not
+#             together with the load generator that started it
 #
 # and gets:
 #
@@ -76,6 +79,10 @@ base, count = int(sys.argv[1]), int(sys.argv[2])
 for p in range(base, base + count):
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         s = socket.socket(socket.AF_INET, kind)
+        if kind == socket.SOCK_STREAM:
+            # As the daemon's listener: a TIME-WAIT left by the last run's
+            # HTTP probe does not make the port busy.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", p))
         except OSError:
@@ -102,7 +109,9 @@ hl_config() {
 
 hl_daemon() {
   local bin=$1 config=$2 sip=$3 http=$4 rtp=$5 log=$6
-  NO_COLOR=1 "$bin" --config "$config" serve \
+  local own=()
+  [ "${HL_OWN_SESSION:-0}" = 1 ] && own=(setsid)
+  NO_COLOR=1 "${own[@]}" "$bin" --config "$config" serve \
     --sip-listen "127.0.0.1:$sip" --http-listen "127.0.0.1:$http" \
     --rtp-ports "$rtp" --data-dir "$WORK/data" > "$log" 2>&1 &
   DAEMON_PID=$!
