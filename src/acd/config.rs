@@ -168,7 +168,8 @@ fn default_voicemail_key() -> String {
     "1".into()
 }
 fn default_callback_key() -> String {
-    "2".into()
+    // Callbacks need the dialer and an outbound trunk: off unless set.
+    String::new()
 }
 
 fn default_ring_timeout() -> u64 {

@@ -171,7 +171,9 @@ mod tests {
     use super::*;
 
     fn queue() -> QueueConfig {
-        QueueConfig::new("12345")
+        let mut q = QueueConfig::new("12345");
+        q.callback_key = "2".into();
+        q
     }
 
     fn prompts(a: &[WaitAction]) -> (u64, Vec<String>) {
