@@ -121,6 +121,15 @@ fn has_frame(frames: &[[u8; 160]], byte: u8) -> usize {
 
 const LOGIN: &str = "login_on_register = true";
 
+/// Waits (pumping the caller's SIP meanwhile) until `agent`'s phone rings;
+/// returns the daemon's INVITE.
+async fn rung(agent: &mut AgentPhone, call: &mut support::Call) -> hotline::sip::message::Request {
+    tokio::select! {
+        inv = agent.wait_invite(secs(30)) => inv.expect("the agent is rung"),
+        _ = call.pump(secs(30)) => panic!("no INVITE to {}", agent.user),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn caller_and_agent_hear_each_other_through_the_bridge() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
@@ -132,10 +141,7 @@ async fn caller_and_agent_hear_each_other_through_the_bridge() {
         .await
         .call("12345")
         .await;
-    let invite = tokio::select! {
-        inv = agent.wait_invite(secs(30)) => inv.expect("the agent is rung"),
-        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
-    };
+    let invite = rung(&mut agent, &mut call).await;
     let from = invite.headers.get("From").unwrap_or("").to_string();
     assert!(
         from.contains("13800138000"),
@@ -199,10 +205,7 @@ async fn an_unanswered_agent_is_cancelled_and_the_next_one_rung_then_paused() {
     let mut second = ready_agent(&ts, "1002").await;
     let mut call = ts.phone().build().await.call("12345").await;
     // Longest idle first: 1001 logged in first.
-    tokio::select! {
-        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut first, &mut call).await;
     first.ring().await;
     // It never answers: after the 5 s ring timeout the daemon CANCELs.
     let t0 = Instant::now();
@@ -210,11 +213,7 @@ async fn an_unanswered_agent_is_cancelled_and_the_next_one_rung_then_paused() {
     assert!(cancelled, "1001 gets CANCEL");
     let rang = t0.elapsed();
     assert!(rang >= secs(4) && rang <= secs(7), "rang {rang:?}");
-    let inv = tokio::select! {
-        inv = second.wait_invite(secs(10)) => inv,
-        _ = call.pump(secs(10)) => None,
-    };
-    assert!(inv.is_some(), "then 1002 is rung");
+    rung(&mut second, &mut call).await; // then 1002 is rung
     second.answer().await;
     tokio::join!(call.pump(secs(2)), second.pump(secs(2)));
     assert_eq!(agent_state(&ts, "1002").await.0, "talking");
@@ -250,16 +249,9 @@ async fn a_busy_agent_is_skipped() {
     let mut first = ready_agent(&ts, "1001").await;
     let mut second = ready_agent(&ts, "1002").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut first, &mut call).await;
     first.reject(486).await;
-    let inv = tokio::select! {
-        inv = second.wait_invite(secs(10)) => inv,
-        _ = call.pump(secs(10)) => None,
-    };
-    assert!(inv.is_some(), "1002 is rung after 1001 was busy");
+    rung(&mut second, &mut call).await; // 1002 is rung after 1001 was busy
     second.answer().await;
     tokio::join!(call.pump(secs(1)), second.pump(secs(1)));
     let call_id = call.call_id.clone();
@@ -288,10 +280,7 @@ async fn a_caller_hanging_up_while_the_agent_rings_cancels_the_agent() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut agent, &mut call).await;
     agent.ring().await;
     let call_id = call.call_id.clone();
     assert_eq!(call.bye().await, 200);
@@ -315,10 +304,7 @@ async fn after_the_agent_hangs_up_the_caller_rates_the_call() {
     let ts = TestServer::start_with(options("survey = true", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut agent, &mut call).await;
     agent.answer().await;
     tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
     assert_eq!(agent.bye().await, Some(200));
@@ -338,10 +324,7 @@ async fn the_agent_holds_and_the_caller_hears_music() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut agent, &mut call).await;
     agent.answer().await;
     agent.fill(0x24).await;
     tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
@@ -499,10 +482,7 @@ async fn an_agent_transfers_the_caller_to_another_agent_by_refer() {
     let mut first = ready_agent(&ts, "1001").await;
     let mut second = ready_agent(&ts, "1002").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut first, &mut call).await;
     first.answer().await;
     tokio::join!(call.pump(secs(2)), first.pump(secs(2)));
     // Blind transfer to extension 1002 (RFC 3515).
@@ -515,11 +495,7 @@ async fn an_agent_transfers_the_caller_to_another_agent_by_refer() {
     assert!(frag.starts_with("SIP/2.0 200"), "{frag}");
     let (bye, _) = tokio::join!(first.wait_bye(secs(5)), call.pump(secs(1)));
     assert!(bye, "the transferring agent's leg ends");
-    let inv = tokio::select! {
-        inv = second.wait_invite(secs(30)) => inv,
-        _ = call.pump(secs(30)) => None,
-    };
-    assert!(inv.is_some(), "1002 is rung");
+    rung(&mut second, &mut call).await; // 1002 is rung
     second.answer().await;
     second.fill(0x24).await;
     tokio::join!(call.pump(secs(2)), second.pump(secs(2)));
@@ -554,10 +530,7 @@ async fn a_transfer_to_a_target_that_cannot_take_it_is_refused_and_the_call_stay
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut first = ready_agent(&ts, "1001").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut first, &mut call).await;
     first.answer().await;
     first.fill(0x24).await;
     tokio::join!(call.pump(secs(1)), first.pump(secs(1)));

@@ -177,7 +177,7 @@ mod tests {
     }
 
     fn prompts(a: &[WaitAction]) -> (u64, Vec<String>) {
-        match &a[..] {
+        match a {
             [WaitAction::Play { id, prompts }] => (*id, prompts.clone()),
             other => panic!("expected one Play, got {other:?}"),
         }

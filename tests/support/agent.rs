@@ -648,6 +648,7 @@ impl AgentPhone {
     }
 
     /// RTP received so far: (seq, timestamp, ssrc, marker) and arrival times.
+    #[allow(clippy::type_complexity)]
     pub fn received(&self) -> (Vec<(u16, u32, u32, bool)>, Vec<Instant>) {
         match self.call.as_ref().and_then(|c| c.heard.as_ref()) {
             Some(h) => {

@@ -93,22 +93,14 @@ impl InboundCall {
         let contacts = self.ctx.sip.contacts(&extension).await;
         if contacts.is_empty() {
             info!(agent = %agent, "agent has no reachable contact; offer failed");
-            let _ = self
-                .ctx
-                .acd
-                .offer_result(call, agent, OfferResult::Failed)
-                .await;
+            self.fail_offer(call, agent).await;
             return;
         }
         let socket = match self.ctx.ports.allocate() {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "no RTP port for the agent leg");
-                let _ = self
-                    .ctx
-                    .acd
-                    .offer_result(call, agent, OfferResult::Failed)
-                    .await;
+                self.fail_offer(call, agent).await;
                 return;
             }
         };
@@ -151,11 +143,7 @@ impl InboundCall {
         info!(agent = %agent, contacts = leg.forks(), leg = %leg_call_id, "ringing agent");
         if leg.forks() == 0 {
             self.ctx.sip.end_dialog(leg_call_id).await;
-            let _ = self
-                .ctx
-                .acd
-                .offer_result(call, agent, OfferResult::Failed)
-                .await;
+            self.fail_offer(call, agent).await;
             return;
         }
         self.offers.push(Offer {
@@ -163,6 +151,15 @@ impl InboundCall {
             socket: Some(socket),
             oa,
         });
+    }
+
+    /// Tells the ACD an offer could not ring (or its answer was unusable).
+    async fn fail_offer(&self, call: CallId, agent: AgentId) {
+        let _ = self
+            .ctx
+            .acd
+            .offer_result(call, agent, OfferResult::Failed)
+            .await;
     }
 
     /// The ACD withdrew an offer (ring timeout, answered elsewhere, …).
@@ -278,11 +275,7 @@ impl InboundCall {
         if let Err(e) = self.offers[i].oa.accept_answer(&sdp) {
             info!(agent = %agent, error = %e, "agent's answer unusable; ending its leg");
             self.end_offer_leg(i).await;
-            let _ = self
-                .ctx
-                .acd
-                .offer_result(call, agent, OfferResult::Failed)
-                .await;
+            self.fail_offer(call, agent).await;
             return;
         }
         match self
@@ -424,21 +417,16 @@ impl InboundCall {
                 return;
             }
         };
-        let mut resp = response_to(&request, 200, "OK");
-        resp.headers.push(
-            "Contact",
-            self.ctx.sip.local.contact(
-                &self.record.dialed,
-                c.leg
-                    .dialog
-                    .as_ref()
-                    .map(|d| d.peer.kind)
-                    .unwrap_or(crate::sip::transport::TransportKind::Udp),
-            ),
-        );
-        resp.headers.push("Content-Type", "application/sdp");
-        resp.body = Bytes::from(sdp);
-        self.ctx.sip.respond(key, resp).await;
+        let kind = c
+            .leg
+            .dialog
+            .as_ref()
+            .map(|d| d.peer.kind)
+            .unwrap_or(crate::sip::transport::TransportKind::Udp);
+        self.respond_with_sdp_on(&request, key, sdp, kind).await;
+        let Some(c) = self.connected.as_mut() else {
+            return;
+        };
         let held = c.oa.held();
         let remote = c.oa.current.as_ref().and_then(|n| n.remote_rtp);
         let _ = c.bridge.set_remote(Side::Agent, remote).await;
