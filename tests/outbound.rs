@@ -88,6 +88,17 @@ async fn registered(server: &TestServer, transport: Transport, user: &str) -> Ag
     phone
 }
 
+/// A daemon, its handle, agent 1001 registered over UDP, its binding, and
+/// a socket for the daemon side's RTP.
+async fn one_agent() -> (TestServer, SipHandle, AgentPhone, Binding, UdpSocket) {
+    let server = TestServer::start().await;
+    let sip = server.server.sip();
+    let agent = registered(&server, Transport::Udp, "1001").await;
+    let binding = sip.contacts("1001").await.remove(0);
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    (server, sip, agent, binding, rtp)
+}
+
 #[tokio::test]
 async fn a_registered_agent_is_a_contact_with_its_real_source() {
     let server = TestServer::start().await;
@@ -126,7 +137,10 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
 
         // Call 1: answered, the agent hangs up.
         let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
-        let got = agent.wait_invite(5 * SEC).await.expect("INVITE at the agent");
+        let got = agent
+            .wait_invite(5 * SEC)
+            .await
+            .expect("INVITE at the agent");
         assert_eq!(got.uri, binding.contact_uri);
         assert_eq!(got.call_id().unwrap(), leg.call_id);
         agent.ring().await;
@@ -153,7 +167,10 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
         rtp.send_to(&pkt, from).await.unwrap();
         agent.pump(SEC / 5).await;
         assert!(
-            agent.received_frames().iter().any(|f| f.iter().all(|b| *b == 0x55)),
+            agent
+                .received_frames()
+                .iter()
+                .any(|f| f.iter().all(|b| *b == 0x55)),
             "the agent recorded our payload"
         );
 
@@ -194,11 +211,7 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
 
 #[tokio::test]
 async fn cancel_waits_for_a_provisional_and_the_invite_ends_with_487() {
-    let server = TestServer::start().await;
-    let sip = server.server.sip();
-    let mut agent = registered(&server, Transport::Udp, "1001").await;
-    let binding = sip.contacts("1001").await.remove(0);
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (server, sip, mut agent, binding, rtp) = one_agent().await;
     let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
     agent.wait_invite(5 * SEC).await.expect("INVITE");
     // Cancelled before any provisional: §9.1, nothing may leave yet.
@@ -224,7 +237,13 @@ async fn two_contacts_ring_in_parallel_one_answers_the_other_is_cancelled() {
     let contacts = sip.contacts("1001").await;
     assert_eq!(contacts.len(), 2, "{contacts:?}");
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let by_addr = |a| contacts.iter().find(|b| b.source.addr == a).unwrap().clone();
+    let by_addr = |a| {
+        contacts
+            .iter()
+            .find(|b| b.source.addr == a)
+            .unwrap()
+            .clone()
+    };
     let mut leg_desk = ring(&sip, &by_addr(desk.local_addr()), &offer(&rtp)).await;
     let mut leg_laptop = ring(&sip, &by_addr(laptop.local_addr()), &offer(&rtp)).await;
     desk.wait_invite(5 * SEC).await.expect("desk rings");
@@ -249,10 +268,7 @@ async fn two_contacts_ring_in_parallel_one_answers_the_other_is_cancelled() {
 
 #[tokio::test]
 async fn a_rejection_is_delivered_and_acked() {
-    let server = TestServer::start().await;
-    let sip = server.server.sip();
-    let mut agent = registered(&server, Transport::Udp, "1001").await;
-    let binding = sip.contacts("1001").await.remove(0);
+    let (server, sip, mut agent, binding, _rtp) = one_agent().await;
     for status in [486, 603] {
         let mut leg = ring(&sip, &binding, "").await;
         agent.wait_invite(5 * SEC).await.expect("INVITE");
@@ -270,10 +286,7 @@ async fn a_rejection_is_delivered_and_acked() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unanswered_invite_times_out() {
-    let server = TestServer::start().await;
-    let sip = server.server.sip();
-    let mut agent = registered(&server, Transport::Udp, "1001").await;
-    let binding = sip.contacts("1001").await.remove(0);
+    let (server, sip, mut agent, binding, _rtp) = one_agent().await;
     let mut leg = ring(&sip, &binding, "").await;
     agent.wait_invite(5 * SEC).await.expect("INVITE");
     // The agent never answers (its phone absorbs the retransmissions).
@@ -313,6 +326,12 @@ async fn keepalive_marks_a_silent_agent_unreachable_and_back() {
     let p = timeout(100 * SEC, presence.recv()).await.unwrap().unwrap();
     assert_eq!((p.aor.as_str(), p.reachable), ("1001", true));
     assert_eq!(sip.contacts("1001").await.len(), 1);
+
+    // Unregistering is the other way to go.
+    let mut agent = agent;
+    assert_eq!(agent.unregister().await, 200);
+    let p = timeout(5 * SEC, presence.recv()).await.unwrap().unwrap();
+    assert_eq!((p.aor.as_str(), p.reachable), ("1001", false));
     server.shutdown().await;
 }
 
@@ -341,6 +360,12 @@ async fn a_softphone_feature_code_is_authenticated_and_reaches_the_call_manager(
     assert_eq!(record.dialed, "*11");
     assert_eq!(record.sip_status, 200);
 
+    // Someone else's number in From: 403, no call.
+    let mut spoofer = AgentPhone::new(server.sip_udp(), Transport::Udp, "1001").await;
+    spoofer.from_user = Some("1002".into());
+    let r = spoofer.invite("*11").await.expect("a final response");
+    assert_eq!(r.status, 403);
+
     // A wrong password: challenged again, no call.
     let mut intruder = AgentPhone::new(server.sip_udp(), Transport::Udp, "1001")
         .await
@@ -356,5 +381,91 @@ async fn a_softphone_feature_code_is_authenticated_and_reaches_the_call_manager(
         .await
         .unwrap()
         .is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_2xx_is_delivered_and_the_agents_in_dialog_requests_reach_the_route() {
+    let (server, sip, mut agent, binding, rtp) = one_agent().await;
+    let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
+    agent.wait_invite(5 * SEC).await.expect("INVITE");
+    agent.answer().await;
+    let ok = response(&mut leg.events, 5 * SEC).await;
+    assert_eq!(ok.status, 200);
+    // RFC 6026 §7.2: a retransmitted 2xx reaches the owner again (to ACK).
+    agent.retransmit().await;
+    let again = response(&mut leg.events, 5 * SEC).await;
+    assert_eq!(again.status, 200);
+    let mut dialog = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
+    for _ in 0..2 {
+        sip.ack(dialog.ack(&leg.invite, "hotline"), leg.peer).await;
+    }
+    assert!(agent.wait_ack(5 * SEC).await);
+
+    // The agent's re-INVITE (hold), REFER and digits.
+    let answer_next = |method: Method, status: u16| {
+        let sip = sip.clone();
+        move |ev: Option<DialogEvent>| async move {
+            match ev {
+                Some(DialogEvent::Request { request, key, .. }) => {
+                    assert_eq!(request.method, method);
+                    let mut r = response_to(&request, status, "OK");
+                    if method == Method::Invite {
+                        r.headers.push("Contact", "<sip:acd@127.0.0.1>");
+                    }
+                    sip.respond(key, r).await;
+                    request
+                }
+                other => panic!("expected {method:?}, got {other:?}"),
+            }
+        }
+    };
+    let hold = tokio::spawn(async move {
+        let s = agent.hold().await;
+        (agent, s)
+    });
+    let req = answer_next(Method::Invite, 200)(event(&mut leg.events, 5 * SEC).await).await;
+    assert!(String::from_utf8_lossy(&req.body).contains("a=sendonly"));
+    let (mut agent, status) = hold.await.unwrap();
+    assert_eq!(status, Some(200));
+    // The ACK of the re-INVITE's 2xx comes on the route too.
+    assert!(matches!(
+        event(&mut leg.events, 5 * SEC).await,
+        Some(DialogEvent::Ack { .. })
+    ));
+
+    let refer = tokio::spawn(async move {
+        let s = agent.refer("sip:1002@127.0.0.1").await;
+        (agent, s)
+    });
+    let req = answer_next(Method::Refer, 202)(event(&mut leg.events, 5 * SEC).await).await;
+    assert_eq!(req.headers.get("Refer-To"), Some("<sip:1002@127.0.0.1>"));
+    let (mut agent, status) = refer.await.unwrap();
+    assert_eq!(status, Some(202));
+    // RFC 3515 §2.4.4: progress as NOTIFY in the dialog.
+    let mut notify = dialog.request(Method::Notify, "hotline");
+    notify.headers.push("Event", "refer");
+    notify
+        .headers
+        .push("Subscription-State", "terminated;reason=noresource");
+    notify.headers.push("Content-Type", "message/sipfrag");
+    notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
+    sip.request(notify, leg.peer).await;
+    assert!(agent.wait_notifies(1, 5 * SEC).await);
+    assert_eq!(response(&mut leg.events, 5 * SEC).await.status, 200);
+
+    agent.press("5").await;
+    let mut buf = [0u8; 1500];
+    let got_event = timeout(5 * SEC, async {
+        loop {
+            let (n, _) = rtp.recv_from(&mut buf).await.unwrap();
+            if n >= 16 && buf[1] & 0x7f == 101 {
+                return buf[12];
+            }
+        }
+    })
+    .await
+    .expect("an RFC 4733 event");
+    assert_eq!(got_event, 5);
     server.shutdown().await;
 }

@@ -88,8 +88,8 @@ use chrono::Utc;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use tokio::net::{TcpListener, UdpSocket};
 use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -268,8 +268,8 @@ impl SipHandle {
     /// cannot be keyed or the endpoint is gone.
     pub async fn send_request(&self, request: Request, peer: Peer) -> Option<TransactionKey> {
         let branch = new_branch();
-        let key = TransactionKey::new(&branch, &self.local.sent_by(peer.kind), &request.method)
-            .ok()?;
+        let key =
+            TransactionKey::new(&branch, &self.local.sent_by(peer.kind), &request.method).ok()?;
         self.cmd
             .send(Command::Request {
                 request,
@@ -673,11 +673,9 @@ impl Endpoint {
                     }
                     None => {
                         // The handle already returned the key: tell its owner.
-                        if let Ok(key) = TransactionKey::new(
-                            &branch,
-                            &self.local.sent_by(peer.kind),
-                            &method,
-                        ) {
+                        if let Ok(key) =
+                            TransactionKey::new(&branch, &self.local.sent_by(peer.kind), &method)
+                        {
                             self.deliver(&call_id, DialogEvent::Timeout { key });
                         }
                     }
@@ -739,8 +737,8 @@ impl Endpoint {
                 value: via,
             },
         );
-        let key = TransactionKey::new(branch, &self.local.sent_by(peer.kind), &request.method)
-            .ok()?;
+        let key =
+            TransactionKey::new(branch, &self.local.sent_by(peer.kind), &request.method).ok()?;
         let bytes = request.to_bytes();
         match self
             .layer
@@ -824,7 +822,8 @@ impl Endpoint {
             };
             let contact = self.local.contact("hotline", binding.source.kind);
             let call_id = format!("{}@hotline", new_tag());
-            let (req, peer) = outbound::options_to_binding(&binding, &call_id, &new_tag(), &contact);
+            let (req, peer) =
+                outbound::options_to_binding(&binding, &call_id, &new_tag(), &contact);
             match self.start_client(req, peer, &new_branch()) {
                 Some(key) => {
                     trace!(aor = %id.aor, to = %peer.addr, "keep-alive OPTIONS");

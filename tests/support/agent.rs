@@ -107,6 +107,8 @@ pub struct AgentPhone {
     pub notifies: Vec<Request>,
     /// Other requests received in the call (INFO, re-INVITE…), answered 200.
     pub requests: Vec<Request>,
+    /// The From user of INVITEs this phone places (its own by default).
+    pub from_user: Option<String>,
 }
 
 impl AgentPhone {
@@ -153,6 +155,7 @@ impl AgentPhone {
             responses: VecDeque::new(),
             notifies: Vec::new(),
             requests: Vec::new(),
+            from_user: None,
         }
     }
 
@@ -306,14 +309,25 @@ impl AgentPhone {
         };
         let in_call = self.is_current_call(&req);
         match req.method {
-            Method::Invite if in_call && req.to().ok().and_then(|t| t.tag().map(str::to_string)).is_none() => {
+            Method::Invite
+                if in_call
+                    && req
+                        .to()
+                        .ok()
+                        .and_then(|t| t.tag().map(str::to_string))
+                        .is_none() =>
+            {
                 // A retransmission of the INVITE: the last response again.
                 if let Some(last) = self.call.as_ref().and_then(|c| c.last.clone()) {
                     self.send(last).await;
                 }
             }
             Method::Invite if !in_call => {
-                if self.invites.iter().all(|i| i.call_id().ok() != req.call_id().ok()) {
+                if self
+                    .invites
+                    .iter()
+                    .all(|i| i.call_id().ok() != req.call_id().ok())
+                {
                     self.invites.push_back(req);
                 }
             }
@@ -324,7 +338,13 @@ impl AgentPhone {
             }
             Method::Cancel if in_call => {
                 let mut ok = response_to(&req, 200, "OK");
-                ok.set_to_tag(&self.call.as_ref().map(|c| c.to_tag.clone()).unwrap_or_default());
+                ok.set_to_tag(
+                    &self
+                        .call
+                        .as_ref()
+                        .map(|c| c.to_tag.clone())
+                        .unwrap_or_default(),
+                );
                 self.send_response(&ok).await;
                 let call = self.call.as_mut().expect("call");
                 call.cancelled = true;
@@ -368,7 +388,10 @@ impl AgentPhone {
         let until = Instant::now() + within;
         loop {
             if let Some(i) = self.responses.iter().position(|r| {
-                r.status >= 200 && r.cseq().map(|c| c.method.as_str() == method).unwrap_or(false)
+                r.status >= 200
+                    && r.cseq()
+                        .map(|c| c.method.as_str() == method)
+                        .unwrap_or(false)
             }) {
                 return self.responses.remove(i);
             }
@@ -412,7 +435,8 @@ impl AgentPhone {
         let call = self.call();
         let mut r = response_to(&call.invite, status, reason);
         r.set_to_tag(&call.to_tag);
-        r.headers.push("Contact", format!("<{}>", self.contact_uri()));
+        r.headers
+            .push("Contact", format!("<{}>", self.contact_uri()));
         r
     }
 
@@ -423,6 +447,14 @@ impl AgentPhone {
             c.final_sent |= r.status >= 200;
         }
         self.send(bytes).await;
+    }
+
+    /// Sends the last response to the INVITE again (as a UDP phone does
+    /// until the ACK comes).
+    pub async fn retransmit(&mut self) {
+        if let Some(last) = self.call.as_ref().and_then(|c| c.last.clone()) {
+            self.send(last).await;
+        }
     }
 
     /// 180 Ringing.
@@ -537,7 +569,11 @@ impl AgentPhone {
         );
         let cseq = call.cseq;
         let from = invite.headers.get("From").unwrap_or("").to_string();
-        let to = format!("{};tag={}", invite.headers.get("To").unwrap_or(""), call.to_tag);
+        let to = format!(
+            "{};tag={}",
+            invite.headers.get("To").unwrap_or(""),
+            call.to_tag
+        );
         let cid = invite.headers.get("Call-ID").unwrap_or("").to_string();
         self.send(msg).await;
         let resp = self.final_response(method, Duration::from_secs(10)).await;
@@ -615,15 +651,22 @@ impl AgentPhone {
         }
     }
 
-    /// RTP received so far: (seq, timestamp, ssrc, marker) and arrival times.
-    pub fn received(&self) -> (Vec<(u16, u32, u32, bool)>, Vec<Instant>) {
-        match self.call.as_ref().and_then(|c| c.heard.as_ref()) {
-            Some(h) => {
-                let h = h.lock().expect("lock");
-                (h.packets.clone(), h.arrivals.clone())
-            }
-            None => (Vec::new(), Vec::new()),
-        }
+    /// RTP packet headers received so far: (seq, timestamp, ssrc, marker).
+    pub fn received_packets(&self) -> Vec<(u16, u32, u32, bool)> {
+        self.call
+            .as_ref()
+            .and_then(|c| c.heard.as_ref())
+            .map(|h| h.lock().expect("lock").packets.clone())
+            .unwrap_or_default()
+    }
+
+    /// When each RTP packet arrived.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.call
+            .as_ref()
+            .and_then(|c| c.heard.as_ref())
+            .map(|h| h.lock().expect("lock").arrivals.clone())
+            .unwrap_or_default()
     }
 
     /// Audio payloads received (160-byte frames of the negotiated codec).
@@ -661,14 +704,17 @@ impl AgentPhone {
                 self.via_token(),
                 self.local
             );
-            let from = format!("<sip:{}@{}>;tag={from_tag}", self.user, self.server);
+            let from_user = self.from_user.as_deref().unwrap_or(&self.user);
+            let from = format!("<sip:{from_user}@{}>;tag={from_tag}", self.server);
             let msg = format!(
                 "INVITE {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <{contact}>\r\n{extra}Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
                 contact = self.contact_uri(),
                 len = body.len(),
             );
             self.send(msg).await;
-            let r = self.final_response("INVITE", Duration::from_secs(40)).await?;
+            let r = self
+                .final_response("INVITE", Duration::from_secs(40))
+                .await?;
             let to = r.headers.get("To").unwrap_or("").to_string();
             let ack_branch = if r.status >= 300 {
                 branch.clone()
