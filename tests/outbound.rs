@@ -469,3 +469,34 @@ async fn every_2xx_is_delivered_and_the_agents_in_dialog_requests_reach_the_rout
     assert_eq!(got_event, 5);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn restored_bindings_are_announced_once_at_start() {
+    let keep = tempfile::tempdir().unwrap();
+    let db = std::env::var("HOTLINE_TEST_DATABASE")
+        .unwrap_or_else(|_| format!("sqlite:{}", keep.path().join("hotline.db").display()));
+    let opts = ServerOptions {
+        database: Some(db),
+        ..Default::default()
+    };
+    let first = TestServer::start_with(opts.clone()).await;
+    let _desk = registered(&first, Transport::Udp, "1001").await;
+    let _laptop = registered(&first, Transport::Udp, "1001").await;
+    let _other = registered(&first, Transport::Udp, "1002").await;
+    first.shutdown().await;
+
+    let mut second = TestServer::start_with(opts).await;
+    let mut presence = second.server.take_presence().expect("presence channel");
+    let mut got = Vec::new();
+    while let Ok(Some(p)) = timeout(SEC, presence.recv()).await {
+        got.push((p.aor, p.reachable));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("1001".to_string(), true), ("1002".to_string(), true)],
+        "one event per AOR, not per binding"
+    );
+    assert_eq!(second.server.sip().contacts("1001").await.len(), 2);
+    second.shutdown().await;
+}
