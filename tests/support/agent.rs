@@ -18,8 +18,8 @@
 //! the method waiting on them. Everything runs on tokio time.
 
 use super::{
-    first_audio_pt, rand_hex, rtp_pump, sdp_audio_addr, DtmfCmd, Heard, Responder, SipSocket,
-    Transport,
+    contact_target, first_audio_pt, rand_hex, rtp_pump, sdp_audio_addr, DtmfCmd, Heard, Responder,
+    SipSocket, Transport,
 };
 use bytes::Bytes;
 use hotline::sip::message::{response_to, Method, Request, Response, SipMessage};
@@ -544,18 +544,8 @@ impl AgentPhone {
         let call = self.call.as_mut().expect("call");
         call.cseq += 1;
         let invite = &call.invite;
-        let target = invite
-            .headers
-            .get("Contact")
-            .map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_else(|| format!("sip:{}", self.server));
+        let target =
+            contact_target(&invite.headers).unwrap_or_else(|| format!("sip:{}", self.server));
         let msg = format!(
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\nFrom: {to};tag={tag}\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <{contact}>\r\n{extra}Content-Length: {len}\r\n\r\n{body}",
             t = via_token,
@@ -756,18 +746,7 @@ impl AgentPhone {
     /// Hangs up a call this phone placed (`ok` is its 2xx): BYE within the
     /// dialog (From/To of the 2xx, target its Contact); the BYE's status.
     pub async fn bye_placed(&mut self, ok: &Response) -> Option<u16> {
-        let target = ok
-            .headers
-            .get("Contact")
-            .map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_else(|| format!("sip:{}", self.server));
+        let target = contact_target(&ok.headers).unwrap_or_else(|| format!("sip:{}", self.server));
         let cseq = ok.cseq().map(|c| c.seq).unwrap_or(1) + 1;
         let msg = format!(
             "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n",

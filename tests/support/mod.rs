@@ -770,6 +770,18 @@ fn sdp_audio_addr(sdp: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip?, port?))
 }
 
+/// The URI of the first Contact (a dialog's remote target), without `<>`.
+fn contact_target(headers: &hotline::sip::Headers) -> Option<String> {
+    headers.get("Contact").map(|c| {
+        c.trim()
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
 fn first_audio_pt(sdp: &str) -> Option<u8> {
     sdp.lines()
         .find_map(|l| l.strip_prefix("m=audio "))
@@ -789,17 +801,7 @@ impl Call {
         let remote_rtp = sdp_audio_addr(&sdp).expect("SDP with an audio address in the 200");
         let pt = first_audio_pt(&sdp).unwrap_or(0);
         let to = answer.headers.get("To").expect("To").to_string();
-        let remote_target = answer
-            .headers
-            .get("Contact")
-            .map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
+        let remote_target = contact_target(&answer.headers)
             .unwrap_or_else(|| format!("sip:{dialed}@{}", phone.server));
         let heard = Arc::new(Mutex::new(Heard {
             pt: Some(pt),
