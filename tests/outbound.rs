@@ -6,12 +6,15 @@
 
 mod support;
 
+use hotline::sip::acl::Acl;
 use hotline::sip::dialog::Dialog;
-use hotline::sip::endpoint::{new_tag, DialogEvent, SipHandle};
+use hotline::sip::endpoint::{
+    self, new_tag, DialogEvent, EndpointConfig, Presence, RegistrarState, SipHandle,
+};
 use hotline::sip::message::{response_to, Method, Request, Response};
 use hotline::sip::outbound::invite_to_binding;
 use hotline::sip::registrar::Binding;
-use hotline::sip::transaction::TransactionKey;
+use hotline::sip::transaction::{TimerConfig, TransactionKey};
 use hotline::sip::transport::{Peer, TransportKind};
 use std::time::Duration;
 use support::agent::AgentPhone;
@@ -19,6 +22,7 @@ use support::{ServerOptions, TestServer, Transport};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -303,36 +307,145 @@ async fn an_unanswered_invite_times_out() {
     server.shutdown().await;
 }
 
+/// The SIP endpoint alone (the test config's registrar), with the
+/// presence channel in the test's hands rather than the ACD's.
+struct BareEndpoint {
+    sip: SipHandle,
+    presence: mpsc::Receiver<Presence>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _incoming: mpsc::Receiver<hotline::sip::endpoint::IncomingCall>,
+    _changes: mpsc::Receiver<Vec<hotline::sip::registrar::BindingChange>>,
+    _dir: tempfile::TempDir,
+}
+
+impl BareEndpoint {
+    async fn start(restored: Vec<Binding>) -> BareEndpoint {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = support::test_config(dir.path(), &ServerOptions::default());
+        let ep = EndpointConfig {
+            listen: cfg.sip.listen,
+            advertised: cfg.sip.advertised,
+            udp: true,
+            tcp: true,
+            user_agent: "hotline-test".into(),
+            max_message_bytes: cfg.sip.max_message_bytes,
+            max_transactions: 1024,
+            timers: TimerConfig::default(),
+            registrar: cfg.registrar.clone(),
+        };
+        let (changes, changes_rx) = mpsc::channel(64);
+        let (presence_tx, presence) = mpsc::channel(64);
+        let (incoming_tx, incoming) = mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let (sip, task) = endpoint::start(
+            ep,
+            Acl::new(cfg.sip.trunks.clone()),
+            RegistrarState {
+                bindings: restored,
+                changes,
+                presence: Some(presence_tx),
+            },
+            incoming_tx,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        BareEndpoint {
+            sip,
+            presence,
+            shutdown,
+            task,
+            _incoming: incoming,
+            _changes: changes_rx,
+            _dir: dir,
+        }
+    }
+
+    fn udp(&self) -> std::net::SocketAddr {
+        self.sip.local.udp.unwrap()
+    }
+
+    async fn next_presence(&mut self, within: Duration) -> Option<(String, bool)> {
+        timeout(within, self.presence.recv())
+            .await
+            .ok()
+            .flatten()
+            .map(|p| (p.aor, p.reachable))
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn up(aor: &str, reachable: bool) -> Option<(String, bool)> {
+    Some((aor.to_string(), reachable))
+}
+
 #[tokio::test(start_paused = true)]
 async fn keepalive_marks_a_silent_agent_unreachable_and_back() {
-    let mut server = TestServer::start().await;
-    let mut presence = server.server.take_presence().expect("presence channel");
-    let sip = server.server.sip();
-    let agent = registered(&server, Transport::Udp, "1001").await;
-    let p = timeout(5 * SEC, presence.recv()).await.unwrap().unwrap();
-    assert_eq!((p.aor.as_str(), p.reachable), ("1001", true));
+    let mut ep = BareEndpoint::start(Vec::new()).await;
+    let mut agent = AgentPhone::new(ep.udp(), Transport::Udp, "1001").await;
+    assert_eq!(agent.register().await, 200);
+    assert_eq!(ep.next_presence(5 * SEC).await, up("1001", true));
 
     // Keep-alives come, and are answered: nothing changes.
     tokio::time::sleep(65 * SEC).await;
     assert!(agent.options_answered() >= 2, "OPTIONS every 30 s");
-    assert!(timeout(SEC, presence.recv()).await.is_err());
+    assert_eq!(ep.next_presence(SEC).await, None);
 
     agent.answer_options(false);
-    let p = timeout(100 * SEC, presence.recv()).await.unwrap().unwrap();
-    assert_eq!((p.aor.as_str(), p.reachable), ("1001", false));
-    assert!(sip.contacts("1001").await.is_empty(), "not rung");
+    assert_eq!(ep.next_presence(100 * SEC).await, up("1001", false));
+    assert!(ep.sip.contacts("1001").await.is_empty(), "not rung");
 
     agent.answer_options(true);
-    let p = timeout(100 * SEC, presence.recv()).await.unwrap().unwrap();
-    assert_eq!((p.aor.as_str(), p.reachable), ("1001", true));
-    assert_eq!(sip.contacts("1001").await.len(), 1);
+    assert_eq!(ep.next_presence(100 * SEC).await, up("1001", true));
+    assert_eq!(ep.sip.contacts("1001").await.len(), 1);
 
     // Unregistering is the other way to go.
-    let mut agent = agent;
     assert_eq!(agent.unregister().await, 200);
-    let p = timeout(5 * SEC, presence.recv()).await.unwrap().unwrap();
-    assert_eq!((p.aor.as_str(), p.reachable), ("1001", false));
-    server.shutdown().await;
+    assert_eq!(ep.next_presence(5 * SEC).await, up("1001", false));
+    ep.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn restored_bindings_are_announced_once_per_aor_at_start() {
+    let binding = |aor: &str, port: u16| Binding {
+        aor: aor.into(),
+        contact_uri: format!("sip:{aor}@127.0.0.1:{port}"),
+        raw_contact: format!("<sip:{aor}@127.0.0.1:{port}>"),
+        source: Peer {
+            kind: TransportKind::Udp,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        },
+        expires_at: chrono::Utc::now() + chrono::Duration::seconds(600),
+        call_id: format!("reg-{aor}-{port}"),
+        cseq: 1,
+        q: None,
+        instance: None,
+        reg_id: None,
+        reachable: true,
+    };
+    let mut ep = BareEndpoint::start(vec![
+        binding("1001", 9),
+        binding("1001", 11),
+        binding("1002", 13),
+    ])
+    .await;
+    let mut got = Vec::new();
+    while let Some(p) = ep.next_presence(SEC).await {
+        got.push(p);
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("1001".to_string(), true), ("1002".to_string(), true)],
+        "one event per AOR, not per binding"
+    );
+    assert_eq!(ep.sip.contacts("1001").await.len(), 2);
+    ep.stop().await;
 }
 
 fn softphone_options() -> ServerOptions {
@@ -468,35 +581,4 @@ async fn every_2xx_is_delivered_and_the_agents_in_dialog_requests_reach_the_rout
     .expect("an RFC 4733 event");
     assert_eq!(got_event, 5);
     server.shutdown().await;
-}
-
-#[tokio::test]
-async fn restored_bindings_are_announced_once_at_start() {
-    let keep = tempfile::tempdir().unwrap();
-    let db = std::env::var("HOTLINE_TEST_DATABASE")
-        .unwrap_or_else(|_| format!("sqlite:{}", keep.path().join("hotline.db").display()));
-    let opts = ServerOptions {
-        database: Some(db),
-        ..Default::default()
-    };
-    let first = TestServer::start_with(opts.clone()).await;
-    let _desk = registered(&first, Transport::Udp, "1001").await;
-    let _laptop = registered(&first, Transport::Udp, "1001").await;
-    let _other = registered(&first, Transport::Udp, "1002").await;
-    first.shutdown().await;
-
-    let mut second = TestServer::start_with(opts).await;
-    let mut presence = second.server.take_presence().expect("presence channel");
-    let mut got = Vec::new();
-    while let Ok(Some(p)) = timeout(SEC, presence.recv()).await {
-        got.push((p.aor, p.reachable));
-    }
-    got.sort();
-    assert_eq!(
-        got,
-        vec![("1001".to_string(), true), ("1002".to_string(), true)],
-        "one event per AOR, not per binding"
-    );
-    assert_eq!(second.server.sip().contacts("1001").await.len(), 2);
-    second.shutdown().await;
 }
