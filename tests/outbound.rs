@@ -385,6 +385,30 @@ fn up(aor: &str, reachable: bool) -> Option<(String, bool)> {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_whose_tcp_connection_is_gone_fails_at_once() {
+    let mut ep = BareEndpoint::start(Vec::new()).await;
+    let tcp = ep.sip.local.tcp.unwrap();
+    let mut agent = AgentPhone::new(tcp, Transport::Tcp, "1002").await;
+    assert_eq!(agent.register().await, 200);
+    assert_eq!(ep.next_presence(5 * SEC).await, up("1002", true));
+    let binding = ep.sip.contacts("1002").await.remove(0);
+    agent.close();
+    tokio::time::sleep(SEC / 10).await;
+    // No connection to send on: a transport error (§17.1.4) at once, not
+    // Timer B 32 s later.
+    let started = tokio::time::Instant::now();
+    let mut leg = ring(&ep.sip, &binding, "").await;
+    match event(&mut leg.events, 40 * SEC).await {
+        Some(DialogEvent::Timeout { key }) => assert_eq!(key, leg.key),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < SEC, "{:?}", started.elapsed());
+    // And the next keep-alive marks the agent unreachable (no 32 s wait).
+    assert_eq!(ep.next_presence(31 * SEC).await, up("1002", false));
+    ep.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn keepalive_marks_a_silent_agent_unreachable_and_back() {
     let mut ep = BareEndpoint::start(Vec::new()).await;
     let mut agent = AgentPhone::new(ep.udp(), Transport::Udp, "1001").await;

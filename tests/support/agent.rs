@@ -183,6 +183,12 @@ impl AgentPhone {
         }
     }
 
+    /// Closes the SIP socket (over TCP: the connection), as a phone that
+    /// crashed or lost its network; nothing more is sent or read.
+    pub fn close(&mut self) {
+        self.sip.close();
+    }
+
     /// Whether OPTIONS keep-alives are answered (true at first).
     pub fn answer_options(&self, on: bool) {
         self.answer_options.store(on, Ordering::SeqCst);

@@ -424,6 +424,9 @@ struct SipSocket {
     local: SocketAddr,
     tx: mpsc::Sender<Bytes>,
     rx: mpsc::Receiver<SipMessage>,
+    /// The reader and writer: aborted by `close` (which closes a TCP
+    /// connection).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Answers some messages at once, in the socket's reader (what a phone does
@@ -446,6 +449,13 @@ async fn pass_on(
 }
 
 impl SipSocket {
+    /// Stops reading and writing; over TCP the connection closes.
+    fn close(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
     async fn open(transport: Transport, server: SocketAddr) -> SipSocket {
         Self::open_with(transport, server, None).await
     }
@@ -462,13 +472,13 @@ impl SipSocket {
                 let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("sip bind"));
                 let local = sock.local_addr().expect("addr");
                 let s2 = sock.clone();
-                tokio::spawn(async move {
+                let w = tokio::spawn(async move {
                     while let Some(b) = out_rx.recv().await {
                         let _ = s2.send_to(&b, server).await;
                     }
                 });
                 let answers = out_tx.clone();
-                tokio::spawn(async move {
+                let r = tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     while let Ok((n, _)) = sock.recv_from(&mut buf).await {
                         if let Ok(m) = parse_message(&buf[..n]) {
@@ -482,13 +492,14 @@ impl SipSocket {
                     local,
                     tx: out_tx,
                     rx: in_rx,
+                    tasks: vec![w, r],
                 }
             }
             Transport::Tcp => {
                 let stream = TcpStream::connect(server).await.expect("tcp connect");
                 let local = stream.local_addr().expect("addr");
                 let (mut r, mut w) = stream.into_split();
-                tokio::spawn(async move {
+                let w = tokio::spawn(async move {
                     while let Some(b) = out_rx.recv().await {
                         if w.write_all(&b).await.is_err() {
                             break;
@@ -496,7 +507,7 @@ impl SipSocket {
                     }
                 });
                 let answers = out_tx.clone();
-                tokio::spawn(async move {
+                let r = tokio::spawn(async move {
                     let mut buf = bytes::BytesMut::new();
                     loop {
                         match r.read_buf(&mut buf).await {
@@ -523,6 +534,7 @@ impl SipSocket {
                     local,
                     tx: out_tx,
                     rx: in_rx,
+                    tasks: vec![w, r],
                 }
             }
         }
