@@ -606,3 +606,23 @@ async fn every_2xx_is_delivered_and_the_agents_in_dialog_requests_reach_the_rout
     assert_eq!(got_event, 5);
     server.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_2xx_after_the_invite_transaction_ended_still_reaches_the_owner() {
+    let (server, sip, mut agent, binding, rtp) = one_agent().await;
+    let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
+    agent.wait_invite(5 * SEC).await.expect("INVITE");
+    agent.answer().await;
+    let ok = response(&mut leg.events, 5 * SEC).await;
+    let d = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
+    sip.ack(d.ack(&leg.invite, "hotline"), leg.peer).await;
+    assert!(agent.wait_ack(5 * SEC).await);
+    // Timer M (64*T1 = 32 s) ends the INVITE transaction (RFC 6026 §7.2);
+    // a 2xx after that matches nothing, yet the dialog's owner gets it.
+    tokio::time::sleep(40 * SEC).await;
+    agent.retransmit().await;
+    let late = response(&mut leg.events, 5 * SEC).await;
+    assert_eq!(late.status, 200);
+    assert_eq!(late.headers.get("To"), ok.headers.get("To"));
+    server.shutdown().await;
+}

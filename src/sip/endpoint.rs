@@ -54,6 +54,14 @@
 //!   open — so that the owner ACKs each (§13.2.2.4, RFC 6026 §7.2) with
 //!   `Dialog::uac`/`Dialog::ack` and `SipHandle::ack`.
 //! - `contacts(aor)`: the agent's live, reachable bindings, best `q` first.
+//!   Requests go to a binding's `source` over its transport; over TCP that
+//!   is the connection the REGISTER came on. If it is gone, the client
+//!   transaction fails at once (a transport error, §17.1.4, delivered as
+//!   `DialogEvent::Timeout`) rather than at Timer B; no new connection is
+//!   opened towards a softphone (it would not get through its NAT).
+//! - The route is per Call-ID: a forked INVITE answered by two UASs gives
+//!   two 2xx with different To tags on the same route; the owner keeps one
+//!   `Dialog` per tag (and BYEs the one it does not want).
 //!
 //! # Keep-alive and presence
 //!
