@@ -153,7 +153,7 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
         assert_eq!(pt, 8, "PCMA, the offer's first G.711");
         let ok = response(&mut leg.events, 5 * SEC).await;
         assert_eq!(ok.status, 200);
-        let mut dialog = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
+        let dialog = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
         assert_eq!(dialog.remote_target, agent.contact_uri());
         sip.ack(dialog.ack(&leg.invite, "hotline"), leg.peer).await;
         assert!(agent.wait_ack(5 * SEC).await, "the 2xx was ACKed");
@@ -207,7 +207,6 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
         let r = response(&mut leg.events, 5 * SEC).await;
         assert_eq!((r.status, r.cseq().unwrap().method), (200, Method::Bye));
         sip.end_dialog(leg.call_id).await;
-        let _ = dialog.request(Method::Bye, "hotline"); // the first dialog's counter moved on
         assert_eq!(agent.unregister().await, 200);
     }
     server.shutdown().await;
