@@ -67,6 +67,7 @@ struct FileConfig {
     log: FileLog,
     clock: FileClock,
     registrar: FileRegistrar,
+    acd: crate::acd::AcdConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +348,8 @@ pub struct Config {
     /// For tests and demos: the wall clock starts at this time.
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
     pub registrar: RegistrarSettings,
+    /// Agents and queues (checked: `Acd::new` accepts it).
+    pub acd: crate::acd::AcdConfig,
 }
 
 /// A softphone user (an agent's extension) and its stored digest hashes:
@@ -684,6 +687,7 @@ impl Validator {
         }
 
         let registrar = self.registrar(&f.registrar);
+        self.acd(&f.acd, &registrar);
         let clock_start = match &f.clock.start {
             None => None,
             Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
@@ -732,7 +736,29 @@ impl Validator {
             log_format,
             clock_start,
             registrar,
+            acd: f.acd,
         })
+    }
+
+    /// The ACD's own checks, under `acd.`; and every agent's extension must
+    /// be a registrar user, or its softphone could never register.
+    fn acd(&mut self, acd: &crate::acd::AcdConfig, registrar: &RegistrarSettings) {
+        if let Err(errs) = acd.validate() {
+            for e in errs.0 {
+                self.error(&format!("acd.{}", e.key), e.message);
+            }
+        }
+        for (i, a) in acd.agents.iter().enumerate() {
+            if !registrar.users.iter().any(|u| u.user == a.extension) {
+                self.error(
+                    &format!("acd.agents[{i}].extension"),
+                    format!(
+                        "{:?} is not a [[registrar.users]] user: its softphone could not register",
+                        a.extension
+                    ),
+                );
+            }
+        }
     }
 
     fn registrar(&mut self, r: &FileRegistrar) -> RegistrarSettings {

@@ -5,10 +5,13 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
-    /// Mandarin Chinese; prompts under `prompts/zh/`.
+    /// Mandarin Chinese; prompts under `prompts/zh/`. The default.
+    #[default]
     Zh,
     /// English; prompts under `prompts/en/`.
     En,

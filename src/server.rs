@@ -30,6 +30,8 @@ pub enum StartError {
     Flows(String),
     #[error("database {url}: {message}")]
     Store { url: String, message: String },
+    #[error("agent queue: {0}")]
+    Acd(String),
     #[error("RTP ports: {0}")]
     Ports(String),
     #[error("SIP listen on {addr}: {source}")]
@@ -61,6 +63,47 @@ pub fn load_media_and_flows(cfg: &Config) -> Result<(Arc<PromptStore>, Arc<FlowS
                 .join("\n"),
         )
     })?;
+    let mut problems = Vec::new();
+    for flow in flows.flows() {
+        for node in flow.nodes.values() {
+            if let crate::ivr::nodes::NodeKind::Queue(q) = &node.kind {
+                if !cfg.acd.queues.iter().any(|c| c.name == q.queue) {
+                    problems.push(format!(
+                        "{}: nodes.{}.queue: no queue {:?} in [[acd.queues]] of {}",
+                        flow.file.display(),
+                        node.id,
+                        q.queue,
+                        cfg.file.display()
+                    ));
+                }
+            }
+        }
+    }
+    for lang in crate::lang::Lang::ALL {
+        for name in crate::call::CALL_PROMPTS {
+            if !prompts.contains(lang, name) {
+                problems.push(format!(
+                    "{}: prompt {name:?} is missing (the agent queue plays it)",
+                    cfg.prompts_dir.join(lang.code()).display()
+                ));
+            }
+        }
+    }
+    for (i, q) in cfg.acd.queues.iter().enumerate() {
+        for lang in crate::lang::Lang::ALL {
+            if !prompts.contains(lang, &q.hold_music) {
+                problems.push(format!(
+                    "{}: acd.queues[{i}].hold_music: no prompt {:?} in {}",
+                    cfg.file.display(),
+                    q.hold_music,
+                    cfg.prompts_dir.join(lang.code()).display()
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(StartError::Flows(problems.join("\n")));
+    }
     Ok((Arc::new(prompts), Arc::new(flows)))
 }
 
@@ -72,7 +115,6 @@ pub struct Server {
     pub store: Store,
     sip: SipHandle,
     /// Agents' reachability from the registrar, until the ACD takes it.
-    presence: Option<mpsc::Receiver<crate::sip::presence::Presence>>,
     records: RecordSink,
     /// Stops the endpoint and the HTTP server.
     shutdown: CancellationToken,
@@ -83,6 +125,8 @@ pub struct Server {
     endpoint_task: tokio::task::JoinHandle<()>,
     /// Writes registration changes; ends when the endpoint does.
     registration_writer: tokio::task::JoinHandle<()>,
+    acd: crate::call::acd_service::AcdHandle,
+    acd_task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -156,6 +200,34 @@ impl Server {
             addr: cfg.sip.listen,
             source,
         })?;
+        let clock = match cfg.clock_start {
+            Some(t) => crate::call::WallClock::starting_at(t),
+            None => crate::call::WallClock::system(),
+        };
+        let agent_states = store
+            .load_agent_states()
+            .await
+            .map_err(|e| StartError::Store {
+                url: redact_url(&cfg.database_url),
+                message: format!("loading agent states: {e}"),
+            })?;
+        let (callback_tx, callback_rx) = mpsc::channel(256);
+        let (acd, acd_task) = crate::call::acd_service::spawn(
+            &cfg.acd,
+            agent_states,
+            records.clone(),
+            clock.clone(),
+            callback_tx,
+        )
+        .map_err(|e| StartError::Acd(e.to_string()))?;
+        // The registrar's word on agents' softphones goes to the ACD.
+        let presence_acd = acd.clone();
+        let mut presence_rx = presence_rx;
+        tokio::spawn(async move {
+            while let Some(p) = presence_rx.recv().await {
+                presence_acd.presence(p.aor, p.reachable).await;
+            }
+        });
         let ctx = Arc::new(CallContext {
             sip: sip.clone(),
             prompts,
@@ -167,11 +239,17 @@ impl Server {
             answer_delay: cfg.sip.answer_delay,
             shutdown: calls_stop.clone(),
             data_dir: cfg.data_dir.clone(),
-            clock: match cfg.clock_start {
-                Some(t) => crate::call::WallClock::starting_at(t),
-                None => crate::call::WallClock::system(),
-            },
+            clock,
+            acd: acd.clone(),
+            queues: Arc::new(
+                cfg.acd
+                    .queues
+                    .iter()
+                    .map(|q| (q.name.clone(), q.clone()))
+                    .collect(),
+            ),
         });
+        let _callback_rx = callback_rx; // TODO(dialer) before commit
         let calls = TaskTracker::new();
         tokio::spawn(run_manager(
             ctx,
@@ -194,6 +272,8 @@ impl Server {
             })?;
         let router = crate::http::router(crate::http::AppState {
             store: store.clone(),
+            acd: acd.clone(),
+            data_dir: cfg.data_dir.clone(),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -209,7 +289,6 @@ impl Server {
             http,
             store,
             sip,
-            presence: Some(presence_rx),
             records,
             shutdown,
             calls_stop,
@@ -217,6 +296,8 @@ impl Server {
             writer,
             endpoint_task,
             registration_writer,
+            acd,
+            acd_task,
         })
     }
 
@@ -225,9 +306,9 @@ impl Server {
         self.sip.clone()
     }
 
-    /// The registrar's presence events (agents reachable or not); once.
-    pub fn take_presence(&mut self) -> Option<mpsc::Receiver<crate::sip::presence::Presence>> {
-        self.presence.take()
+    /// The agent queue (for tests and the API).
+    pub fn acd(&self) -> crate::call::acd_service::AcdHandle {
+        self.acd.clone()
     }
 
     /// Waits until every record submitted so far is in the database.
@@ -251,6 +332,9 @@ impl Server {
         // keeps running meanwhile so the BYEs leave.
         self.calls_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.wait()).await;
+        // A round trip through the ACD: the events of the calls that just
+        // ended are in the writer's queue after it.
+        let _ = self.acd.snapshot().await;
         self.shutdown.cancel();
         // The endpoint's end drops the registrations' sender; the writer
         // then stores what is queued and ends.
@@ -258,6 +342,7 @@ impl Server {
         let _ = self.registration_writer.await;
         self.records.close().await;
         let _ = self.writer.await;
+        self.acd_task.abort();
         self.store.close().await;
         info!("stopped");
     }

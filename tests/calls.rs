@@ -341,17 +341,19 @@ async fn no_common_codec_gets_488() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn untrusted_source_is_challenged_not_called() {
-    // Outside every trunk an INVITE is taken for an agent's softphone: it
-    // must authenticate (digest, 401) before it is a call; this caller
-    // has no credentials, so it never gets further.
+async fn untrusted_source_is_challenged_and_gets_no_call() {
+    // Not a trunk: the INVITE must be an agent's softphone, so it is
+    // challenged (digest, like REGISTER); without credentials no call.
     let ts = TestServer::start_with(ServerOptions {
         trunks: vec!["192.0.2.1/32".into()],
         ..Default::default()
     })
     .await;
-    let (status, _) = ts.phone().build().await.try_call("12333").await;
+    let (status, call) = ts.phone().build().await.try_call("12333").await;
     assert_eq!(status, 401);
+    assert!(call.is_none());
+    ts.server.flush_records().await;
+    assert_eq!(ts.server.store.count_call_records().await.unwrap(), 0);
     ts.shutdown().await;
 }
 

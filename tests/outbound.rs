@@ -408,7 +408,7 @@ async fn an_agent_whose_tcp_connection_is_gone_fails_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn keepalive_marks_a_silent_agent_unreachable_and_back() {
+async fn keepalive_presence_events_from_a_bare_endpoint() {
     let mut ep = BareEndpoint::start(Vec::new()).await;
     let mut agent = AgentPhone::new(ep.udp(), Transport::Udp, "1001").await;
     assert_eq!(agent.register().await, 200);
@@ -469,6 +469,60 @@ async fn restored_bindings_are_announced_once_per_aor_at_start() {
     );
     assert_eq!(ep.sip.contacts("1001").await.len(), 2);
     ep.stop().await;
+}
+
+/// The ACD's view of one agent: (state, reachable).
+async fn acd_agent(server: &TestServer, id: &str) -> (&'static str, bool) {
+    let snap = server.server.acd().snapshot().await.expect("ACD runs");
+    let a = snap.agents.iter().find(|a| a.id == id).expect("agent");
+    (a.state, a.reachable)
+}
+
+/// Polls the ACD until agent `id` is as `want` (tokio time).
+async fn wait_acd_agent(server: &TestServer, id: &str, want: (&str, bool), within: Duration) {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let now = acd_agent(server, id).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "agent {id} is {now:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_marks_a_silent_agent_unreachable_and_back() {
+    // Agent 1001 logs in when its softphone registers, and out when the
+    // registrar loses it: presence reaches the ACD.
+    let server = TestServer::start_with(ServerOptions {
+        extra_toml: "[[acd.queues]]\nname = \"12345\"\n[[acd.queues]]\nname = \"12333\"\n[[acd.agents]]\nid = \"1001\"\nname = \"A\"\n\
+                     extension = \"1001\"\nqueues = [\"12345\"]\nlogin_on_register = true\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(acd_agent(&server, "1001").await, ("logged_out", false));
+    let sip = server.server.sip();
+    let agent = registered(&server, Transport::Udp, "1001").await;
+    wait_acd_agent(&server, "1001", ("ready", true), 5 * SEC).await;
+
+    // Keep-alives come, and are answered: nothing changes.
+    tokio::time::sleep(65 * SEC).await;
+    assert!(agent.options_answered() >= 2, "OPTIONS every 30 s");
+    assert_eq!(acd_agent(&server, "1001").await, ("ready", true));
+
+    agent.answer_options(false);
+    wait_acd_agent(&server, "1001", ("logged_out", false), 100 * SEC).await;
+    assert!(sip.contacts("1001").await.is_empty(), "not rung");
+
+    agent.answer_options(true);
+    wait_acd_agent(&server, "1001", ("ready", true), 100 * SEC).await;
+    assert_eq!(sip.contacts("1001").await.len(), 1);
+    server.shutdown().await;
 }
 
 fn softphone_options() -> ServerOptions {

@@ -196,6 +196,7 @@ fn record(call_id: &str) -> CallRecord {
         queue: None,
         voice_message: None,
         voice_message_ms: None,
+        acd: Default::default(),
     }
 }
 
@@ -269,6 +270,7 @@ async fn insert_and_read_back_every_field(db: TestDb) {
         queue: Some("12345-general".into()),
         voice_message: Some("voicemail/2026/10/08/abc.wav".into()),
         voice_message_ms: Some(12_340),
+        acd: Default::default(),
     };
     let bare = CallRecord {
         call_id: "bare".into(),
@@ -289,6 +291,7 @@ async fn insert_and_read_back_every_field(db: TestDb) {
         queue: None,
         voice_message: None,
         voice_message_ms: None,
+        acd: Default::default(),
     };
     store.insert_call_record(&full).await.unwrap();
     store.insert_call_record(&bare).await.unwrap();

@@ -103,6 +103,11 @@ pub struct AgentConfig {
     /// After-call work (话后处理), holding across all queues.
     #[serde(default = "default_wrap_up")]
     pub wrap_up_secs: u64,
+    /// Log the agent in (ready) as soon as its softphone registers, and out
+    /// when its last registration goes. Off: the agent logs in with a
+    /// feature code or the HTTP API.
+    #[serde(default)]
+    pub login_on_register: bool,
 }
 
 fn default_wrap_up() -> u64 {
@@ -132,6 +137,38 @@ pub struct QueueConfig {
     /// Position and estimated wait, every so often (0: never).
     #[serde(default = "default_announce")]
     pub announce_every_secs: u64,
+    /// What the caller hears while waiting and while an agent holds: a
+    /// prompt name, played in a loop.
+    #[serde(default = "default_hold_music")]
+    pub hold_music: String,
+    /// Announcements say the estimated wait too (when one is known).
+    #[serde(default = "default_true")]
+    pub announce_wait: bool,
+    /// Break-out key: leave a voice message (the queue node's `next`
+    /// flow runs, which records it). Empty: no such key.
+    #[serde(default = "default_voicemail_key")]
+    pub voicemail_key: String,
+    /// Break-out key: ask to be called back on the calling number,
+    /// keeping the place in the queue. Empty: no such key.
+    #[serde(default = "default_callback_key")]
+    pub callback_key: String,
+    /// After the agent hangs up, the caller hears the satisfaction survey
+    /// and keys a score 1-5.
+    #[serde(default)]
+    pub survey: bool,
+}
+
+fn default_hold_music() -> String {
+    "hold_music".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_voicemail_key() -> String {
+    "1".into()
+}
+fn default_callback_key() -> String {
+    "2".into()
 }
 
 fn default_ring_timeout() -> u64 {
@@ -159,6 +196,11 @@ impl QueueConfig {
             max_len: default_max_len(),
             when_no_agents: WhenNoAgents::default(),
             announce_every_secs: default_announce(),
+            hold_music: default_hold_music(),
+            announce_wait: true,
+            voicemail_key: default_voicemail_key(),
+            callback_key: default_callback_key(),
+            survey: false,
         }
     }
 }
@@ -173,6 +215,7 @@ impl AgentConfig {
             skills: BTreeMap::new(),
             queues: queues.iter().map(|q| q.to_string()).collect(),
             wrap_up_secs: default_wrap_up(),
+            login_on_register: false,
         }
     }
 }
@@ -247,6 +290,20 @@ impl AcdConfig {
             }
             if q.announce_every_secs != 0 && !(10..=3600).contains(&q.announce_every_secs) {
                 v.push(k("announce_every_secs"), "must be 0 (never) or 10 to 3600");
+            }
+            for (field, key) in [
+                ("voicemail_key", &q.voicemail_key),
+                ("callback_key", &q.callback_key),
+            ] {
+                if !(key.is_empty() || (key.len() == 1 && "0123456789*#".contains(key.as_str()))) {
+                    v.push(
+                        k(field),
+                        "must be one DTMF key (0-9, * or #), or empty for none",
+                    );
+                }
+            }
+            if !q.voicemail_key.is_empty() && q.voicemail_key == q.callback_key {
+                v.push(k("callback_key"), "must differ from voicemail_key");
             }
         }
         let mut agent_ids = BTreeSet::new();

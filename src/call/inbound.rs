@@ -11,6 +11,9 @@
 //! ringing) → `Answered` (2xx sent, waiting for ACK) → `Confirmed` →
 //! `Ended`. A CANCEL before the 2xx ends the call with 487.
 
+mod agents;
+mod queueing;
+
 use super::offer_answer::OfferAnswer;
 use super::CallContext;
 use crate::config::InbandDtmf;
@@ -52,8 +55,20 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall) {
     let dialed = dialed_number(&call.request);
     let span = info_span!("call", call_id = %call_id, caller = %caller, dialed = %dialed, trunk = %call.trunk);
     async move {
-        info!(from = %call.peer.addr, "INVITE");
+        info!(from = %call.peer.addr, user = call.user.as_deref().unwrap_or(""), "INVITE");
+        // An agent's softphone dialing a feature code (*11 …).
+        let feature = match (&call.user, crate::call::feature_codes::parse(&dialed)) {
+            (Some(user), Some(op)) => {
+                let (prompt, result) = crate::call::feature_codes::apply(&ctx.acd, user, op).await;
+                info!(result, "feature code");
+                Some(crate::call::feature_codes::confirmation_flow(
+                    &dialed, prompt, &result,
+                ))
+            }
+            _ => None,
+        };
         let mut c = InboundCall::new(ctx, call, call_id, caller, dialed);
+        c.flow_override = feature;
         c.run().await;
         c.finish().await;
     }
@@ -103,6 +118,23 @@ struct InboundCall {
     record: CallRecord,
     reached_queue: bool,
     voice_recording: Option<VoiceRecording>,
+    /// While the caller is in an agent queue.
+    queued: Option<queueing::Queued>,
+    /// A closing prompt: the call ends when it has played.
+    closing: Option<u64>,
+    /// The call ended while waiting in a queue.
+    abandoned_in_queue: bool,
+    /// Agents being rung for this call.
+    offers: Vec<agents::Offer>,
+    /// The agent the caller is bridged to.
+    connected: Option<agents::Connected>,
+    /// Every agent leg's dialog events, tagged with the leg's Call-ID.
+    agent_tx: mpsc::Sender<agents::AgentEvent>,
+    agent_rx: mpsc::Receiver<agents::AgentEvent>,
+    /// The satisfaction survey after the agent hung up.
+    survey: Option<crate::call::survey::Survey>,
+    /// The flow to run instead of the dialed number's (feature codes).
+    flow_override: Option<Arc<crate::ivr::flow::Flow>>,
 }
 
 /// A voice message being recorded.
@@ -128,6 +160,7 @@ impl InboundCall {
         let arrived = Instant::now();
         let arrived_wall = ctx.clock.now();
         let (lookups_tx, lookups_rx) = mpsc::channel(4);
+        let (agent_tx, agent_rx) = mpsc::channel(agents::AGENT_EVENTS);
         InboundCall {
             ctx,
             invite: call.request,
@@ -165,9 +198,19 @@ impl InboundCall {
                 queue: None,
                 voice_message: None,
                 voice_message_ms: None,
+                acd: Default::default(),
             },
             reached_queue: false,
             voice_recording: None,
+            queued: None,
+            closing: None,
+            abandoned_in_queue: false,
+            offers: Vec::new(),
+            connected: None,
+            agent_tx,
+            agent_rx,
+            survey: None,
+            flow_override: None,
         }
     }
 
@@ -212,7 +255,11 @@ impl InboundCall {
 
     /// Everything up to our 2xx. Returns false when the call ended before.
     async fn answer(&mut self) -> bool {
-        let Some(flow) = self.ctx.flows.for_dialed(&self.record.dialed) else {
+        let flow = self
+            .flow_override
+            .take()
+            .or_else(|| self.ctx.flows.for_dialed(&self.record.dialed));
+        let Some(flow) = flow else {
             self.reject(404, "no_flow").await;
             return false;
         };
@@ -355,9 +402,7 @@ impl InboundCall {
         while self.state != LegState::Ended {
             let deadline = self.ivr.as_ref().and_then(|i| i.deadline());
             let recording_until = self.voice_recording.as_ref().map(|r| r.until);
-            let Some(media_events) = self.media_events.as_mut() else {
-                break;
-            };
+            let survey_deadline = self.survey.as_ref().and_then(|s| s.deadline());
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(ev) => self.on_dialog_event(ev).await,
@@ -365,10 +410,24 @@ impl InboundCall {
                         self.hangup(HangupBy::System, "endpoint_closed").await;
                     }
                 },
-                ev = media_events.recv() => match ev {
+                ev = next_media_event(&mut self.media_events) => match ev {
                     Some(ev) => self.on_media_event(ev).await,
                     None => self.hangup(HangupBy::System, "media_failed").await,
                 },
+                Some((leg, ev)) = self.agent_rx.recv() => self.on_agent_event(leg, ev).await,
+                Some(ev) = agents::next_bridge_event(&mut self.connected) => {
+                    self.on_bridge_event(ev).await;
+                }
+                _ = sleep_until_opt(survey_deadline) => {
+                    let actions = match self.survey.as_mut() {
+                        Some(s) => s.on_timer(Instant::now()),
+                        None => Vec::new(),
+                    };
+                    self.perform_survey(actions).await;
+                }
+                Some(signal) = queueing::next_signal(&mut self.queued) => {
+                    self.on_queue_signal(signal).await;
+                }
                 Some(result) = self.lookups_rx.recv() => {
                     let now = Instant::now();
                     let actions = match self.ivr.as_mut() {
@@ -551,21 +610,35 @@ impl InboundCall {
     }
 
     async fn apply_negotiated(&mut self) {
-        let (Some(oa), Some(media)) = (self.offer_answer.as_ref(), self.media.as_ref()) else {
+        let Some(n) = self.offer_answer.as_ref().and_then(|oa| oa.current.clone()) else {
             return;
         };
-        if let Some(n) = &oa.current {
-            let held = oa.held();
+        let held = self.offer_answer.as_ref().is_some_and(|oa| oa.held());
+        self.record.codec = Some(n.codec.name().to_string());
+        if self.apply_caller_media_to_bridge(n.remote_rtp, held).await {
+            info!(held, remote = ?n.remote_rtp, "bridged caller media updated");
+            return;
+        }
+        if let Some(media) = self.media.as_ref() {
             let _ = media.set_remote(n.remote_rtp).await;
             let _ = media.set_hold(held).await;
             info!(held, remote = ?n.remote_rtp, "media updated");
-            self.record.codec = Some(n.codec.name().to_string());
         }
     }
 
     async fn on_media_event(&mut self, ev: MediaEvent) {
         let now = Instant::now();
         match ev {
+            MediaEvent::PlaybackDone { id } if id & crate::call::survey::SURVEY_PLAY_BIT != 0 => {
+                let actions = match self.survey.as_mut() {
+                    Some(s) => s.on_playback_done(now, id),
+                    None => Vec::new(),
+                };
+                self.perform_survey(actions).await;
+            }
+            MediaEvent::PlaybackDone { id } if id & queueing::QUEUE_PLAY_BIT != 0 => {
+                self.on_queue_playback_done(id).await;
+            }
             MediaEvent::PlaybackDone { id } => {
                 let actions = match self.ivr.as_mut() {
                     Some(ivr) => ivr.on_playback_done(now, id),
@@ -587,6 +660,15 @@ impl InboundCall {
     }
 
     async fn on_digit(&mut self, digit: char) {
+        if let Some(s) = self.survey.as_mut() {
+            let actions = s.on_digit(digit);
+            self.perform_survey(actions).await;
+            return;
+        }
+        if self.queued.is_some() {
+            self.on_queue_digit(digit).await;
+            return;
+        }
         if let Some(rec) = &self.voice_recording {
             // While recording, only the terminator means anything.
             if digit == rec.terminator {
@@ -637,13 +719,10 @@ impl InboundCall {
                         });
                     }
                     IvrAction::Queue { queue, priority } => {
-                        // The agent queue (ACD) is not built yet: the flow's
-                        // unavailable branch runs.
-                        info!(queue, priority, "queue requested; no agent queue yet");
-                        self.record.queue = Some(queue);
-                        self.reached_queue = true;
-                        if let Some(ivr) = self.ivr.as_mut() {
-                            next.extend(ivr.on_queue_unavailable(now));
+                        if !self.join_queue(&queue, priority).await {
+                            if let Some(ivr) = self.ivr.as_mut() {
+                                next.extend(ivr.on_queue_unavailable(now));
+                            }
                         }
                     }
                     IvrAction::RecordVoiceMessage { max, terminator } => {
@@ -772,6 +851,17 @@ impl InboundCall {
 
     /// Releases the media and hands the record to the writer.
     async fn finish(mut self) {
+        let by = match self.record.hangup_by {
+            HangupBy::Caller => crate::acd::EndedBy::Caller,
+            HangupBy::Agent => crate::acd::EndedBy::Agent,
+            HangupBy::System => crate::acd::EndedBy::System,
+        };
+        self.end_connected(by).await;
+        self.cancel_all_offers().await;
+        for o in std::mem::take(&mut self.offers) {
+            self.ctx.sip.end_dialog(o.leg_call_id().to_string()).await;
+        }
+        self.leave_queue().await;
         // A caller who hangs up instead of pressing # has still left a message.
         self.close_voice_message().await;
         let now = Instant::now();
@@ -791,6 +881,12 @@ impl InboundCall {
         if self.answered.is_some() && self.record.disposition != Disposition::Interrupted {
             self.record.disposition = if self.record.voice_message.is_some() {
                 Disposition::VoiceMessage
+            } else if self.record.acd.agent.is_some() {
+                Disposition::Answered
+            } else if self.record.hangup_reason == "callback_requested" {
+                Disposition::CallbackRequested
+            } else if self.abandoned_in_queue {
+                Disposition::AbandonedInQueue
             } else if self.reached_queue {
                 Disposition::ToQueue
             } else if self.record.self_service_result.is_some()
@@ -830,6 +926,13 @@ fn sdp_body(req: &Request) -> Option<Bytes> {
         return crate::sip::validate::sdp_from_multipart(ctype, &req.body);
     }
     None
+}
+
+async fn next_media_event(events: &mut Option<mpsc::Receiver<MediaEvent>>) -> Option<MediaEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -3,8 +3,13 @@
 //! full) and spawns the call's task; the task answers, runs the IVR over the
 //! media session, and on hang-up hands its record to the store's writer.
 
+pub mod acd_service;
+pub mod agent_leg;
+pub mod feature_codes;
 pub mod inbound;
 pub mod offer_answer;
+pub mod queue_wait;
+pub mod survey;
 
 use crate::config::RtpConfig;
 use crate::ivr::flow::FlowSet;
@@ -24,6 +29,30 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+/// Prompts the call layer plays itself (queue announcements, the survey,
+/// feature-code confirmations), checked at start like the flows' prompts.
+pub const CALL_PROMPTS: &[&str] = &[
+    "queue_position_is",
+    "callers_ahead",
+    "one_caller_ahead",
+    "queue_wait_is",
+    "minute",
+    "minutes",
+    "queue_thanks_waiting",
+    "queue_breakout_options",
+    "callback_confirmed",
+    "satisfaction_survey",
+    "survey_thanks",
+    "goodbye",
+    "agent_logged_in",
+    "agent_logged_out",
+    "agent_paused",
+    "agent_ready",
+    "agent_not_agent",
+    "agent_busy_state",
+    "feature_invalid",
+];
+
 /// Everything a call task needs, shared by all calls.
 pub struct CallContext {
     pub sip: SipHandle,
@@ -42,6 +71,10 @@ pub struct CallContext {
     pub data_dir: PathBuf,
     /// Wall-clock time for records and opening hours.
     pub clock: WallClock,
+    /// The agent queue.
+    pub acd: acd_service::AcdHandle,
+    /// Queues' settings (hold music, break-out keys, survey).
+    pub queues: Arc<std::collections::HashMap<String, crate::acd::QueueConfig>>,
 }
 
 /// The wall clock calls use. Normally the system clock; pinned to a start

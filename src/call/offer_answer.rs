@@ -44,6 +44,17 @@ impl OfferAnswer {
         self.session.offer(&CODECS, DTMF_PT)
     }
 
+    /// Our offer with `first` as the preferred codec (the other leg's, so
+    /// that a bridge need not transcode), for the INVITE to an agent.
+    pub fn offer_preferring(&mut self, first: Option<Codec>) -> String {
+        self.awaiting_answer = true;
+        let mut codecs = CODECS;
+        if first == Some(Codec::Pcma) {
+            codecs.reverse();
+        }
+        self.session.offer(&codecs, DTMF_PT)
+    }
+
     pub fn awaiting_answer(&self) -> bool {
         self.awaiting_answer
     }

@@ -12,6 +12,10 @@ use serde::Deserialize;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The agent queue: agents' states, queues.
+    pub acd: crate::call::acd_service::AcdHandle,
+    /// Voice messages and recordings live under this folder.
+    pub data_dir: std::path::PathBuf,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -58,6 +62,16 @@ async fn recent_calls(State(state): State<AppState>, Query(q): Query<Limit>) -> 
                         "codec": r.codec,
                         "language": r.language,
                         "queue": r.queue,
+                        "voice_message": r.voice_message,
+                        "voice_message_ms": r.voice_message_ms,
+                        "agent": r.acd.agent,
+                        "wait_ms": r.acd.wait_ms,
+                        "offers": r.acd.offers,
+                        "talk_ms": r.acd.talk_ms,
+                        "hold_ms": r.acd.hold_ms,
+                        "wrap_up_ms": r.acd.wrap_up_ms,
+                        "transfer_target": r.acd.transfer_target,
+                        "survey_score": r.acd.survey_score,
                     })
                 })
                 .collect();

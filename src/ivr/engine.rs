@@ -395,6 +395,20 @@ impl IvrSession {
         out
     }
 
+    /// The caller pressed the queue's voice-message key: the queue node's
+    /// `voicemail` node follows (its `next` if it has none).
+    pub fn on_queue_voicemail(&mut self, now: Instant) -> Vec<IvrAction> {
+        let mut out = Vec::new();
+        let State::Queued { node } = &self.state else {
+            return out;
+        };
+        let flow = self.flow.clone();
+        if let Some(NodeKind::Queue(q)) = flow.node(node).map(|n| &n.kind) {
+            self.goto(now, q.voicemail.as_deref().unwrap_or(&q.next), &mut out);
+        }
+        out
+    }
+
     /// The deadline has passed (calls before it do nothing).
     pub fn on_timer(&mut self, now: Instant) -> Vec<IvrAction> {
         let mut out = Vec::new();

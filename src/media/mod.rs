@@ -1,17 +1,25 @@
 //! Media: SDP offer/answer, RTP packets and sessions, the RTP port pool,
 //! G.711, DTMF detection (RFC 4733, SIP INFO bodies, in-band tones), and the
-//! prompt store whose prompts are encoded once at start.
+//! prompt store whose prompts are encoded once at start, and the bridge that
+//! relays RTP between a caller's and an agent's leg.
 //!
 //! Nothing here touches disk or the database once a call is up.
 
+pub mod bridge;
 pub mod dtmf;
+pub mod events;
 pub mod g711;
+pub mod latch;
+pub mod player;
 pub mod port_pool;
 pub mod prompts;
 pub mod recorder;
+pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 /// The audio codecs the daemon speaks (static payload types, RFC 3551).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -202,14 +202,33 @@ impl RtpSender {
     ) -> usize {
         let len = HEADER_LEN + payload.len();
         assert!(out.len() >= len, "RTP output buffer too small");
-        out[0] = 0x80; // V=2, P=0, X=0, CC=0
-        out[1] = (pt & 0x7F) | if marker { 0x80 } else { 0 };
-        out[2..4].copy_from_slice(&self.seq.to_be_bytes());
-        out[4..8].copy_from_slice(&ts.to_be_bytes());
-        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.write_header_at(pt, marker, self.seq, ts, out);
         out[HEADER_LEN..len].copy_from_slice(payload);
         self.seq = self.seq.wrapping_add(1);
         len
+    }
+
+    /// Writes a 12-byte header of this stream (its SSRC) with an explicit
+    /// sequence number and timestamp into `out[..12]`, for a relay that maps
+    /// them from an incoming stream and writes the payload itself. Changes
+    /// nothing; see [`RtpSender::set_position`].
+    ///
+    /// # Panics
+    /// If `out` is shorter than 12 bytes.
+    pub fn write_header_at(&self, pt: u8, marker: bool, seq: u16, ts: u32, out: &mut [u8]) {
+        out[0] = 0x80; // V=2, P=0, X=0, CC=0
+        out[1] = (pt & 0x7F) | if marker { 0x80 } else { 0 };
+        out[2..4].copy_from_slice(&seq.to_be_bytes());
+        out[4..8].copy_from_slice(&ts.to_be_bytes());
+        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+    }
+
+    /// Moves the stream to `next_seq` and `timestamp` (after a relay wrote
+    /// packets with [`RtpSender::write_header_at`]), so that it continues
+    /// from there.
+    pub fn set_position(&mut self, next_seq: u16, timestamp: u32) {
+        self.seq = next_seq;
+        self.timestamp = timestamp;
     }
 
     /// Writes one RFC 4733 telephone-event packet for `digit` into `out`

@@ -44,17 +44,20 @@
 use super::dtmf::inband::InbandDetector;
 use super::dtmf::rfc4733::Rfc4733Receiver;
 use super::dtmf::DtmfSource;
+use super::events::Outbox;
+use super::latch::{SymmetricLatch, Verdict};
+use super::player::Player;
 use super::port_pool::RtpSocket;
 use super::prompts::Prompt;
 use super::{g711, rtp, Codec, FRAME_SAMPLES};
 use bytes::Bytes;
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -64,15 +67,13 @@ pub const FRAME_DURATION: Duration = Duration::from_millis(20);
 pub const EVENT_CAPACITY: usize = 32;
 /// Capacity of the command channel from the [`MediaHandle`].
 const COMMAND_CAPACITY: usize = 16;
-/// Events kept while the event channel is full (then new ones are dropped).
-const MAX_PENDING_EVENTS: usize = 64;
 /// At most this many datagrams are read per tick (a flood cannot starve
 /// the sender; the rest wait for the next tick or are dropped by the kernel).
 const MAX_READS_PER_TICK: usize = 16;
 /// Receive buffer: a UDP payload on an Ethernet path.
-const RECV_BUF: usize = 1500;
+pub(crate) const RECV_BUF: usize = 1500;
 /// Comfort noise (RFC 3389), a payload type a peer may send between talkspurts.
-const PT_COMFORT_NOISE: u8 = 13;
+pub(crate) const PT_COMFORT_NOISE: u8 = 13;
 
 /// What the session task needs to run.
 #[derive(Debug)]
@@ -168,6 +169,7 @@ enum Command {
     SetRemote(Option<SocketAddr>),
     SetHold(bool),
     SetTap(Option<mpsc::Sender<ReceivedFrame>>),
+    Detach(oneshot::Sender<LegMedia>),
     Close,
 }
 
@@ -216,6 +218,19 @@ impl MediaHandle {
         self.send(Command::SetTap(tap)).await
     }
 
+    /// Stops the session task and hands back its socket and RTP state, so
+    /// that the leg can be bridged ([`super::bridge::spawn`]) and later run
+    /// again ([`resume`]) with the same SSRC and continuous sequence numbers
+    /// and timestamps. A prompt that was playing is dropped (no
+    /// `PlaybackDone`), and so are events not yet delivered.
+    pub async fn detach(self) -> Result<LegMedia, SessionClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Detach(tx)).await?;
+        let leg = rx.await.map_err(|_| SessionClosed)?;
+        let _ = self.task.await;
+        Ok(leg)
+    }
+
     /// Ends the task and waits until it is gone (its socket closed and the
     /// port back in the pool).
     pub async fn close(self) {
@@ -230,10 +245,19 @@ impl MediaHandle {
 
 /// Starts the RTP session task for one call.
 pub fn spawn(cfg: SessionConfig) -> (MediaHandle, mpsc::Receiver<MediaEvent>) {
+    resume(LegMedia::new(cfg))
+}
+
+/// Starts a session task for a leg that was detached or bridged (e.g. the
+/// caller's leg after the agent hung up, for the survey): same socket, same
+/// outgoing stream (SSRC; sequence numbers continue, the timestamp has run on
+/// with the clock), same latch, hold state and tap. The first packet carries
+/// the marker bit (RFC 3551 §4.1). The RTP timeout counts from now.
+pub fn resume(leg: LegMedia) -> (MediaHandle, mpsc::Receiver<MediaEvent>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
-    let local_addr = cfg.socket.local_addr();
-    let session = Session::new(cfg, ev_tx);
+    let local_addr = leg.socket.local_addr();
+    let session = Session::new(leg, ev_tx);
     let task = tokio::spawn(session.run(cmd_rx));
     (
         MediaHandle {
@@ -245,82 +269,133 @@ pub fn spawn(cfg: SessionConfig) -> (MediaHandle, mpsc::Receiver<MediaEvent>) {
     )
 }
 
-/// The prompt list being played and the position in it.
+/// One call leg's media state outside a running task: its socket, what was
+/// negotiated, its latch, hold state, tap and outgoing RTP stream. Made
+/// from a [`SessionConfig`] ([`LegMedia::new`]), handed back by
+/// [`MediaHandle::detach`] and by the bridge's `end`, and run again by
+/// [`resume`] or bridged by [`super::bridge::spawn`]: the leg keeps its SSRC
+/// and its sequence numbers and timestamps go on from where they were, so
+/// the far end sees one stream across IVR, bridge and survey.
 #[derive(Debug)]
-struct Player {
-    id: u64,
-    prompts: Vec<Arc<Prompt>>,
-    index: usize,
-    offset: usize,
-    /// The last frame of a prompt not padded to 160 bytes, padded here.
-    padded: [u8; FRAME_SAMPLES],
+pub struct LegMedia {
+    pub(crate) socket: RtpSocket,
+    pub(crate) codec: Codec,
+    pub(crate) audio_pt: u8,
+    pub(crate) dtmf_pt: Option<u8>,
+    /// The in-band detector is on (configured, and no RFC 4733 seen yet).
+    pub(crate) inband_dtmf: bool,
+    pub(crate) rtp_timeout: Duration,
+    pub(crate) tap: Option<mpsc::Sender<ReceivedFrame>>,
+    pub(crate) held: bool,
+    pub(crate) sdp_remote: Option<SocketAddr>,
+    pub(crate) latch: SymmetricLatch,
+    pub(crate) rfc4733: Rfc4733Receiver,
+    /// Our outgoing stream; its timestamp is the media clock at `clock_at`.
+    pub(crate) sender: rtp::RtpSender,
+    pub(crate) clock_at: Instant,
 }
 
-impl Player {
-    fn new() -> Self {
-        Player {
-            id: 0,
-            prompts: Vec::new(),
-            index: 0,
-            offset: 0,
-            padded: [0; FRAME_SAMPLES],
+impl LegMedia {
+    /// A leg that has not run yet (a fresh stream with random SSRC,
+    /// sequence number and timestamp, RFC 3550 §5.1).
+    pub fn new(cfg: SessionConfig) -> Self {
+        Self::with_sender(cfg, rtp::RtpSender::new())
+    }
+
+    /// As [`LegMedia::new`] with a chosen outgoing stream (tests).
+    pub fn with_sender(cfg: SessionConfig, sender: rtp::RtpSender) -> Self {
+        LegMedia {
+            socket: cfg.socket,
+            codec: cfg.codec,
+            audio_pt: cfg.audio_pt,
+            dtmf_pt: cfg.dtmf_pt,
+            inband_dtmf: cfg.inband_dtmf,
+            rtp_timeout: cfg.rtp_timeout,
+            tap: cfg.tap,
+            held: cfg.held,
+            sdp_remote: cfg.remote,
+            latch: SymmetricLatch::new(),
+            rfc4733: Rfc4733Receiver::new(),
+            sender,
+            clock_at: Instant::now(),
         }
     }
 
-    fn start(&mut self, id: u64, prompts: Vec<Arc<Prompt>>, codec: Codec) {
-        self.id = id;
-        self.prompts = prompts;
-        self.index = 0;
-        self.offset = 0;
-        self.skip_finished(codec);
+    /// Our RTP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr()
     }
 
-    fn stop(&mut self) {
-        self.prompts.clear();
-        self.index = 0;
-        self.offset = 0;
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
-    fn is_playing(&self) -> bool {
-        self.index < self.prompts.len()
+    /// Our outgoing stream's SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.sender.ssrc()
     }
 
-    /// Moves past prompts whose bytes are all sent (or that are empty).
-    fn skip_finished(&mut self, codec: Codec) {
-        while self.index < self.prompts.len()
-            && self.offset >= self.prompts[self.index].encoded(codec).len()
-        {
-            self.index += 1;
-            self.offset = 0;
+    /// The sequence number of the next packet we send.
+    pub fn next_seq(&self) -> u16 {
+        self.sender.next_seq()
+    }
+
+    /// Where we send: the latched source of the peer's RTP, else the SDP's.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.latch.destination(self.sdp_remote)
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// A new remote address from a re-INVITE (see [`MediaHandle::set_remote`]).
+    pub fn set_remote(&mut self, remote: Option<SocketAddr>) {
+        if remote != self.sdp_remote {
+            self.latch.reset();
         }
-        if self.index >= self.prompts.len() {
-            self.prompts.clear();
-            self.index = 0;
-        }
+        self.sdp_remote = remote;
     }
 
-    /// The next frame, if a prompt is playing. The caller then calls
-    /// `skip_finished` to learn whether that was the last one.
-    fn next_frame(&mut self, codec: Codec) -> Option<&[u8]> {
-        let data = self.prompts.get(self.index)?.encoded(codec);
-        let start = self.offset;
-        let end = (start + FRAME_SAMPLES).min(data.len());
-        self.offset = end;
-        let frame = &data[start..end];
-        if frame.len() == FRAME_SAMPLES {
-            return Some(frame);
-        }
-        self.padded.fill(g711::silence_byte(codec));
-        self.padded[..frame.len()].copy_from_slice(frame);
-        Some(&self.padded)
+    pub fn set_hold(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    pub fn set_tap(&mut self, tap: Option<mpsc::Sender<ReceivedFrame>>) {
+        self.tap = tap;
     }
 }
 
-/// Where our frames go and which stream we accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Latch {
-    addr: SocketAddr,
-    ssrc: u32,
+/// Hands a received audio frame to the tap: a bounded channel, never waited
+/// on; a full channel loses the frame, a closed one detaches the tap.
+pub(crate) fn tap_frame(
+    tap: &mut Option<mpsc::Sender<ReceivedFrame>>,
+    packet: &rtp::RtpPacket<'_>,
+) {
+    if let Some(sender) = tap {
+        let frame = ReceivedFrame {
+            ssrc: packet.ssrc,
+            sequence: packet.sequence,
+            timestamp: packet.timestamp,
+            marker: packet.marker,
+            payload: Bytes::copy_from_slice(packet.payload),
+        };
+        if let Err(TrySendError::Closed(_)) = sender.try_send(frame) {
+            *tap = None;
+        }
+    }
+}
+
+/// Runs the in-band detector over one received audio payload.
+pub(crate) fn detect_inband(
+    detector: &mut InbandDetector,
+    codec: Codec,
+    pcm: &mut Vec<i16>,
+    payload: &[u8],
+) -> Option<char> {
+    pcm.clear();
+    g711::decode(codec, payload, pcm);
+    detector.process(pcm)
 }
 
 struct Session {
@@ -330,7 +405,7 @@ struct Session {
     dtmf_pt: Option<u8>,
     sender: rtp::RtpSender,
     sdp_remote: Option<SocketAddr>,
-    latch: Option<Latch>,
+    latch: SymmetricLatch,
     held: bool,
     /// The next packet starts a talkspurt (marker bit, RFC 3551 §4.1).
     talkspurt: bool,
@@ -343,38 +418,60 @@ struct Session {
     last_rx: Instant,
     timed_out: bool,
     rtp_timeout: Duration,
-    events: mpsc::Sender<MediaEvent>,
-    pending: VecDeque<MediaEvent>,
+    events: Outbox<MediaEvent>,
     tx_buf: [u8; rtp::HEADER_LEN + FRAME_SAMPLES],
     /// Taken out while a datagram in it is handled (see `receive`).
     rx_buf: Box<[u8]>,
 }
 
 impl Session {
-    fn new(cfg: SessionConfig, events: mpsc::Sender<MediaEvent>) -> Self {
+    fn new(leg: LegMedia, events: mpsc::Sender<MediaEvent>) -> Self {
+        // The media clock ran on while the leg was detached (RFC 3550 §5.1).
+        let mut sender = leg.sender;
+        let elapsed = Instant::now() - leg.clock_at;
+        sender.advance(samples_in(elapsed));
         Session {
-            socket: cfg.socket,
-            codec: cfg.codec,
-            audio_pt: cfg.audio_pt,
-            dtmf_pt: cfg.dtmf_pt,
-            sender: rtp::RtpSender::new(),
-            sdp_remote: cfg.remote,
-            latch: None,
-            held: cfg.held,
+            socket: leg.socket,
+            codec: leg.codec,
+            audio_pt: leg.audio_pt,
+            dtmf_pt: leg.dtmf_pt,
+            sender,
+            sdp_remote: leg.sdp_remote,
+            latch: leg.latch,
+            held: leg.held,
             talkspurt: true,
             player: Player::new(),
-            silence: [g711::silence_byte(cfg.codec); FRAME_SAMPLES],
-            rfc4733: Rfc4733Receiver::new(),
-            inband: cfg.inband_dtmf.then(InbandDetector::new),
+            silence: [g711::silence_byte(leg.codec); FRAME_SAMPLES],
+            rfc4733: leg.rfc4733,
+            inband: leg.inband_dtmf.then(InbandDetector::new),
             pcm: Vec::with_capacity(RECV_BUF),
-            tap: cfg.tap,
+            tap: leg.tap,
             last_rx: Instant::now(),
             timed_out: false,
-            rtp_timeout: cfg.rtp_timeout,
-            events,
-            pending: VecDeque::new(),
+            rtp_timeout: leg.rtp_timeout,
+            events: Outbox::new(events),
             tx_buf: [0; rtp::HEADER_LEN + FRAME_SAMPLES],
             rx_buf: vec![0; RECV_BUF].into_boxed_slice(),
+        }
+    }
+
+    /// The leg's state, to be bridged or resumed. The sender's timestamp is
+    /// that of the next tick's frame, i.e. the media clock now.
+    fn into_leg(self) -> LegMedia {
+        LegMedia {
+            socket: self.socket,
+            codec: self.codec,
+            audio_pt: self.audio_pt,
+            dtmf_pt: self.dtmf_pt,
+            inband_dtmf: self.inband.is_some(),
+            rtp_timeout: self.rtp_timeout,
+            tap: self.tap,
+            held: self.held,
+            sdp_remote: self.sdp_remote,
+            latch: self.latch,
+            rfc4733: self.rfc4733,
+            sender: self.sender,
+            clock_at: Instant::now(),
         }
     }
 
@@ -393,6 +490,10 @@ impl Session {
                 biased;
                 command = commands.recv() => match command {
                     None | Some(Command::Close) => break,
+                    Some(Command::Detach(reply)) => {
+                        let _ = reply.send(self.into_leg());
+                        return;
+                    }
                     Some(c) => self.on_command(c),
                 },
                 _ = tick.tick() => self.on_tick().await,
@@ -405,13 +506,13 @@ impl Session {
             Command::Play { id, prompts } => {
                 self.player.start(id, prompts, self.codec);
                 if !self.player.is_playing() {
-                    self.emit(MediaEvent::PlaybackDone { id });
+                    self.events.emit(MediaEvent::PlaybackDone { id });
                 }
             }
             Command::StopPlayback => self.player.stop(),
             Command::SetRemote(remote) => {
                 if remote != self.sdp_remote {
-                    self.latch = None;
+                    self.latch.reset();
                     if self.sdp_remote.is_none() {
                         self.resume();
                     }
@@ -425,7 +526,7 @@ impl Session {
                 self.held = held;
             }
             Command::SetTap(tap) => self.tap = tap,
-            Command::Close => {}
+            Command::Close | Command::Detach(_) => {}
         }
     }
 
@@ -440,20 +541,20 @@ impl Session {
     }
 
     async fn on_tick(&mut self) {
-        self.flush_events();
+        self.events.flush();
         let now = Instant::now();
         self.receive(now);
 
         // RTP inactivity (not while held).
         if !self.on_hold() && !self.timed_out && now - self.last_rx >= self.rtp_timeout {
             self.timed_out = true;
-            self.emit(MediaEvent::RtpTimeout);
+            self.events.emit(MediaEvent::RtpTimeout);
         }
 
-        let destination = match (self.on_hold(), self.latch) {
-            (true, _) => None,
-            (false, Some(latch)) => Some(latch.addr),
-            (false, None) => self.sdp_remote,
+        let destination = if self.on_hold() {
+            None
+        } else {
+            self.latch.destination(self.sdp_remote)
         };
         if let Some(addr) = destination {
             let frame = match self.player.next_frame(self.codec) {
@@ -470,7 +571,7 @@ impl Session {
                 self.player.skip_finished(self.codec);
                 if !self.player.is_playing() {
                     let id = self.player.id;
-                    self.emit(MediaEvent::PlaybackDone { id });
+                    self.events.emit(MediaEvent::PlaybackDone { id });
                 }
             }
         } else {
@@ -502,32 +603,10 @@ impl Session {
         };
         let pt = packet.payload_type;
         let ours = pt == self.audio_pt || Some(pt) == self.dtmf_pt || pt == PT_COMFORT_NOISE;
-        // Symmetric RTP (RFC 4961): latch to the first valid packet's source;
-        // follow the same stream (SSRC) to a new source; ignore other streams.
-        match self.latch {
-            Some(l) if l.addr == src => {
-                if ours {
-                    self.latch = Some(Latch {
-                        addr: src,
-                        ssrc: packet.ssrc,
-                    });
-                }
-            }
-            Some(l) if ours && l.ssrc == packet.ssrc => {
-                self.latch = Some(Latch {
-                    addr: src,
-                    ssrc: packet.ssrc,
-                });
-                self.emit(MediaEvent::RemoteLatched(src));
-            }
-            None if ours => {
-                self.latch = Some(Latch {
-                    addr: src,
-                    ssrc: packet.ssrc,
-                });
-                self.emit(MediaEvent::RemoteLatched(src));
-            }
-            _ => return,
+        match self.latch.on_packet(src, packet.ssrc, ours) {
+            Verdict::Ignore => return,
+            Verdict::Latched(addr) => self.events.emit(MediaEvent::RemoteLatched(addr)),
+            Verdict::Accept => {}
         }
         self.last_rx = now;
         self.timed_out = false;
@@ -540,31 +619,19 @@ impl Session {
                 self.rfc4733
                     .on_packet(packet.ssrc, packet.timestamp, packet.payload)
             {
-                self.emit(MediaEvent::Digit {
+                self.events.emit(MediaEvent::Digit {
                     digit,
                     source: DtmfSource::Rfc4733,
                 });
             }
         } else if pt == self.audio_pt {
-            // Tap point for a recorder or bridge: a bounded channel, never
-            // waited on; a full channel loses the frame, a closed one detaches.
-            if let Some(tap) = &self.tap {
-                let frame = ReceivedFrame {
-                    ssrc: packet.ssrc,
-                    sequence: packet.sequence,
-                    timestamp: packet.timestamp,
-                    marker: packet.marker,
-                    payload: Bytes::copy_from_slice(packet.payload),
-                };
-                if let Err(TrySendError::Closed(_)) = tap.try_send(frame) {
-                    self.tap = None;
-                }
-            }
+            // Tap point for a recorder or bridge.
+            tap_frame(&mut self.tap, &packet);
             if let Some(detector) = &mut self.inband {
-                self.pcm.clear();
-                g711::decode(self.codec, packet.payload, &mut self.pcm);
-                if let Some(digit) = detector.process(&self.pcm) {
-                    self.emit(MediaEvent::Digit {
+                if let Some(digit) =
+                    detect_inband(detector, self.codec, &mut self.pcm, packet.payload)
+                {
+                    self.events.emit(MediaEvent::Digit {
                         digit,
                         source: DtmfSource::Inband,
                     });
@@ -572,109 +639,20 @@ impl Session {
             }
         }
     }
+}
 
-    /// Sends an event without waiting; keeps it for the next tick if the
-    /// channel is full (the media loop never blocks on the call task).
-    fn emit(&mut self, event: MediaEvent) {
-        if self.pending.is_empty() {
-            match self.events.try_send(event) {
-                Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(event)) => self.pending.push_back(event),
-            }
-        } else if self.pending.len() < MAX_PENDING_EVENTS {
-            self.pending.push_back(event);
-        }
-    }
-
-    fn flush_events(&mut self) {
-        while let Some(event) = self.pending.pop_front() {
-            match self.events.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Closed(_)) => self.pending.clear(),
-                Err(TrySendError::Full(event)) => {
-                    self.pending.push_front(event);
-                    break;
-                }
-            }
-        }
-    }
+/// The number of 8 kHz samples in `d` (the G.711 media clock).
+pub(crate) fn samples_in(d: Duration) -> u32 {
+    (d.as_micros() / 125) as u32
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::Lang;
     use crate::media::port_pool::PortPool;
+    use crate::media::testutil::{prompt, Peer};
     use tokio::net::UdpSocket;
     use tokio::time::timeout;
-
-    /// A prompt whose PCMU bytes are `frames` frames of recognisable bytes
-    /// (`first + i` in frame i), plus `tail` bytes of a last, unpadded frame.
-    fn prompt(first: u8, frames: usize, tail: usize) -> Arc<Prompt> {
-        let mut bytes = Vec::new();
-        for i in 0..frames {
-            bytes.extend(std::iter::repeat_n(first + i as u8, FRAME_SAMPLES));
-        }
-        bytes.extend(std::iter::repeat_n(0x11, tail));
-        let len = bytes.len();
-        Arc::new(Prompt {
-            name: format!("test_{first}"),
-            lang: Lang::En,
-            samples: vec![0i16; len].into(),
-            pcmu: bytes.into(),
-            pcma: vec![0xD5; len].into(),
-        })
-    }
-
-    struct Peer {
-        socket: UdpSocket,
-    }
-
-    impl Peer {
-        async fn new() -> Self {
-            Peer {
-                socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            }
-        }
-
-        fn addr(&self) -> SocketAddr {
-            self.socket.local_addr().unwrap()
-        }
-
-        /// The next RTP packet: (marker, pt, seq, ts, ssrc, payload).
-        async fn recv(&self) -> (bool, u8, u16, u32, u32, Vec<u8>) {
-            let mut buf = [0u8; 1500];
-            let (n, _) = timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
-                .await
-                .expect("no RTP within 5 s")
-                .unwrap();
-            let p = rtp::parse(&buf[..n]).unwrap();
-            (
-                p.marker,
-                p.payload_type,
-                p.sequence,
-                p.timestamp,
-                p.ssrc,
-                p.payload.to_vec(),
-            )
-        }
-
-        fn drain(&self) -> usize {
-            let mut buf = [0u8; 1500];
-            let mut n = 0;
-            while self.socket.try_recv_from(&mut buf).is_ok() {
-                n += 1;
-            }
-            n
-        }
-
-        async fn send_rtp(&self, to: SocketAddr, sender: &mut rtp::RtpSender, pt: u8) {
-            let mut buf = [0u8; 200];
-            let n = sender.write(pt, false, &[0xFF; FRAME_SAMPLES], &mut buf);
-            sender.advance(FRAME_SAMPLES as u32);
-            self.socket.send_to(&buf[..n], to).await.unwrap();
-        }
-    }
 
     async fn start(
         remote: Option<SocketAddr>,

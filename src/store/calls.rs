@@ -7,29 +7,34 @@ use super::{CallRecord, Db, Disposition, HangupBy, Store, StoreError};
 
 const SQLITE_INSERT: &str = "INSERT INTO call_records (call_id, caller, dialed, arrived_at, \
      answered_at, ended_at, duration_ms, ivr_path, self_service_result, disposition, hangup_by, \
-     hangup_reason, sip_status, codec, language, queue, voice_message, voice_message_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+     hangup_reason, sip_status, codec, language, queue, voice_message, voice_message_ms, agent, \
+     wait_ms, offers, talk_ms, hold_ms, wrap_up_ms, transfer_target, survey_score) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20, $21, $22, $23, $24, $25, $26) \
      ON CONFLICT (call_id) DO NOTHING";
 
 const POSTGRES_INSERT: &str = "INSERT INTO call_records (call_id, caller, dialed, arrived_at, \
      answered_at, ended_at, duration_ms, ivr_path, self_service_result, disposition, hangup_by, \
-     hangup_reason, sip_status, codec, language, queue, voice_message, voice_message_ms) \
+     hangup_reason, sip_status, codec, language, queue, voice_message, voice_message_ms, agent, \
+     wait_ms, offers, talk_ms, hold_ms, wrap_up_ms, transfer_target, survey_score) \
      VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7, $8, $9, $10, \
-     $11, $12, $13, $14, $15, $16, $17, $18) \
+     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
      ON CONFLICT (call_id) DO NOTHING";
 
 /// Columns read back; times come out as the same fixed-width UTC text in both
 /// backends.
 const SQLITE_COLUMNS: &str = "call_id, caller, dialed, arrived_at, answered_at, ended_at, \
      duration_ms, ivr_path, self_service_result, disposition, hangup_by, hangup_reason, \
-     sip_status, codec, language, queue, voice_message, voice_message_ms";
+     sip_status, codec, language, queue, voice_message, voice_message_ms, agent, wait_ms, offers, \
+     talk_ms, hold_ms, wrap_up_ms, transfer_target, survey_score";
 
 const POSTGRES_COLUMNS: &str = "call_id, caller, dialed, \
      to_char(arrived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS arrived_at, \
      to_char(answered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS answered_at, \
      to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS ended_at, \
      duration_ms, ivr_path, self_service_result, disposition, hangup_by, hangup_reason, \
-     CAST(sip_status AS BIGINT) AS sip_status, codec, language, queue, voice_message, voice_message_ms";
+     CAST(sip_status AS BIGINT) AS sip_status, codec, language, queue, voice_message, voice_message_ms, \
+     agent, wait_ms, offers, talk_ms, hold_ms, wrap_up_ms, transfer_target, survey_score";
 
 /// Formats a time as stored: fixed-width ISO-8601 UTC with microseconds.
 pub(crate) fn time_text(t: &DateTime<Utc>) -> String {
@@ -69,6 +74,14 @@ macro_rules! bind_record {
             .bind(r.queue.clone())
             .bind(r.voice_message.clone())
             .bind(r.voice_message_ms)
+            .bind(r.acd.agent.clone())
+            .bind(r.acd.wait_ms)
+            .bind(r.acd.offers)
+            .bind(r.acd.talk_ms)
+            .bind(r.acd.hold_ms)
+            .bind(r.acd.wrap_up_ms)
+            .bind(r.acd.transfer_target.clone())
+            .bind(r.acd.survey_score)
     }};
 }
 
@@ -117,6 +130,16 @@ macro_rules! record_from_row {
             queue: row.try_get("queue").map_err(get)?,
             voice_message: row.try_get("voice_message").map_err(get)?,
             voice_message_ms: row.try_get("voice_message_ms").map_err(get)?,
+            acd: super::QueueOutcome {
+                agent: row.try_get("agent").map_err(get)?,
+                wait_ms: row.try_get("wait_ms").map_err(get)?,
+                offers: row.try_get("offers").map_err(get)?,
+                talk_ms: row.try_get("talk_ms").map_err(get)?,
+                hold_ms: row.try_get("hold_ms").map_err(get)?,
+                wrap_up_ms: row.try_get("wrap_up_ms").map_err(get)?,
+                transfer_target: row.try_get("transfer_target").map_err(get)?,
+                survey_score: row.try_get("survey_score").map_err(get)?,
+            },
             call_id,
         }
     }};

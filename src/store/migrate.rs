@@ -41,12 +41,14 @@ const SQLITE: &[Embedded] = &[
     embedded!("sqlite", 1, "init", "0001_init.sql"),
     embedded!("sqlite", 2, "voice_messages", "0002_voice_messages.sql"),
     embedded!("sqlite", 3, "registrations", "0003_registrations.sql"),
+    embedded!("sqlite", 4, "acd", "0004_acd.sql"),
 ];
 
 const POSTGRES: &[Embedded] = &[
     embedded!("postgres", 1, "init", "0001_init.sql"),
     embedded!("postgres", 2, "voice_messages", "0002_voice_messages.sql"),
     embedded!("postgres", 3, "registrations", "0003_registrations.sql"),
+    embedded!("postgres", 4, "acd", "0004_acd.sql"),
 ];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {

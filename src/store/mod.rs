@@ -19,6 +19,7 @@
 
 mod calls;
 mod demo;
+pub mod events;
 mod lookup;
 mod migrate;
 pub mod records;
@@ -34,8 +35,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use demo::{DemoAccount, DEMO_ACCOUNTS};
+pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};
-pub use records::{CallRecord, Disposition, HangupBy};
+pub use records::{CallRecord, Disposition, HangupBy, QueueOutcome};
 pub use writer::{spawn_writer, RecordSink, WriterStats};
 
 /// A value bound to, or read from, a parameterized look-up query.

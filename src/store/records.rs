@@ -9,8 +9,15 @@ pub enum Disposition {
     SelfServed,
     /// The caller hung up in the IVR before being served.
     AbandonedInIvr,
-    /// The call was handed to the agent queue.
+    /// The call was handed to the agent queue and left it without an
+    /// agent (timeout, no agents) or is still being handled by the flow.
     ToQueue,
+    /// An agent answered the call.
+    Answered,
+    /// The caller hung up while waiting in the agent queue.
+    AbandonedInQueue,
+    /// The caller asked to be called back (the request keeps its place).
+    CallbackRequested,
     /// The caller left a voice message.
     VoiceMessage,
     /// The call was refused before answer (ACL, busy, no codec, shutting down…).
@@ -25,6 +32,9 @@ impl Disposition {
             Disposition::SelfServed => "self_served",
             Disposition::AbandonedInIvr => "abandoned_in_ivr",
             Disposition::ToQueue => "to_queue",
+            Disposition::Answered => "answered",
+            Disposition::AbandonedInQueue => "abandoned_in_queue",
+            Disposition::CallbackRequested => "callback_requested",
             Disposition::VoiceMessage => "voice_message",
             Disposition::Rejected => "rejected",
             Disposition::Interrupted => "interrupted",
@@ -37,6 +47,9 @@ impl Disposition {
             "self_served" => Disposition::SelfServed,
             "abandoned_in_ivr" => Disposition::AbandonedInIvr,
             "to_queue" => Disposition::ToQueue,
+            "answered" => Disposition::Answered,
+            "abandoned_in_queue" => Disposition::AbandonedInQueue,
+            "callback_requested" => Disposition::CallbackRequested,
             "voice_message" => Disposition::VoiceMessage,
             "rejected" => Disposition::Rejected,
             "interrupted" => Disposition::Interrupted,
@@ -45,10 +58,13 @@ impl Disposition {
     }
 
     /// Every variant, for tests and reports.
-    pub const ALL: [Disposition; 6] = [
+    pub const ALL: [Disposition; 9] = [
         Disposition::SelfServed,
         Disposition::AbandonedInIvr,
         Disposition::ToQueue,
+        Disposition::Answered,
+        Disposition::AbandonedInQueue,
+        Disposition::CallbackRequested,
         Disposition::VoiceMessage,
         Disposition::Rejected,
         Disposition::Interrupted,
@@ -124,4 +140,28 @@ pub struct CallRecord {
     pub voice_message: Option<String>,
     /// Its length in milliseconds.
     pub voice_message_ms: Option<i64>,
+    /// What happened in the agent queue (all `None` for calls that never
+    /// reached one).
+    pub acd: QueueOutcome,
+}
+
+/// The agent-queue part of a call record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueOutcome {
+    /// The agent who took the call (the last one, after transfers).
+    pub agent: Option<String>,
+    /// Time in the queue before an agent answered (or until the caller left).
+    pub wait_ms: Option<i64>,
+    /// Agents rung for the call.
+    pub offers: Option<i64>,
+    /// Connected to an agent, holds included.
+    pub talk_ms: Option<i64>,
+    /// Of the talk time, on hold.
+    pub hold_ms: Option<i64>,
+    /// The agent's after-call work; written when the wrap-up ends.
+    pub wrap_up_ms: Option<i64>,
+    /// Where the agent transferred the call.
+    pub transfer_target: Option<String>,
+    /// The caller's survey score, 1-5.
+    pub survey_score: Option<i64>,
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::events::{AgentStateRow, QueueEventRow};
 use super::{CallRecord, Store, StoreError};
 
 /// Most records written in one transaction.
@@ -35,6 +36,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 enum Msg {
     Record(Box<CallRecord>),
+    Event(Box<QueueEventRow>),
+    AgentState(AgentStateRow),
+    WrapUp {
+        call_id: String,
+        ms: i64,
+    },
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
     /// Stop taking records; answered when everything queued is written.
@@ -98,6 +105,31 @@ impl RecordSink {
             .map_err(|_| StoreError::WriterClosed)
     }
 
+    /// Queues a queue event (same guarantees and order as records).
+    pub async fn submit_event(&self, event: QueueEventRow) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Event(Box::new(event)))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// Queues an agent's new stable state.
+    pub async fn submit_agent_state(&self, state: AgentStateRow) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::AgentState(state))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// Queues the after-call work of a call whose record was submitted
+    /// before (records are written before wrap-ups queued after them).
+    pub async fn submit_wrap_up(&self, call_id: String, ms: i64) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::WrapUp { call_id, ms })
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
     /// Resolves when every record submitted before this call is committed
     /// (returns at once if the writer has stopped: then all were written).
     pub async fn flush(&self) {
@@ -127,8 +159,25 @@ impl RecordSink {
     }
 }
 
+/// What one pass of the writer collected, written in this order: call
+/// records, queue events, agent states, then wrap-up times (whose records
+/// were queued before them).
+#[derive(Default)]
+struct Batch {
+    records: Vec<CallRecord>,
+    events: Vec<QueueEventRow>,
+    states: Vec<AgentStateRow>,
+    wrap_ups: Vec<(String, i64)>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records.len() + self.events.len() + self.states.len() + self.wrap_ups.len()
+    }
+}
+
 async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>) {
-    let mut batch: Vec<CallRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Batch::default();
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
     let mut close_acks: Vec<oneshot::Sender<()>> = Vec::new();
     // `recv` yields what is still queued after `rx.close()`, then `None`.
@@ -136,7 +185,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Record(rec) => batch.push(*rec),
+                Msg::Record(rec) => batch.records.push(*rec),
+                Msg::Event(e) => batch.events.push(*e),
+                Msg::AgentState(s) => batch.states.push(s),
+                Msg::WrapUp { call_id, ms } => batch.wrap_ups.push((call_id, ms)),
                 Msg::Flush(ack) => acks.push(ack),
                 Msg::Close(ack) => {
                     rx.close();
@@ -147,9 +199,35 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            write_batch(&store, &batch, &counters).await;
-            batch.clear();
+        if !batch.records.is_empty() {
+            write_batch(&store, &batch.records, &counters).await;
+            batch.records.clear();
+        }
+        if !batch.events.is_empty() {
+            let events = std::mem::take(&mut batch.events);
+            retry("queue events", events.len(), &counters, || {
+                store.insert_queue_events(&events)
+            })
+            .await;
+        }
+        if !batch.states.is_empty() {
+            let states = std::mem::take(&mut batch.states);
+            retry("agent states", states.len(), &counters, || {
+                store.save_agent_states(&states)
+            })
+            .await;
+        }
+        for (call_id, ms) in std::mem::take(&mut batch.wrap_ups) {
+            let done = retry("a wrap-up time", 1, &counters, || {
+                store.set_wrap_up(&call_id, ms)
+            })
+            .await;
+            if done == Some(0) {
+                tracing::debug!(
+                    call_id,
+                    "wrap-up time for a call with no record; kept in the event log only"
+                );
+            }
         }
         for ack in acks.drain(..) {
             let _ = ack.send(());
@@ -161,6 +239,44 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
     );
     for ack in close_acks {
         let _ = ack.send(());
+    }
+}
+
+/// Runs `write` until it succeeds (backing off), or the store is closed
+/// (then `None`, logged as an error).
+async fn retry<T, F, Fut>(what: &str, items: usize, counters: &Counters, write: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1u32;
+    loop {
+        match write().await {
+            Ok(v) => return Some(v),
+            Err(StoreError::Query {
+                source: sqlx::Error::PoolClosed,
+                ..
+            }) => {
+                counters
+                    .abandoned
+                    .fetch_add(items as u64, Ordering::Relaxed);
+                tracing::error!(
+                    what,
+                    items,
+                    "store closed before the writer drained; not written"
+                );
+                return None;
+            }
+            Err(error) => {
+                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, what, items, attempt, retry_in_ms = backoff.as_millis() as u64,
+                    "write failed; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt = attempt.saturating_add(1);
+            }
+        }
     }
 }
 

@@ -639,6 +639,13 @@ impl AgentPhone {
     }
 
     /// Sends digits as RFC 4733 events on the call's RTP.
+    /// Sends audio frames of `byte` repeated from now on.
+    pub async fn fill(&self, byte: u8) {
+        if let Some(d) = self.call().dtmf.as_ref() {
+            let _ = d.send(DtmfCmd::Fill(byte)).await;
+        }
+    }
+
     pub async fn press(&self, digits: &str) {
         if let Some(d) = self.call().dtmf.as_ref() {
             for c in digits.chars() {

@@ -215,7 +215,17 @@ ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
             .clone()
             .unwrap_or_else(|| repo().join("config/flows"))
             .display(),
-        extra = opts.extra_toml,
+        extra = if opts.extra_toml.contains("[acd") {
+            opts.extra_toml.clone()
+        } else {
+            // The shipped flows' queue, with no agents: callers are refused
+            // and the flow's overflow (a voice message) runs.
+            format!(
+                "{}\n[[acd.queues]]\nname = \"12345\"\nwhen_no_agents = \"refuse\"\n\
+                 [[acd.queues]]\nname = \"12333\"\nwhen_no_agents = \"refuse\"\n",
+                opts.extra_toml
+            )
+        },
     );
     let path = dir.join("hotline.toml");
     std::fs::write(&path, &text).expect("write config");
@@ -741,6 +751,9 @@ enum DtmfCmd {
     /// A digit as tones in the audio (what some gateways send).
     Inband(char),
     Pause(bool),
+    /// From now on audio frames are this byte repeated (a recognisable
+    /// stream for relay tests) instead of silence.
+    Fill(u8),
 }
 
 /// 100 ms of the DTMF tone pair for `d` then 100 ms of silence, as 8 kHz
@@ -942,6 +955,11 @@ impl Call {
     }
 
     /// Presses keys as in-band tones in the audio (no RFC 4733).
+    /// Sends audio frames of `byte` repeated from now on (see `DtmfCmd::Fill`).
+    pub async fn fill(&self, byte: u8) {
+        self.dtmf.send(DtmfCmd::Fill(byte)).await.expect("rtp pump");
+    }
+
     pub async fn press_inband(&self, digits: &str) {
         for d in digits.chars() {
             self.dtmf.send(DtmfCmd::Inband(d)).await.expect("rtp pump");
@@ -965,6 +983,11 @@ impl Call {
     pub fn heard(&self) -> Vec<String> {
         let h = self.heard.lock().expect("lock");
         self.phone.index.recognise(h.pt.unwrap_or(0), &h.frames)
+    }
+
+    /// Every audio frame received so far (payloads of the call's codec).
+    pub fn frames(&self) -> Vec<[u8; 160]> {
+        self.heard.lock().expect("lock").frames.clone()
     }
 
     /// Heard prompt names without the language.
@@ -1055,7 +1078,7 @@ async fn rtp_pump(
     let ssrc: u32 = rand::random();
     let mut seq: u16 = rand::random();
     let mut ts: u32 = rand::random();
-    let silence = if pt == 8 { 0xD5u8 } else { 0xFFu8 };
+    let mut silence = if pt == 8 { 0xD5u8 } else { 0xFFu8 };
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut queue: std::collections::VecDeque<char> = Default::default();
@@ -1107,6 +1130,7 @@ async fn rtp_pump(
                 Some(DtmfCmd::Digit(d)) => queue.push_back(d),
                 Some(DtmfCmd::Inband(d)) => tones.extend(dtmf_tone(d)),
                 Some(DtmfCmd::Pause(m)) => muted = m,
+                Some(DtmfCmd::Fill(b)) => silence = b,
                 None => return,
             },
             r = sock.recv_from(&mut buf) => {

@@ -7,7 +7,8 @@
 //! kind = "queue"
 //! queue = "12333"
 //! priority = 0
-//! next = "queue_unavailable"
+//! next = "queue_unavailable"     # full, no agents, waited too long
+//! voicemail = "leave_message"    # the caller pressed the voice-message key
 //! ```
 
 use serde::Deserialize;
@@ -22,11 +23,19 @@ pub struct QueueNode {
     #[serde(default)]
     pub priority: i32,
     pub next: String,
+    /// Where a caller who presses the queue's voice-message key goes
+    /// (default: `next`).
+    #[serde(default)]
+    pub voicemail: Option<String>,
 }
 
 impl QueueNode {
     pub fn successors(&self) -> Refs<'_> {
-        vec![("next".to_owned(), self.next.as_str())]
+        let mut refs = vec![("next".to_owned(), self.next.as_str())];
+        if let Some(v) = &self.voicemail {
+            refs.push(("voicemail".to_owned(), v.as_str()));
+        }
+        refs
     }
 
     pub fn check(&self) -> Vec<(String, FlowErrorKind)> {

@@ -1,0 +1,727 @@
+//! The ACD task: the async shell around the sans-IO [`Acd`].
+//!
+//! One task owns the distributor. Call tasks, the registrar (presence),
+//! feature codes and the HTTP API send it [`AcdInput`]s over one bounded
+//! channel ([`AcdHandle`]); for each it calls the matching `Acd` method with
+//! `Instant::now()`, then routes every [`AcdCommand`]:
+//!
+//! - `Offer`, `CancelOffer`, `Connected`, `Announce`, `QueueTimeout` → the
+//!   call's task, as a [`QueueSignal`] on the channel the call gave when it
+//!   joined (`try_send`: a call task that cannot keep up loses an
+//!   announcement, never blocks the ACD; an offer it misses times out);
+//! - `Event` → the store writer as a [`QueueEventRow`] with wall-clock time,
+//!   and, for login/logout/pause/unpause, the agent's stable state
+//!   ([`AgentStateRow`]), which is read back at the next start so that a
+//!   restart logs nobody out;
+//! - `PlaceCallback` → the callback dialer (see [`super::callback`]).
+//!
+//! Between inputs it sleeps until [`Acd::deadline`] and runs
+//! [`Acd::on_timer`]. Nothing here touches a socket or the database
+//! directly: the writer does, in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::acd::{
+    Acd, AcdCommand, AcdConfig, AcdError, AgentId, CallId, Effect, EndedBy, EventKind, OfferResult,
+    QueueEvent, Refused, TimeoutReason,
+};
+use crate::store::writer::RecordSink;
+use crate::store::{AgentStateRow, QueueEventRow};
+
+use super::WallClock;
+
+/// Capacity of the ACD's input channel.
+const INPUT_CAPACITY: usize = 4096;
+/// Capacity of each call's signal channel.
+pub const SIGNAL_CAPACITY: usize = 16;
+
+/// What the ACD tells a call task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueSignal {
+    /// Ring this agent's contacts; report with [`AcdHandle::offer_result`].
+    Offer {
+        agent: AgentId,
+        extension: String,
+        ring_timeout: Duration,
+    },
+    /// Stop ringing this agent (CANCEL); no result expected.
+    CancelOffer { agent: AgentId },
+    /// Tell the caller its position (1-based) and estimated wait.
+    Announce {
+        position: u32,
+        estimated_wait: Option<Duration>,
+    },
+    /// The caller leaves the queue for the flow's overflow.
+    Timeout { reason: TimeoutReason },
+}
+
+/// An agent operation (feature codes, HTTP API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOp {
+    Login,
+    Logout,
+    Pause(String),
+    Unpause,
+    Ready,
+}
+
+/// One agent as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub extension: String,
+    pub state: &'static str,
+    /// Pause reason, when paused.
+    pub reason: Option<String>,
+    /// The call it rings for or talks on.
+    pub call_id: Option<String>,
+    pub reachable: bool,
+    pub misses: u32,
+    pub calls_today: u32,
+    pub queues: Vec<String>,
+    pub skills: std::collections::BTreeMap<String, u8>,
+}
+
+/// One queue as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueView {
+    pub name: String,
+    pub strategy: &'static str,
+    /// Callers waiting or being offered.
+    pub waiting: usize,
+    pub callbacks: usize,
+    /// Agents logged in and reachable.
+    pub staffed: usize,
+}
+
+/// A picture of the ACD for the API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AcdSnapshot {
+    pub agents: Vec<AgentView>,
+    pub queues: Vec<QueueView>,
+}
+
+enum AcdInput {
+    Join {
+        call: CallId,
+        queue: String,
+        priority: i32,
+        signals: mpsc::Sender<QueueSignal>,
+        reply: oneshot::Sender<Result<u32, Refused>>,
+    },
+    CallerLeft {
+        call: CallId,
+    },
+    OfferResult {
+        call: CallId,
+        agent: AgentId,
+        result: OfferResult,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
+    CallEnded {
+        call: CallId,
+        by: EndedBy,
+    },
+    Transfer {
+        call: CallId,
+        target: String,
+    },
+    BreakoutVoicemail {
+        call: CallId,
+    },
+    RequestCallback {
+        call: CallId,
+        number: String,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
+    Agent {
+        agent: AgentId,
+        op: AgentOp,
+        reply: oneshot::Sender<Result<Effect, AcdError>>,
+    },
+    Presence {
+        extension: String,
+        reachable: bool,
+    },
+    Snapshot {
+        reply: oneshot::Sender<AcdSnapshot>,
+    },
+}
+
+/// The way to the ACD task. Cheap to clone.
+#[derive(Clone)]
+pub struct AcdHandle {
+    tx: mpsc::Sender<AcdInput>,
+    /// Extension → agent id (fixed at start).
+    by_extension: Arc<HashMap<String, AgentId>>,
+}
+
+/// The ACD task has stopped (the daemon is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the agent queue has stopped")]
+pub struct AcdStopped;
+
+impl AcdHandle {
+    /// The agent whose softphone registers as `extension`.
+    pub fn agent_for_extension(&self, extension: &str) -> Option<AgentId> {
+        self.by_extension.get(extension).cloned()
+    }
+
+    /// Puts the call in `queue`; signals come on `signals`. Returns the
+    /// caller's position.
+    pub async fn join(
+        &self,
+        call: CallId,
+        queue: &str,
+        priority: i32,
+        signals: mpsc::Sender<QueueSignal>,
+    ) -> Result<Result<u32, Refused>, AcdStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.send(AcdInput::Join {
+            call,
+            queue: queue.to_string(),
+            priority,
+            signals,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| AcdStopped)
+    }
+
+    pub async fn caller_left(&self, call: CallId) {
+        let _ = self.send(AcdInput::CallerLeft { call }).await;
+    }
+
+    /// How ringing an agent ended. `Err(NotOffered)` for an answer means the
+    /// ACD withdrew the offer meanwhile: hang the agent's leg up.
+    pub async fn offer_result(
+        &self,
+        call: CallId,
+        agent: AgentId,
+        result: OfferResult,
+    ) -> Result<(), AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let input = AcdInput::OfferResult {
+            call: call.clone(),
+            agent: agent.clone(),
+            result,
+            reply,
+        };
+        let stopped = AcdError::NotOffered { call, agent };
+        if self.send(input).await.is_err() {
+            return Err(stopped);
+        }
+        rx.await.unwrap_or(Err(stopped))
+    }
+
+    pub async fn call_ended(&self, call: CallId, by: EndedBy) {
+        let _ = self.send(AcdInput::CallEnded { call, by }).await;
+    }
+
+    pub async fn transfer(&self, call: CallId, target: String) {
+        let _ = self.send(AcdInput::Transfer { call, target }).await;
+    }
+
+    pub async fn breakout_voicemail(&self, call: CallId) {
+        let _ = self.send(AcdInput::BreakoutVoicemail { call }).await;
+    }
+
+    pub async fn request_callback(&self, call: CallId, number: String) -> Result<(), AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let input = AcdInput::RequestCallback {
+            call: call.clone(),
+            number,
+            reply,
+        };
+        if self.send(input).await.is_err() {
+            return Err(AcdError::UnknownCall(call));
+        }
+        rx.await.unwrap_or(Err(AcdError::UnknownCall(call)))
+    }
+
+    /// Log in, log out, pause, unpause or make ready.
+    pub async fn agent(&self, agent: AgentId, op: AgentOp) -> Result<Effect, AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let unknown = AcdError::UnknownAgent(agent.clone());
+        if self
+            .send(AcdInput::Agent { agent, op, reply })
+            .await
+            .is_err()
+        {
+            return Err(unknown);
+        }
+        rx.await.unwrap_or(Err(unknown))
+    }
+
+    /// The registrar's word on an extension: some contact reachable or none.
+    pub async fn presence(&self, extension: String, reachable: bool) {
+        let _ = self
+            .send(AcdInput::Presence {
+                extension,
+                reachable,
+            })
+            .await;
+    }
+
+    pub async fn snapshot(&self) -> Result<AcdSnapshot, AcdStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.send(AcdInput::Snapshot { reply }).await?;
+        rx.await.map_err(|_| AcdStopped)
+    }
+
+    async fn send(&self, input: AcdInput) -> Result<(), AcdStopped> {
+        self.tx.send(input).await.map_err(|_| AcdStopped)
+    }
+}
+
+/// A callback the ACD wants placed (agent first, then the citizen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackJob {
+    pub call: CallId,
+    pub agent: AgentId,
+    pub extension: String,
+    pub number: String,
+    pub ring_timeout: Duration,
+}
+
+/// Starts the ACD task. `restored` are the agents' stored states; agents
+/// start unreachable until the registrar reports a live registration.
+/// Callback jobs go to `callbacks`. The task ends when every handle is
+/// dropped.
+pub fn spawn(
+    config: &AcdConfig,
+    restored: Vec<AgentStateRow>,
+    records: RecordSink,
+    clock: WallClock,
+    callbacks: mpsc::Sender<CallbackJob>,
+) -> Result<(AcdHandle, tokio::task::JoinHandle<()>), crate::acd::AcdConfigErrors> {
+    let mut acd = Acd::new(config)?;
+    let now = Instant::now();
+    let by_extension: HashMap<String, AgentId> = acd
+        .agents()
+        .iter()
+        .map(|a| (a.extension().to_string(), a.id().clone()))
+        .collect();
+    let login_on_register: HashMap<AgentId, bool> = config
+        .agents
+        .iter()
+        .map(|a| (AgentId(a.id.clone()), a.login_on_register))
+        .collect();
+    let ids: Vec<AgentId> = acd.agents().iter().map(|a| a.id().clone()).collect();
+    for id in &ids {
+        let _ = acd.agent_reachable(now, id, false);
+    }
+    for row in &restored {
+        let id = AgentId(row.agent.clone());
+        if !by_extension.values().any(|a| *a == id) {
+            continue;
+        }
+        match row.state.as_str() {
+            "ready" => {
+                let _ = acd.agent_login(now, &id);
+            }
+            "paused" => {
+                let _ = acd.agent_login(now, &id);
+                let reason = row.reason.as_deref().unwrap_or("restored");
+                let _ = acd.agent_pause(now, &id, reason);
+            }
+            _ => {}
+        }
+    }
+    // The restore's own events are not news: the log has them already.
+    let _ = acd.drain_commands().count();
+    info!(
+        agents = ids.len(),
+        restored = restored.len(),
+        queues = acd.queues().len(),
+        "agent queue started"
+    );
+    let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
+    let service = Service {
+        acd,
+        calls: HashMap::new(),
+        records,
+        clock,
+        origin: (now, Utc::now()),
+        seq: 0,
+        boot: format!("{:08x}", rand::random::<u32>()),
+        login_on_register,
+        last_call: HashMap::new(),
+        callbacks,
+    };
+    let task = tokio::spawn(service.run(rx));
+    Ok((
+        AcdHandle {
+            tx,
+            by_extension: Arc::new(by_extension),
+        },
+        task,
+    ))
+}
+
+struct Service {
+    acd: Acd,
+    /// Each queued call's signal channel.
+    calls: HashMap<CallId, mpsc::Sender<QueueSignal>>,
+    records: RecordSink,
+    clock: WallClock,
+    /// One (tokio instant, wall time) pair to date events by.
+    origin: (Instant, DateTime<Utc>),
+    seq: u64,
+    /// Event uids are `<boot>-<seq>`: unique across restarts.
+    boot: String,
+    login_on_register: HashMap<AgentId, bool>,
+    /// Each agent's last completed call and when it ended (for wrap-up).
+    last_call: HashMap<AgentId, (CallId, Instant)>,
+    callbacks: mpsc::Sender<CallbackJob>,
+}
+
+impl Service {
+    async fn run(mut self, mut rx: mpsc::Receiver<AcdInput>) {
+        self.origin = (Instant::now(), self.clock.now());
+        loop {
+            let deadline = self.acd.deadline();
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => break,
+                },
+                _ = sleep_until_opt(deadline) => self.acd.on_timer(Instant::now()),
+            }
+            self.route().await;
+        }
+        debug!("agent queue stopped");
+    }
+
+    fn on_input(&mut self, input: AcdInput) {
+        let now = Instant::now();
+        match input {
+            AcdInput::Join {
+                call,
+                queue,
+                priority,
+                signals,
+                reply,
+            } => {
+                let result = self
+                    .acd
+                    .add_call(now, call.clone(), &queue, priority)
+                    .map(|_| self.acd.position(&call).unwrap_or(1));
+                if result.is_ok() {
+                    self.calls.insert(call, signals);
+                }
+                let _ = reply.send(result);
+            }
+            AcdInput::CallerLeft { call } => {
+                if let Err(e) = self.acd.caller_left(now, &call) {
+                    debug!(call = %call, error = %e, "caller_left");
+                }
+                self.calls.remove(&call);
+            }
+            AcdInput::OfferResult {
+                call,
+                agent,
+                result,
+                reply,
+            } => {
+                let r = self.acd.offer_result(now, &call, &agent, result);
+                let _ = reply.send(r);
+            }
+            AcdInput::CallEnded { call, by } => {
+                if let Err(e) = self.acd.call_ended(now, &call, by) {
+                    debug!(call = %call, error = %e, "call_ended");
+                }
+                self.calls.remove(&call);
+            }
+            AcdInput::Transfer { call, target } => {
+                if let Err(e) = self.acd.transfer(now, &call, &target) {
+                    debug!(call = %call, error = %e, "transfer");
+                }
+                self.calls.remove(&call);
+            }
+            AcdInput::BreakoutVoicemail { call } => {
+                if let Err(e) = self.acd.breakout_voicemail(now, &call) {
+                    debug!(call = %call, error = %e, "breakout_voicemail");
+                }
+                self.calls.remove(&call);
+            }
+            AcdInput::RequestCallback {
+                call,
+                number,
+                reply,
+            } => {
+                let r = self.acd.request_callback(now, &call, &number);
+                if r.is_ok() {
+                    // The live call goes; the request keeps its place.
+                    self.calls.remove(&call);
+                }
+                let _ = reply.send(r);
+            }
+            AcdInput::Agent { agent, op, reply } => {
+                let r = match op {
+                    AgentOp::Login => self.acd.agent_login(now, &agent),
+                    AgentOp::Logout => self.acd.agent_logout(now, &agent),
+                    AgentOp::Pause(reason) => self.acd.agent_pause(now, &agent, &reason),
+                    AgentOp::Unpause => self.acd.agent_unpause(now, &agent),
+                    AgentOp::Ready => self.acd.agent_ready(now, &agent),
+                };
+                let _ = reply.send(r);
+            }
+            AcdInput::Presence {
+                extension,
+                reachable,
+            } => self.on_presence(now, &extension, reachable),
+            AcdInput::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+    }
+
+    fn on_presence(&mut self, now: Instant, extension: &str, reachable: bool) {
+        let Some(id) = self
+            .acd
+            .agents()
+            .iter()
+            .find(|a| a.extension() == extension)
+            .map(|a| a.id().clone())
+        else {
+            return;
+        };
+        let _ = self.acd.agent_reachable(now, &id, reachable);
+        if self.login_on_register.get(&id).copied().unwrap_or(false) {
+            let logged_in = self.acd.agent(&id).is_some_and(|a| a.logged_in());
+            if reachable && !logged_in {
+                let _ = self.acd.agent_login(now, &id);
+            } else if !reachable && logged_in {
+                let _ = self.acd.agent_logout(now, &id);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> AcdSnapshot {
+        let queues = self.acd.queues();
+        let agents = self
+            .acd
+            .agents()
+            .iter()
+            .map(|a| AgentView {
+                id: a.id().0.clone(),
+                name: a.name().to_string(),
+                extension: a.extension().to_string(),
+                state: a.state().name(),
+                reason: match a.state() {
+                    crate::acd::AgentState::Paused { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                },
+                call_id: a.state().call().map(|c| c.0.clone()),
+                reachable: a.reachable(),
+                misses: a.misses(),
+                calls_today: a.calls_today(),
+                queues: queues
+                    .iter()
+                    .filter(|q| {
+                        q.members()
+                            .iter()
+                            .any(|&m| self.acd.agents()[m].id() == a.id())
+                    })
+                    .map(|q| q.name().to_string())
+                    .collect(),
+                skills: a.skills().clone(),
+            })
+            .collect();
+        let queues = queues
+            .iter()
+            .map(|q| QueueView {
+                name: q.name().to_string(),
+                strategy: q.strategy().as_str(),
+                waiting: q.live(),
+                callbacks: q.callbacks(),
+                staffed: q.staffed(),
+            })
+            .collect();
+        AcdSnapshot { agents, queues }
+    }
+
+    /// Routes every command the last input produced.
+    async fn route(&mut self) {
+        while let Some(cmd) = self.acd.poll_command() {
+            match cmd {
+                AcdCommand::Offer {
+                    call,
+                    agent,
+                    extension,
+                    ring_timeout,
+                } => {
+                    let signal = QueueSignal::Offer {
+                        agent: agent.clone(),
+                        extension,
+                        ring_timeout,
+                    };
+                    if !self.signal(&call, signal) {
+                        // The call task is gone: the offer cannot ring.
+                        let _ = self.acd.offer_result(
+                            Instant::now(),
+                            &call,
+                            &agent,
+                            OfferResult::Failed,
+                        );
+                    }
+                }
+                AcdCommand::CancelOffer { call, agent } => {
+                    self.signal(&call, QueueSignal::CancelOffer { agent });
+                }
+                AcdCommand::Connected { call, agent } => {
+                    debug!(call = %call, agent = %agent, "connected");
+                }
+                AcdCommand::Announce {
+                    call,
+                    position,
+                    estimated_wait,
+                } => {
+                    self.signal(
+                        &call,
+                        QueueSignal::Announce {
+                            position,
+                            estimated_wait,
+                        },
+                    );
+                }
+                AcdCommand::QueueTimeout { call, reason } => {
+                    self.signal(&call, QueueSignal::Timeout { reason });
+                }
+                AcdCommand::PlaceCallback {
+                    call,
+                    agent,
+                    extension,
+                    number,
+                    ring_timeout,
+                    ..
+                } => {
+                    let job = CallbackJob {
+                        call: call.clone(),
+                        agent: agent.clone(),
+                        extension,
+                        number,
+                        ring_timeout,
+                    };
+                    if self.callbacks.try_send(job).is_err() {
+                        warn!(call = %call, "callback dialer busy; the callback waits for the next turn");
+                        let _ = self.acd.offer_result(
+                            Instant::now(),
+                            &call,
+                            &agent,
+                            OfferResult::Failed,
+                        );
+                    }
+                }
+                AcdCommand::Event(e) => self.store_event(e).await,
+            }
+        }
+    }
+
+    /// Sends a signal to a call's task; false if the task is gone.
+    fn signal(&mut self, call: &CallId, signal: QueueSignal) -> bool {
+        let Some(tx) = self.calls.get(call) else {
+            return false;
+        };
+        match tx.try_send(signal) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(call = %call, "call task not keeping up; queue signal dropped");
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.calls.remove(call);
+                false
+            }
+        }
+    }
+
+    fn wall(&self, at: Instant) -> DateTime<Utc> {
+        let (i0, w0) = self.origin;
+        if at >= i0 {
+            w0 + chrono::Duration::from_std(at - i0).unwrap_or_default()
+        } else {
+            w0 - chrono::Duration::from_std(i0 - at).unwrap_or_default()
+        }
+    }
+
+    async fn store_event(&mut self, e: QueueEvent) {
+        self.seq += 1;
+        let at = self.wall(e.at);
+        let row = QueueEventRow {
+            uid: format!("{}-{}", self.boot, self.seq),
+            at,
+            kind: e.kind.as_str().to_string(),
+            queue: e.queue.clone(),
+            call_id: e.call.as_ref().map(|c| c.0.clone()),
+            agent: e.agent.as_ref().map(|a| a.0.clone()),
+            position: e.position.map(i64::from),
+            wait_ms: e.wait.map(|d| d.as_millis() as i64),
+            talk_ms: e.talk.map(|d| d.as_millis() as i64),
+            reason: e.reason.clone(),
+        };
+        info!(
+            event = %e.kind,
+            queue = e.queue.as_deref().unwrap_or(""),
+            call_id = row.call_id.as_deref().unwrap_or(""),
+            agent = row.agent.as_deref().unwrap_or(""),
+            reason = e.reason.as_deref().unwrap_or(""),
+            "queue event"
+        );
+        if let Err(err) = self.records.submit_event(row).await {
+            warn!(error = %err, "queue event not stored");
+        }
+        let Some(agent) = e.agent.clone() else {
+            return;
+        };
+        let state = match e.kind {
+            EventKind::Login | EventKind::Unpause => Some(("ready", None)),
+            EventKind::Logout => Some(("logged_out", None)),
+            EventKind::Pause => Some(("paused", e.reason.clone())),
+            _ => None,
+        };
+        if let Some((state, reason)) = state {
+            let row = AgentStateRow {
+                agent: agent.0.clone(),
+                state: state.to_string(),
+                reason,
+                updated_at: at,
+            };
+            if let Err(err) = self.records.submit_agent_state(row).await {
+                warn!(error = %err, "agent state not stored");
+            }
+        }
+        match e.kind {
+            EventKind::Complete | EventKind::Transfer => {
+                if let Some(call) = e.call {
+                    self.last_call.insert(agent, (call, e.at));
+                }
+            }
+            EventKind::WrapUpEnd => {
+                if let Some((call, ended)) = self.last_call.remove(&agent) {
+                    let ms = e.at.saturating_duration_since(ended).as_millis() as i64;
+                    if let Err(err) = self.records.submit_wrap_up(call.0, ms).await {
+                        warn!(error = %err, "wrap-up time not stored");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,561 @@
+//! The inbound call and its agents: ringing the offered agent's contacts
+//! (an [`AgentLeg`] per offer, several at once for ring-all), connecting
+//! the first to answer through the media bridge (B2BUA), the bridged call
+//! (hold and resume from either side, BYE from either side), and the
+//! survey after the agent hangs up.
+//!
+//! The call task owns every leg: the agents' dialog events reach it on one
+//! channel (`agent_rx`, fed by a small forwarder per leg), so its one
+//! `select!` loop sees the caller, the agents, the bridge and the timers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::InboundCall;
+use crate::acd::{AcdError, AgentId, CallId, EndedBy, OfferResult};
+use crate::call::agent_leg::{AgentLeg, LegOutput, LegState};
+use crate::call::offer_answer::OfferAnswer;
+use crate::call::survey::{Survey, SurveyAction};
+use crate::media::bridge::{self, BridgeConfig, BridgeEvent, BridgeHandle, Side};
+use crate::media::port_pool::RtpSocket;
+use crate::media::sdp::LocalMedia;
+use crate::media::session::{self, LegMedia, SessionConfig};
+use crate::sip::endpoint::{new_tag, DialogEvent, ALLOW};
+use crate::sip::message::{response_to, Method, Request};
+use crate::sip::outbound::invite_to_binding;
+use crate::sip::transaction::TransactionKey;
+use crate::store::HangupBy;
+
+/// An agent's dialog event, with the Call-ID of its leg.
+pub(super) type AgentEvent = (String, DialogEvent);
+
+/// Capacity of the agents' event channel of one call.
+pub(super) const AGENT_EVENTS: usize = 64;
+
+/// An agent being rung.
+pub(super) struct Offer {
+    leg: AgentLeg,
+    socket: Option<RtpSocket>,
+    oa: OfferAnswer,
+}
+
+impl Offer {
+    pub(super) fn leg_call_id(&self) -> &str {
+        &self.leg.call_id
+    }
+}
+
+/// The agent the caller talks to.
+pub(super) struct Connected {
+    leg: AgentLeg,
+    oa: OfferAnswer,
+    bridge: BridgeHandle,
+    pub(super) events: mpsc::Receiver<BridgeEvent>,
+    since: Instant,
+    hold_since: Option<Instant>,
+    held: Duration,
+}
+
+/// The next bridge event, or never when not bridged.
+pub(super) async fn next_bridge_event(connected: &mut Option<Connected>) -> Option<BridgeEvent> {
+    match connected {
+        Some(c) => c.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Forwards one leg's dialog events to the call's agent channel until the
+/// endpoint forgets the dialog.
+fn forward(call_id: String, mut rx: mpsc::Receiver<DialogEvent>, tx: mpsc::Sender<AgentEvent>) {
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if tx.send((call_id.clone(), ev)).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+impl InboundCall {
+    /// The ACD offers the call to `agent`: ring its registered contacts.
+    pub(super) async fn offer_to_agent(
+        &mut self,
+        agent: AgentId,
+        extension: String,
+        _ring_timeout: Duration,
+    ) {
+        let call = CallId(self.record.call_id.clone());
+        *self.record.acd.offers.get_or_insert(0) += 1;
+        let contacts = self.ctx.sip.contacts(&extension).await;
+        if contacts.is_empty() {
+            info!(agent = %agent, "agent has no reachable contact; offer failed");
+            let _ = self
+                .ctx
+                .acd
+                .offer_result(call, agent, OfferResult::Failed)
+                .await;
+            return;
+        }
+        let socket = match self.ctx.ports.allocate() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no RTP port for the agent leg");
+                let _ = self
+                    .ctx
+                    .acd
+                    .offer_result(call, agent, OfferResult::Failed)
+                    .await;
+                return;
+            }
+        };
+        let mut oa = OfferAnswer::new(LocalMedia::new(self.ctx.rtp.advertised, socket.port()));
+        let caller_codec = self
+            .offer_answer
+            .as_ref()
+            .and_then(|o| o.current.as_ref())
+            .map(|n| n.codec);
+        let sdp = oa.offer_preferring(caller_codec);
+        let leg_call_id = format!("{}-a{}", new_tag(), self.record.call_id.len());
+        let local_tag = new_tag();
+        let rx = self.ctx.sip.open_dialog(&leg_call_id).await;
+        forward(leg_call_id.clone(), rx, self.agent_tx.clone());
+        let mut leg = AgentLeg::new(
+            agent.clone(),
+            leg_call_id.clone(),
+            local_tag.clone(),
+            &self.ctx.sip.local.user_agent,
+        );
+        for binding in &contacts {
+            let contact = self
+                .ctx
+                .sip
+                .local
+                .contact(&self.record.dialed, binding.source.kind);
+            let (invite, peer) = invite_to_binding(
+                binding,
+                &self.record.caller,
+                Some(&self.record.dialed),
+                &leg_call_id,
+                &local_tag,
+                &contact,
+                &sdp,
+            );
+            if let Some(key) = self.ctx.sip.send_request(invite.clone(), peer).await {
+                leg.add_fork(key, invite, peer);
+            }
+        }
+        info!(agent = %agent, contacts = leg.forks(), leg = %leg_call_id, "ringing agent");
+        if leg.forks() == 0 {
+            self.ctx.sip.end_dialog(leg_call_id).await;
+            let _ = self
+                .ctx
+                .acd
+                .offer_result(call, agent, OfferResult::Failed)
+                .await;
+            return;
+        }
+        self.offers.push(Offer {
+            leg,
+            socket: Some(socket),
+            oa,
+        });
+    }
+
+    /// The ACD withdrew an offer (ring timeout, answered elsewhere, …).
+    pub(super) async fn cancel_offer(&mut self, agent: &AgentId) {
+        if let Some(i) = self.offers.iter().position(|o| &o.leg.agent == agent) {
+            debug!(agent = %agent, "offer withdrawn; cancelling");
+            let outputs = self.offers[i].leg.cancel();
+            self.run_leg_outputs(outputs).await;
+            self.forget_offer_if_done(i).await;
+        }
+    }
+
+    /// Cancels every offer (the caller leaves or is connected).
+    pub(super) async fn cancel_all_offers(&mut self) {
+        let mut i = 0;
+        while i < self.offers.len() {
+            let outputs = self.offers[i].leg.cancel();
+            self.run_leg_outputs(outputs).await;
+            if !self.forget_offer_if_done(i).await {
+                i += 1;
+            }
+        }
+    }
+
+    /// Drops an offer once no more responses will come; true if dropped.
+    async fn forget_offer_if_done(&mut self, i: usize) -> bool {
+        if self.offers[i].leg.all_final() && self.offers[i].leg.state() != LegState::Answered {
+            let o = self.offers.remove(i);
+            self.ctx.sip.end_dialog(o.leg.call_id.clone()).await;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn run_leg_outputs(&mut self, outputs: Vec<LegOutput>) -> Option<Bytes> {
+        let mut answered = None;
+        for out in outputs {
+            match out {
+                LegOutput::Ack { request, peer } => self.ctx.sip.ack(request, peer).await,
+                LegOutput::Cancel { key } => self.ctx.sip.cancel(&key).await,
+                LegOutput::Bye { request, peer } => self.ctx.sip.request(request, peer).await,
+                LegOutput::Answered { sdp } => answered = Some(sdp),
+                LegOutput::Failed(_) => {}
+            }
+        }
+        answered
+    }
+
+    /// A dialog event of one of the agents' legs.
+    pub(super) async fn on_agent_event(&mut self, leg_id: String, ev: DialogEvent) {
+        if self
+            .connected
+            .as_ref()
+            .is_some_and(|c| c.leg.call_id == leg_id)
+        {
+            self.on_connected_event(ev).await;
+            return;
+        }
+        let Some(i) = self.offers.iter().position(|o| o.leg.call_id == leg_id) else {
+            // A leg already forgotten: answer requests so the agent is not
+            // left retransmitting.
+            if let DialogEvent::Request { request, key, .. } = ev {
+                let resp = response_to(&request, 481, "Call/Transaction Does Not Exist");
+                self.ctx.sip.respond(key, resp).await;
+            }
+            return;
+        };
+        let outputs = match &ev {
+            DialogEvent::Response { response, key } => {
+                self.offers[i].leg.on_response(key, response)
+            }
+            DialogEvent::Timeout { key } => self.offers[i].leg.on_timeout(key),
+            DialogEvent::Request { request, key, .. } => {
+                // Nothing is expected before the answer (maybe OPTIONS).
+                let status = if request.method == Method::Options {
+                    200
+                } else {
+                    481
+                };
+                let resp = response_to(request, status, crate::sip::message::reason_phrase(status));
+                self.ctx.sip.respond(key.clone(), resp).await;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        let failed = outputs.iter().find_map(|o| match o {
+            LegOutput::Failed(r) => Some(*r),
+            _ => None,
+        });
+        let answered = self.run_leg_outputs(outputs).await;
+        let agent = self.offers[i].leg.agent.clone();
+        let call = CallId(self.record.call_id.clone());
+        if let Some(result) = failed {
+            info!(agent = %agent, ?result, "agent did not take the call");
+            let _ = self.ctx.acd.offer_result(call, agent, result).await;
+            self.forget_offer_if_done(i).await;
+            return;
+        }
+        if let Some(sdp) = answered {
+            self.agent_answered(i, sdp).await;
+            return;
+        }
+        if self.offers[i].leg.state() == LegState::Ended {
+            self.forget_offer_if_done(i).await;
+        }
+    }
+
+    /// The agent of offer `i` answered: confirm with the ACD, bridge.
+    async fn agent_answered(&mut self, i: usize, sdp: Bytes) {
+        let agent = self.offers[i].leg.agent.clone();
+        let call = CallId(self.record.call_id.clone());
+        if let Err(e) = self.offers[i].oa.accept_answer(&sdp) {
+            info!(agent = %agent, error = %e, "agent's answer unusable; ending its leg");
+            self.end_offer_leg(i).await;
+            let _ = self
+                .ctx
+                .acd
+                .offer_result(call, agent, OfferResult::Failed)
+                .await;
+            return;
+        }
+        match self
+            .ctx
+            .acd
+            .offer_result(call, agent.clone(), OfferResult::Answered)
+            .await
+        {
+            Ok(()) => {}
+            Err(AcdError::NotOffered { .. }) | Err(_) => {
+                info!(agent = %agent, "answer after the offer was withdrawn; ending its leg");
+                self.end_offer_leg(i).await;
+                return;
+            }
+        }
+        let mut offer = self.offers.remove(i);
+        self.cancel_all_offers().await;
+        let Some(socket) = offer.socket.take() else {
+            return;
+        };
+        let Some(n) = offer.oa.current.clone() else {
+            return;
+        };
+        // The caller stops hearing hold music; its leg joins the bridge.
+        let wait = self
+            .queued
+            .take()
+            .map(|q| q.joined.elapsed())
+            .unwrap_or_default();
+        self.record.acd.wait_ms = Some(wait.as_millis() as i64);
+        let Some(media) = self.media.take() else {
+            return;
+        };
+        self.media_events = None;
+        let caller_leg = match media.detach().await {
+            Ok(leg) => leg,
+            Err(_) => {
+                self.hangup(HangupBy::System, "media_failed").await;
+                return;
+            }
+        };
+        let mut agent_cfg = SessionConfig::negotiated(socket, &n);
+        agent_cfg.rtp_timeout = self.ctx.rtp.timeout;
+        agent_cfg.inband_dtmf = false;
+        let lang = self.ivr.as_ref().map(|v| v.language()).unwrap_or_default();
+        let hold_music = self
+            .record
+            .queue
+            .as_ref()
+            .and_then(|q| self.ctx.queues.get(q))
+            .and_then(|q| self.ctx.prompts.get(lang, &q.hold_music));
+        let mut cfg = BridgeConfig::new(caller_leg, LegMedia::new(agent_cfg));
+        cfg.hold_music = hold_music;
+        let (bridge, events) = bridge::spawn(cfg);
+        info!(agent = %agent, codec_agent = n.codec.name(), wait_ms = wait.as_millis() as u64, "agent answered; bridged");
+        self.record.acd.agent = Some(agent.0.clone());
+        self.connected = Some(Connected {
+            leg: offer.leg,
+            oa: offer.oa,
+            bridge,
+            events,
+            since: Instant::now(),
+            hold_since: None,
+            held: Duration::ZERO,
+        });
+    }
+
+    /// BYE to an answered offer that will not be bridged.
+    async fn end_offer_leg(&mut self, i: usize) {
+        let mut o = self.offers.remove(i);
+        if let Some(out) = o.leg.hangup() {
+            self.run_leg_outputs(vec![out]).await;
+        }
+        self.ctx.sip.end_dialog(o.leg.call_id.clone()).await;
+    }
+
+    /// An event of the connected agent's dialog.
+    async fn on_connected_event(&mut self, ev: DialogEvent) {
+        match ev {
+            DialogEvent::Response { response, key } => {
+                // A retransmitted 2xx to the INVITE needs its ACK again.
+                let outputs = match self.connected.as_mut() {
+                    Some(c) => c.leg.on_response(&key, &response),
+                    None => Vec::new(),
+                };
+                self.run_leg_outputs(outputs).await;
+            }
+            DialogEvent::Request { request, key, .. } => self.on_agent_request(request, key).await,
+            _ => {}
+        }
+    }
+
+    async fn on_agent_request(&mut self, request: Request, key: TransactionKey) {
+        match request.method {
+            Method::Bye => {
+                self.ctx
+                    .sip
+                    .respond(key, response_to(&request, 200, "OK"))
+                    .await;
+                info!("agent hung up");
+                if let Some(c) = self.connected.as_mut() {
+                    c.leg.remote_hangup();
+                }
+                self.agent_left(EndedBy::Agent).await;
+            }
+            Method::Invite => self.on_agent_reinvite(request, key).await,
+            Method::Info | Method::Options | Method::Update => {
+                let mut resp = response_to(&request, 200, "OK");
+                if request.method == Method::Options {
+                    resp.headers.push("Allow", ALLOW);
+                }
+                self.ctx.sip.respond(key, resp).await;
+            }
+            _ => {
+                let mut resp = response_to(&request, 501, "Not Implemented");
+                resp.headers.push("Allow", ALLOW);
+                self.ctx.sip.respond(key, resp).await;
+            }
+        }
+    }
+
+    /// Hold or resume from the agent's softphone (RFC 3264 §8.4): the
+    /// caller hears hold music while the agent holds.
+    async fn on_agent_reinvite(&mut self, request: Request, key: TransactionKey) {
+        let Some(c) = self.connected.as_mut() else {
+            return;
+        };
+        let sdp = match super::sdp_body(&request) {
+            Some(offer) => c.oa.answer(&offer),
+            None => Ok(c.oa.offer()),
+        };
+        let sdp = match sdp {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(error = %e, "agent's re-INVITE refused");
+                let resp = response_to(&request, 488, "Not Acceptable Here");
+                self.ctx.sip.respond(key, resp).await;
+                return;
+            }
+        };
+        let mut resp = response_to(&request, 200, "OK");
+        resp.headers.push(
+            "Contact",
+            self.ctx.sip.local.contact(
+                &self.record.dialed,
+                c.leg
+                    .dialog
+                    .as_ref()
+                    .map(|d| d.peer.kind)
+                    .unwrap_or(crate::sip::transport::TransportKind::Udp),
+            ),
+        );
+        resp.headers.push("Content-Type", "application/sdp");
+        resp.body = Bytes::from(sdp);
+        self.ctx.sip.respond(key, resp).await;
+        let held = c.oa.held();
+        let remote = c.oa.current.as_ref().and_then(|n| n.remote_rtp);
+        let _ = c.bridge.set_remote(Side::Agent, remote).await;
+        let _ = c.bridge.set_hold(Side::Agent, held).await;
+        let now = Instant::now();
+        match (held, c.hold_since) {
+            (true, None) => c.hold_since = Some(now),
+            (false, Some(since)) => {
+                c.held += now - since;
+                c.hold_since = None;
+            }
+            _ => {}
+        }
+        info!(held, "agent changed hold");
+    }
+
+    /// The caller's re-INVITE while bridged: apply it to the caller's side.
+    pub(super) async fn apply_caller_media_to_bridge(
+        &mut self,
+        remote: Option<std::net::SocketAddr>,
+        held: bool,
+    ) -> bool {
+        let Some(c) = self.connected.as_ref() else {
+            return false;
+        };
+        let _ = c.bridge.set_remote(Side::Caller, remote).await;
+        let _ = c.bridge.set_hold(Side::Caller, held).await;
+        true
+    }
+
+    /// The agent's side ended (its BYE, or its RTP stopped): the ACD is
+    /// told, the bridge ends, and the caller hears the survey (if the
+    /// queue has one) or is hung up.
+    async fn agent_left(&mut self, by: EndedBy) {
+        let survey = self
+            .record
+            .queue
+            .as_ref()
+            .and_then(|q| self.ctx.queues.get(q))
+            .is_some_and(|q| q.survey);
+        let Some(caller_leg) = self.end_connected(by).await else {
+            self.hangup(HangupBy::Agent, "agent_bye").await;
+            return;
+        };
+        if !survey || by != EndedBy::Agent {
+            drop(caller_leg);
+            self.hangup(HangupBy::Agent, "agent_bye").await;
+            return;
+        }
+        let (media, events) = session::resume(caller_leg);
+        self.media = Some(media);
+        self.media_events = Some(events);
+        let mut s = Survey::new();
+        let actions = s.start();
+        self.survey = Some(s);
+        self.record.hangup_reason = "agent_bye".into();
+        self.perform_survey(actions).await;
+    }
+
+    /// Ends the bridged part: BYE to the agent if its leg is up, the ACD
+    /// told who ended it, the record's talk and hold times. Returns the
+    /// caller's leg media.
+    pub(super) async fn end_connected(&mut self, by: EndedBy) -> Option<LegMedia> {
+        let mut c = self.connected.take()?;
+        let now = Instant::now();
+        if let Some(out) = c.leg.hangup() {
+            self.run_leg_outputs(vec![out]).await;
+        }
+        self.ctx.sip.end_dialog(c.leg.call_id.clone()).await;
+        if let Some(since) = c.hold_since {
+            c.held += now - since;
+        }
+        self.record.acd.talk_ms = Some((now - c.since).as_millis() as i64);
+        self.record.acd.hold_ms = Some(c.held.as_millis() as i64);
+        self.ctx
+            .acd
+            .call_ended(CallId(self.record.call_id.clone()), by)
+            .await;
+        match c.bridge.end().await {
+            Ok((caller, _agent)) => Some(caller),
+            Err(_) => None,
+        }
+    }
+
+    pub(super) async fn on_bridge_event(&mut self, ev: BridgeEvent) {
+        match ev {
+            BridgeEvent::RtpTimeout { side } => {
+                info!(?side, "no RTP on a bridged leg; hanging up");
+                match side {
+                    Side::Agent => {
+                        self.end_connected(EndedBy::System).await;
+                        self.hangup(HangupBy::System, "rtp_timeout_agent").await;
+                    }
+                    Side::Caller => self.hangup(HangupBy::System, "rtp_timeout").await,
+                }
+            }
+            BridgeEvent::Digit { side, .. } => debug!(?side, "DTMF relayed"),
+            BridgeEvent::RemoteLatched { side, addr } => debug!(?side, %addr, "RTP latched"),
+            BridgeEvent::PlaybackDone { .. } => {}
+        }
+    }
+
+    // ----- the survey -------------------------------------------------------
+
+    pub(super) async fn perform_survey(&mut self, actions: Vec<SurveyAction>) {
+        for a in actions {
+            match a {
+                SurveyAction::Play { id, prompt } => {
+                    let lang = self.ivr.as_ref().map(|v| v.language()).unwrap_or_default();
+                    self.play(id, lang, &[prompt.to_string()]).await;
+                }
+                SurveyAction::Finish { score } => {
+                    info!(score, "survey done");
+                    self.record.acd.survey_score = score.map(i64::from);
+                    self.survey = None;
+                    self.hangup(HangupBy::Agent, "agent_bye").await;
+                }
+            }
+        }
+    }
+}
