@@ -492,3 +492,86 @@ async fn agent_states_survive_a_restart() {
     assert_eq!(agent_state(&ts, "1002").await.0, "ready");
     ts.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_transfers_the_caller_to_another_agent_by_refer() {
+    let ts = TestServer::start_with(options("", LOGIN, "")).await;
+    let mut first = ready_agent(&ts, "1001").await;
+    let mut second = ready_agent(&ts, "1002").await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    tokio::select! {
+        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
+        _ = call.pump(secs(30)) => panic!("no INVITE"),
+    }
+    first.answer().await;
+    tokio::join!(call.pump(secs(2)), first.pump(secs(2)));
+    // Blind transfer to extension 1002 (RFC 3515).
+    let target = format!("sip:1002@{}", ts.sip_udp());
+    let (status, _) = tokio::join!(first.refer(&target), call.pump(secs(1)));
+    assert_eq!(status, Some(202));
+    let (notified, _) = tokio::join!(first.wait_notifies(1, secs(5)), call.pump(secs(1)));
+    assert!(notified, "a NOTIFY with the outcome");
+    let frag = String::from_utf8_lossy(&first.notifies[0].body).to_string();
+    assert!(frag.starts_with("SIP/2.0 200"), "{frag}");
+    let (bye, _) = tokio::join!(first.wait_bye(secs(5)), call.pump(secs(1)));
+    assert!(bye, "the transferring agent's leg ends");
+    let inv = tokio::select! {
+        inv = second.wait_invite(secs(30)) => inv,
+        _ = call.pump(secs(30)) => None,
+    };
+    assert!(inv.is_some(), "1002 is rung");
+    second.answer().await;
+    second.fill(0x24).await;
+    tokio::join!(call.pump(secs(2)), second.pump(secs(2)));
+    assert!(
+        has_frame(&call.frames(), 0x24) > 50,
+        "the caller hears 1002"
+    );
+    assert!(call.heard_names().contains(&"transferring".to_string()));
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    assert!(second.wait_bye(secs(5)).await);
+    let rec = ts.record(&call_id).await;
+    assert_eq!(rec.acd.agent.as_deref(), Some("1002"), "the last agent");
+    assert_eq!(rec.acd.transfer_target.as_deref(), Some("1002"));
+    assert_eq!(
+        rec.queue.as_deref(),
+        Some("12345"),
+        "the queue it came in by"
+    );
+    let kinds = event_kinds(&ts, &call_id).await;
+    assert_eq!(
+        kinds,
+        ["enter", "offer", "connect", "transfer", "enter", "offer", "connect", "complete"],
+        "{kinds:?}"
+    );
+    // Transferring to an agent not logged in is refused; the call stays.
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transfer_to_a_target_that_cannot_take_it_is_refused_and_the_call_stays() {
+    let ts = TestServer::start_with(options("", LOGIN, "")).await;
+    let mut first = ready_agent(&ts, "1001").await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    tokio::select! {
+        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
+        _ = call.pump(secs(30)) => panic!("no INVITE"),
+    }
+    first.answer().await;
+    first.fill(0x24).await;
+    tokio::join!(call.pump(secs(1)), first.pump(secs(1)));
+    for target in ["1002", "nosuchqueue"] {
+        let uri = format!("sip:{target}@{}", ts.sip_udp());
+        let (status, _) = tokio::join!(first.refer(&uri), call.pump(secs(1)));
+        assert_eq!(status, Some(480), "{target}");
+    }
+    let before = has_frame(&call.frames(), 0x24);
+    tokio::join!(call.pump(secs(2)), first.pump(secs(2)));
+    assert!(
+        has_frame(&call.frames(), 0x24) > before + 50,
+        "still bridged"
+    );
+    assert_eq!(agent_state(&ts, "1001").await.0, "talking");
+    ts.shutdown().await;
+}

@@ -719,7 +719,7 @@ impl InboundCall {
                         });
                     }
                     IvrAction::Queue { queue, priority } => {
-                        if !self.join_queue(&queue, priority).await {
+                        if !self.join_queue(&queue, priority, None).await {
                             if let Some(ivr) = self.ivr.as_mut() {
                                 next.extend(ivr.on_queue_unavailable(now));
                             }

@@ -94,6 +94,16 @@ impl TestServer {
                 .try_init();
         }
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = opts;
+        if opts.database.is_none() {
+            if let Ok(admin) = std::env::var("HOTLINE_TEST_DATABASE") {
+                if admin.starts_with("postgres") {
+                    // Each daemon its own schema: agents' states and queue
+                    // events of parallel tests must not meet.
+                    opts.database = Some(fresh_pg_schema(&admin).await);
+                }
+            }
+        }
         let cfg = test_config(dir.path(), &opts);
         let database_url = cfg.database_url.clone();
         let server = Server::start(cfg).await.expect("test server starts");
@@ -148,6 +158,30 @@ impl TestServer {
         self.server.shutdown(drain).await;
         self.dir
     }
+}
+
+/// A new empty schema in the PostgreSQL database at `admin`; the URL that
+/// uses it (`search_path`).
+async fn fresh_pg_schema(admin: &str) -> String {
+    use sqlx::Connection;
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let schema = format!(
+        "hotline_t_{}_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("connect to HOTLINE_TEST_DATABASE");
+    // The schema name is made here, not taken from input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    let _ = conn.close().await;
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    format!("{admin}{sep}options[search_path]={schema}")
 }
 
 /// A config for a test daemon: everything on 127.0.0.1, ports from the OS,
