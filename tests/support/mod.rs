@@ -468,6 +468,9 @@ struct SipSocket {
     local: SocketAddr,
     tx: mpsc::Sender<Bytes>,
     rx: mpsc::Receiver<SipMessage>,
+    /// The reader and writer: aborted by `close` (which closes a TCP
+    /// connection).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Answers some messages at once, in the socket's reader (what a phone does
@@ -490,6 +493,13 @@ async fn pass_on(
 }
 
 impl SipSocket {
+    /// Stops reading and writing; over TCP the connection closes.
+    fn close(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
     async fn open(transport: Transport, server: SocketAddr) -> SipSocket {
         Self::open_with(transport, server, None).await
     }
@@ -506,13 +516,13 @@ impl SipSocket {
                 let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("sip bind"));
                 let local = sock.local_addr().expect("addr");
                 let s2 = sock.clone();
-                tokio::spawn(async move {
+                let w = tokio::spawn(async move {
                     while let Some(b) = out_rx.recv().await {
                         let _ = s2.send_to(&b, server).await;
                     }
                 });
                 let answers = out_tx.clone();
-                tokio::spawn(async move {
+                let r = tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     while let Ok((n, _)) = sock.recv_from(&mut buf).await {
                         if let Ok(m) = parse_message(&buf[..n]) {
@@ -526,13 +536,14 @@ impl SipSocket {
                     local,
                     tx: out_tx,
                     rx: in_rx,
+                    tasks: vec![w, r],
                 }
             }
             Transport::Tcp => {
                 let stream = TcpStream::connect(server).await.expect("tcp connect");
                 let local = stream.local_addr().expect("addr");
                 let (mut r, mut w) = stream.into_split();
-                tokio::spawn(async move {
+                let w = tokio::spawn(async move {
                     while let Some(b) = out_rx.recv().await {
                         if w.write_all(&b).await.is_err() {
                             break;
@@ -540,7 +551,7 @@ impl SipSocket {
                     }
                 });
                 let answers = out_tx.clone();
-                tokio::spawn(async move {
+                let r = tokio::spawn(async move {
                     let mut buf = bytes::BytesMut::new();
                     loop {
                         match r.read_buf(&mut buf).await {
@@ -567,6 +578,7 @@ impl SipSocket {
                     local,
                     tx: out_tx,
                     rx: in_rx,
+                    tasks: vec![w, r],
                 }
             }
         }
@@ -817,6 +829,18 @@ fn sdp_audio_addr(sdp: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip?, port?))
 }
 
+/// The URI of the first Contact (a dialog's remote target), without `<>`.
+fn contact_target(headers: &hotline::sip::Headers) -> Option<String> {
+    headers.get("Contact").map(|c| {
+        c.trim()
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
 fn first_audio_pt(sdp: &str) -> Option<u8> {
     sdp.lines()
         .find_map(|l| l.strip_prefix("m=audio "))
@@ -836,17 +860,7 @@ impl Call {
         let remote_rtp = sdp_audio_addr(&sdp).expect("SDP with an audio address in the 200");
         let pt = first_audio_pt(&sdp).unwrap_or(0);
         let to = answer.headers.get("To").expect("To").to_string();
-        let remote_target = answer
-            .headers
-            .get("Contact")
-            .map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
+        let remote_target = contact_target(&answer.headers)
             .unwrap_or_else(|| format!("sip:{dialed}@{}", phone.server));
         let heard = Arc::new(Mutex::new(Heard {
             pt: Some(pt),
