@@ -67,6 +67,9 @@ struct Source {
     ts_offset: u32,
     /// Newest incoming sequence number.
     highest: u16,
+    /// After a packet far behind `highest`: the sequence number that would
+    /// confirm the sender restarted its numbering (RFC 3550 A.1 `bad_seq`).
+    bad_seq: Option<u16>,
 }
 
 /// Is `a` at or after `b` in modulo-2^32 arithmetic?
@@ -159,11 +162,20 @@ impl OutStream {
                     true
                 } else if ahead == 0 || ahead >= 0x8000 {
                     if behind >= MAX_MISORDER {
-                        self.stats.stale += 1;
-                        return None;
+                        // RFC 3550 A.1: one such packet is stale; the next
+                        // in sequence after it means the sender jumped back
+                        // (restarted, or replayed a recording): follow it.
+                        if src.bad_seq == Some(seq) {
+                            true
+                        } else {
+                            src.bad_seq = Some(seq.wrapping_add(1));
+                            self.stats.stale += 1;
+                            return None;
+                        }
+                    } else {
+                        self.stats.late += 1;
+                        false
                     }
-                    self.stats.late += 1;
-                    false
                 } else {
                     self.stats.seq_gaps += u64::from(ahead - 1);
                     src.highest = seq;
@@ -189,6 +201,7 @@ impl OutStream {
                 seq_offset: out_seq.wrapping_sub(seq),
                 ts_offset: out_ts.wrapping_sub(timestamp),
                 highest: seq,
+                bad_seq: None,
             });
             self.fresh = false;
             self.generating = false;
@@ -302,6 +315,13 @@ mod tests {
         );
         // Far too old: stale.
         assert_eq!(s.relay(t0, 7, 59_000, 1, Some(160)), None);
+        // But the next one in sequence after it: the sender jumped back
+        // (a restarted or replayed stream, RFC 3550 A.1): follow it.
+        let f = s.relay(t0, 7, 59_001, 161, Some(160)).unwrap();
+        assert!(f.marker, "a rebase");
+        assert_eq!(f.seq, 1005, "our numbering goes on");
+        let f = s.relay(t0, 7, 59_002, 321, Some(160)).unwrap();
+        assert_eq!((f.seq, f.marker), (1006, false));
     }
 
     #[test]
