@@ -282,6 +282,72 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls that left a voice message, newest first: at most `limit`
+    /// (clamped to 1..=1000), arrived at or after `from` and before `to`
+    /// when given.
+    pub async fn voice_message_records(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let this = self.clone();
+        off_runtime(async move { this.voice_message_records_now(from, to, limit).await }).await
+    }
+
+    async fn voice_message_records_now(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let err = StoreError::query("reading voice messages");
+        let limit = limit.clamp(1, 1000);
+        let from = from.as_ref().map(time_text);
+        let to = to.as_ref().map(time_text);
+        // Fixed SQL: a NULL bound matches every row. SQLite compares the
+        // fixed-width UTC text, PostgreSQL the timestamptz.
+        let mut out = Vec::new();
+        match &self.db {
+            Db::Sqlite { pool, .. } => {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT {SQLITE_COLUMNS} FROM call_records WHERE voice_message IS NOT NULL \
+                     AND ($1 IS NULL OR arrived_at >= $1) AND ($2 IS NULL OR arrived_at < $2) \
+                     ORDER BY arrived_at DESC, id DESC LIMIT $3"
+                ));
+                let rows = sqlx::query(sql)
+                    .bind(from)
+                    .bind(to)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?;
+                for row in &rows {
+                    out.push(record_from_row!(row));
+                }
+            }
+            Db::Postgres(pool) => {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT {POSTGRES_COLUMNS} FROM call_records WHERE voice_message IS NOT NULL \
+                     AND ($1::timestamptz IS NULL OR arrived_at >= $1::timestamptz) \
+                     AND ($2::timestamptz IS NULL OR arrived_at < $2::timestamptz) \
+                     ORDER BY arrived_at DESC, id DESC LIMIT $3"
+                ));
+                let rows = sqlx::query(sql)
+                    .bind(from)
+                    .bind(to)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?;
+                for row in &rows {
+                    out.push(record_from_row!(row));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// How many call records are stored.
     pub async fn count_call_records(&self) -> Result<i64, StoreError> {
         let this = self.clone();
