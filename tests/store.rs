@@ -167,6 +167,7 @@ both_backends!(
     writer_drains_on_drop_and_close,
     writer_survives_transient_failure,
     writer_ends_if_store_closed_first,
+    voice_messages_between_bounds,
 );
 
 // ------------------------------------------------------------------ data --
@@ -696,4 +697,51 @@ async fn sqlite_url_with_slashes() {
     assert_eq!(store.backend(), Backend::Sqlite);
     store.close().await;
     assert!(dir.path().join("db/h.db").exists());
+}
+
+async fn voice_messages_between_bounds(db: TestDb) {
+    let store = db.open().await;
+    let base = t("2026-11-23T14:00:00Z");
+    let mut recs = Vec::new();
+    for i in 0..6i64 {
+        let mut r = record(&format!("vm-{i}"));
+        r.arrived_at = base + chrono::Duration::minutes(10 * i);
+        r.ended_at = r.arrived_at + chrono::Duration::seconds(30);
+        // Every other call left a message.
+        if i % 2 == 0 {
+            r.disposition = Disposition::VoiceMessage;
+            r.voice_message = Some(format!("voicemail/2026/11/23/vm-{i}.wav"));
+            r.voice_message_ms = Some(3000 + i);
+        }
+        recs.push(r);
+    }
+    store.insert_call_records(&recs).await.unwrap();
+    let ids = |rows: Vec<CallRecord>| rows.into_iter().map(|r| r.call_id).collect::<Vec<_>>();
+    let all = store.voice_message_records(None, None, 100).await.unwrap();
+    assert_eq!(ids(all.clone()), ["vm-4", "vm-2", "vm-0"], "newest first");
+    assert_eq!(all[0].voice_message_ms, Some(3004));
+    assert_eq!(all[0].arrived_at, t("2026-11-23T14:40:00Z"));
+    // from is inclusive, to exclusive; bounds in any offset.
+    let some = store
+        .voice_message_records(
+            Some(t("2026-11-23T22:20:00+08:00")),
+            Some(t("2026-11-23T14:40:00Z")),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(some), ["vm-2"]);
+    let since = store
+        .voice_message_records(Some(t("2026-11-23T14:00:00Z")), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(since), ["vm-4", "vm-2", "vm-0"]);
+    let until = store
+        .voice_message_records(None, Some(t("2026-11-23T14:00:00.000001Z")), 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(until), ["vm-0"]);
+    let limited = store.voice_message_records(None, None, 2).await.unwrap();
+    assert_eq!(ids(limited), ["vm-4", "vm-2"]);
+    store.close().await;
 }
