@@ -68,7 +68,10 @@ async fn wait_agent(c: &HttpClient, id: &str, field: &str, want: Value, within: 
         if a[field] == want {
             return a;
         }
-        assert!(Instant::now() < until, "agent {id}: {a}, not {field} = {want}");
+        assert!(
+            Instant::now() < until,
+            "agent {id}: {a}, not {field} = {want}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -109,7 +112,10 @@ async fn agents_log_in_pause_ready_and_log_out_through_the_api() {
     // Not logged in: no pause, no logout.
     let (s, b) = act(&c, "1001", "pause", r#"{"reason":"lunch"}"#).await;
     assert_eq!(s, 409, "{b}");
-    assert!(b["error"].as_str().unwrap().contains("not logged in"), "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("not logged in"),
+        "{b}"
+    );
     assert_eq!(act(&c, "1001", "logout", "").await.0, 409);
 
     let (s, b) = act(&c, "1001", "login", "").await;
@@ -133,7 +139,13 @@ async fn agents_log_in_pause_ready_and_log_out_through_the_api() {
     assert!(q12345["strategy"].is_string());
 
     // Bad reasons and bodies: 400, state unchanged.
-    for body in [r#"{"reason":"out to lunch"}"#, r#"{"reason":""}"#, "{}", "lunch", ""] {
+    for body in [
+        r#"{"reason":"out to lunch"}"#,
+        r#"{"reason":""}"#,
+        "{}",
+        "lunch",
+        "",
+    ] {
         let (s, b) = act(&c, "1001", "pause", body).await;
         assert_eq!(s, 400, "{body}: {b}");
         assert!(b["error"].is_string(), "{b}");
@@ -163,7 +175,11 @@ async fn agents_log_in_pause_ready_and_log_out_through_the_api() {
     assert_eq!(b["agent"]["state"], "logged_out");
     // `ready` from logged out logs in.
     let (s, b) = act(&c, "1002", "ready", "").await;
-    assert_eq!((s, b["agent"]["state"].as_str()), (200, Some("ready")), "{b}");
+    assert_eq!(
+        (s, b["agent"]["state"].as_str()),
+        (200, Some("ready")),
+        "{b}"
+    );
 
     // Unknown agents and actions.
     for (path, body) in [
@@ -295,7 +311,13 @@ async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_v
     // 22:30 in Beijing: the 12345 line is closed, callers leave a message.
     let ts = TestServer::start_with(options("2026-11-23T22:30:00+08:00")).await;
     let c = api(&ts);
-    let mut call = ts.phone().caller("13800138000").build().await.call("12345").await;
+    let mut call = ts
+        .phone()
+        .caller("13800138000")
+        .build()
+        .await
+        .call("12345")
+        .await;
     call.wait_heard("beep", secs(60)).await;
     call.pump(secs(3)).await;
     call.press("#").await;
@@ -314,11 +336,14 @@ async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_v
     assert_eq!(m["caller"], "13800138000");
     assert_eq!(m["dialed"], "12345");
     assert_eq!(m["length_ms"], rec.voice_message_ms.unwrap());
-    let arrived = chrono::DateTime::parse_from_rfc3339(m["arrived_at"].as_str().unwrap())
-        .expect("RFC 3339");
+    let arrived =
+        chrono::DateTime::parse_from_rfc3339(m["arrived_at"].as_str().unwrap()).expect("RFC 3339");
     assert_eq!(arrived, rec.arrived_at);
     let url = m["audio_url"].as_str().unwrap().to_string();
-    assert!(url.starts_with("/api/voice-messages/") && url.ends_with("/audio"), "{url}");
+    assert!(
+        url.starts_with("/api/voice-messages/") && url.ends_with("/audio"),
+        "{url}"
+    );
 
     // Time bounds: from ≤ arrival < to.
     let count = |q: String| {
@@ -329,7 +354,10 @@ async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_v
             r.json().as_array().unwrap().len()
         }
     };
-    assert_eq!(count("from=2026-11-23T14:00:00Z&to=2026-11-23T15:00:00Z".into()).await, 1);
+    assert_eq!(
+        count("from=2026-11-23T14:00:00Z&to=2026-11-23T15:00:00Z".into()).await,
+        1
+    );
     assert_eq!(count("from=2026-11-23T22:00:00%2B08:00".into()).await, 1);
     assert_eq!(count("from=2026-11-23T14:31:00Z".into()).await, 0);
     assert_eq!(count("to=2026-11-23T14:29:00Z".into()).await, 0);
@@ -356,7 +384,10 @@ async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_v
     };
     let r = range("bytes=0-43".into()).await;
     assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 0-43/{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-43/{len}").as_str())
+    );
     assert_eq!(r.header("accept-ranges"), Some("bytes"));
     assert_eq!(r.body, file[..44]);
     let r = range("bytes=1000-1999".into()).await;
@@ -373,7 +404,10 @@ async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_v
     assert_eq!((r.status, r.body.len()), (206, 10));
     let r = range(format!("bytes={len}-")).await;
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some(format!("bytes */{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
 
     // Unknown calls, calls without a message: 404.
     assert_eq!(c.get("/api/voice-messages/nope/audio").await.status, 404);
@@ -417,10 +451,19 @@ async fn tokens_guard_the_api_but_not_the_probes() {
     })
     .await;
     let anon = api(&ts);
-    for path in ["/api/agents", "/api/queues", "/api/events", "/api/calls", "/api/nope"] {
+    for path in [
+        "/api/agents",
+        "/api/queues",
+        "/api/events",
+        "/api/calls",
+        "/api/nope",
+    ] {
         let r = anon.get(path).await;
         assert_eq!(r.status, 401, "{path}");
-        assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="hotline""#));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer realm="hotline""#)
+        );
         assert!(r.json()["error"].is_string());
     }
     let r = anon.post("/api/agents/1001/login", "").await;
@@ -428,7 +471,10 @@ async fn tokens_guard_the_api_but_not_the_probes() {
     let wrong = api(&ts).with_token("s3cret-token-for-tests-0002");
     let r = wrong.get("/api/agents").await;
     assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
     let r = wrong.get("/api/voice-messages/x/audio").await;
     assert_eq!(r.status, 401);
     // Nothing changed for the refused login.

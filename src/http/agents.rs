@@ -79,9 +79,7 @@ fn parse_action(action: &str, body: &[u8]) -> Result<AgentOp, ApiError> {
         "unpause" => AgentOp::Unpause,
         "pause" => {
             let b: PauseBody = serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "the body must be JSON {{\"reason\": \"…\"}}: {e}"
-                ))
+                ApiError::bad_request(format!("the body must be JSON {{\"reason\": \"…\"}}: {e}"))
             })?;
             return Ok(AgentOp::Pause(b.reason));
         }

@@ -182,8 +182,8 @@ async fn require_token(State(tokens): State<ApiTokens>, req: Request, next: Next
         Some(_) => r#"Bearer realm="hotline", error="invalid_token""#,
         None => r#"Bearer realm="hotline""#,
     };
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
-        .into_response();
+    let mut resp =
+        ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required").into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),

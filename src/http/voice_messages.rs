@@ -41,7 +41,9 @@ fn parse_bound(name: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, A
         None => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(&s)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| ApiError::bad_request(format!("{name}={s:?} is not an RFC 3339 time: {e}"))),
+            .map_err(|e| {
+                ApiError::bad_request(format!("{name}={s:?} is not an RFC 3339 time: {e}"))
+            }),
     }
 }
 
@@ -91,10 +93,15 @@ fn percent_encode_segment(s: &str) -> String {
 /// The message file of a stored relative path, if it is a file inside
 /// `<data_dir>/voicemail/` once every link and `..` is resolved.
 async fn resolve(data_dir: &FsPath, stored: &str) -> Option<PathBuf> {
-    let root = tokio::fs::canonicalize(data_dir.join("voicemail")).await.ok()?;
+    let root = tokio::fs::canonicalize(data_dir.join("voicemail"))
+        .await
+        .ok()?;
     let file = tokio::fs::canonicalize(data_dir.join(stored)).await.ok()?;
     if !file.starts_with(&root) || file == root {
-        warn!(path = stored, "voice message path outside the voicemail folder refused");
+        warn!(
+            path = stored,
+            "voice message path outside the voicemail folder refused"
+        );
         return None;
     }
     let meta = tokio::fs::metadata(&file).await.ok()?;
@@ -171,7 +178,11 @@ async fn audio(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let missing = || ApiError::not_found(format!("no voice message for call {call_id}"));
-    let rec = state.store.call_record(&call_id).await?.ok_or_else(missing)?;
+    let rec = state
+        .store
+        .call_record(&call_id)
+        .await?
+        .ok_or_else(missing)?;
     let stored = rec.voice_message.as_deref().ok_or_else(missing)?;
     let path = resolve(&state.data_dir, stored).await.ok_or_else(missing)?;
     let mut file = tokio::fs::File::open(&path).await.map_err(|_| missing())?;
@@ -230,10 +241,28 @@ mod tests {
         use RangeAsk::*;
         let p = |v| parse_range(v, 1000);
         assert_eq!(p("bytes=0-99"), Part { start: 0, end: 99 });
-        assert_eq!(p("bytes=500-"), Part { start: 500, end: 999 });
-        assert_eq!(p("bytes=-100"), Part { start: 900, end: 999 });
+        assert_eq!(
+            p("bytes=500-"),
+            Part {
+                start: 500,
+                end: 999
+            }
+        );
+        assert_eq!(
+            p("bytes=-100"),
+            Part {
+                start: 900,
+                end: 999
+            }
+        );
         assert_eq!(p("bytes=-5000"), Part { start: 0, end: 999 });
-        assert_eq!(p("bytes=900-5000"), Part { start: 900, end: 999 });
+        assert_eq!(
+            p("bytes=900-5000"),
+            Part {
+                start: 900,
+                end: 999
+            }
+        );
         assert_eq!(p("bytes=1000-"), Unsatisfiable);
         assert_eq!(p("bytes=-0"), Unsatisfiable);
         assert_eq!(p("bytes=5-1"), Whole);
