@@ -82,6 +82,16 @@ async fn act(c: &HttpClient, id: &str, action: &str, body: &str) -> (u16, Value)
     (r.status, r.json())
 }
 
+/// The `kind`s of an `/api/events` answer, in order.
+fn kinds(events: &Value) -> Vec<&str> {
+    events
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("a kind"))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn agents_log_in_pause_ready_and_log_out_through_the_api() {
     let ts = TestServer::start_with(options(OPEN)).await;
@@ -203,14 +213,8 @@ async fn agents_log_in_pause_ready_and_log_out_through_the_api() {
     let r = c.get("/api/events?agent=1001").await;
     assert_eq!(r.status, 200);
     let events = r.json();
-    let kinds: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&events),
         ["reachable", "login", "pause", "unpause", "logout"],
         "{events}"
     );
@@ -271,39 +275,27 @@ async fn an_agent_on_a_call_is_shown_with_it_and_logs_out_after_it() {
         ))
         .await
         .json();
-    let kinds: Vec<&str> = ev
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["enter", "offer", "connect", "complete"], "{ev}");
+    assert_eq!(
+        kinds(&ev),
+        ["enter", "offer", "connect", "complete"],
+        "{ev}"
+    );
     ts.shutdown().await;
 }
 
 /// Runs one statement on the test daemon's database.
 async fn exec_sql(ts: &TestServer, sql: &str, value: &str, call_id: &str) {
     use sqlx::Connection;
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
-    if ts.database_url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(&ts.database_url)
-            .await
-            .unwrap();
-        sqlx::query(sql)
-            .bind(value)
-            .bind(call_id)
-            .execute(&mut c)
-            .await
-            .unwrap();
-    } else {
-        let mut c = sqlx::PgConnection::connect(&ts.database_url).await.unwrap();
-        sqlx::query(sql)
-            .bind(value)
-            .bind(call_id)
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&ts.database_url)
+        .await
+        .expect("connect to the test database");
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(value.to_string())
+        .bind(call_id.to_string())
+        .execute(&mut c)
+        .await
+        .expect("update");
 }
 
 #[tokio::test(start_paused = true)]
