@@ -169,16 +169,21 @@ impl Default for FileRtp {
     }
 }
 
+/// The shortest HTTP API token accepted (a guessable token is no lock).
+const MIN_API_TOKEN_LEN: usize = 16;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileHttp {
     listen: String,
+    api_tokens: Vec<String>,
 }
 
 impl Default for FileHttp {
     fn default() -> Self {
         FileHttp {
             listen: "127.0.0.1:8080".into(),
+            api_tokens: Vec::new(),
         }
     }
 }
@@ -337,6 +342,9 @@ pub struct Config {
     pub sip: SipConfig,
     pub rtp: RtpConfig,
     pub http_listen: SocketAddr,
+    /// Bearer tokens for `/api/`; empty: the API is open (listen on
+    /// loopback only then).
+    pub api_tokens: Vec<String>,
     pub database_url: String,
     /// Create the 12333 demo accounts at start (the shipped config does).
     pub seed_demo: bool,
@@ -632,6 +640,18 @@ impl Validator {
             "127.0.0.1:8080".parse().expect("literal"),
         );
 
+        for (i, t) in f.http.api_tokens.iter().enumerate() {
+            if t.len() < MIN_API_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                self.error(
+                    &format!("http.api_tokens[{i}]"),
+                    format!(
+                        "a token is at least {MIN_API_TOKEN_LEN} printable ASCII characters \
+                         without spaces"
+                    ),
+                );
+            }
+        }
+
         let data_dir = o
             .data_dir
             .clone()
@@ -727,6 +747,7 @@ impl Validator {
                 inband_dtmf,
             },
             http_listen,
+            api_tokens: f.http.api_tokens,
             database_url,
             seed_demo: f.database.seed_demo,
             data_dir,
@@ -899,6 +920,18 @@ mod tests {
         assert!(c.sip.udp && c.sip.tcp);
         assert_eq!((c.rtp.port_low, c.rtp.port_high), (20000, 29999));
         assert!(c.database_url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn api_tokens_default_empty_and_short_ones_are_refused() {
+        assert!(load("").unwrap().api_tokens.is_empty());
+        let c = load("[http]\napi_tokens = [\"0123456789abcdef0123\"]\n").unwrap();
+        assert_eq!(c.api_tokens, ["0123456789abcdef0123"]);
+        let err = load("[http]\napi_tokens = [\"0123456789abcdef\", \"short\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.api_tokens[1]"), "{err}");
+        assert!(!err.contains("http.api_tokens[0]"), "{err}");
     }
 
     #[test]

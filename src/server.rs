@@ -291,6 +291,7 @@ impl Server {
             store: store.clone(),
             acd: acd.clone(),
             data_dir: cfg.data_dir.clone(),
+            api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -168,6 +168,7 @@ both_backends!(
     writer_survives_transient_failure,
     writer_ends_if_store_closed_first,
     queue_events_and_agent_states_round_trip,
+    voice_messages_between_bounds,
 );
 
 // ------------------------------------------------------------------ data --
@@ -794,5 +795,52 @@ async fn queue_events_and_agent_states_round_trip(db: TestDb) {
     assert_eq!(store.set_wrap_up("nope", 30_000).await.unwrap(), 0);
     let w = store.call_record("w").await.unwrap().unwrap();
     assert_eq!(w.acd.wrap_up_ms, Some(30_000));
+    store.close().await;
+}
+
+async fn voice_messages_between_bounds(db: TestDb) {
+    let store = db.open().await;
+    let base = t("2026-11-23T14:00:00Z");
+    let mut recs = Vec::new();
+    for i in 0..6i64 {
+        let mut r = record(&format!("vm-{i}"));
+        r.arrived_at = base + chrono::Duration::minutes(10 * i);
+        r.ended_at = r.arrived_at + chrono::Duration::seconds(30);
+        // Every other call left a message.
+        if i % 2 == 0 {
+            r.disposition = Disposition::VoiceMessage;
+            r.voice_message = Some(format!("voicemail/2026/11/23/vm-{i}.wav"));
+            r.voice_message_ms = Some(3000 + i);
+        }
+        recs.push(r);
+    }
+    store.insert_call_records(&recs).await.unwrap();
+    let ids = |rows: Vec<CallRecord>| rows.into_iter().map(|r| r.call_id).collect::<Vec<_>>();
+    let all = store.voice_message_records(None, None, 100).await.unwrap();
+    assert_eq!(ids(all.clone()), ["vm-4", "vm-2", "vm-0"], "newest first");
+    assert_eq!(all[0].voice_message_ms, Some(3004));
+    assert_eq!(all[0].arrived_at, t("2026-11-23T14:40:00Z"));
+    // from is inclusive, to exclusive; bounds in any offset.
+    let some = store
+        .voice_message_records(
+            Some(t("2026-11-23T22:20:00+08:00")),
+            Some(t("2026-11-23T14:40:00Z")),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(some), ["vm-2"]);
+    let since = store
+        .voice_message_records(Some(t("2026-11-23T14:00:00Z")), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(since), ["vm-4", "vm-2", "vm-0"]);
+    let until = store
+        .voice_message_records(None, Some(t("2026-11-23T14:00:00.000001Z")), 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(until), ["vm-0"]);
+    let limited = store.voice_message_records(None, None, 2).await.unwrap();
+    assert_eq!(ids(limited), ["vm-4", "vm-2"]);
     store.close().await;
 }

@@ -1,13 +1,50 @@
-//! The HTTP side: health and readiness probes and a read-only view of recent
-//! call records. (The QC pages, the wallboard and the full API come later.)
+//! The HTTP side: health and readiness probes, a read-only view of recent
+//! call records, and the agents' API (agent states and operations, queues,
+//! the queue event log, voice messages). (The QC pages and the wallboard
+//! come later.)
+//!
+//! | Method | Path | What |
+//! |---|---|---|
+//! | GET | `/healthz` | `ok` while the process runs (never needs a token) |
+//! | GET | `/readyz` | `ready`, or 503 when the database does not answer (never needs a token) |
+//! | GET | `/api/calls?limit=` | the newest call records (default 50, at most 1000) |
+//! | GET | `/api/agents` | every agent: id, name, extension, state, reason, call_id, reachable, misses, calls_today, queues, skills |
+//! | GET | `/api/agents/{id}` | one agent; 404 if unknown |
+//! | POST | `/api/agents/{id}/login` | log in; `{"effect", "agent"}` |
+//! | POST | `/api/agents/{id}/logout` | log out (after the call, if on one) |
+//! | POST | `/api/agents/{id}/pause` | body `{"reason": "lunch"}` (1–32 of `A-Za-z0-9_-`) |
+//! | POST | `/api/agents/{id}/unpause` | end a pause (or drop a pending one) |
+//! | POST | `/api/agents/{id}/ready` | end wrap-up early / become ready |
+//! | GET | `/api/queues` | every queue: name, strategy, waiting, callbacks, staffed |
+//! | GET | `/api/events?call_id=&agent=&kind=&limit=` | the queue event log, oldest first (the newest `limit`, default 100, at most 1000) |
+//! | GET | `/api/voice-messages?from=&to=&limit=` | calls that left a voice message, newest first; `from` ≤ arrival < `to`, RFC 3339 |
+//! | GET | `/api/voice-messages/{call_id}/audio` | the message as `audio/wav`; `Range: bytes=` gives 206 |
+//!
+//! Agent operations answer 200 with `effect` `now`, `after_call` (it happens
+//! when the agent's call and wrap-up end) or `unchanged`, and the agent as
+//! `GET /api/agents/{id}` shows it; 404 for an unknown agent, 409 when the
+//! agent's state does not allow it (the ACD's message), 400 for a bad body or
+//! pause reason. Every error under `/api/` is JSON `{"error": "…"}`.
+//!
+//! Authentication: when `[http] api_tokens` is non-empty, every `/api/`
+//! request needs `Authorization: Bearer <token>` (RFC 6750 §2.1), compared in
+//! constant time; otherwise 401 with `WWW-Authenticate: Bearer` (§3).
+
+mod agents;
+mod voice_messages;
+
+use std::sync::Arc;
 
 use crate::store::Store;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,6 +53,89 @@ pub struct AppState {
     pub acd: crate::call::acd_service::AcdHandle,
     /// Voice messages and recordings live under this folder.
     pub data_dir: std::path::PathBuf,
+    /// Who may use `/api/`.
+    pub api_tokens: ApiTokens,
+}
+
+/// The accepted bearer tokens, kept as SHA-256 digests so that comparing
+/// takes the same time whatever the presented token's length or content.
+#[derive(Clone, Default)]
+pub struct ApiTokens(Arc<[[u8; 32]]>);
+
+impl ApiTokens {
+    pub fn new(tokens: &[String]) -> ApiTokens {
+        ApiTokens(tokens.iter().map(|t| digest(t.as_bytes())).collect())
+    }
+
+    /// No tokens configured: the API is open.
+    pub fn is_open(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `presented` is one of the tokens. Every token is compared, in
+    /// constant time, so the answer's timing tells nothing.
+    pub fn allows(&self, presented: &str) -> bool {
+        let d = digest(presented.as_bytes());
+        self.0
+            .iter()
+            .fold(subtle::Choice::from(0), |ok, t| ok | t.ct_eq(&d))
+            .into()
+    }
+}
+
+fn digest(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// An error answer of the API: a status and `{"error": message}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// The database or the ACD is not answering.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        ApiError::unavailable(e.to_string())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::bad_request(e.body_text())
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -23,7 +143,60 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/api/calls", get(recent_calls))
+        .merge(agents::routes())
+        .merge(voice_messages::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.api_tokens.clone(),
+            require_token,
+        ))
         .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this resource",
+    )
+}
+
+/// Lets `/api/` requests through only with a configured bearer token.
+async fn require_token(State(tokens): State<ApiTokens>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if tokens.is_open() || !(path == "/api" || path.starts_with("/api/")) {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let challenge = match presented {
+        Some(t) if tokens.allows(t) => return next.run(req).await,
+        // RFC 6750 §3.1: a token was sent but is not valid.
+        Some(_) => r#"Bearer realm="hotline", error="invalid_token""#,
+        None => r#"Bearer realm="hotline""#,
+    };
+    let mut resp =
+        ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required").into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    resp
+}
+
+/// The token of `Bearer <token>`; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
@@ -38,45 +211,69 @@ struct Limit {
     limit: Option<i64>,
 }
 
-async fn recent_calls(State(state): State<AppState>, Query(q): Query<Limit>) -> impl IntoResponse {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    match state.store.recent_call_records(limit).await {
-        Ok(rows) => {
-            let out: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "call_id": r.call_id,
-                        "caller": r.caller,
-                        "dialed": r.dialed,
-                        "arrived_at": r.arrived_at.to_rfc3339(),
-                        "answered_at": r.answered_at.map(|t| t.to_rfc3339()),
-                        "ended_at": r.ended_at.to_rfc3339(),
-                        "duration_ms": r.duration_ms,
-                        "ivr_path": r.ivr_path,
-                        "self_service_result": r.self_service_result,
-                        "disposition": r.disposition.as_str(),
-                        "hangup_by": r.hangup_by.as_str(),
-                        "hangup_reason": r.hangup_reason,
-                        "sip_status": r.sip_status,
-                        "codec": r.codec,
-                        "language": r.language,
-                        "queue": r.queue,
-                        "voice_message": r.voice_message,
-                        "voice_message_ms": r.voice_message_ms,
-                        "agent": r.acd.agent,
-                        "wait_ms": r.acd.wait_ms,
-                        "offers": r.acd.offers,
-                        "talk_ms": r.acd.talk_ms,
-                        "hold_ms": r.acd.hold_ms,
-                        "wrap_up_ms": r.acd.wrap_up_ms,
-                        "transfer_target": r.acd.transfer_target,
-                        "survey_score": r.acd.survey_score,
-                    })
-                })
-                .collect();
-            (StatusCode::OK, Json(serde_json::Value::Array(out))).into_response()
-        }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+async fn recent_calls(
+    State(state): State<AppState>,
+    q: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q?.limit.unwrap_or(50).clamp(1, 1000);
+    let rows = state.store.recent_call_records(limit).await?;
+    let out: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "call_id": r.call_id,
+                "caller": r.caller,
+                "dialed": r.dialed,
+                "arrived_at": r.arrived_at.to_rfc3339(),
+                "answered_at": r.answered_at.map(|t| t.to_rfc3339()),
+                "ended_at": r.ended_at.to_rfc3339(),
+                "duration_ms": r.duration_ms,
+                "ivr_path": r.ivr_path,
+                "self_service_result": r.self_service_result,
+                "disposition": r.disposition.as_str(),
+                "hangup_by": r.hangup_by.as_str(),
+                "hangup_reason": r.hangup_reason,
+                "sip_status": r.sip_status,
+                "codec": r.codec,
+                "language": r.language,
+                "queue": r.queue,
+                "voice_message": r.voice_message,
+                "voice_message_ms": r.voice_message_ms,
+                "agent": r.acd.agent,
+                "wait_ms": r.acd.wait_ms,
+                "offers": r.acd.offers,
+                "talk_ms": r.acd.talk_ms,
+                "hold_ms": r.acd.hold_ms,
+                "wrap_up_ms": r.acd.wrap_up_ms,
+                "transfer_target": r.acd.transfer_target,
+                "survey_score": r.acd.survey_score,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::Value::Array(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_exactly() {
+        let t = ApiTokens::new(&["a-long-enough-token-1".into(), "second-token-0000".into()]);
+        assert!(!t.is_open());
+        assert!(t.allows("a-long-enough-token-1"));
+        assert!(t.allows("second-token-0000"));
+        assert!(!t.allows("a-long-enough-token-"));
+        assert!(!t.allows(""));
+        assert!(ApiTokens::new(&[]).is_open());
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
     }
 }

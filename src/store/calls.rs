@@ -145,6 +145,40 @@ macro_rules! record_from_row {
     }};
 }
 
+/// Runs `SELECT <columns> FROM call_records <tail>` on either backend
+/// with the given binds and decodes every row. The tails are constant SQL
+/// (values only ever bound), hence `AssertSqlSafe`.
+macro_rules! select_records {
+    ($db:expr, $err:expr, sqlite: $sqlite:expr, postgres: $pg:expr, $($bind:expr),*) => {{
+        let mut out = Vec::new();
+        match $db {
+            Db::Sqlite { pool, .. } => {
+                let sql = format!("SELECT {SQLITE_COLUMNS} FROM call_records {}", $sqlite);
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    $(.bind($bind))*
+                    .fetch_all(pool)
+                    .await
+                    .map_err($err)?;
+                for row in &rows {
+                    out.push(record_from_row!(row));
+                }
+            }
+            Db::Postgres(pool) => {
+                let sql = format!("SELECT {POSTGRES_COLUMNS} FROM call_records {}", $pg);
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    $(.bind($bind))*
+                    .fetch_all(pool)
+                    .await
+                    .map_err($err)?;
+                for row in &rows {
+                    out.push(record_from_row!(row));
+                }
+            }
+        }
+        out
+    }};
+}
+
 fn ivr_path_json(rec: &CallRecord) -> String {
     // Serializing a Vec<String> cannot fail.
     serde_json::to_string(&rec.ivr_path).unwrap_or_else(|_| "[]".to_string())
@@ -246,40 +280,51 @@ impl Store {
     }
 
     async fn recent_call_records_now(&self, limit: i64) -> Result<Vec<CallRecord>, StoreError> {
-        let err = StoreError::query("reading recent call records");
-        let limit = limit.max(0);
-        let mut out = Vec::new();
-        match &self.db {
-            Db::Sqlite { pool, .. } => {
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "SELECT {SQLITE_COLUMNS} FROM call_records \
-                     ORDER BY arrived_at DESC, id DESC LIMIT $1"
-                ));
-                let rows = sqlx::query(sql)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?;
-                for row in &rows {
-                    out.push(record_from_row!(row));
-                }
-            }
-            Db::Postgres(pool) => {
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "SELECT {POSTGRES_COLUMNS} FROM call_records \
-                     ORDER BY arrived_at DESC, id DESC LIMIT $1"
-                ));
-                let rows = sqlx::query(sql)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?;
-                for row in &rows {
-                    out.push(record_from_row!(row));
-                }
-            }
-        }
-        Ok(out)
+        let tail = "ORDER BY arrived_at DESC, id DESC LIMIT $1";
+        Ok(select_records!(
+            &self.db,
+            StoreError::query("reading recent call records"),
+            sqlite: tail,
+            postgres: tail,
+            limit.max(0)
+        ))
+    }
+
+    /// Calls that left a voice message, newest first: at most `limit`
+    /// (clamped to 1..=1000), arrived at or after `from` and before `to`
+    /// when given.
+    pub async fn voice_message_records(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let this = self.clone();
+        off_runtime(async move { this.voice_message_records_now(from, to, limit).await }).await
+    }
+
+    async fn voice_message_records_now(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        // Fixed SQL: a NULL bound matches every row. SQLite compares the
+        // fixed-width UTC text, PostgreSQL the timestamptz.
+        Ok(select_records!(
+            &self.db,
+            StoreError::query("reading voice messages"),
+            sqlite: "WHERE voice_message IS NOT NULL \
+                     AND ($1 IS NULL OR arrived_at >= $1) AND ($2 IS NULL OR arrived_at < $2) \
+                     ORDER BY arrived_at DESC, id DESC LIMIT $3",
+            postgres: "WHERE voice_message IS NOT NULL \
+                     AND ($1::timestamptz IS NULL OR arrived_at >= $1::timestamptz) \
+                     AND ($2::timestamptz IS NULL OR arrived_at < $2::timestamptz) \
+                     ORDER BY arrived_at DESC, id DESC LIMIT $3",
+            from.as_ref().map(time_text),
+            to.as_ref().map(time_text),
+            limit.clamp(1, 1000)
+        ))
     }
 
     /// How many call records are stored.

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod http;
 
 use bytes::Bytes;
 use hotline::config::{Config, Overrides};
@@ -45,6 +46,8 @@ pub struct ServerOptions {
     /// Flows folder; the shipped `config/flows` by default.
     pub flows_dir: Option<PathBuf>,
     pub extra_toml: String,
+    /// `[http] api_tokens`.
+    pub api_tokens: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -57,6 +60,7 @@ impl Default for ServerOptions {
             trunks: vec!["127.0.0.1/32".into(), "::1/128".into()],
             flows_dir: None,
             extra_toml: String::new(),
+            api_tokens: Vec::new(),
         }
     }
 }
@@ -216,6 +220,7 @@ ports = "{lo}-{hi}"
 timeout_secs = {rtp_timeout}
 [http]
 listen = "127.0.0.1:0"
+api_tokens = [{tokens}]
 [database]
 url = "{db}"
 seed_demo = true
@@ -236,6 +241,12 @@ user = "1002"
 ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
 {extra}
 "#,
+        tokens = opts
+            .api_tokens
+            .iter()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         answer = opts.answer_delay_ms,
         max_calls = opts.max_calls,
         rtp_timeout = opts.rtp_timeout_secs,

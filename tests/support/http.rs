@@ -1,0 +1,174 @@
+//! A small HTTP/1.1 client for the tests: one request per connection
+//! (`Connection: close`), over a tokio `TcpStream` to 127.0.0.1, reading
+//! `Content-Length` or chunked bodies. Enough to test the daemon's API
+//! without a client library.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// One response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header of that (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics with the body shown if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "HTTP {} body is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// An API client for one daemon, optionally with a bearer token.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl HttpClient {
+    pub fn new(addr: SocketAddr) -> HttpClient {
+        HttpClient { addr, token: None }
+    }
+
+    pub fn with_token(mut self, token: &str) -> HttpClient {
+        self.token = Some(token.to_string());
+        self
+    }
+
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], b"").await
+    }
+
+    /// A POST with a JSON body.
+    pub async fn post(&self, path: &str, json: &str) -> HttpResponse {
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            json.as_bytes(),
+        )
+        .await
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(t) = &self.token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let exchange = async {
+            let mut s = TcpStream::connect(self.addr).await.expect("connect");
+            s.write_all(head.as_bytes()).await.expect("send head");
+            s.write_all(body).await.expect("send body");
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).await.expect("read response");
+            raw
+        };
+        let raw = timeout(Duration::from_secs(10), exchange)
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no response in 10 s"));
+        parse_response(&raw, method == "HEAD")
+            .unwrap_or_else(|e| panic!("{method} {path}: bad response ({e}): {raw:?}"))
+    }
+}
+
+fn parse_response(raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of head")?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|e| e.to_string())?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or("no status line")?;
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("bad status line")?;
+    let mut headers = Vec::new();
+    for l in lines {
+        let (n, v) = l.split_once(':').ok_or("bad header line")?;
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let rest = &raw[end + 4..];
+    let resp = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only {
+        return Ok(resp);
+    }
+    let body = if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        dechunk(rest)?
+    } else if let Some(n) = resp.header("content-length") {
+        let n: usize = n.parse().map_err(|_| "bad content-length")?;
+        if rest.len() < n {
+            return Err(format!("body cut short: {} of {n} bytes", rest.len()));
+        }
+        rest[..n].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(HttpResponse { body, ..resp })
+}
+
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("no chunk size line")?;
+        let size_text = std::str::from_utf8(&rest[..eol]).map_err(|e| e.to_string())?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size + 2 {
+            return Err("chunk cut short".into());
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
