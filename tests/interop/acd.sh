@@ -23,11 +23,18 @@
 #                         is in its recording and its tone reaches the
 #                         caller; record: agent and transfer_target = it
 #   sipp-acd-answered     two SIPp callers at once (PCMA, SIPp's g711a.pcap
-#                         played with play_pcap_audio), BYE after 23.5 s:
+#                         played once, after the connect, with
+#                         play_pcap_audio), BYE after 23.5 s:
 #                         each answered by a different agent; records say
 #                         answered, agent 1001/1002, talk_ms within 1 s of
 #                         the agent's own call length; the pcap's speech is
 #                         found in each agent's recording (heard.py)
+#
+# Known daemon bug (src/media/relay.rs, OutStream::relay): a caller's stream
+# whose sequence number jumps back by MAX_MISORDER (100) or more with the same
+# SSRC -- a sender that restarted, e.g. SIPp replaying one pcap twice -- is
+# dropped as stale for good, where RFC 3550 A.1 re-syncs after two sequential
+# packets. So the SIPp scenario plays its pcap once, after the connect.
 #
 # Prints PASS/FAIL per test. Standalone it ends with "interop-acd: N passed,
 # M failed" (and the daemon log tail on failure); with HOTLINE_INTEROP_RESULTS
@@ -144,7 +151,7 @@ phone() {
 send() { echo "$2" >&"${CTL_FD[$1]}"; }
 # ev_time NAME TYPE N SECONDS: the wall time of NAME's N-th TYPE event.
 ev_time() { $PY "$HERE/baresip_ctl.py" wait "$WORK/$1/events" "$2" "$3" "$4" | cut -d' ' -f1; }
-# newest NAME: NAME's most recent recording, as 8 kHz 16-bit mono.
+# heard NAME N: NAME's N-th recording, as 8 kHz 16-bit mono; prints its path.
 heard() {
   local name=$1 n=$2 wav
   wav=$(ls "$WORK/$name/snd"/dump-*-dec.wav 2>/dev/null | sed -n "${n}p")
@@ -270,7 +277,12 @@ t_sipp_answered() {
   $PY "$HERE/records.py" "$HTTP_PORT" check interop-acd- 2 dialed=12345 \
     disposition=answered queue=12345 codec=PCMA hangup_by=caller agent~100 || ok=0
   # One call per agent; talk_ms against the agent's own view of its call.
-  $PY "$HERE/tones.py" pcap2wav /usr/share/sip-tester/g711a.pcap "$WORK/g711a.wav" > /dev/null || ok=0
+  # What SIPp sends, decoded; its first 5 s are looked for (the agent's
+  # recording holds only what it received: ~6.9 of the 7.08 s).
+  $PY "$HERE/tones.py" pcap2wav /usr/share/sip-tester/g711a.pcap "$WORK/g711a-full.wav" > /dev/null &&
+    sox "$WORK/g711a-full.wav" "$WORK/g711a.wav" trim 0 5 || ok=0
+  # Negative control: not in a recording of the baresip caller's tone.
+  [ -f "$WORK/a1001/heard.1.wav" ] && { $PY "$HERE/heard.py" "$WORK/a1001/heard.1.wav" "$WORK" "" --absent g711a || ok=0; }
   local agents="" a n est closed talk cid
   for a in 1001 1002; do
     n=$([ $a = 1001 ] && echo $((n1001 + 1)) || echo $((n1002 + 1)))
