@@ -44,29 +44,14 @@
 
 set -uo pipefail
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 path/to/hotline" >&2
-  exit 2
-fi
-BIN=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-[ -x "$BIN" ] || { echo "interop-acd: $BIN is not an executable" >&2; exit 2; }
-for tool in sipp baresip sox python3 timeout; do
-  command -v "$tool" >/dev/null || { echo "interop-acd: $tool not installed" >&2; exit 2; }
-done
-
-BASE=${HOTLINE_INTEROP_ACD_PORT_BASE:-31300}
-SIP_PORT=$BASE
-HTTP_PORT=$((BASE + 1))
-RTP_PORTS="$((BASE + 100))-$((BASE + 199))"
-PY=python3
 RESULTS=${HOTLINE_INTEROP_RESULTS:-}
 TESTS=3
 
 HL_NAME=interop-acd HL_KEEP=${HOTLINE_INTEROP_KEEP:-0}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+hl_interop_init "${HOTLINE_INTEROP_ACD_PORT_BASE:-31300}" "$@"
 log() { hl_log "$@"; }
 
 # result NAME ok|fail WHAT: also into run.sh's results folder when given.
@@ -138,7 +123,8 @@ phone() {
   hl_tone "$dir/mic.wav" "$freq" 300
   hl_baresip_config "$dir" "$sip" "$ctrl" "$rtp-$((rtp + 9))" "$dir/mic.wav"
   echo "$account" > "$dir/accounts"
-  timeout -k 5 280 baresip -f "$dir" -t 270 > "$dir/baresip.log" 2>&1 &
+  # -s: its SIP trace in baresip.log (the REFER's 202 and NOTIFY are checked).
+  timeout -k 5 280 baresip -s -f "$dir" -t 270 > "$dir/baresip.log" 2>&1 &
   hl_track $!
   mkfifo "$dir/ctl"
   # Open read-write so neither side blocks on the FIFO.
@@ -240,7 +226,20 @@ t_bridge_and_transfer() {
     grep -v '^\[' "$WORK/$first/baresip.log" | tail -n 20
     return 1
   fi
-  grep -h '"type": "CALL_TRANSFER\|"type": "TRANSFER' "$WORK/$first/events" || true
+  # RFC 3515 from the transferor's side: 202 to its REFER, then a NOTIFY
+  # whose sipfrag says 200 (baresip then closes its call: "Call transfered").
+  local trace="$WORK/$first/baresip.log"
+  if grep -q '^REFER sip:' "$trace" && grep -q '^SIP/2.0 202' "$trace" &&
+      grep -q '^NOTIFY sip:' "$trace" && grep -q '^Event: refer' "$trace" &&
+      grep -q '^SIP/2.0 200 OK' "$trace"; then
+    echo "${first#a}'s SIP trace: REFER, 202, NOTIFY (Event: refer)"
+    grep -A3 '^Content-Type: message/sipfrag' "$trace" | grep '^SIP/2.0' | head -n 3 |
+      sed 's/^/  sipfrag: /'
+  else
+    echo "${first#a}'s SIP trace lacks REFER / 202 / NOTIFY"; ok=0
+  fi
+  grep -q '"param": "Call transfered"' "$WORK/$first/events" ||
+    { echo "${first#a}'s call did not end as transferred"; ok=0; }
   rec_b=$(heard "$second" 1) || ok=0
   if [ -n "${rec_b:-}" ]; then
     echo "${second#a}: the caller's ${TONE[caller]} Hz, not its own ${TONE[$second]} Hz"

@@ -40,6 +40,11 @@
 #                                  as DIR/snd/dump-*-dec.wav, ctrl_tcp on
 #                                  CTRL_PORT); the caller writes DIR/accounts
 #   hl_tone OUT.wav FREQ SECONDS   a sine (8 kHz 16-bit mono, -6 dBFS)
+#   hl_interop_init BASE ARGS...   the interop scripts' start: ARGS must be
+#                                  one executable (else usage, exit 2); the
+#                                  tools must be installed; sets BIN, ROOT,
+#                                  BASE, SIP_PORT (BASE), HTTP_PORT (BASE+1),
+#                                  RTP_PORTS (BASE+100..+199), PY
 #
 # On exit (trap set here) the daemon is stopped (hl_daemon_stop), every
 # tracked pid TERM then KILL, and the work dir is removed if the script
@@ -214,4 +219,28 @@ EOF
 
 hl_tone() {
   sox -n -r 8000 -c 1 -b 16 -e signed-integer "$1" synth "$3" sine "$2" vol 0.5
+}
+
+hl_interop_init() {
+  local base=$1; shift
+  local fail=
+  if [ $# -ne 1 ]; then
+    echo "usage: $0 path/to/hotline" >&2; fail=1
+  elif [ ! -x "$1" ]; then
+    echo "$HL_NAME: $1 is not an executable" >&2; fail=1
+  fi
+  local tool
+  for tool in sipp baresip sox python3 timeout pgrep; do
+    command -v "$tool" >/dev/null || { echo "$HL_NAME: $tool not installed" >&2; fail=1; }
+  done
+  if [ -n "$fail" ]; then
+    trap - EXIT; rm -rf "$WORK"; exit 2
+  fi
+  BIN=$(readlink -f "$1")
+  ROOT=$(cd "$HL_LIB_DIR/../.." && pwd)
+  BASE=$base
+  SIP_PORT=$base
+  HTTP_PORT=$((base + 1))
+  RTP_PORTS="$((base + 100))-$((base + 199))"
+  PY=python3
 }

@@ -35,27 +35,12 @@
 
 set -uo pipefail
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 path/to/hotline" >&2
-  exit 2
-fi
-BIN=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-[ -x "$BIN" ] || { echo "interop: $BIN is not an executable" >&2; exit 2; }
-for tool in sipp baresip sox python3 timeout; do
-  command -v "$tool" >/dev/null || { echo "interop: $tool not installed" >&2; exit 2; }
-done
-
-BASE=${HOTLINE_INTEROP_PORT_BASE:-31000}
-SIP_PORT=$BASE
-HTTP_PORT=$((BASE + 1))
-RTP_PORTS="$((BASE + 100))-$((BASE + 199))"
-PY=python3
 
 HL_NAME=interop HL_KEEP=${HOTLINE_INTEROP_KEEP:-0}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"   # WORK, hl_log, hl_track, cleanup on exit, daemon start
+hl_interop_init "${HOTLINE_INTEROP_PORT_BASE:-31000}" "$@"
 log() { hl_log "$@"; }
 
 hl_ports_free "$BASE" 300
