@@ -114,7 +114,7 @@ daemon_event() {
 # --- baresip instances ---------------------------------------------------------
 # phone NAME SIP CTRL RTP_LOW FREQ ACCOUNT: a baresip with a FREQ Hz mic,
 # driven by baresip_ctl.py through the FIFO $WORK/NAME/ctl (fd saved in
-# CTL_FD_NAME), events in $WORK/NAME/events.
+# CTL_FD[NAME]), events in $WORK/NAME/events.
 declare -A CTL_FD
 phone() {
   local name=$1 sip=$2 ctrl=$3 rtp=$4 freq=$5 account=$6
@@ -165,7 +165,9 @@ phone caller $((BASE + 80)) $((BASE + 85)) $((BASE + 90)) ${TONE[caller]} \
 t_bridge_and_transfer() {
   local ok=1 t0 ta tx tb th first second cid
   send caller "dial sip:12345@127.0.0.1:$SIP_PORT"
-  t0=$(ev_time caller CALL_ESTABLISHED 1 15) || { result baresip-acd-bridge fail "caller's call not established"; return 1; }
+  t0=$(ev_time caller CALL_ESTABLISHED 1 15) || {
+    result baresip-acd-bridge fail "caller's call not established"
+    result baresip-acd-transfer fail "no call to transfer"; return 1; }
   cid=$($PY "$HERE/baresip_ctl.py" wait "$WORK/caller/events" CALL_ESTABLISHED 1 1 | cut -d' ' -f2)
   # welcome_12345 + transfer_to_agent are 10.4 s; then the agent is rung.
   first=
@@ -178,6 +180,7 @@ t_bridge_and_transfer() {
   done
   if [ -z "$first" ]; then
     result baresip-acd-bridge fail "no agent answered within 25 s of the caller's connect"
+    result baresip-acd-transfer fail "no call to transfer"
     return 1
   fi
   second=a1001; [ "$first" = a1001 ] && second=a1002
