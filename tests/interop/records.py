@@ -10,6 +10,9 @@ usage:
       has each FIELD equal to VALUE ("null" means JSON null; "FIELD~TEXT"
       means the field, a list or a string, contains TEXT).  Prints the
       records' key fields; exits 1 on any mismatch.
+  records.py PORT field CALL_ID FIELD
+      print FIELD of the record whose call_id is CALL_ID ("null" for JSON
+      null; exit 1 if there is no such record)
 """
 
 import json
@@ -20,6 +23,7 @@ import urllib.request
 SHOWN = (
     "call_id", "dialed", "caller", "disposition", "self_service_result", "hangup_by",
     "hangup_reason", "sip_status", "codec", "language", "duration_ms", "ivr_path",
+    "queue", "agent", "talk_ms", "transfer_target",
 )
 
 
@@ -83,12 +87,29 @@ def check(port, prefix, count, conds):
     return 0 if ok else 1
 
 
+def field(port, call_id, name):
+    try:
+        recs = json.loads(get(port, "/api/calls?limit=200")[1])
+    except (OSError, ValueError) as e:
+        print(f"records: GET /api/calls failed: {e}", file=sys.stderr)
+        return 1
+    for r in recs:
+        if r.get("call_id") == call_id:
+            val = r.get(name)
+            print("null" if val is None else val)
+            return 0
+    print(f"records: no record {call_id}", file=sys.stderr)
+    return 1
+
+
 def main():
     a = sys.argv[1:]
     if len(a) >= 3 and a[1] == "health":
         sys.exit(health(int(a[0]), float(a[2])))
     if len(a) >= 4 and a[1] == "check":
         sys.exit(check(int(a[0]), a[2], int(a[3]), a[4:]))
+    if len(a) == 4 and a[1] == "field":
+        sys.exit(field(int(a[0]), a[2], a[3]))
     sys.exit(__doc__)
 
 

@@ -18,40 +18,29 @@
 #                         DTMF: record says balance_read, and the audio it
 #                         heard (sndfile) contains the prompts in order
 #
+# then tests/interop/acd.sh (the agent queue, its own daemon on ports
+# BASE+300..+499, ~75 s): baresip-acd-bridge, baresip-acd-transfer,
+# sipp-acd-answered; see its header.
+#
 # Checks read the records back from GET /api/calls. Prints PASS/FAIL per
 # test and "interop: N passed, M failed"; exits 1 on any failure and then
 # shows the daemon's log tail and keeps the work dir.
 #
 # Needs: sipp (sip-tester), baresip (baresip-core), sox, python3, root (for
 # SIPp's play_pcap_audio).  Ports: HOTLINE_INTEROP_PORT_BASE (default 31000)
-# .. +299, all on 127.0.0.1: below Linux's ephemeral range (32768+), so no
+# .. +499, all on 127.0.0.1: below Linux's ephemeral range (32768+), so no
 # outgoing connection can hold one, and above the daemon's default RTP range.
 # HOTLINE_INTEROP_KEEP=1 keeps the work dir.
 # Every tool runs under `timeout`; everything started is killed on exit.
 
 set -uo pipefail
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 path/to/hotline" >&2
-  exit 2
-fi
-BIN=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-[ -x "$BIN" ] || { echo "interop: $BIN is not an executable" >&2; exit 2; }
-for tool in sipp baresip sox python3 timeout; do
-  command -v "$tool" >/dev/null || { echo "interop: $tool not installed" >&2; exit 2; }
-done
-
-BASE=${HOTLINE_INTEROP_PORT_BASE:-31000}
-SIP_PORT=$BASE
-HTTP_PORT=$((BASE + 1))
-RTP_PORTS="$((BASE + 100))-$((BASE + 199))"
-PY=python3
 
 HL_NAME=interop HL_KEEP=${HOTLINE_INTEROP_KEEP:-0}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"   # WORK, hl_log, hl_track, cleanup on exit, daemon start
+hl_interop_init "${HOTLINE_INTEROP_PORT_BASE:-31000}" "$@"
 log() { hl_log "$@"; }
 
 hl_ports_free "$BASE" 300
@@ -70,34 +59,9 @@ fi
 log "daemon up (pid $DAEMON_PID)"
 
 # --- helpers -----------------------------------------------------------------
-# result NAME ok|fail WHAT: one PASS/FAIL line, and a result file for the tally.
-result() {
-  local name=$1 status=$2; shift 2
-  if [ "$status" = ok ]; then
-    echo "PASS  $name: $*"; echo pass > "$WORK/result.$name"
-  else
-    echo "FAIL  $name: $*"; echo fail > "$WORK/result.$name"
-  fi
-}
-
-# sipp_run NAME TIMEOUT_S ARGS...: SIPp against the daemon, traces in $WORK.
-sipp_run() {
-  local name=$1 secs=$2; shift 2
-  timeout -k 5 "$((secs + 10))" sipp "127.0.0.1:$SIP_PORT" -i 127.0.0.1 -mi 127.0.0.1 \
-    -nostdin -trace_msg -message_file "$WORK/$name.sipp-msg.log" \
-    -trace_err -error_file "$WORK/$name.sipp-err.log" \
-    -trace_screen -screen_file "$WORK/$name.sipp-screen.log" \
-    -timeout "${secs}s" -timeout_error "$@" > "$WORK/$name.sipp-out.log" 2>&1 &
-  local pid=$!
-  hl_track "$pid"
-  wait "$pid"
-}
-
-sipp_failed() { # what to show when a SIPp run failed
-  local name=$1
-  tail -n 25 "$WORK/$name.sipp-screen.log" 2>/dev/null
-  tail -n 20 "$WORK/$name.sipp-err.log" 2>/dev/null
-}
+result() { hl_result "$@"; }
+sipp_run() { local name=$1; shift; hl_sipp "$name" "$SIP_PORT" "$@"; }
+sipp_failed() { hl_sipp_failed "$@"; }
 
 # --- test 1: SIPp, 12333 balance with RFC 4733 digits ------------------------
 # -rtp_echo returns the daemon's audio to it, so its 30 s RTP timeout does
@@ -165,37 +129,10 @@ t_baresip() {
   local name=baresip-12333-balance
   local dir=$WORK/baresip
   local sip=$((BASE + 40)) ctrl=$((BASE + 45))  # not sip+1: baresip takes that for SIP over TLS
-  mkdir -p "$dir/snd"
+  mkdir -p "$dir"
   # 120 s of silence as the microphone: baresip keeps sending RTP.
   sox -n -r 8000 -c 1 -b 16 -e signed-integer "$dir/silence.wav" trim 0 120
-  # baresip 1.0 config. Workarounds:
-  # - net_interface 127.0.0.1, or it advertises another local address.
-  # - there is no sound card: the player is aubridge (a bridge device with
-  #   no source on the other side, so it just takes the audio); what was
-  #   heard is saved by the sndfile filter, which runs on the decode path
-  #   before the player, as dump-*-dec.wav (8 kHz 16-bit for PCMU).
-  # - no ALSA, no STUN/TURN/ICE modules: nothing reaches off the machine.
-  cat > "$dir/config" <<EOF
-poll_method		epoll
-sip_listen		127.0.0.1:$sip
-net_interface		127.0.0.1
-call_local_timeout	120
-call_max_calls		1
-audio_player		aubridge,nowhere
-audio_alert		aubridge,nowhere
-audio_source		aufile,$dir/silence.wav
-rtp_ports		$((BASE + 50))-$((BASE + 99))
-module_path		/usr/lib/baresip/modules
-module			g711.so
-module			aufile.so
-module			aubridge.so
-module			sndfile.so
-module_tmp		account.so
-module_app		menu.so
-module_app		ctrl_tcp.so
-ctrl_tcp_listen		127.0.0.1:$ctrl
-snd_path		$dir/snd
-EOF
+  hl_baresip_config "$dir" "$sip" "$ctrl" "$((BASE + 50))-$((BASE + 99))" "$dir/silence.wav"
   # No registration: a local account used only to place the call.
   echo '<sip:13800138002@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA' > "$dir/accounts"
   timeout -k 5 150 baresip -f "$dir" -t 140 > "$dir/baresip.log" 2>&1 &
@@ -249,13 +186,15 @@ t_sipp_simple tcp $((BASE + 13)) $((BASE + 32)) > "$WORK/out.5" 2>&1
 wait $t1 $t2 $t3   # (not a bare wait: the daemon is a child too)
 for f in "$WORK"/out.*; do cat "$f"; echo; done
 
-passed=$(grep -lx pass "$WORK"/result.* 2>/dev/null | wc -l)
-failed=$(grep -Lx pass "$WORK"/result.* 2>/dev/null | wc -l)
-expected=5
-if [ $((passed + failed)) -ne $expected ]; then
-  echo "FAIL  harness: $((passed + failed)) results for $expected tests"
-  failed=$((expected - passed))
-fi
+# The agent queue: its own daemon (clock pinned to opening hours, agents
+# registered), ports from BASE+300; results into $WORK for the tally.
+hl_daemon_stop   # its records are checked; acd.sh starts its own
+log "running: agent queue (acd.sh, ~75 s)"
+HOTLINE_INTEROP_RESULTS=$WORK HOTLINE_INTEROP_ACD_PORT_BASE=$((BASE + 300)) \
+  timeout -k 10 240 bash "$HERE/acd.sh" "$BIN"
+
+hl_tally 8
+passed=$HL_PASSED failed=$HL_FAILED
 if [ "$failed" -ne 0 ]; then
   echo "--- daemon log (tail) ---"
   grep -v 'DTMF digit' "$WORK/daemon.log" | tail -n 60
