@@ -265,6 +265,7 @@ impl Server {
                     .map(|q| (q.name.clone(), q.clone()))
                     .collect(),
             ),
+            consults: Default::default(),
         });
         let _callback_rx = callback_rx; // TODO(dialer) before commit
         let calls = TaskTracker::new();

@@ -548,3 +548,81 @@ async fn a_transfer_to_a_target_that_cannot_take_it_is_refused_and_the_call_stay
     assert_eq!(agent_state(&ts, "1001").await.0, "talking");
     ts.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_attended_transfer_hands_the_caller_to_the_consulted_agent() {
+    let ts = TestServer::start_with(options("", LOGIN, "")).await;
+    let mut first = ready_agent(&ts, "1001").await;
+    let mut second = ready_agent(&ts, "1002").await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    rung(&mut first, &mut call).await;
+    first.answer().await;
+    tokio::join!(call.pump(secs(1)), first.pump(secs(1)));
+    // 1001 holds the caller and calls 1002 from its softphone.
+    let (hold, _) = tokio::join!(first.hold(), call.pump(secs(1)));
+    assert_eq!(hold, Some(200));
+    let (consult, _) = tokio::join!(first.invite("1002"), call.pump(secs(1)));
+    let consult = consult.expect("the consultation call is answered");
+    assert_eq!(consult.status, 200);
+    rung(&mut second, &mut call).await;
+    second.answer().await;
+    second.fill(0x33).await;
+    call.fill(0x42).await;
+    tokio::join!(
+        call.pump(secs(1)),
+        second.pump(secs(1)),
+        first.pump(secs(1))
+    );
+    assert_eq!(agent_state(&ts, "1002").await.0, "talking");
+    // REFER the caller to 1002, replacing the consultation (RFC 3891).
+    let tag = |h: &str| {
+        let v = consult.headers.get(h).unwrap_or("");
+        v.split(";tag=").nth(1).unwrap_or("").to_string()
+    };
+    let enc = |s: &str| s.replace('@', "%40");
+    let target = format!(
+        "sip:1002@{}?Replaces={}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        ts.sip_udp(),
+        enc(consult.call_id().unwrap()),
+        tag("To"),
+        tag("From")
+    );
+    let (status, _) = tokio::join!(first.refer(&target), call.pump(secs(1)));
+    assert_eq!(status, Some(202));
+    let (bye, _, _) = tokio::join!(
+        first.wait_bye(secs(5)),
+        call.pump(secs(2)),
+        second.pump(secs(2))
+    );
+    assert!(bye, "the transferring agent's legs end");
+    let before = (
+        has_frame(&call.frames(), 0x33),
+        has_frame(&second.received_frames(), 0x42),
+    );
+    tokio::join!(call.pump(secs(2)), second.pump(secs(2)));
+    let after = (
+        has_frame(&call.frames(), 0x33),
+        has_frame(&second.received_frames(), 0x42),
+    );
+    assert!(
+        after.0 > before.0 + 50,
+        "the caller hears 1002: {before:?} {after:?}"
+    );
+    assert!(
+        after.1 > before.1 + 50,
+        "1002 hears the caller: {before:?} {after:?}"
+    );
+    assert_eq!(agent_state(&ts, "1001").await.0, "wrap_up");
+    assert_eq!(agent_state(&ts, "1002").await.0, "talking");
+    // 1002 hangs up: the caller's call ends, 1002 goes to wrap-up.
+    assert_eq!(second.bye().await, Some(200));
+    assert!(call.wait_bye(secs(5)).await);
+    wait_state(&ts, "1002", "wrap_up", secs(2)).await;
+    let rec = ts.record(&call.call_id).await;
+    assert_eq!(rec.acd.agent.as_deref(), Some("1002"));
+    assert_eq!(rec.acd.transfer_target.as_deref(), Some("1002"));
+    assert_eq!(rec.disposition.as_str(), "answered");
+    let consult_rec = ts.record(consult.call_id().unwrap()).await;
+    assert_eq!(consult_rec.hangup_reason, "replaced");
+    ts.shutdown().await;
+}

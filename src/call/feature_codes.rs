@@ -73,6 +73,54 @@ pub async fn apply(
     }
 }
 
+/// The flow of a softphone call to another agent's extension (a
+/// consultation before an attended transfer, or an agent calling a
+/// colleague): it waits in that agent's personal queue at a high priority;
+/// if the agent cannot take it (not logged in, or no answer within the
+/// personal queue's wait), `transfer_failed` and goodbye.
+pub fn agent_call_flow(dialed: &str, agent: &AgentId) -> Arc<Flow> {
+    use crate::ivr::nodes::queue::QueueNode;
+    let mut nodes = BTreeMap::new();
+    nodes.insert(
+        "agent".to_string(),
+        Node {
+            id: "agent".into(),
+            result: Some("agent_call".into()),
+            kind: NodeKind::Queue(QueueNode {
+                queue: crate::acd::personal_queue(&agent.0),
+                priority: 100,
+                next: "unavailable".into(),
+                voicemail: None,
+            }),
+        },
+    );
+    nodes.insert(
+        "unavailable".to_string(),
+        Node {
+            id: "unavailable".into(),
+            result: Some("agent_unavailable".into()),
+            kind: NodeKind::Hangup(HangupNode {
+                prompts: vec!["transfer_failed".into()],
+                reason: Some("agent_unavailable".into()),
+            }),
+        },
+    );
+    one_language_flow(dialed, "agent", nodes)
+}
+
+fn one_language_flow(dialed: &str, start: &str, nodes: BTreeMap<String, Node>) -> Arc<Flow> {
+    Arc::new(Flow {
+        name: format!("softphone {dialed}"),
+        file: "(softphone calls)".into(),
+        dialed: vec![dialed.to_string()],
+        default: false,
+        language: Lang::Zh,
+        start: start.into(),
+        nodes,
+        calendars: BTreeMap::new(),
+    })
+}
+
 /// A flow that plays `prompt` and hangs up with `result`.
 pub fn confirmation_flow(dialed: &str, prompt: &str, result: &str) -> Arc<Flow> {
     let mut nodes = BTreeMap::new();
@@ -87,16 +135,7 @@ pub fn confirmation_flow(dialed: &str, prompt: &str, result: &str) -> Arc<Flow> 
             }),
         },
     );
-    Arc::new(Flow {
-        name: format!("feature {dialed}"),
-        file: "(feature codes)".into(),
-        dialed: vec![dialed.to_string()],
-        default: false,
-        language: Lang::Zh,
-        start: "confirm".into(),
-        nodes,
-        calendars: BTreeMap::new(),
-    })
+    one_language_flow(dialed, "confirm", nodes)
 }
 
 #[cfg(test)]

@@ -65,10 +65,17 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall) {
                     &dialed, prompt, &result,
                 ))
             }
+            // A softphone calling another agent's extension.
+            (Some(_), None) => ctx
+                .acd
+                .agent_for_extension(&dialed)
+                .map(|agent| crate::call::feature_codes::agent_call_flow(&dialed, &agent)),
             _ => None,
         };
+        let from_softphone = call.user.is_some();
         let mut c = InboundCall::new(ctx, call, call_id, caller, dialed);
         c.flow_override = feature;
+        c.from_softphone = from_softphone;
         c.run().await;
         c.finish().await;
     }
@@ -135,6 +142,17 @@ struct InboundCall {
     survey: Option<crate::call::survey::Survey>,
     /// The flow to run instead of the dialed number's (feature codes).
     flow_override: Option<Arc<crate::ivr::flow::Flow>>,
+    /// Placed by an agent's softphone (authenticated), not a trunk.
+    from_softphone: bool,
+    /// Requests to hand this call's agent leg over (attended transfer).
+    handover_rx: Option<mpsc::Receiver<Handover>>,
+    /// While ending a bridged part: the ACD call its agent was on.
+    connected_acd_call: Option<crate::acd::CallId>,
+}
+
+/// An attended transfer asks a consultation call for its agent leg.
+pub struct Handover {
+    pub(crate) reply: tokio::sync::oneshot::Sender<agents::HandedOver>,
 }
 
 /// A voice message being recorded.
@@ -211,6 +229,9 @@ impl InboundCall {
             agent_rx,
             survey: None,
             flow_override: None,
+            from_softphone: false,
+            handover_rx: None,
+            connected_acd_call: None,
         }
     }
 
@@ -415,6 +436,9 @@ impl InboundCall {
                     None => self.hangup(HangupBy::System, "media_failed").await,
                 },
                 Some((leg, ev)) = self.agent_rx.recv() => self.on_agent_event(leg, ev).await,
+                Some(req) = agents::next_handover(&mut self.handover_rx) => {
+                    self.hand_over(req).await;
+                }
                 Some(ev) = agents::next_bridge_event(&mut self.connected) => {
                     self.on_bridge_event(ev).await;
                 }
@@ -866,6 +890,11 @@ impl InboundCall {
             HangupBy::Agent => crate::acd::EndedBy::Agent,
             HangupBy::System => crate::acd::EndedBy::System,
         };
+        if self.handover_rx.take().is_some() {
+            if let Ok(mut map) = self.ctx.consults.lock() {
+                map.remove(&self.record.call_id);
+            }
+        }
         self.end_connected(by).await;
         self.cancel_all_offers().await;
         for o in std::mem::take(&mut self.offers) {

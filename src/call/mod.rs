@@ -76,7 +76,19 @@ pub struct CallContext {
     pub acd: acd_service::AcdHandle,
     /// Queues' settings (hold music, break-out keys, survey).
     pub queues: Arc<std::collections::HashMap<String, crate::acd::QueueConfig>>,
+    /// Consultation calls agents placed from their softphones, by Call-ID,
+    /// while bridged to another agent: an attended transfer (REFER with
+    /// Replaces) asks the call task for its agent leg here.
+    pub consults: Consults,
 }
+
+/// See [`CallContext::consults`]. A std mutex: held only to insert, remove
+/// or clone a sender, never across an await.
+pub type Consults = Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<String, tokio::sync::mpsc::Sender<inbound::Handover>>,
+    >,
+>;
 
 /// The wall clock calls use. Normally the system clock; pinned to a start
 /// time (then advancing with tokio's clock) for tests and demos, so that

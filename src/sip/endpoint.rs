@@ -1230,6 +1230,18 @@ impl Endpoint {
         }
     }
 
+    /// The extension whose live binding's source is `peer` and which the
+    /// INVITE's From names, if any.
+    fn registered_softphone(&self, peer: Peer, req: &Request) -> Option<String> {
+        let user = req.from().ok()?.uri.user_or_number()?.to_string();
+        let now = Utc::now();
+        self.registrar
+            .bindings(&user, now)
+            .iter()
+            .any(|b| b.source == peer)
+            .then_some(user)
+    }
+
     fn on_new_invite(
         &mut self,
         peer: Peer,
@@ -1254,7 +1266,11 @@ impl Endpoint {
             return;
         }
         let (trunk, user) = match self.acl.trunk_for(peer.addr.ip()) {
-            Some(trunk) => (trunk.to_string(), None),
+            // A trusted address: no challenge. If the INVITE comes from
+            // where an agent's softphone registered (same address, port and
+            // transport) in that agent's name, it is that softphone (agents
+            // on a trusted LAN dial feature codes and colleagues too).
+            Some(trunk) => (trunk.to_string(), self.registered_softphone(peer, &req)),
             None => match self.authenticate_invite(peer, &req) {
                 Ok(user) => (String::new(), Some(user)),
                 Err(mut resp) => {

@@ -53,11 +53,34 @@ impl Offer {
 pub(super) struct Connected {
     leg: AgentLeg,
     oa: OfferAnswer,
+    /// The ACD call the agent is connected on, if not this call's own (an
+    /// agent leg taken over from a consultation call).
+    acd_call: Option<CallId>,
     bridge: BridgeHandle,
     pub(super) events: mpsc::Receiver<BridgeEvent>,
     since: Instant,
     hold_since: Option<Instant>,
     held: Duration,
+}
+
+/// A consultation call's agent leg, handed to the call that transfers to
+/// it (attended transfer).
+pub(crate) struct HandedOver {
+    leg: AgentLeg,
+    oa: OfferAnswer,
+    media: LegMedia,
+    /// The consultation call's ACD call: the agent is connected on it.
+    acd_call: CallId,
+}
+
+/// The next hand-over request, or never.
+pub(super) async fn next_handover(
+    rx: &mut Option<mpsc::Receiver<super::Handover>>,
+) -> Option<super::Handover> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next bridge event, or never when not bridged.
@@ -66,6 +89,41 @@ pub(super) async fn next_bridge_event(connected: &mut Option<Connected>) -> Opti
         Some(c) => c.events.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The consultation Call-ID in a `Refer-To` whose URI carries a
+/// `Replaces` header (RFC 3891 §5: `?Replaces=callid%3Bto-tag%3D…`).
+fn replaces_call_id(refer_to: &str) -> Option<String> {
+    let uri = refer_to.trim().trim_start_matches('<');
+    let uri = uri.split('>').next()?;
+    let (_, headers) = uri.split_once('?')?;
+    headers.split('&').find_map(|h| {
+        let (name, value) = h.split_once('=')?;
+        if !name.eq_ignore_ascii_case("replaces") {
+            return None;
+        }
+        let decoded = percent_decode(value);
+        let call_id = decoded.split(';').next()?.trim().to_string();
+        (!call_id.is_empty()).then_some(call_id)
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Forwards one leg's dialog events to the call's agent channel until the
@@ -332,9 +390,19 @@ impl InboundCall {
         let (bridge, events) = bridge::spawn(cfg);
         info!(agent = %agent, codec_agent = n.codec.name(), wait_ms = wait.as_millis() as u64, "agent answered; bridged");
         self.record.acd.agent = Some(agent.0.clone());
+        if self.from_softphone {
+            // An agent's consultation call: it may be taken over by an
+            // attended transfer from the agent's other call.
+            let (tx, rx) = mpsc::channel(1);
+            if let Ok(mut map) = self.ctx.consults.lock() {
+                map.insert(self.record.call_id.clone(), tx);
+            }
+            self.handover_rx = Some(rx);
+        }
         self.connected = Some(Connected {
             leg: offer.leg,
             oa: offer.oa,
+            acd_call: None,
             bridge,
             events,
             since: Instant::now(),
@@ -462,6 +530,10 @@ impl InboundCall {
             self.ctx.sip.respond(key, resp).await;
             return;
         };
+        if let Some(consult) = request.headers.get("Refer-To").and_then(replaces_call_id) {
+            self.attended_transfer(request, key, target, consult).await;
+            return;
+        }
         let Some(queue) = self.transfer_queue(&target).await else {
             info!(target, "transfer target cannot take the call");
             let resp = response_to(&request, 480, "Temporarily Unavailable");
@@ -496,6 +568,111 @@ impl InboundCall {
             };
             self.perform(actions).await;
         }
+    }
+
+    /// Attended transfer (RFC 3891 via RFC 3515): the agent consulted
+    /// another agent from its softphone (a call the daemon bridged, see
+    /// `feature_codes::agent_call_flow`), then REFERs this call with
+    /// `Replaces` naming that consultation call. The consultation call hands
+    /// its agent leg over; this caller is bridged to it; both of the first
+    /// agent's legs end. An unknown consultation gets 481 (RFC 3891 §3).
+    async fn attended_transfer(
+        &mut self,
+        request: Request,
+        key: TransactionKey,
+        target: String,
+        consult: String,
+    ) {
+        let sender = self
+            .ctx
+            .consults
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&consult).cloned());
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let handed = match sender {
+            Some(tx) if tx.send(super::Handover { reply }).await.is_ok() => {
+                tokio::time::timeout(Duration::from_secs(2), rx)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+            }
+            _ => None,
+        };
+        let Some(h) = handed else {
+            info!(consult, "attended transfer: no such consultation call");
+            let resp = response_to(&request, 481, "Call/Transaction Does Not Exist");
+            self.ctx.sip.respond(key, resp).await;
+            return;
+        };
+        self.ctx
+            .sip
+            .respond(key, response_to(&request, 202, "Accepted"))
+            .await;
+        self.notify_refer("SIP/2.0 200 OK").await;
+        info!(target, consult, agent = %h.leg.agent, "attended transfer");
+        let call = CallId(self.record.call_id.clone());
+        self.record.acd.transfer_target = Some(target.clone());
+        self.ctx.acd.transfer(call, target).await;
+        let Some(caller_leg) = self.end_connected_silently().await else {
+            self.hangup(HangupBy::System, "media_failed").await;
+            return;
+        };
+        // The taken-over leg's SIP comes to this call from now on.
+        let rx = self.ctx.sip.open_dialog(&h.leg.call_id).await;
+        forward(h.leg.call_id.clone(), rx, self.agent_tx.clone());
+        let lang = self.ivr.as_ref().map(|v| v.language()).unwrap_or_default();
+        let hold_music = self
+            .record
+            .queue
+            .as_ref()
+            .and_then(|q| self.ctx.queues.get(q))
+            .and_then(|q| self.ctx.prompts.get(lang, &q.hold_music));
+        let mut cfg = BridgeConfig::new(caller_leg, h.media);
+        cfg.hold_music = hold_music;
+        let (bridge, events) = bridge::spawn(cfg);
+        self.record.acd.agent = Some(h.leg.agent.0.clone());
+        self.connected = Some(Connected {
+            leg: h.leg,
+            oa: h.oa,
+            acd_call: Some(h.acd_call),
+            bridge,
+            events,
+            since: Instant::now(),
+            hold_since: None,
+            held: Duration::ZERO,
+        });
+    }
+
+    /// A consultation call gives its agent leg to the call transferring
+    /// to it, then ends its own leg to the consulting agent.
+    pub(super) async fn hand_over(&mut self, req: super::Handover) {
+        self.handover_rx = None;
+        if let Ok(mut map) = self.ctx.consults.lock() {
+            map.remove(&self.record.call_id);
+        }
+        let Some(c) = self.connected.take() else {
+            return;
+        };
+        let now = Instant::now();
+        self.record.acd.talk_ms = Some((now - c.since).as_millis() as i64);
+        let Ok((consulting, agent_media)) = c.bridge.end().await else {
+            return;
+        };
+        drop(consulting);
+        let handed = HandedOver {
+            leg: c.leg,
+            oa: c.oa,
+            media: agent_media,
+            acd_call: c
+                .acd_call
+                .unwrap_or_else(|| CallId(self.record.call_id.clone())),
+        };
+        if req.reply.send(handed).is_err() {
+            warn!("attended transfer gave up; consultation already ended");
+        }
+        info!("consultation handed over (attended transfer)");
+        self.hangup(HangupBy::System, "replaced").await;
     }
 
     /// The queue a transfer to `target` goes to, if it can take the call
@@ -600,12 +777,13 @@ impl InboundCall {
     /// told who ended it, the record's talk and hold times. Returns the
     /// caller's leg media.
     pub(super) async fn end_connected(&mut self, by: EndedBy) -> Option<LegMedia> {
-        self.connected.as_ref()?;
+        self.connected_acd_call = self.connected.as_ref()?.acd_call.clone();
         let leg = self.end_connected_silently().await;
-        self.ctx
-            .acd
-            .call_ended(CallId(self.record.call_id.clone()), by)
-            .await;
+        let call = self
+            .connected_acd_call
+            .take()
+            .unwrap_or_else(|| CallId(self.record.call_id.clone()));
+        self.ctx.acd.call_ended(call, by).await;
         leg
     }
 
@@ -644,5 +822,29 @@ impl InboundCall {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replaces_call_id;
+
+    #[test]
+    fn replaces_in_refer_to() {
+        assert_eq!(
+            replaces_call_id("<sip:1002@h?Replaces=abc%40host%3Bto-tag%3Dx%3Bfrom-tag%3Dy>")
+                .as_deref(),
+            Some("abc@host")
+        );
+        assert_eq!(
+            replaces_call_id("sip:1002@h?X=1&replaces=k1%3Bto-tag%3Dx").as_deref(),
+            Some("k1")
+        );
+        assert_eq!(replaces_call_id("<sip:1002@h>"), None);
+        assert_eq!(replaces_call_id("<sip:1002@h?Replaces=>"), None);
+        assert_eq!(
+            replaces_call_id("<sip:1002@h?Replaces=%zz%3B>").as_deref(),
+            Some("%zz")
+        );
     }
 }
