@@ -145,31 +145,30 @@ fn init_tracing(cfg: &Config) {
 async fn serve(cfg: Config, drain: Duration) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create the data folder {}", cfg.data_dir.display()))?;
+    // The handlers are in place before anything listens: a SIGTERM that
+    // comes as soon as the daemon answers still drains it.
+    let signal = stop_signal();
     let server = Server::start(cfg).await?;
-    wait_for_signal().await;
+    signal.await;
     server.shutdown(drain).await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Registers SIGTERM and Ctrl-C now; the future resolves on either.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = ctrl_c => {}
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = ctrl_c.await;
     }
 }
 
