@@ -12,7 +12,8 @@ none). On loopback the capture time is when the daemon's sendto() put the
 packet on the interface, i.e. when the caller's socket receives it: these
 are the caller's received spacings.
 
-Prints one line of key=value: streams, packets, p50/p99/max gap in ms, the
+Prints one line of key=value: streams, packets, mean/p50/p99/max gap in ms
+(a mean above 20 ms means the streams send fewer than 50 packets/s), the
 share of gaps outside 20 +- 2 ms, and the packets the capture saw per second.
 """
 
@@ -95,6 +96,7 @@ def main():
     span = hi_s - lo_s
     print(
         f"streams={streams} packets={n} gaps={len(gaps)} "
+        f"mean_ms={(sum(gaps) / len(gaps) if gaps else float('nan')):.3f} "
         f"p50_ms={pct(gaps, 50):.2f} p99_ms={pct(gaps, 99):.2f} "
         f"max_ms={(gaps[-1] if gaps else float('nan')):.2f} "
         f"outside_18_22_pct={(100 * outside / len(gaps) if gaps else float('nan')):.3f} "

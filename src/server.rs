@@ -380,3 +380,23 @@ fn redact_url(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At the 800 calls/s target, with every call of the shipped limit up,
+    /// the table holds each finished call's INVITE and BYE for their 32 s
+    /// (Timers L and J at T1 = 500 ms) besides the live calls' own.
+    #[test]
+    fn transaction_table_holds_lingering_transactions_at_the_target_rate() {
+        let t1 = TimerConfig::default().t1;
+        let linger_secs = (t1 * 64).as_secs() as usize;
+        assert_eq!(linger_secs, 32);
+        let max_calls = 4000;
+        let needed = max_calls * 2 + 2 * linger_secs * 800;
+        assert!(max_transactions(max_calls) >= needed);
+        // Still a bound: a flood cannot grow the table without limit.
+        assert!(max_transactions(max_calls) < 200_000);
+    }
+}
