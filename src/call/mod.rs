@@ -9,6 +9,7 @@ pub mod feature_codes;
 pub mod inbound;
 pub mod offer_answer;
 pub mod queue_wait;
+pub mod ringing;
 pub mod survey;
 
 use crate::config::RtpConfig;
