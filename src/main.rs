@@ -175,6 +175,9 @@ async fn wait_for_signal() {
 
 fn check_config(cfg: &Config) -> anyhow::Result<()> {
     let (prompts, flows) = load_media_and_flows(cfg)?;
+    for w in &cfg.warnings {
+        println!("{}: warning: {w}", cfg.file.display());
+    }
     println!(
         "{}: ok ({} prompts, {} flows)",
         cfg.file.display(),

@@ -74,6 +74,9 @@ pub struct AcdSettings {
     pub ring_all_max: usize,
     /// Callback requests a queue keeps at most.
     pub max_callbacks_per_queue: usize,
+    /// After a callback whose citizen could not be reached, try again
+    /// after each of these delays in turn (minutes); then give it up.
+    pub callback_retry_minutes: Vec<u32>,
 }
 
 impl Default for AcdSettings {
@@ -82,6 +85,7 @@ impl Default for AcdSettings {
             max_missed_offers: 3,
             ring_all_max: 16,
             max_callbacks_per_queue: 1000,
+            callback_retry_minutes: vec![5, 15, 60],
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Requests the daemon originates as a UAC, built without I/O: the INVITE
-//! that rings an agent's registered contact, the OPTIONS keep-alive to a
+//! that rings an agent's registered contact, the INVITE that calls a
+//! citizen through the outbound trunk (callbacks), the OPTIONS keep-alive to a
 //! binding, and — from the INVITE exactly as it was sent (top Via included)
 //! — its CANCEL (RFC 3261 §9.1) and the ACK for a non-2xx final response
 //! (§17.1.1.3). The endpoint adds the Via of new requests and runs their
@@ -67,16 +68,71 @@ pub fn invite_to_binding(
     sdp: &str,
 ) -> (Request, Peer) {
     let host = host_of(contact);
+    let from = From {
+        number: from_number,
+        display: from_display,
+        tag: local_tag,
+    };
+    let to = format!("<sip:{}@{host}>", binding.aor);
+    let request = invite(binding.contact_uri.clone(), to, from, call_id, contact, sdp);
+    (request, binding.source)
+}
+
+/// The INVITE that calls a citizen through the outbound trunk (a
+/// callback): Request-URI and To `sip:NUMBER@trunk` (the trunk's address;
+/// `number` already carries any dialing prefix), From the hotline's
+/// `from_number` with `local_tag`, CSeq 1 INVITE, our `contact`, the SDP
+/// offer. Sent to the trunk over its transport (RFC 3261 §8.1.2: the
+/// request goes to the configured outbound proxy). Returns the request
+/// and where to send it.
+pub fn invite_to_trunk(
+    trunk: Peer,
+    number: &str,
+    from_number: &str,
+    call_id: &str,
+    local_tag: &str,
+    contact: &str,
+    sdp: &str,
+) -> (Request, Peer) {
+    let host = match trunk.addr {
+        std::net::SocketAddr::V4(a) => a.ip().to_string(),
+        std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    let mut uri = format!("sip:{number}@{host}:{}", trunk.addr.port());
+    if trunk.kind == super::transport::TransportKind::Tcp {
+        uri.push_str(";transport=tcp");
+    }
+    let to = format!("<sip:{number}@{host}>");
+    let from = From {
+        number: from_number,
+        display: None,
+        tag: local_tag,
+    };
+    (invite(uri, to, from, call_id, contact, sdp), trunk)
+}
+
+/// Our From of a new INVITE.
+struct From<'a> {
+    number: &'a str,
+    display: Option<&'a str>,
+    tag: &'a str,
+}
+
+/// An out-of-dialog INVITE: From on the host of our `contact`, CSeq 1,
+/// Max-Forwards, Allow, and the SDP offer if any.
+fn invite(uri: String, to: String, from: From<'_>, call_id: &str, contact: &str, sdp: &str) -> Request {
+    let host = host_of(contact);
     let mut headers = Headers::new();
     headers.push("Max-Forwards", MAX_FORWARDS);
-    let from = match from_display {
+    let (number, tag) = (from.number, from.tag);
+    let from = match from.display {
         Some(d) if !d.is_empty() => {
-            format!("{} <sip:{from_number}@{host}>;tag={local_tag}", quoted(d))
+            format!("{} <sip:{number}@{host}>;tag={tag}", quoted(d))
         }
-        _ => format!("<sip:{from_number}@{host}>;tag={local_tag}"),
+        _ => format!("<sip:{number}@{host}>;tag={tag}"),
     };
     headers.push("From", from);
-    headers.push("To", format!("<sip:{}@{host}>", binding.aor));
+    headers.push("To", to);
     headers.push("Call-ID", call_id);
     headers.push("CSeq", "1 INVITE");
     headers.push("Contact", contact);
@@ -87,15 +143,12 @@ pub fn invite_to_binding(
         headers.push("Content-Type", "application/sdp");
         Bytes::copy_from_slice(sdp.as_bytes())
     };
-    (
-        Request {
-            method: Method::Invite,
-            uri: binding.contact_uri.clone(),
-            headers,
-            body,
-        },
-        binding.source,
-    )
+    Request {
+        method: Method::Invite,
+        uri,
+        headers,
+        body,
+    }
 }
 
 /// The OPTIONS keep-alive for one binding (RFC 3261 §11): outside any
@@ -255,6 +308,29 @@ mod tests {
             panic!("not a request")
         };
         assert!(crate::sip::validate::check_request(&p).is_ok());
+    }
+
+    #[test]
+    fn a_trunk_invite_names_the_number_at_the_trunk() {
+        use crate::sip::transport::TransportKind;
+        let trunk = Peer {
+            kind: TransportKind::Tcp,
+            addr: "198.51.100.20:5070".parse().unwrap(),
+        };
+        let (req, peer) = invite_to_trunk(
+            trunk,
+            "013800138000",
+            "12345",
+            "cb1@hotline",
+            "t2",
+            "<sip:12345@192.0.2.1:5060;transport=tcp>",
+            "v=0\r\n",
+        );
+        assert_eq!(peer, trunk);
+        assert_eq!(req.uri, "sip:013800138000@198.51.100.20:5070;transport=tcp");
+        assert_eq!(req.headers.get("To"), Some("<sip:013800138000@198.51.100.20>"));
+        assert_eq!(req.headers.get("From"), Some("<sip:12345@192.0.2.1:5060>;tag=t2"));
+        assert_eq!(req.headers.get("Call-ID"), Some("cb1@hotline"));
     }
 
     fn sent_invite() -> Request {

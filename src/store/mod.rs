@@ -17,6 +17,7 @@
 //! `postgres://…` / `postgresql://…` (any sqlx connection parameter, e.g.
 //! `?options[search_path]=myschema`).
 
+pub mod callbacks;
 mod calls;
 mod demo;
 pub mod events;
@@ -35,6 +36,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use demo::{DemoAccount, DEMO_ACCOUNTS};
+pub use callbacks::{CallbackAttemptRow, CallbackFilter, CallbackRow};
 pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};
 pub use records::{CallRecord, Disposition, HangupBy, QueueOutcome};
