@@ -5,6 +5,7 @@
 
 pub mod acd_service;
 pub mod agent_leg;
+pub mod callback;
 pub mod feature_codes;
 pub mod inbound;
 pub mod offer_answer;
@@ -42,6 +43,8 @@ pub const CALL_PROMPTS: &[&str] = &[
     "queue_thanks_waiting",
     "queue_breakout_options",
     "callback_confirmed",
+    "callback_intro",
+    "callback_citizen_unreachable",
     "satisfaction_survey",
     "survey_thanks",
     "goodbye",
@@ -76,6 +79,10 @@ pub struct CallContext {
     pub acd: acd_service::AcdHandle,
     /// Queues' settings (hold music, break-out keys, survey).
     pub queues: Arc<std::collections::HashMap<String, crate::acd::QueueConfig>>,
+    /// The trunk callbacks go out through; `None`: no callbacks.
+    pub outbound: Option<crate::config::OutboundTrunk>,
+    /// Delays between a callback's failed attempts (then it is given up).
+    pub callback_retry: Vec<Duration>,
 }
 
 /// The wall clock calls use. Normally the system clock; pinned to a start
