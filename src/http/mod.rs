@@ -1,6 +1,8 @@
 //! The HTTP side: health and readiness probes and a read-only view of recent
 //! call records. (The QC pages, the wallboard and the full API come later.)
 
+mod callbacks;
+
 use crate::store::Store;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -23,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/api/calls", get(recent_calls))
+        .merge(callbacks::router())
         .with_state(state)
 }
 
