@@ -156,6 +156,34 @@ impl AgentPhone {
         }
     }
 
+    /// A PSTN gateway standing in for the daemon's outbound trunk: it
+    /// listens on `sock` (UDP, the address `[sip.outbound]` names), never
+    /// registers, and takes INVITEs to any number like a phone
+    /// (`wait_invite`, `answer`, `reject`, `bye`…).
+    pub async fn gateway(sock: UdpSocket, server: SocketAddr) -> AgentPhone {
+        let sip = SipSocket::open_udp(sock, server, None);
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp bind");
+        AgentPhone {
+            user: "gateway".into(),
+            password: String::new(),
+            server,
+            transport: Transport::Udp,
+            local: sip.local,
+            sip,
+            rtp: Arc::new(rtp),
+            answer_options: Arc::new(AtomicBool::new(true)),
+            options_answered: Arc::new(AtomicUsize::new(0)),
+            reg_call_id: String::new(),
+            reg_cseq: 0,
+            expires: 0,
+            invites: VecDeque::new(),
+            call: None,
+            responses: VecDeque::new(),
+            notifies: Vec::new(),
+            requests: Vec::new(),
+        }
+    }
+
     pub fn with_password(mut self, password: &str) -> Self {
         self.password = password.to_string();
         self
