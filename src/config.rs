@@ -750,7 +750,8 @@ impl Validator {
         self.acd(&f.acd, &registrar);
         let outbound = self.outbound(f.sip.outbound.as_ref());
         let mut acd = f.acd;
-        self.callbacks(&mut acd, outbound.is_some());
+        // A trunk with errors is reported as such, not as missing.
+        self.callbacks(&mut acd, f.sip.outbound.is_some());
         let clock_start = match &f.clock.start {
             None => None,
             Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
@@ -836,7 +837,10 @@ impl Validator {
             _ => {
                 self.error(
                     "sip.outbound.address",
-                    format!("{:?} is not an IP address and port (e.g. \"198.51.100.20:5060\")", o.address),
+                    format!(
+                        "{:?} is not an IP address and port (e.g. \"198.51.100.20:5060\")",
+                        o.address
+                    ),
                 );
                 None
             }
@@ -853,7 +857,11 @@ impl Validator {
             }
         };
         let digits = |s: &str, plus: bool| {
-            let d = if plus { s.strip_prefix('+').unwrap_or(s) } else { s };
+            let d = if plus {
+                s.strip_prefix('+').unwrap_or(s)
+            } else {
+                s
+            };
             d.bytes().all(|b| b.is_ascii_digit())
         };
         if o.from_number.is_empty() || o.from_number.len() > 32 || !digits(&o.from_number, true) {
@@ -885,10 +893,7 @@ impl Validator {
     fn callbacks(&mut self, acd: &mut crate::acd::AcdConfig, have_trunk: bool) {
         let retries = &acd.settings.callback_retry_minutes;
         if retries.len() > 10 {
-            self.error(
-                "acd.settings.callback_retry_minutes",
-                "at most 10 retries",
-            );
+            self.error("acd.settings.callback_retry_minutes", "at most 10 retries");
         }
         if let Some(i) = retries.iter().position(|&m| m == 0 || m > 7 * 24 * 60) {
             self.error(
@@ -1060,6 +1065,55 @@ mod tests {
         assert!(c.sip.udp && c.sip.tcp);
         assert_eq!((c.rtp.port_low, c.rtp.port_high), (20000, 29999));
         assert!(c.database_url.starts_with("sqlite:"));
+    }
+
+    const QUEUE: &str = "[[acd.queues]]\nname = \"12345\"\n";
+
+    #[test]
+    fn without_a_trunk_the_default_callback_key_is_disabled_with_a_warning() {
+        let cfg = load(QUEUE).unwrap();
+        assert!(cfg.sip.outbound.is_none());
+        assert_eq!(cfg.acd.queues[0].callback_key, "");
+        assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+        assert!(cfg.warnings[0].contains("12345"), "{:?}", cfg.warnings);
+        assert_eq!(cfg.acd.settings.callback_retry_minutes, [5, 15, 60]);
+    }
+
+    #[test]
+    fn a_callback_key_set_without_a_trunk_is_an_error() {
+        let err = load(&format!("{QUEUE}callback_key = \"2\"\n")).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["acd.queues[0].callback_key"]);
+        assert!(err.to_string().contains("[sip.outbound]"), "{err}");
+    }
+
+    #[test]
+    fn the_outbound_trunk_is_checked() {
+        let cfg = load(&format!(
+            "[sip.outbound]\naddress = \"198.51.100.20:5060\"\ntransport = \"tcp\"\nfrom_number = \"12345\"\nprefix = \"0\"\n{QUEUE}"
+        ))
+        .unwrap();
+        let t = cfg.sip.outbound.expect("a trunk");
+        assert_eq!(t.address, "198.51.100.20:5060".parse().unwrap());
+        assert_eq!(t.transport, crate::sip::transport::TransportKind::Tcp);
+        assert_eq!((t.from_number.as_str(), t.prefix.as_str()), ("12345", "0"));
+        assert_eq!(cfg.acd.queues[0].callback_key, "2");
+        assert!(cfg.warnings.is_empty());
+        let err = load(
+            "[sip.outbound]\naddress = \"gw\"\ntransport = \"sctp\"\nfrom_number = \"hotline\"\nprefix = \"9x\"\n[acd.settings]\ncallback_retry_minutes = [5, 0]\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sip.outbound.address",
+                "sip.outbound.transport",
+                "sip.outbound.from_number",
+                "sip.outbound.prefix",
+                "acd.settings.callback_retry_minutes[1]",
+            ]
+        );
     }
 
     #[test]

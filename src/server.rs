@@ -217,10 +217,13 @@ impl Server {
         // Stored callback requests come back at their place (only with a
         // trunk to place them through).
         let stored_callbacks = match &cfg.sip.outbound {
-            Some(_) => store.open_callbacks().await.map_err(|e| StartError::Store {
-                url: redact_url(&cfg.database_url),
-                message: format!("loading callback requests: {e}"),
-            })?,
+            Some(_) => store
+                .open_callbacks()
+                .await
+                .map_err(|e| StartError::Store {
+                    url: redact_url(&cfg.database_url),
+                    message: format!("loading callback requests: {e}"),
+                })?,
             None => Vec::new(),
         };
         let (due_callbacks, later_callbacks) =
@@ -277,7 +280,11 @@ impl Server {
             None => info!("no [sip.outbound] trunk: callbacks are disabled"),
         }
         for (request, wait) in later_callbacks {
-            tokio::spawn(crate::call::callback::schedule_retry(ctx.clone(), request, wait));
+            tokio::spawn(crate::call::callback::schedule_retry(
+                ctx.clone(),
+                request,
+                wait,
+            ));
         }
         tokio::spawn(crate::call::callback::run_dialer(ctx.clone(), callback_rx));
         let calls = TaskTracker::new();

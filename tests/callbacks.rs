@@ -98,7 +98,10 @@ async fn request_callback(ts: &TestServer, number: &str) -> String {
     call.wait_heard("hold_music", secs(30)).await;
     call.press("2").await;
     call.wait_heard("callback_confirmed", secs(10)).await;
-    assert!(call.wait_bye(secs(30)).await, "hung up after the confirmation");
+    assert!(
+        call.wait_bye(secs(30)).await,
+        "hung up after the confirmation"
+    );
     let rec = ts.record(&call.call_id).await;
     assert_eq!(rec.hangup_reason, "callback_requested");
     call.call_id.clone()
@@ -146,11 +149,20 @@ async fn a_callback_rings_the_agent_then_calls_the_citizen_through_the_trunk() {
 
     // An agent logs in: its phone rings for the callback.
     let mut agent = ready_agent(&ts).await;
-    let invite = agent.wait_invite(secs(30)).await.expect("the agent is rung");
+    let invite = agent
+        .wait_invite(secs(30))
+        .await
+        .expect("the agent is rung");
     let from = invite.headers.get("From").unwrap_or("");
-    assert!(from.contains(CITIZEN), "the agent sees whom it calls: {from}");
+    assert!(
+        from.contains(CITIZEN),
+        "the agent sees whom it calls: {from}"
+    );
     agent.answer().await;
-    assert!(agent.wait_ack(secs(5)).await, "the daemon ACKs the agent's 200");
+    assert!(
+        agent.wait_ack(secs(5)).await,
+        "the daemon ACKs the agent's 200"
+    );
 
     // Then the citizen is called through the trunk, with the prefix.
     let invite = tokio::select! {
@@ -170,8 +182,14 @@ async fn a_callback_rings_the_agent_then_calls_the_citizen_through_the_trunk() {
     tokio::join!(gw.pump(secs(15)), agent.pump(secs(15)));
     let to_citizen = has_frame(&gw.received_frames(), 0x42);
     let to_agent = has_frame(&agent.received_frames(), 0x24);
-    assert!(to_citizen > 100, "the citizen heard the agent in {to_citizen} frames");
-    assert!(to_agent > 100, "the agent heard the citizen in {to_agent} frames");
+    assert!(
+        to_citizen > 100,
+        "the citizen heard the agent in {to_citizen} frames"
+    );
+    assert!(
+        to_agent > 100,
+        "the agent heard the citizen in {to_agent} frames"
+    );
     let snap = ts.server.acd().snapshot().await.unwrap();
     assert_eq!(snap.agents[0].state, "talking");
 
@@ -214,7 +232,10 @@ async fn a_busy_citizen_is_retried_on_the_schedule_then_given_up() {
         let (bye, _) = tokio::join!(agent.wait_bye(secs(30)), gw.pump(secs(1)));
         assert!(bye, "attempt {attempt}: the agent's leg ends");
         let heard = agent.received_frames().len();
-        assert!(heard > 50, "attempt {attempt}: the agent heard a prompt ({heard} frames)");
+        assert!(
+            heard > 50,
+            "attempt {attempt}: the agent heard a prompt ({heard} frames)"
+        );
         ts.server.flush_records().await;
         let state = if attempt < 3 { "failed" } else { "given_up" };
         let rows = listed(&ts, state).await;
@@ -226,14 +247,22 @@ async fn a_busy_citizen_is_retried_on_the_schedule_then_given_up() {
     // and the few seconds of the attempt itself).
     let gap1 = rung_at[1] - rung_at[0];
     let gap2 = rung_at[2] - rung_at[1];
-    assert!(gap1 >= secs(300) && gap1 < secs(330), "first retry after {gap1:?}");
-    assert!(gap2 >= secs(900) && gap2 < secs(930), "second retry after {gap2:?}");
+    assert!(
+        gap1 >= secs(300) && gap1 < secs(330),
+        "first retry after {gap1:?}"
+    );
+    assert!(
+        gap2 >= secs(900) && gap2 < secs(930),
+        "second retry after {gap2:?}"
+    );
     // Given up: no more ringing.
     assert!(wait_invite_long(&mut agent, secs(3600)).await.is_none());
     let attempts = ts.server.store.callback_attempts(&call_id).await.unwrap();
     let results: Vec<&str> = attempts.iter().map(|a| a.result.as_str()).collect();
     assert_eq!(results, ["busy", "busy", "busy"]);
-    assert!(attempts.iter().all(|a| a.agent == "1001" && a.talk_ms.is_none()));
+    assert!(attempts
+        .iter()
+        .all(|a| a.agent == "1001" && a.talk_ms.is_none()));
     ts.shutdown().await;
 }
 

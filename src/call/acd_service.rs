@@ -568,7 +568,14 @@ impl Service {
                 let r = &request;
                 let result = self
                     .acd
-                    .add_callback(now, r.call.clone(), &r.queue, r.priority, &r.number, r.since)
+                    .add_callback(
+                        now,
+                        r.call.clone(),
+                        &r.queue,
+                        r.priority,
+                        &r.number,
+                        r.since,
+                    )
                     .map(|_| ());
                 if result.is_ok() {
                     self.requests.insert(request.call.clone(), request);

@@ -75,7 +75,8 @@ pub const UNREACHABLE_PROMPT: &str = "callback_citizen_unreachable";
 pub async fn run_dialer(ctx: Arc<CallContext>, mut jobs: mpsc::Receiver<CallbackJob>) {
     while let Some(job) = jobs.recv().await {
         let ctx = ctx.clone();
-        let span = info_span!("callback", call_id = %job.request.call, attempt = job.request.attempts + 1);
+        let span =
+            info_span!("callback", call_id = %job.request.call, attempt = job.request.attempts + 1);
         tokio::spawn(async move { attempt(ctx, job).await }.instrument(span));
     }
     debug!("callback dialer stopped");
@@ -151,12 +152,16 @@ async fn attempt(ctx: Arc<CallContext>, job: CallbackJob) {
     let mut stored: CallbackRow = request.row(state, now);
     stored.last_result = Some(result.to_string());
     stored.last_agent = Some(job.agent.0.clone());
-    stored.next_attempt_at =
-        retry.map(|d| now + chrono::Duration::from_std(d).unwrap_or_default());
+    stored.next_attempt_at = retry.map(|d| now + chrono::Duration::from_std(d).unwrap_or_default());
     if let Err(e) = ctx.records.submit_callback(stored).await {
         warn!(error = %e, "callback request not stored");
     }
-    info!(result, state, attempts = request.attempts, "callback attempt over");
+    info!(
+        result,
+        state,
+        attempts = request.attempts,
+        "callback attempt over"
+    );
     if let Some(delay) = retry {
         schedule_retry(ctx, request, delay).await;
     }
@@ -609,7 +614,10 @@ impl<'a> Attempt<'a> {
             let _ = bridge.play(Side::Caller, 1, vec![p]).await;
         }
         let since = Instant::now();
-        info!(codec = n.codec.name(), "callback: citizen answered; bridged");
+        info!(
+            codec = n.codec.name(),
+            "callback: citizen answered; bridged"
+        );
         let by = loop {
             tokio::select! {
                 ev = self.events.recv() => {
@@ -636,7 +644,11 @@ impl<'a> Attempt<'a> {
             }
         };
         let talk = since.elapsed();
-        info!(by = by.as_str(), talk_ms = talk.as_millis() as u64, "callback ended");
+        info!(
+            by = by.as_str(),
+            talk_ms = talk.as_millis() as u64,
+            "callback ended"
+        );
         self.bye(&mut agent).await;
         self.bye(&mut citizen.leg).await;
         self.ctx.sip.end_dialog(agent.call_id.clone()).await;

@@ -120,7 +120,14 @@ struct From<'a> {
 
 /// An out-of-dialog INVITE: From on the host of our `contact`, CSeq 1,
 /// Max-Forwards, Allow, and the SDP offer if any.
-fn invite(uri: String, to: String, from: From<'_>, call_id: &str, contact: &str, sdp: &str) -> Request {
+fn invite(
+    uri: String,
+    to: String,
+    from: From<'_>,
+    call_id: &str,
+    contact: &str,
+    sdp: &str,
+) -> Request {
     let host = host_of(contact);
     let mut headers = Headers::new();
     headers.push("Max-Forwards", MAX_FORWARDS);
@@ -328,8 +335,14 @@ mod tests {
         );
         assert_eq!(peer, trunk);
         assert_eq!(req.uri, "sip:013800138000@198.51.100.20:5070;transport=tcp");
-        assert_eq!(req.headers.get("To"), Some("<sip:013800138000@198.51.100.20>"));
-        assert_eq!(req.headers.get("From"), Some("<sip:12345@192.0.2.1:5060>;tag=t2"));
+        assert_eq!(
+            req.headers.get("To"),
+            Some("<sip:013800138000@198.51.100.20>")
+        );
+        assert_eq!(
+            req.headers.get("From"),
+            Some("<sip:12345@192.0.2.1:5060>;tag=t2")
+        );
         assert_eq!(req.headers.get("Call-ID"), Some("cb1@hotline"));
     }
 

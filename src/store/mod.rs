@@ -35,8 +35,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use demo::{DemoAccount, DEMO_ACCOUNTS};
 pub use callbacks::{CallbackAttemptRow, CallbackFilter, CallbackRow};
+pub use demo::{DemoAccount, DEMO_ACCOUNTS};
 pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};
 pub use records::{CallRecord, Disposition, HangupBy, QueueOutcome};

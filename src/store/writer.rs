@@ -25,8 +25,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::events::{AgentStateRow, QueueEventRow};
 use super::callbacks::{CallbackAttemptRow, CallbackRow};
+use super::events::{AgentStateRow, QueueEventRow};
 use super::{CallRecord, Store, StoreError};
 
 /// Most records written in one transaction.
@@ -142,10 +142,7 @@ impl RecordSink {
     }
 
     /// Queues one callback attempt.
-    pub async fn submit_callback_attempt(
-        &self,
-        row: CallbackAttemptRow,
-    ) -> Result<(), StoreError> {
+    pub async fn submit_callback_attempt(&self, row: CallbackAttemptRow) -> Result<(), StoreError> {
         self.tx
             .send(Msg::CallbackAttempt(Box::new(row)))
             .await
