@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::agent::AgentPhone;
-use support::{ServerOptions, TestServer, Transport};
+use support::{has_frame, ServerOptions, TestServer, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -111,13 +111,6 @@ async fn ready_agent(ts: &TestServer) -> AgentPhone {
     let mut a = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
     assert_eq!(a.register().await, 200);
     a
-}
-
-fn has_frame(frames: &[[u8; 160]], byte: u8) -> usize {
-    frames
-        .iter()
-        .filter(|f| f.iter().all(|b| *b == byte))
-        .count()
 }
 
 /// Waits for an INVITE to `phone`, re-registering it every 4 minutes so

@@ -61,6 +61,14 @@ impl Default for ServerOptions {
     }
 }
 
+/// How many of `frames` are all `byte` (a `fill`ed stream heard).
+pub fn has_frame(frames: &[[u8; 160]], byte: u8) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.iter().all(|b| *b == byte))
+        .count()
+}
+
 /// A daemon running in this test's runtime.
 pub struct TestServer {
     pub server: Server,
