@@ -22,6 +22,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+/// The call rate the transaction table is sized to sustain (the target is
+/// 800 calls/s; measured with `bench/run.sh ivr-cps`).
+const SUSTAINED_CALLS_PER_SEC: usize = 1_200;
+
+/// Cap on live SIP transactions. Besides the calls in progress, every
+/// finished call leaves two transactions that must linger for 64*T1 = 32 s
+/// over UDP: its INVITE in Accepted (RFC 6026 §7.1, Timer L) and its BYE in
+/// Completed (RFC 3261 §17.2.2, Timer J). At R calls/s that is 64 * R
+/// entries, which `max_calls * 8` alone does not cover (with the shipped
+/// 4,000 calls it held about 500 calls/s; the bench's 1,200 calls/s step
+/// got 503 from a full table while the CPU was half idle).
+fn max_transactions(max_calls: usize) -> usize {
+    let linger = 2 * 32 * SUSTAINED_CALLS_PER_SEC;
+    max_calls * 8 + 1024 + linger
+}
+
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("prompts: {0}")]
@@ -162,7 +178,7 @@ impl Server {
             tcp: cfg.sip.tcp,
             user_agent: cfg.sip.user_agent.clone(),
             max_message_bytes: cfg.sip.max_message_bytes,
-            max_transactions: cfg.sip.max_calls * 8 + 1024,
+            max_transactions: max_transactions(cfg.sip.max_calls),
             timers: TimerConfig::default(),
             registrar: cfg.registrar.clone(),
         };
@@ -261,6 +277,7 @@ impl Server {
             acd: acd.clone(),
             queues: Arc::new(
                 cfg.acd
+                    .with_personal_queues()
                     .queues
                     .iter()
                     .map(|q| (q.name.clone(), q.clone()))

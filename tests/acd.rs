@@ -114,6 +114,15 @@ fn music_frames(ts: &TestServer, frames: &[[u8; 160]]) -> usize {
 
 const LOGIN: &str = "login_on_register = true";
 
+/// Waits (pumping the caller's SIP meanwhile) until `agent`'s phone rings;
+/// returns the daemon's INVITE.
+async fn rung(agent: &mut AgentPhone, call: &mut support::Call) -> hotline::sip::message::Request {
+    tokio::select! {
+        inv = agent.wait_invite(secs(30)) => inv.expect("the agent is rung"),
+        _ = call.pump(secs(30)) => panic!("no INVITE to {}", agent.user),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn caller_and_agent_hear_each_other_through_the_bridge() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
@@ -125,10 +134,7 @@ async fn caller_and_agent_hear_each_other_through_the_bridge() {
         .await
         .call("12345")
         .await;
-    let invite = tokio::select! {
-        inv = agent.wait_invite(secs(30)) => inv.expect("the agent is rung"),
-        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
-    };
+    let invite = rung(&mut agent, &mut call).await;
     let from = invite.headers.get("From").unwrap_or("").to_string();
     assert!(
         from.contains("13800138000"),
@@ -192,10 +198,7 @@ async fn an_unanswered_agent_is_cancelled_and_the_next_one_rung_then_paused() {
     let mut second = ready_agent(&ts, "1002").await;
     let mut call = ts.phone().build().await.call("12345").await;
     // Longest idle first: 1001 logged in first.
-    tokio::select! {
-        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut first, &mut call).await;
     first.ring().await;
     // It never answers: after the 5 s ring timeout the daemon CANCELs.
     let t0 = Instant::now();
@@ -203,11 +206,7 @@ async fn an_unanswered_agent_is_cancelled_and_the_next_one_rung_then_paused() {
     assert!(cancelled, "1001 gets CANCEL");
     let rang = t0.elapsed();
     assert!(rang >= secs(4) && rang <= secs(7), "rang {rang:?}");
-    let inv = tokio::select! {
-        inv = second.wait_invite(secs(10)) => inv,
-        _ = call.pump(secs(10)) => None,
-    };
-    assert!(inv.is_some(), "then 1002 is rung");
+    rung(&mut second, &mut call).await; // then 1002 is rung
     second.answer().await;
     tokio::join!(call.pump(secs(2)), second.pump(secs(2)));
     assert_eq!(agent_state(&ts, "1002").await.0, "talking");
@@ -243,16 +242,9 @@ async fn a_busy_agent_is_skipped() {
     let mut first = ready_agent(&ts, "1001").await;
     let mut second = ready_agent(&ts, "1002").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = first.wait_invite(secs(30)) => { inv.expect("1001 rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut first, &mut call).await;
     first.reject(486).await;
-    let inv = tokio::select! {
-        inv = second.wait_invite(secs(10)) => inv,
-        _ = call.pump(secs(10)) => None,
-    };
-    assert!(inv.is_some(), "1002 is rung after 1001 was busy");
+    rung(&mut second, &mut call).await; // 1002 is rung after 1001 was busy
     second.answer().await;
     tokio::join!(call.pump(secs(1)), second.pump(secs(1)));
     let call_id = call.call_id.clone();
@@ -281,10 +273,7 @@ async fn a_caller_hanging_up_while_the_agent_rings_cancels_the_agent() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut agent, &mut call).await;
     agent.ring().await;
     let call_id = call.call_id.clone();
     assert_eq!(call.bye().await, 200);
@@ -308,10 +297,7 @@ async fn after_the_agent_hangs_up_the_caller_rates_the_call() {
     let ts = TestServer::start_with(options("survey = true", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut agent, &mut call).await;
     agent.answer().await;
     tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
     assert_eq!(agent.bye().await, Some(200));
@@ -331,10 +317,7 @@ async fn the_agent_holds_and_the_caller_hears_music() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
     let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE"),
-    }
+    rung(&mut agent, &mut call).await;
     agent.answer().await;
     agent.fill(0x24).await;
     tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
@@ -483,5 +466,78 @@ async fn agent_states_survive_a_restart() {
     assert_eq!((state, reason.as_deref()), ("paused", Some("lunch")));
     assert!(!reachable, "no registration yet");
     assert_eq!(agent_state(&ts, "1002").await.0, "ready");
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_transfers_the_caller_to_another_agent_by_refer() {
+    let ts = TestServer::start_with(options("", LOGIN, "")).await;
+    let mut first = ready_agent(&ts, "1001").await;
+    let mut second = ready_agent(&ts, "1002").await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    rung(&mut first, &mut call).await;
+    first.answer().await;
+    tokio::join!(call.pump(secs(2)), first.pump(secs(2)));
+    // Blind transfer to extension 1002 (RFC 3515).
+    let target = format!("sip:1002@{}", ts.sip_udp());
+    let (status, _) = tokio::join!(first.refer(&target), call.pump(secs(1)));
+    assert_eq!(status, Some(202));
+    let (notified, _) = tokio::join!(first.wait_notifies(1, secs(5)), call.pump(secs(1)));
+    assert!(notified, "a NOTIFY with the outcome");
+    let frag = String::from_utf8_lossy(&first.notifies[0].body).to_string();
+    assert!(frag.starts_with("SIP/2.0 200"), "{frag}");
+    let (bye, _) = tokio::join!(first.wait_bye(secs(5)), call.pump(secs(1)));
+    assert!(bye, "the transferring agent's leg ends");
+    rung(&mut second, &mut call).await; // 1002 is rung
+    second.answer().await;
+    second.fill(0x24).await;
+    tokio::join!(call.pump(secs(2)), second.pump(secs(2)));
+    assert!(
+        has_frame(&call.frames(), 0x24) > 50,
+        "the caller hears 1002"
+    );
+    assert!(call.heard_names().contains(&"transferring".to_string()));
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    assert!(second.wait_bye(secs(5)).await);
+    let rec = ts.record(&call_id).await;
+    assert_eq!(rec.acd.agent.as_deref(), Some("1002"), "the last agent");
+    assert_eq!(rec.acd.transfer_target.as_deref(), Some("1002"));
+    assert_eq!(
+        rec.queue.as_deref(),
+        Some("12345"),
+        "the queue it came in by"
+    );
+    let kinds = event_kinds(&ts, &call_id).await;
+    assert_eq!(
+        kinds,
+        ["enter", "offer", "connect", "transfer", "enter", "offer", "connect", "complete"],
+        "{kinds:?}"
+    );
+    // Transferring to an agent not logged in is refused; the call stays.
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transfer_to_a_target_that_cannot_take_it_is_refused_and_the_call_stays() {
+    let ts = TestServer::start_with(options("", LOGIN, "")).await;
+    let mut first = ready_agent(&ts, "1001").await;
+    let mut call = ts.phone().build().await.call("12345").await;
+    rung(&mut first, &mut call).await;
+    first.answer().await;
+    first.fill(0x24).await;
+    tokio::join!(call.pump(secs(1)), first.pump(secs(1)));
+    for target in ["1002", "nosuchqueue"] {
+        let uri = format!("sip:{target}@{}", ts.sip_udp());
+        let (status, _) = tokio::join!(first.refer(&uri), call.pump(secs(1)));
+        assert_eq!(status, Some(480), "{target}");
+    }
+    let before = has_frame(&call.frames(), 0x24);
+    tokio::join!(call.pump(secs(2)), first.pump(secs(2)));
+    assert!(
+        has_frame(&call.frames(), 0x24) > before + 50,
+        "still bridged"
+    );
+    assert_eq!(agent_state(&ts, "1001").await.0, "talking");
     ts.shutdown().await;
 }

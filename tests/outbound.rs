@@ -6,12 +6,15 @@
 
 mod support;
 
+use hotline::sip::acl::Acl;
 use hotline::sip::dialog::Dialog;
-use hotline::sip::endpoint::{new_tag, DialogEvent, SipHandle};
+use hotline::sip::endpoint::{
+    self, new_tag, DialogEvent, EndpointConfig, Presence, RegistrarState, SipHandle,
+};
 use hotline::sip::message::{response_to, Method, Request, Response};
 use hotline::sip::outbound::invite_to_binding;
 use hotline::sip::registrar::Binding;
-use hotline::sip::transaction::TransactionKey;
+use hotline::sip::transaction::{TimerConfig, TransactionKey};
 use hotline::sip::transport::{Peer, TransportKind};
 use std::time::Duration;
 use support::agent::AgentPhone;
@@ -19,6 +22,7 @@ use support::{ServerOptions, TestServer, Transport};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -88,6 +92,17 @@ async fn registered(server: &TestServer, transport: Transport, user: &str) -> Ag
     phone
 }
 
+/// A daemon, its handle, agent 1001 registered over UDP, its binding, and
+/// a socket for the daemon side's RTP.
+async fn one_agent() -> (TestServer, SipHandle, AgentPhone, Binding, UdpSocket) {
+    let server = TestServer::start().await;
+    let sip = server.server.sip();
+    let agent = registered(&server, Transport::Udp, "1001").await;
+    let binding = sip.contacts("1001").await.remove(0);
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    (server, sip, agent, binding, rtp)
+}
+
 #[tokio::test]
 async fn a_registered_agent_is_a_contact_with_its_real_source() {
     let server = TestServer::start().await;
@@ -138,7 +153,7 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
         assert_eq!(pt, 8, "PCMA, the offer's first G.711");
         let ok = response(&mut leg.events, 5 * SEC).await;
         assert_eq!(ok.status, 200);
-        let mut dialog = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
+        let dialog = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
         assert_eq!(dialog.remote_target, agent.contact_uri());
         sip.ack(dialog.ack(&leg.invite, "hotline"), leg.peer).await;
         assert!(agent.wait_ack(5 * SEC).await, "the 2xx was ACKed");
@@ -192,7 +207,6 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
         let r = response(&mut leg.events, 5 * SEC).await;
         assert_eq!((r.status, r.cseq().unwrap().method), (200, Method::Bye));
         sip.end_dialog(leg.call_id).await;
-        let _ = dialog.request(Method::Bye, "hotline"); // the first dialog's counter moved on
         assert_eq!(agent.unregister().await, 200);
     }
     server.shutdown().await;
@@ -200,11 +214,7 @@ async fn ring_answer_ack_and_bye_both_ways_over_udp_and_tcp() {
 
 #[tokio::test]
 async fn cancel_waits_for_a_provisional_and_the_invite_ends_with_487() {
-    let server = TestServer::start().await;
-    let sip = server.server.sip();
-    let mut agent = registered(&server, Transport::Udp, "1001").await;
-    let binding = sip.contacts("1001").await.remove(0);
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (server, sip, mut agent, binding, rtp) = one_agent().await;
     let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
     agent.wait_invite(5 * SEC).await.expect("INVITE");
     // Cancelled before any provisional: §9.1, nothing may leave yet.
@@ -261,10 +271,7 @@ async fn two_contacts_ring_in_parallel_one_answers_the_other_is_cancelled() {
 
 #[tokio::test]
 async fn a_rejection_is_delivered_and_acked() {
-    let server = TestServer::start().await;
-    let sip = server.server.sip();
-    let mut agent = registered(&server, Transport::Udp, "1001").await;
-    let binding = sip.contacts("1001").await.remove(0);
+    let (server, sip, mut agent, binding, _rtp) = one_agent().await;
     for status in [486, 603] {
         let mut leg = ring(&sip, &binding, "").await;
         agent.wait_invite(5 * SEC).await.expect("INVITE");
@@ -282,10 +289,7 @@ async fn a_rejection_is_delivered_and_acked() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unanswered_invite_times_out() {
-    let server = TestServer::start().await;
-    let sip = server.server.sip();
-    let mut agent = registered(&server, Transport::Udp, "1001").await;
-    let binding = sip.contacts("1001").await.remove(0);
+    let (server, sip, mut agent, binding, _rtp) = one_agent().await;
     let mut leg = ring(&sip, &binding, "").await;
     agent.wait_invite(5 * SEC).await.expect("INVITE");
     // The agent never answers (its phone absorbs the retransmissions).
@@ -300,6 +304,171 @@ async fn an_unanswered_invite_times_out() {
         other => panic!("expected Timeout, got {other:?}"),
     }
     server.shutdown().await;
+}
+
+/// The SIP endpoint alone (the test config's registrar), with the
+/// presence channel in the test's hands rather than the ACD's.
+struct BareEndpoint {
+    sip: SipHandle,
+    presence: mpsc::Receiver<Presence>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _incoming: mpsc::Receiver<hotline::sip::endpoint::IncomingCall>,
+    _changes: mpsc::Receiver<Vec<hotline::sip::registrar::BindingChange>>,
+    _dir: tempfile::TempDir,
+}
+
+impl BareEndpoint {
+    async fn start(restored: Vec<Binding>) -> BareEndpoint {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = support::test_config(dir.path(), &ServerOptions::default());
+        let ep = EndpointConfig {
+            listen: cfg.sip.listen,
+            advertised: cfg.sip.advertised,
+            udp: true,
+            tcp: true,
+            user_agent: "hotline-test".into(),
+            max_message_bytes: cfg.sip.max_message_bytes,
+            max_transactions: 1024,
+            timers: TimerConfig::default(),
+            registrar: cfg.registrar.clone(),
+        };
+        let (changes, changes_rx) = mpsc::channel(64);
+        let (presence_tx, presence) = mpsc::channel(64);
+        let (incoming_tx, incoming) = mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let (sip, task) = endpoint::start(
+            ep,
+            Acl::new(cfg.sip.trunks.clone()),
+            RegistrarState {
+                bindings: restored,
+                changes,
+                presence: Some(presence_tx),
+            },
+            incoming_tx,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        BareEndpoint {
+            sip,
+            presence,
+            shutdown,
+            task,
+            _incoming: incoming,
+            _changes: changes_rx,
+            _dir: dir,
+        }
+    }
+
+    fn udp(&self) -> std::net::SocketAddr {
+        self.sip.local.udp.unwrap()
+    }
+
+    async fn next_presence(&mut self, within: Duration) -> Option<(String, bool)> {
+        timeout(within, self.presence.recv())
+            .await
+            .ok()
+            .flatten()
+            .map(|p| (p.aor, p.reachable))
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn up(aor: &str, reachable: bool) -> Option<(String, bool)> {
+    Some((aor.to_string(), reachable))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_whose_tcp_connection_is_gone_fails_at_once() {
+    let mut ep = BareEndpoint::start(Vec::new()).await;
+    let tcp = ep.sip.local.tcp.unwrap();
+    let mut agent = AgentPhone::new(tcp, Transport::Tcp, "1002").await;
+    assert_eq!(agent.register().await, 200);
+    assert_eq!(ep.next_presence(5 * SEC).await, up("1002", true));
+    let binding = ep.sip.contacts("1002").await.remove(0);
+    agent.close();
+    tokio::time::sleep(SEC / 10).await;
+    // No connection to send on: a transport error (§17.1.4) at once, not
+    // Timer B 32 s later.
+    let started = tokio::time::Instant::now();
+    let mut leg = ring(&ep.sip, &binding, "").await;
+    match event(&mut leg.events, 40 * SEC).await {
+        Some(DialogEvent::Timeout { key }) => assert_eq!(key, leg.key),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < SEC, "{:?}", started.elapsed());
+    // And the next keep-alive marks the agent unreachable (no 32 s wait).
+    assert_eq!(ep.next_presence(31 * SEC).await, up("1002", false));
+    ep.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_presence_events_from_a_bare_endpoint() {
+    let mut ep = BareEndpoint::start(Vec::new()).await;
+    let mut agent = AgentPhone::new(ep.udp(), Transport::Udp, "1001").await;
+    assert_eq!(agent.register().await, 200);
+    assert_eq!(ep.next_presence(5 * SEC).await, up("1001", true));
+
+    // Keep-alives come, and are answered: nothing changes.
+    tokio::time::sleep(65 * SEC).await;
+    assert!(agent.options_answered() >= 2, "OPTIONS every 30 s");
+    assert_eq!(ep.next_presence(SEC).await, None);
+
+    agent.answer_options(false);
+    assert_eq!(ep.next_presence(100 * SEC).await, up("1001", false));
+    assert!(ep.sip.contacts("1001").await.is_empty(), "not rung");
+
+    agent.answer_options(true);
+    assert_eq!(ep.next_presence(100 * SEC).await, up("1001", true));
+    assert_eq!(ep.sip.contacts("1001").await.len(), 1);
+
+    // Unregistering is the other way to go.
+    assert_eq!(agent.unregister().await, 200);
+    assert_eq!(ep.next_presence(5 * SEC).await, up("1001", false));
+    ep.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn restored_bindings_are_announced_once_per_aor_at_start() {
+    let binding = |aor: &str, port: u16| Binding {
+        aor: aor.into(),
+        contact_uri: format!("sip:{aor}@127.0.0.1:{port}"),
+        raw_contact: format!("<sip:{aor}@127.0.0.1:{port}>"),
+        source: Peer {
+            kind: TransportKind::Udp,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        },
+        expires_at: chrono::Utc::now() + chrono::Duration::seconds(600),
+        call_id: format!("reg-{aor}-{port}"),
+        cseq: 1,
+        q: None,
+        instance: None,
+        reg_id: None,
+        reachable: true,
+    };
+    let mut ep = BareEndpoint::start(vec![
+        binding("1001", 9),
+        binding("1001", 11),
+        binding("1002", 13),
+    ])
+    .await;
+    let mut got = Vec::new();
+    while let Some(p) = ep.next_presence(SEC).await {
+        got.push(p);
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("1001".to_string(), true), ("1002".to_string(), true)],
+        "one event per AOR, not per binding"
+    );
+    assert_eq!(ep.sip.contacts("1001").await.len(), 2);
+    ep.stop().await;
 }
 
 /// The ACD's view of one agent: (state, reachable).
@@ -381,6 +550,12 @@ async fn a_softphone_feature_code_is_authenticated_and_reaches_the_call_manager(
     assert_eq!(record.dialed, "*11");
     assert_eq!(record.sip_status, 200);
 
+    // Someone else's number in From: 403, no call.
+    let mut spoofer = AgentPhone::new(server.sip_udp(), Transport::Udp, "1001").await;
+    spoofer.from_user = Some("1002".into());
+    let r = spoofer.invite("*11").await.expect("a final response");
+    assert_eq!(r.status, 403);
+
     // A wrong password: challenged again, no call.
     let mut intruder = AgentPhone::new(server.sip_udp(), Transport::Udp, "1001")
         .await
@@ -396,5 +571,111 @@ async fn a_softphone_feature_code_is_authenticated_and_reaches_the_call_manager(
         .await
         .unwrap()
         .is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_2xx_is_delivered_and_the_agents_in_dialog_requests_reach_the_route() {
+    let (server, sip, mut agent, binding, rtp) = one_agent().await;
+    let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
+    agent.wait_invite(5 * SEC).await.expect("INVITE");
+    agent.answer().await;
+    let ok = response(&mut leg.events, 5 * SEC).await;
+    assert_eq!(ok.status, 200);
+    // RFC 6026 §7.2: a retransmitted 2xx reaches the owner again (to ACK).
+    agent.retransmit().await;
+    let again = response(&mut leg.events, 5 * SEC).await;
+    assert_eq!(again.status, 200);
+    let mut dialog = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
+    for _ in 0..2 {
+        sip.ack(dialog.ack(&leg.invite, "hotline"), leg.peer).await;
+    }
+    assert!(agent.wait_ack(5 * SEC).await);
+
+    // The agent's re-INVITE (hold), REFER and digits.
+    let answer_next = |method: Method, status: u16| {
+        let sip = sip.clone();
+        move |ev: Option<DialogEvent>| async move {
+            match ev {
+                Some(DialogEvent::Request { request, key, .. }) => {
+                    assert_eq!(request.method, method);
+                    let mut r = response_to(&request, status, "OK");
+                    if method == Method::Invite {
+                        r.headers.push("Contact", "<sip:acd@127.0.0.1>");
+                    }
+                    sip.respond(key, r).await;
+                    request
+                }
+                other => panic!("expected {method:?}, got {other:?}"),
+            }
+        }
+    };
+    let hold = tokio::spawn(async move {
+        let s = agent.hold().await;
+        (agent, s)
+    });
+    let req = answer_next(Method::Invite, 200)(event(&mut leg.events, 5 * SEC).await).await;
+    assert!(String::from_utf8_lossy(&req.body).contains("a=sendonly"));
+    let (mut agent, status) = hold.await.unwrap();
+    assert_eq!(status, Some(200));
+    // The ACK of the re-INVITE's 2xx comes on the route too.
+    assert!(matches!(
+        event(&mut leg.events, 5 * SEC).await,
+        Some(DialogEvent::Ack { .. })
+    ));
+
+    let refer = tokio::spawn(async move {
+        let s = agent.refer("sip:1002@127.0.0.1").await;
+        (agent, s)
+    });
+    let req = answer_next(Method::Refer, 202)(event(&mut leg.events, 5 * SEC).await).await;
+    assert_eq!(req.headers.get("Refer-To"), Some("<sip:1002@127.0.0.1>"));
+    let (mut agent, status) = refer.await.unwrap();
+    assert_eq!(status, Some(202));
+    // RFC 3515 §2.4.4: progress as NOTIFY in the dialog.
+    let mut notify = dialog.request(Method::Notify, "hotline");
+    notify.headers.push("Event", "refer");
+    notify
+        .headers
+        .push("Subscription-State", "terminated;reason=noresource");
+    notify.headers.push("Content-Type", "message/sipfrag");
+    notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
+    sip.request(notify, leg.peer).await;
+    assert!(agent.wait_notifies(1, 5 * SEC).await);
+    assert_eq!(response(&mut leg.events, 5 * SEC).await.status, 200);
+
+    agent.press("5").await;
+    let mut buf = [0u8; 1500];
+    let got_event = timeout(5 * SEC, async {
+        loop {
+            let (n, _) = rtp.recv_from(&mut buf).await.unwrap();
+            if n >= 16 && buf[1] & 0x7f == 101 {
+                return buf[12];
+            }
+        }
+    })
+    .await
+    .expect("an RFC 4733 event");
+    assert_eq!(got_event, 5);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_2xx_after_the_invite_transaction_ended_still_reaches_the_owner() {
+    let (server, sip, mut agent, binding, rtp) = one_agent().await;
+    let mut leg = ring(&sip, &binding, &offer(&rtp)).await;
+    agent.wait_invite(5 * SEC).await.expect("INVITE");
+    agent.answer().await;
+    let ok = response(&mut leg.events, 5 * SEC).await;
+    let d = Dialog::uac(&leg.invite, &ok, leg.peer).unwrap();
+    sip.ack(d.ack(&leg.invite, "hotline"), leg.peer).await;
+    assert!(agent.wait_ack(5 * SEC).await);
+    // Timer M (64*T1 = 32 s) ends the INVITE transaction (RFC 6026 §7.2);
+    // a 2xx after that matches nothing, yet the dialog's owner gets it.
+    tokio::time::sleep(40 * SEC).await;
+    agent.retransmit().await;
+    let late = response(&mut leg.events, 5 * SEC).await;
+    assert_eq!(late.status, 200);
+    assert_eq!(late.headers.get("To"), ok.headers.get("To"));
     server.shutdown().await;
 }

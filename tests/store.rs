@@ -168,6 +168,7 @@ both_backends!(
     writer_survives_transient_failure,
     writer_ends_if_store_closed_first,
     callbacks_are_upserted_listed_and_their_attempts_kept,
+    queue_events_and_agent_states_round_trip,
 );
 
 // ------------------------------------------------------------------ data --
@@ -218,8 +219,8 @@ async fn open_creates_and_migrate_twice_is_noop(db: TestDb) {
     assert_eq!(again.count_call_records().await.unwrap(), 1);
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await,
-        3,
-        "each migration (0001 init, 0002 voice messages, 0003 registrations) is recorded once"
+        4,
+        "each migration (0001 init, 0002 voice messages, 0003 registrations, 0004 acd) is recorded once"
     );
     again.close().await;
     store.close().await;
@@ -271,7 +272,16 @@ async fn insert_and_read_back_every_field(db: TestDb) {
         queue: Some("12345-general".into()),
         voice_message: Some("voicemail/2026/10/08/abc.wav".into()),
         voice_message_ms: Some(12_340),
-        acd: Default::default(),
+        acd: hotline::store::QueueOutcome {
+            agent: Some("1001".into()),
+            wait_ms: Some(12_500),
+            offers: Some(2),
+            talk_ms: Some(185_000),
+            hold_ms: Some(20_000),
+            wrap_up_ms: Some(30_000),
+            transfer_target: Some("1002".into()),
+            survey_score: Some(5),
+        },
     };
     let bare = CallRecord {
         call_id: "bare".into(),
@@ -323,8 +333,11 @@ async fn insert_and_read_back_every_field(db: TestDb) {
     // Newest first, limited.
     let recent = store.recent_call_records(3).await.unwrap();
     let ids: Vec<&str> = recent.iter().map(|r| r.call_id.as_str()).collect();
-    assert_eq!(ids, ["d5", "d4", "d3"]);
-    assert_eq!(store.recent_call_records(100).await.unwrap().len(), 8);
+    assert_eq!(ids, ["d8", "d7", "d6"]);
+    assert_eq!(
+        store.recent_call_records(100).await.unwrap().len(),
+        2 + Disposition::ALL.len()
+    );
 
     // Nanoseconds are truncated to microseconds.
     let mut fine = record("fine");
@@ -772,4 +785,90 @@ async fn sqlite_url_with_slashes() {
     assert_eq!(store.backend(), Backend::Sqlite);
     store.close().await;
     assert!(dir.path().join("db/h.db").exists());
+}
+
+async fn queue_events_and_agent_states_round_trip(db: TestDb) {
+    use hotline::store::{AgentStateRow, EventFilter, QueueEventRow};
+    let store = db.open().await;
+    let ev = |uid: &str, kind: &str, call: &str, agent: Option<&str>, secs: i64| QueueEventRow {
+        uid: uid.into(),
+        at: t("2026-11-23T02:00:00.123456Z") + chrono::Duration::seconds(secs),
+        kind: kind.into(),
+        queue: Some("12345".into()),
+        call_id: Some(call.into()),
+        agent: agent.map(str::to_string),
+        position: Some(2),
+        wait_ms: Some(1500),
+        talk_ms: None,
+        reason: Some("r".into()),
+    };
+    let events = vec![
+        ev("b-1", "enter", "c1", None, 0),
+        ev("b-2", "offer", "c1", Some("1001"), 1),
+        ev("b-3", "enter", "c2", None, 2),
+        ev("b-4", "connect", "c1", Some("1001"), 3),
+    ];
+    store.insert_queue_events(&events).await.unwrap();
+    // A retried batch writes nothing twice.
+    store.insert_queue_events(&events[1..3]).await.unwrap();
+    let all = store.queue_events(EventFilter::default()).await.unwrap();
+    assert_eq!(all, events, "oldest first, every field back");
+    let c1 = store
+        .queue_events(EventFilter {
+            call_id: Some("c1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(c1.len(), 3);
+    let offers = store
+        .queue_events(EventFilter {
+            agent: Some("1001".into()),
+            kind: Some("offer".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(offers, [events[1].clone()]);
+    let last2 = store
+        .queue_events(EventFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(last2, events[2..]);
+
+    let st = |agent: &str, state: &str, reason: Option<&str>| AgentStateRow {
+        agent: agent.into(),
+        state: state.into(),
+        reason: reason.map(str::to_string),
+        updated_at: t("2026-11-23T02:00:00Z"),
+    };
+    store
+        .save_agent_states(&[
+            st("1001", "ready", None),
+            st("1002", "paused", Some("lunch")),
+        ])
+        .await
+        .unwrap();
+    store
+        .save_agent_states(&[st("1001", "logged_out", None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_agent_states().await.unwrap(),
+        [
+            st("1001", "logged_out", None),
+            st("1002", "paused", Some("lunch"))
+        ]
+    );
+
+    // The wrap-up time lands on a stored record only.
+    store.insert_call_record(&record("w")).await.unwrap();
+    assert_eq!(store.set_wrap_up("w", 30_000).await.unwrap(), 1);
+    assert_eq!(store.set_wrap_up("nope", 30_000).await.unwrap(), 0);
+    let w = store.call_record("w").await.unwrap().unwrap();
+    assert_eq!(w.acd.wrap_up_ms, Some(30_000));
+    store.close().await;
 }

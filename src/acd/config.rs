@@ -172,7 +172,8 @@ fn default_voicemail_key() -> String {
     "1".into()
 }
 fn default_callback_key() -> String {
-    "2".into()
+    // Callbacks need the dialer and an outbound trunk: off unless set.
+    String::new()
 }
 
 fn default_ring_timeout() -> u64 {
@@ -253,6 +254,25 @@ impl AcdConfig {
             queues: vec![q],
             agents,
         }
+    }
+
+    /// This config plus every agent's personal queue, `agent:<id>`, of
+    /// which the agent is the only member: a call transferred to the agent
+    /// waits there (hold music, its place kept) until the agent is free; if
+    /// the agent is not logged in the queue refuses it. Configured names
+    /// cannot contain ':', so these never clash.
+    pub fn with_personal_queues(&self) -> AcdConfig {
+        let mut config = self.clone();
+        for a in &mut config.agents {
+            let name = personal_queue(&a.id);
+            let mut q = QueueConfig::new(&name);
+            q.when_no_agents = WhenNoAgents::Refuse;
+            q.max_wait_secs = 120;
+            q.callback_key = String::new();
+            config.queues.push(q);
+            a.queues.push(name);
+        }
+        config
     }
 
     /// Every problem, with its key.
@@ -367,6 +387,12 @@ impl AcdConfig {
             Err(AcdConfigErrors(v.0))
         }
     }
+}
+
+/// The name of agent `id`'s personal queue (see
+/// [`AcdConfig::with_personal_queues`]).
+pub fn personal_queue(id: &str) -> String {
+    format!("agent:{id}")
 }
 
 fn valid_name(s: &str) -> bool {

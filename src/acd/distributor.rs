@@ -281,6 +281,7 @@ impl Acd {
     /// An ACD for a checked config; every agent logged out.
     pub fn new(config: &AcdConfig) -> Result<Acd, AcdConfigErrors> {
         config.validate()?;
+        let config = &config.with_personal_queues();
         let agents: Vec<Agent> = config.agents.iter().map(Agent::new).collect();
         let agent_ix = agents
             .iter()

@@ -36,7 +36,8 @@ use std::fmt;
 
 pub use agent::{Agent, AgentError, AgentState};
 pub use config::{
-    AcdConfig, AcdConfigError, AcdConfigErrors, AcdSettings, AgentConfig, QueueConfig, WhenNoAgents,
+    personal_queue, AcdConfig, AcdConfigError, AcdConfigErrors, AcdSettings, AgentConfig,
+    QueueConfig, WhenNoAgents,
 };
 pub use distributor::{Acd, AcdCommand, AcdError, Effect, EndedBy, OfferResult, Refusal, Refused};
 pub use entry::{BreakOut, Entry, EntryState, TimeoutReason};

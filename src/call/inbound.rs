@@ -596,13 +596,23 @@ impl InboundCall {
 
     /// A 200 to an in-dialog INVITE carrying our SDP.
     async fn respond_with_sdp(&self, request: &Request, key: TransactionKey, sdp: String) {
+        self.respond_with_sdp_on(request, key, sdp, self.peer.kind)
+            .await;
+    }
+
+    /// A 200 to an in-dialog INVITE carrying our SDP, with our Contact for
+    /// a dialog on `kind` (the caller's or an agent's leg).
+    async fn respond_with_sdp_on(
+        &self,
+        request: &Request,
+        key: TransactionKey,
+        sdp: String,
+        kind: crate::sip::transport::TransportKind,
+    ) {
         let mut resp = response_to(request, 200, "OK");
         resp.headers.push(
             "Contact",
-            self.ctx
-                .sip
-                .local
-                .contact(&self.record.dialed, self.peer.kind),
+            self.ctx.sip.local.contact(&self.record.dialed, kind),
         );
         resp.headers.push("Content-Type", "application/sdp");
         resp.body = Bytes::from(sdp);
@@ -719,7 +729,7 @@ impl InboundCall {
                         });
                     }
                     IvrAction::Queue { queue, priority } => {
-                        if !self.join_queue(&queue, priority).await {
+                        if !self.join_queue(&queue, priority, None).await {
                             if let Some(ivr) = self.ivr.as_mut() {
                                 next.extend(ivr.on_queue_unavailable(now));
                             }

@@ -37,6 +37,7 @@ pub const CALL_PROMPTS: &[&str] = &[
     "queue_position_is",
     "callers_ahead",
     "one_caller_ahead",
+    "transferring",
     "queue_wait_is",
     "minute",
     "minutes",

@@ -93,11 +93,21 @@ impl QueueWait {
     /// The caller has joined at `position`: a first announcement when
     /// someone is ahead, else the music.
     pub fn start(&mut self, position: u32) -> Vec<WaitAction> {
-        if position > 1 {
+        self.start_after(position, None)
+    }
+
+    /// As `start`, with `intro` (e.g. `transferring`) played first.
+    pub fn start_after(&mut self, position: u32, intro: Option<&str>) -> Vec<WaitAction> {
+        let mut actions = if position > 1 {
             self.on_announce(position, None)
         } else {
             vec![self.music()]
+        };
+        if let (Some(intro), Some(WaitAction::Play { prompts, .. })) = (intro, actions.first_mut())
+        {
+            prompts.insert(0, intro.to_string());
         }
+        actions
     }
 
     pub fn on_playback_done(&mut self, id: u64) -> Vec<WaitAction> {
@@ -161,11 +171,13 @@ mod tests {
     use super::*;
 
     fn queue() -> QueueConfig {
-        QueueConfig::new("12345")
+        let mut q = QueueConfig::new("12345");
+        q.callback_key = "2".into();
+        q
     }
 
     fn prompts(a: &[WaitAction]) -> (u64, Vec<String>) {
-        match &a[..] {
+        match a {
             [WaitAction::Play { id, prompts }] => (*id, prompts.clone()),
             other => panic!("expected one Play, got {other:?}"),
         }
@@ -222,6 +234,15 @@ mod tests {
         let mut w = QueueWait::new(&queue(), Lang::En);
         let (_, p) = prompts(&w.start(2));
         assert_eq!(p[0], "one_caller_ahead", "the singular, said whole");
+    }
+
+    #[test]
+    fn an_intro_comes_first() {
+        let mut w = QueueWait::new(&queue(), Lang::Zh);
+        let (id, p) = prompts(&w.start_after(1, Some("transferring")));
+        assert_eq!(p, ["transferring", "hold_music"]);
+        let (_, p) = prompts(&w.on_playback_done(id));
+        assert_eq!(p, ["hold_music"]);
     }
 
     #[test]

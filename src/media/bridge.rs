@@ -612,8 +612,7 @@ impl Bridge {
     /// Reads what has arrived on `side`'s socket, forwarding as it goes.
     fn drain(&mut self, side: Side, sockets: &[RtpSocket; 2]) {
         // Moved out (no allocation) so the packet can borrow it.
-        let buf = std::mem::take(&mut self.rx_buf);
-        let mut buf = buf;
+        let mut buf = std::mem::take(&mut self.rx_buf);
         for _ in 0..MAX_READS_PER_WAKE {
             match sockets[side.index()].socket().try_recv_from(&mut buf) {
                 Ok((len, src)) => {
@@ -1007,7 +1006,7 @@ mod tests {
             assert_eq!(seq, seq0 + 1 + i as u16);
             // The event's start is the next frame's time.
             assert_eq!(ts, ts0 + 160);
-            let d = (dur as u16).to_be_bytes();
+            let d = dur.to_be_bytes();
             assert_eq!(payload, vec![7, if end { 0x8A } else { 10 }, d[0], d[1]]);
         }
         assert!(matches!(

@@ -54,6 +54,14 @@
 //!   open — so that the owner ACKs each (§13.2.2.4, RFC 6026 §7.2) with
 //!   `Dialog::uac`/`Dialog::ack` and `SipHandle::ack`.
 //! - `contacts(aor)`: the agent's live, reachable bindings, best `q` first.
+//!   Requests go to a binding's `source` over its transport; over TCP that
+//!   is the connection the REGISTER came on. If it is gone, the client
+//!   transaction fails at once (a transport error, §17.1.4, delivered as
+//!   `DialogEvent::Timeout`) rather than at Timer B; no new connection is
+//!   opened towards a softphone (it would not get through its NAT).
+//! - The route is per Call-ID: a forked INVITE answered by two UASs gives
+//!   two 2xx with different To tags on the same route; the owner keeps one
+//!   `Dialog` per tag (and BYEs the one it does not want).
 //!
 //! # Keep-alive and presence
 //!
@@ -78,7 +86,7 @@ pub use super::presence::Presence;
 use super::presence::PresenceTracker;
 use super::registrar::{aor_of, Binding, BindingChange, Registrar};
 use super::transaction::{
-    ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, ServerDisposition,
+    ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, Role, ServerDisposition,
     TimerConfig, TransactionKey, TransactionLayer,
 };
 use super::transport::{serve_tcp, Peer, TcpEvent, TransportKind};
@@ -502,6 +510,14 @@ struct Endpoint {
     client_invites: HashMap<TransactionKey, SentInvite>,
 }
 
+/// Who a client transaction's outcome goes to.
+enum Owner {
+    /// The route of this Call-ID.
+    Dialog(String),
+    /// The keep-alive of this binding.
+    Probe(BindingId),
+}
+
 /// An INVITE we sent, while its client transaction lives.
 struct SentInvite {
     request: Request,
@@ -573,7 +589,11 @@ impl Endpoint {
         debug!("SIP endpoint stopped");
     }
 
-    fn send(&self, peer: Peer, bytes: Bytes) {
+    /// Sends `bytes`; false if there is no way to (no TCP connection to
+    /// the peer, its queue closed): a transport error for a client
+    /// transaction (§17.1.4). A UDP send error or a full TCP queue is not:
+    /// retransmission or the peer's retransmission covers it.
+    fn send(&self, peer: Peer, bytes: Bytes) -> bool {
         match peer.kind {
             TransportKind::Udp => {
                 if let Some(udp) = &self.udp {
@@ -581,14 +601,24 @@ impl Endpoint {
                         debug!(to = %peer.addr, error = %e, "udp send failed");
                     }
                 }
+                true
             }
             TransportKind::Tcp => match self.tcp_writers.get(&peer.addr) {
-                Some(w) => {
-                    if w.try_send(bytes).is_err() {
-                        debug!(to = %peer.addr, "tcp write queue full or closed");
+                Some(w) => match w.try_send(bytes) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        debug!(to = %peer.addr, "tcp write queue full");
+                        true
                     }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        debug!(to = %peer.addr, "tcp connection closed");
+                        false
+                    }
+                },
+                None => {
+                    debug!(to = %peer.addr, "no tcp connection to peer");
+                    false
                 }
-                None => debug!(to = %peer.addr, "no tcp connection to peer"),
             },
         }
     }
@@ -596,7 +626,16 @@ impl Endpoint {
     fn apply(&mut self, outputs: Vec<Output>) {
         for out in outputs {
             match out.kind {
-                OutputKind::Send { peer, bytes } => self.send(peer, bytes),
+                OutputKind::Send { peer, bytes } => {
+                    if !self.send(peer, bytes) && out.role == Role::Client {
+                        // An agent whose TCP connection is gone: fail the
+                        // transaction now rather than at Timer B/F.
+                        let more =
+                            self.layer
+                                .on_transport_error(Instant::now(), Role::Client, &out.key);
+                        self.apply(more);
+                    }
+                }
                 OutputKind::Timeout | OutputKind::TransportError => {
                     if let Some(id) = self.probes.remove(&out.key) {
                         self.probe_finished(id, false);
@@ -667,10 +706,9 @@ impl Endpoint {
             } => {
                 let call_id = request.call_id().map(str::to_string).unwrap_or_default();
                 let method = request.method.clone();
-                match self.start_client(request, peer, &branch) {
-                    Some(key) => {
-                        self.txn_calls.insert(key, call_id);
-                    }
+                let owner = Owner::Dialog(call_id.clone());
+                match self.start_client(request, peer, &branch, owner) {
+                    Some(_) => {}
                     None => {
                         // The handle already returned the key: tell its owner.
                         if let Ok(key) =
@@ -721,13 +759,16 @@ impl Endpoint {
     }
 
     /// Puts our Via (with `branch`) on top of `request` and starts its
-    /// client transaction. Returns the key, or `None` if the layer refused
-    /// (over the cap, duplicate). An INVITE is remembered as sent.
+    /// client transaction for `owner` (recorded before anything is sent, so
+    /// that an immediate transport error reaches it). Returns the key, or
+    /// `None` if the layer refused (over the cap, duplicate). An INVITE is
+    /// remembered as sent.
     fn start_client(
         &mut self,
         mut request: Request,
         peer: Peer,
         branch: &str,
+        owner: Owner,
     ) -> Option<TransactionKey> {
         let via = self.our_via(peer.kind, branch);
         request.headers.0.insert(
@@ -745,6 +786,14 @@ impl Endpoint {
             .send_request(Instant::now(), key.clone(), &request.method, bytes, peer)
         {
             Ok(outputs) => {
+                match owner {
+                    Owner::Dialog(call_id) => {
+                        self.txn_calls.insert(key.clone(), call_id);
+                    }
+                    Owner::Probe(id) => {
+                        self.probes.insert(key.clone(), id);
+                    }
+                }
                 if request.method == Method::Invite {
                     self.client_invites.insert(
                         key.clone(),
@@ -824,14 +873,12 @@ impl Endpoint {
             let call_id = format!("{}@hotline", new_tag());
             let (req, peer) =
                 outbound::options_to_binding(&binding, &call_id, &new_tag(), &contact);
-            match self.start_client(req, peer, &new_branch()) {
-                Some(key) => {
-                    trace!(aor = %id.aor, to = %peer.addr, "keep-alive OPTIONS");
-                    self.probes.insert(key, id);
-                }
-                None => {
-                    self.keepalive.finished(&id);
-                }
+            trace!(aor = %id.aor, to = %peer.addr, "keep-alive OPTIONS");
+            if self
+                .start_client(req, peer, &new_branch(), Owner::Probe(id.clone()))
+                .is_none()
+            {
+                self.keepalive.finished(&id);
             }
         }
     }

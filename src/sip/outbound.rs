@@ -51,6 +51,51 @@ fn quoted(display: &str) -> String {
     s
 }
 
+/// The headers of a request outside any dialog (§8.1.1): Max-Forwards,
+/// From, To (no tag), Call-ID, CSeq 1, Contact.
+fn first_headers(
+    to: String,
+    from: String,
+    call_id: &str,
+    method: Method,
+    contact: &str,
+) -> Headers {
+    let mut headers = Headers::new();
+    headers.push("Max-Forwards", MAX_FORWARDS);
+    headers.push("From", from);
+    headers.push("To", to);
+    headers.push("Call-ID", call_id);
+    headers.push("CSeq", format!("1 {}", method.as_str()));
+    headers.push("Contact", contact);
+    headers
+}
+
+/// Our From: `number` at `host` with `tag`, after a quoted display name.
+fn from_value(number: &str, display: Option<&str>, host: &str, tag: &str) -> String {
+    match display {
+        Some(d) if !d.is_empty() => format!("{} <sip:{number}@{host}>;tag={tag}", quoted(d)),
+        _ => format!("<sip:{number}@{host}>;tag={tag}"),
+    }
+}
+
+/// An INVITE to `uri` with `headers` (from [`first_headers`]), Allow, and
+/// the SDP offer if any.
+fn invite(uri: String, mut headers: Headers, sdp: &str) -> Request {
+    headers.push("Allow", super::endpoint::ALLOW);
+    let body = if sdp.is_empty() {
+        Bytes::new()
+    } else {
+        headers.push("Content-Type", "application/sdp");
+        Bytes::copy_from_slice(sdp.as_bytes())
+    };
+    Request {
+        method: Method::Invite,
+        uri,
+        headers,
+        body,
+    }
+}
+
 /// The INVITE that rings one contact of an agent (a UAC leg of the ACD):
 /// Request-URI the binding's contact URI, To `<sip:AOR@host>` (no tag),
 /// From our number with `local_tag`, CSeq 1 INVITE, Max-Forwards, our
@@ -68,14 +113,13 @@ pub fn invite_to_binding(
     sdp: &str,
 ) -> (Request, Peer) {
     let host = host_of(contact);
-    let from = From {
-        number: from_number,
-        display: from_display,
-        tag: local_tag,
-    };
+    let from = from_value(from_number, from_display, &host, local_tag);
     let to = format!("<sip:{}@{host}>", binding.aor);
-    let request = invite(binding.contact_uri.clone(), to, from, call_id, contact, sdp);
-    (request, binding.source)
+    let headers = first_headers(to, from, call_id, Method::Invite, contact);
+    (
+        invite(binding.contact_uri.clone(), headers, sdp),
+        binding.source,
+    )
 }
 
 /// The INVITE that calls a citizen through the outbound trunk (a
@@ -102,60 +146,10 @@ pub fn invite_to_trunk(
     if trunk.kind == super::transport::TransportKind::Tcp {
         uri.push_str(";transport=tcp");
     }
+    let from = from_value(from_number, None, &host_of(contact), local_tag);
     let to = format!("<sip:{number}@{host}>");
-    let from = From {
-        number: from_number,
-        display: None,
-        tag: local_tag,
-    };
-    (invite(uri, to, from, call_id, contact, sdp), trunk)
-}
-
-/// Our From of a new INVITE.
-struct From<'a> {
-    number: &'a str,
-    display: Option<&'a str>,
-    tag: &'a str,
-}
-
-/// An out-of-dialog INVITE: From on the host of our `contact`, CSeq 1,
-/// Max-Forwards, Allow, and the SDP offer if any.
-fn invite(
-    uri: String,
-    to: String,
-    from: From<'_>,
-    call_id: &str,
-    contact: &str,
-    sdp: &str,
-) -> Request {
-    let host = host_of(contact);
-    let mut headers = Headers::new();
-    headers.push("Max-Forwards", MAX_FORWARDS);
-    let (number, tag) = (from.number, from.tag);
-    let from = match from.display {
-        Some(d) if !d.is_empty() => {
-            format!("{} <sip:{number}@{host}>;tag={tag}", quoted(d))
-        }
-        _ => format!("<sip:{number}@{host}>;tag={tag}"),
-    };
-    headers.push("From", from);
-    headers.push("To", to);
-    headers.push("Call-ID", call_id);
-    headers.push("CSeq", "1 INVITE");
-    headers.push("Contact", contact);
-    headers.push("Allow", super::endpoint::ALLOW);
-    let body = if sdp.is_empty() {
-        Bytes::new()
-    } else {
-        headers.push("Content-Type", "application/sdp");
-        Bytes::copy_from_slice(sdp.as_bytes())
-    };
-    Request {
-        method: Method::Invite,
-        uri,
-        headers,
-        body,
-    }
+    let headers = first_headers(to, from, call_id, Method::Invite, contact);
+    (invite(uri, headers, sdp), trunk)
 }
 
 /// The OPTIONS keep-alive for one binding (RFC 3261 §11): outside any
@@ -168,13 +162,9 @@ pub fn options_to_binding(
     contact: &str,
 ) -> (Request, Peer) {
     let host = host_of(contact);
-    let mut headers = Headers::new();
-    headers.push("Max-Forwards", MAX_FORWARDS);
-    headers.push("From", format!("<sip:hotline@{host}>;tag={local_tag}"));
-    headers.push("To", format!("<sip:{}@{host}>", binding.aor));
-    headers.push("Call-ID", call_id);
-    headers.push("CSeq", "1 OPTIONS");
-    headers.push("Contact", contact);
+    let from = format!("<sip:hotline@{host}>;tag={local_tag}");
+    let to = format!("<sip:{}@{host}>", binding.aor);
+    let mut headers = first_headers(to, from, call_id, Method::Options, contact);
     headers.push("Accept", "application/sdp");
     (
         Request {
@@ -187,15 +177,33 @@ pub fn options_to_binding(
     )
 }
 
-fn copy_headers(from: &Request, names: &[&str], to: &mut Headers, only_first: &[&str]) {
-    for name in names {
-        let first_only = only_first.iter().any(|n| n.eq_ignore_ascii_case(name));
-        for v in from.headers.get_all(name) {
-            to.push(*name, v.to_string());
-            if first_only {
-                break;
-            }
+/// A request of `invite`'s own transaction (its CANCEL, its non-2xx ACK):
+/// the INVITE's Request-URI, its one top Via (same branch), Route, From,
+/// Call-ID and CSeq number, with `method`, and the To given (or the
+/// INVITE's). No body.
+fn same_transaction(invite: &Request, method: Method, to: Option<&str>) -> Request {
+    let mut headers = Headers::new();
+    if let Some(via) = invite.headers.get("Via") {
+        headers.push("Via", via.to_string());
+    }
+    for route in invite.headers.get_all("Route") {
+        headers.push("Route", route.to_string());
+    }
+    for name in ["From", "Call-ID"] {
+        if let Some(v) = invite.headers.get(name) {
+            headers.push(name, v.to_string());
         }
+    }
+    let to = to.or_else(|| invite.headers.get("To")).unwrap_or("");
+    headers.push("To", to.to_string());
+    headers.push("Max-Forwards", MAX_FORWARDS);
+    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+    headers.push("CSeq", format!("{seq} {}", method.as_str()));
+    Request {
+        method,
+        uri: invite.uri.clone(),
+        headers,
+        body: Bytes::new(),
     }
 }
 
@@ -206,22 +214,7 @@ fn copy_headers(from: &Request, names: &[&str], to: &mut Headers, only_first: &[
 /// Via value in the request being cancelled." Route headers are copied too
 /// (same section). `invite` is the INVITE as sent, with its Via.
 pub fn cancel_for(invite: &Request) -> Request {
-    let mut headers = Headers::new();
-    copy_headers(
-        invite,
-        &["Via", "Route", "From", "To", "Call-ID"],
-        &mut headers,
-        &["Via"],
-    );
-    headers.push("Max-Forwards", MAX_FORWARDS);
-    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
-    headers.push("CSeq", format!("{seq} CANCEL"));
-    Request {
-        method: Method::Cancel,
-        uri: invite.uri.clone(),
-        headers,
-        body: Bytes::new(),
-    }
+    same_transaction(invite, Method::Cancel, None)
 }
 
 /// RFC 3261 §17.1.1.3: the ACK for a 300-699 to `invite` (as sent): same
@@ -229,29 +222,7 @@ pub fn cancel_for(invite: &Request) -> Request {
 /// the *response* (with the UAS tag), one Via equal to the INVITE's top
 /// Via (the same branch), the INVITE's Route headers, no body.
 pub fn ack_for_non2xx(invite: &Request, response: &Response) -> Request {
-    let mut headers = Headers::new();
-    copy_headers(
-        invite,
-        &["Via", "Route", "From", "Call-ID"],
-        &mut headers,
-        &["Via"],
-    );
-    let to = response
-        .headers
-        .get("To")
-        .or_else(|| invite.headers.get("To"))
-        .unwrap_or("")
-        .to_string();
-    headers.push("To", to);
-    headers.push("Max-Forwards", MAX_FORWARDS);
-    let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
-    headers.push("CSeq", format!("{seq} ACK"));
-    Request {
-        method: Method::Ack,
-        uri: invite.uri.clone(),
-        headers,
-        body: Bytes::new(),
-    }
+    same_transaction(invite, Method::Ack, response.headers.get("To"))
 }
 
 #[cfg(test)]

@@ -63,17 +63,6 @@ pub struct CallbackFilter {
 const CALLBACK_COLUMNS: &str =
     "call_id, number, queue, priority, state, attempts, last_result, last_agent";
 
-/// Runs `$body` with `$pool` bound to the backend's pool (the SQL is the
-/// same text for both; `AssertSqlSafe`: built from constant fragments).
-macro_rules! with_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            Db::Sqlite { pool: $pool, .. } => $body,
-            Db::Postgres($pool) => $body,
-        }
-    };
-}
-
 macro_rules! callback_from_row {
     ($row:expr) => {{
         let row = $row;
@@ -119,8 +108,11 @@ impl Store {
             t(8),
             t(11)
         );
-        with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(StoreError::query("saving callbacks"))?;
+        with_pool!(&self.db, |pool| {
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::query("saving callbacks"))?;
             for r in rows {
                 sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(r.call_id.clone())
@@ -138,7 +130,9 @@ impl Store {
                     .await
                     .map_err(StoreError::query("saving callbacks"))?;
             }
-            tx.commit().await.map_err(StoreError::query("committing callbacks"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::query("committing callbacks"))?;
         });
         Ok(())
     }
@@ -162,8 +156,11 @@ impl Store {
              talk_ms) VALUES ($1, $2, $3, {}, $5, $6, $7) ON CONFLICT (uid) DO NOTHING",
             time_param(&self.db, 4)
         );
-        with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(StoreError::query("saving callback attempts"))?;
+        with_pool!(&self.db, |pool| {
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::query("saving callback attempts"))?;
             for r in rows {
                 sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(format!("{}#{}", r.call_id, r.attempt))
@@ -177,7 +174,9 @@ impl Store {
                     .await
                     .map_err(StoreError::query("saving callback attempts"))?;
             }
-            tx.commit().await.map_err(StoreError::query("committing callback attempts"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::query("committing callback attempts"))?;
         });
         Ok(())
     }
@@ -206,7 +205,7 @@ impl Store {
             time_select(&self.db, "next_attempt_at"),
         );
         let mut out = Vec::new();
-        with_pool!(&self.db, pool => {
+        with_pool!(&self.db, |pool| {
             let found = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(f.state.clone())
                 .bind(limit)
@@ -246,7 +245,7 @@ impl Store {
                 time_select(&this.db, "started_at")
             );
             let mut out = Vec::new();
-            with_pool!(&this.db, pool => {
+            with_pool!(&this.db, |pool| {
                 let found = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(call_id)
                     .fetch_all(pool)

@@ -148,32 +148,18 @@ impl Store {
             time_param(&self.db, 2)
         );
         let err = StoreError::query("inserting queue events");
-        match &self.db {
-            Db::Sqlite { pool, .. } => {
-                let mut tx = pool.begin().await.map_err(err)?;
-                for e in events {
-                    bind_event!(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), e)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::query("inserting queue events"))?;
-                }
-                tx.commit()
+        with_pool!(&self.db, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            for e in events {
+                bind_event!(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), e)
+                    .execute(&mut *tx)
                     .await
-                    .map_err(StoreError::query("committing queue events"))?;
+                    .map_err(StoreError::query("inserting queue events"))?;
             }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(err)?;
-                for e in events {
-                    bind_event!(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), e)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::query("inserting queue events"))?;
-                }
-                tx.commit()
-                    .await
-                    .map_err(StoreError::query("committing queue events"))?;
-            }
-        }
+            tx.commit()
+                .await
+                .map_err(StoreError::query("committing queue events"))?;
+        });
         Ok(())
     }
 
@@ -199,40 +185,28 @@ impl Store {
              AND ($3 IS NULL OR kind = $3) ORDER BY id DESC LIMIT $4",
             time_select(&self.db, "at")
         );
+        let sql = match &self.db {
+            Db::Sqlite { .. } => sql,
+            Db::Postgres(_) => sql
+                .replace("$1 IS NULL", "$1::text IS NULL")
+                .replace("$2 IS NULL", "$2::text IS NULL")
+                .replace("$3 IS NULL", "$3::text IS NULL"),
+        };
         let err = StoreError::query("reading queue events");
         let mut rows = Vec::new();
-        match &self.db {
-            Db::Sqlite { pool, .. } => {
-                let found = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(f.call_id.clone())
-                    .bind(f.agent.clone())
-                    .bind(f.kind.clone())
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?;
-                for row in &found {
-                    rows.push(event_from_row!(row));
-                }
+        with_pool!(&self.db, |pool| {
+            let found = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(f.call_id.clone())
+                .bind(f.agent.clone())
+                .bind(f.kind.clone())
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(err)?;
+            for row in &found {
+                rows.push(event_from_row!(row));
             }
-            Db::Postgres(pool) => {
-                let sql = sql
-                    .replace("$1 IS NULL", "$1::text IS NULL")
-                    .replace("$2 IS NULL", "$2::text IS NULL")
-                    .replace("$3 IS NULL", "$3::text IS NULL");
-                let found = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(f.call_id.clone())
-                    .bind(f.agent.clone())
-                    .bind(f.kind.clone())
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?;
-                for row in &found {
-                    rows.push(event_from_row!(row));
-                }
-            }
-        }
+        });
         rows.reverse();
         Ok(rows)
     }
@@ -252,32 +226,18 @@ impl Store {
             time_param(&self.db, 4)
         );
         let err = StoreError::query("saving agent states");
-        match &self.db {
-            Db::Sqlite { pool, .. } => {
-                let mut tx = pool.begin().await.map_err(err)?;
-                for s in states {
-                    bind_state!(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), s)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::query("saving agent states"))?;
-                }
-                tx.commit()
+        with_pool!(&self.db, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            for st in states {
+                bind_state!(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), st)
+                    .execute(&mut *tx)
                     .await
-                    .map_err(StoreError::query("committing agent states"))?;
+                    .map_err(StoreError::query("saving agent states"))?;
             }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(err)?;
-                for s in states {
-                    bind_state!(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), s)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::query("saving agent states"))?;
-                }
-                tx.commit()
-                    .await
-                    .map_err(StoreError::query("committing agent states"))?;
-            }
-        }
+            tx.commit()
+                .await
+                .map_err(StoreError::query("committing agent states"))?;
+        });
         Ok(())
     }
 
@@ -293,37 +253,23 @@ impl Store {
             time_select(&self.db, "updated_at")
         );
         let err = StoreError::query("reading agent states");
-        let decode = |row: &dyn Fn(&str) -> Result<Option<String>, sqlx::Error>| {
-            let get = |e| StoreError::query("decoding an agent state")(e);
-            let updated: String = row("updated_at").map_err(get)?.unwrap_or_default();
-            Ok::<_, StoreError>(AgentStateRow {
-                agent: row("agent").map_err(get)?.unwrap_or_default(),
-                state: row("state").map_err(get)?.unwrap_or_default(),
-                reason: row("reason").map_err(get)?,
-                updated_at: parse_time("agent state", &updated)?,
-            })
-        };
+        let get = |e| StoreError::query("decoding an agent state")(e);
         let mut out = Vec::new();
-        match &self.db {
-            Db::Sqlite { pool, .. } => {
-                for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?
-                {
-                    out.push(decode(&|c| row.try_get::<Option<String>, _>(c))?);
-                }
+        with_pool!(&self.db, |pool| {
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+            {
+                let updated: String = row.try_get("updated_at").map_err(get)?;
+                out.push(AgentStateRow {
+                    agent: row.try_get("agent").map_err(get)?,
+                    state: row.try_get("state").map_err(get)?,
+                    reason: row.try_get("reason").map_err(get)?,
+                    updated_at: parse_time("agent state", &updated)?,
+                });
             }
-            Db::Postgres(pool) => {
-                for row in sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?
-                {
-                    out.push(decode(&|c| row.try_get::<Option<String>, _>(c))?);
-                }
-            }
-        }
+        });
         Ok(out)
     }
 
@@ -335,22 +281,13 @@ impl Store {
         off_runtime(async move {
             let sql = "UPDATE call_records SET wrap_up_ms = $1 WHERE call_id = $2";
             let err = StoreError::query("setting the wrap-up time");
-            let done = match &this.db {
-                Db::Sqlite { pool, .. } => sqlx::query(sql)
-                    .bind(wrap_up_ms)
-                    .bind(call_id)
-                    .execute(pool)
-                    .await
-                    .map_err(err)?
-                    .rows_affected(),
-                Db::Postgres(pool) => sqlx::query(sql)
-                    .bind(wrap_up_ms)
-                    .bind(call_id)
-                    .execute(pool)
-                    .await
-                    .map_err(err)?
-                    .rows_affected(),
-            };
+            let done = with_pool!(&this.db, |pool| sqlx::query(sql)
+                .bind(wrap_up_ms)
+                .bind(call_id.clone())
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected());
             Ok(done)
         })
         .await

@@ -17,6 +17,17 @@
 //! `postgres://…` / `postgresql://…` (any sqlx connection parameter, e.g.
 //! `?options[search_path]=myschema`).
 
+/// Runs `$body` with `$pool` bound to the backend's typed pool: one body
+/// for both backends where the SQL text is the same.
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            Db::Sqlite { pool: $pool, .. } => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
 pub mod callbacks;
 mod calls;
 mod demo;

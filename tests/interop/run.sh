@@ -43,78 +43,25 @@ for tool in sipp baresip sox python3 timeout; do
   command -v "$tool" >/dev/null || { echo "interop: $tool not installed" >&2; exit 2; }
 done
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/hotline-interop.XXXXXX")
 BASE=${HOTLINE_INTEROP_PORT_BASE:-31000}
 SIP_PORT=$BASE
 HTTP_PORT=$((BASE + 1))
 RTP_PORTS="$((BASE + 100))-$((BASE + 199))"
 PY=python3
-START=$(date +%s)
 
-log() { echo "interop: [$(( $(date +%s) - START ))s] $*"; }
+HL_NAME=interop HL_KEEP=${HOTLINE_INTEROP_KEEP:-0}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"   # WORK, hl_log, hl_track, cleanup on exit, daemon start
+log() { hl_log "$@"; }
 
-# --- cleanup -----------------------------------------------------------------
-# Every process we start records its pid in $WORK/pids.
-: > "$WORK/pids"
-DAEMON_PID=
-cleanup() {
-  local rc=$?
-  if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
-    kill -TERM "$DAEMON_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$DAEMON_PID" 2>/dev/null
-  fi
-  while read -r pid; do
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
-  done < "$WORK/pids"
-  sleep 0.2
-  while read -r pid; do
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  done < "$WORK/pids"
-  if [ "$rc" -eq 0 ] && [ "${HOTLINE_INTEROP_KEEP:-0}" != 1 ]; then
-    rm -rf "$WORK"
-  else
-    echo "interop: work dir kept: $WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- ports -------------------------------------------------------------------
-$PY - "$BASE" <<'EOF' || { echo "interop: ports $BASE..$((BASE+299)) busy; set HOTLINE_INTEROP_PORT_BASE" >&2; exit 2; }
-import socket, sys
-base = int(sys.argv[1])
-for p in range(base, base + 300):
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            print(f"port {p} in use", file=sys.stderr); sys.exit(1)
-        finally:
-            s.close()
-EOF
+hl_ports_free "$BASE" 300
 
 # --- daemon ------------------------------------------------------------------
-# Relative paths in the config are relative to the config file's folder, so
-# the temp copy points prompts and flows at the repo's absolute folders.
-sed -e "s#^prompts = .*#prompts = \"$ROOT/prompts\"#" \
-    -e "s#^flows = .*#flows = \"$ROOT/config/flows\"#" \
-    "$ROOT/config/hotline.toml" > "$WORK/hotline.toml"
-grep -q "^prompts = \"$ROOT/prompts\"" "$WORK/hotline.toml" &&
-  grep -q "^flows = \"$ROOT/config/flows\"" "$WORK/hotline.toml" ||
-  { echo "interop: could not set [paths] in the temp config" >&2; exit 2; }
-
+hl_config "$ROOT" "$ROOT/config/flows" "$WORK/hotline.toml"
 log "daemon: $BIN (SIP 127.0.0.1:$SIP_PORT, HTTP :$HTTP_PORT, RTP $RTP_PORTS, work $WORK)"
 # hotline=debug logs each DTMF digit's arrival (never its value).
-HOTLINE_LOG=${HOTLINE_LOG:-info,hotline=debug} NO_COLOR=1 \
-  "$BIN" --config "$WORK/hotline.toml" serve \
-  --sip-listen "127.0.0.1:$SIP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
-  --rtp-ports "$RTP_PORTS" --data-dir "$WORK/data" \
-  > "$WORK/daemon.log" 2>&1 &
-DAEMON_PID=$!
-if ! $PY "$HERE/records.py" "$HTTP_PORT" health 60; then
+if ! HOTLINE_LOG=${HOTLINE_LOG:-info,hotline=debug} \
+    hl_daemon "$BIN" "$WORK/hotline.toml" "$SIP_PORT" "$HTTP_PORT" "$RTP_PORTS" "$WORK/daemon.log"; then
   echo "FAIL  daemon start: /healthz not up"
   tail -n 40 "$WORK/daemon.log"
   echo "interop: 0 passed, 1 failed"
@@ -142,7 +89,7 @@ sipp_run() {
     -trace_screen -screen_file "$WORK/$name.sipp-screen.log" \
     -timeout "${secs}s" -timeout_error "$@" > "$WORK/$name.sipp-out.log" 2>&1 &
   local pid=$!
-  echo "$pid" >> "$WORK/pids"
+  hl_track "$pid"
   wait "$pid"
 }
 
@@ -253,7 +200,7 @@ EOF
   echo '<sip:13800138002@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA' > "$dir/accounts"
   timeout -k 5 150 baresip -f "$dir" -t 140 > "$dir/baresip.log" 2>&1 &
   local bpid=$!
-  echo "$bpid" >> "$WORK/pids"
+  hl_track "$bpid"
   # Same schedule as the SIPp scenario: wait for each prompt, then key.
   timeout -k 5 120 $PY "$HERE/baresip_call.py" "$ctrl" "sip:12333@127.0.0.1:$SIP_PORT" \
     11.5:1 12.8:1 10:110101199003071234# 5.5:123456# 20: > "$dir/driver.log" 2>&1

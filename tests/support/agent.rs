@@ -18,8 +18,8 @@
 //! the method waiting on them. Everything runs on tokio time.
 
 use super::{
-    first_audio_pt, rand_hex, rtp_pump, sdp_audio_addr, DtmfCmd, Heard, Responder, SipSocket,
-    Transport,
+    contact_target, first_audio_pt, rand_hex, rtp_pump, sdp_audio_addr, DtmfCmd, Heard, Responder,
+    SipSocket, Transport,
 };
 use bytes::Bytes;
 use hotline::sip::message::{response_to, Method, Request, Response, SipMessage};
@@ -107,6 +107,8 @@ pub struct AgentPhone {
     pub notifies: Vec<Request>,
     /// Other requests received in the call (INFO, re-INVITE…), answered 200.
     pub requests: Vec<Request>,
+    /// The From user of INVITEs this phone places (its own by default).
+    pub from_user: Option<String>,
 }
 
 impl AgentPhone {
@@ -134,6 +136,38 @@ impl AgentPhone {
             _ => None,
         });
         let sip = SipSocket::open_with(transport, server, Some(responder)).await;
+        Self::on_socket(
+            sip,
+            server,
+            transport,
+            user,
+            answer_options,
+            options_answered,
+        )
+        .await
+    }
+
+    /// A PSTN gateway standing in for the daemon's outbound trunk: it
+    /// listens on `sock` (UDP, the address `[sip.outbound]` names), never
+    /// registers, and takes INVITEs to any number like a phone
+    /// (`wait_invite`, `answer`, `reject`, `bye`…).
+    pub async fn gateway(sock: UdpSocket, server: SocketAddr) -> AgentPhone {
+        let sip = SipSocket::open_udp(sock, server, None);
+        let (flag, count) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        Self::on_socket(sip, server, Transport::Udp, "gateway", flag, count).await
+    }
+
+    async fn on_socket(
+        sip: SipSocket,
+        server: SocketAddr,
+        transport: Transport,
+        user: &str,
+        answer_options: Arc<AtomicBool>,
+        options_answered: Arc<AtomicUsize>,
+    ) -> AgentPhone {
         let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp bind");
         AgentPhone {
             user: user.to_string(),
@@ -153,34 +187,7 @@ impl AgentPhone {
             responses: VecDeque::new(),
             notifies: Vec::new(),
             requests: Vec::new(),
-        }
-    }
-
-    /// A PSTN gateway standing in for the daemon's outbound trunk: it
-    /// listens on `sock` (UDP, the address `[sip.outbound]` names), never
-    /// registers, and takes INVITEs to any number like a phone
-    /// (`wait_invite`, `answer`, `reject`, `bye`…).
-    pub async fn gateway(sock: UdpSocket, server: SocketAddr) -> AgentPhone {
-        let sip = SipSocket::open_udp(sock, server, None);
-        let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp bind");
-        AgentPhone {
-            user: "gateway".into(),
-            password: String::new(),
-            server,
-            transport: Transport::Udp,
-            local: sip.local,
-            sip,
-            rtp: Arc::new(rtp),
-            answer_options: Arc::new(AtomicBool::new(true)),
-            options_answered: Arc::new(AtomicUsize::new(0)),
-            reg_call_id: String::new(),
-            reg_cseq: 0,
-            expires: 0,
-            invites: VecDeque::new(),
-            call: None,
-            responses: VecDeque::new(),
-            notifies: Vec::new(),
-            requests: Vec::new(),
+            from_user: None,
         }
     }
 
@@ -206,6 +213,12 @@ impl AgentPhone {
             Transport::Udp => format!("sip:{}@{}", self.user, self.local),
             Transport::Tcp => format!("sip:{}@{};transport=tcp", self.user, self.local),
         }
+    }
+
+    /// Closes the SIP socket (over TCP: the connection), as a phone that
+    /// crashed or lost its network; nothing more is sent or read.
+    pub fn close(&mut self) {
+        self.sip.close();
     }
 
     /// Whether OPTIONS keep-alives are answered (true at first).
@@ -474,6 +487,14 @@ impl AgentPhone {
         self.send(bytes).await;
     }
 
+    /// Sends the last response to the INVITE again (as a UDP phone does
+    /// until the ACK comes).
+    pub async fn retransmit(&mut self) {
+        if let Some(last) = self.call.as_ref().and_then(|c| c.last.clone()) {
+            self.send(last).await;
+        }
+    }
+
     /// 180 Ringing.
     pub async fn ring(&mut self) {
         let r = self.invite_response(180, "Ringing");
@@ -561,18 +582,8 @@ impl AgentPhone {
         let call = self.call.as_mut().expect("call");
         call.cseq += 1;
         let invite = &call.invite;
-        let target = invite
-            .headers
-            .get("Contact")
-            .map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_else(|| format!("sip:{}", self.server));
+        let target =
+            contact_target(&invite.headers).unwrap_or_else(|| format!("sip:{}", self.server));
         let msg = format!(
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\nFrom: {to};tag={tag}\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <{contact}>\r\n{extra}Content-Length: {len}\r\n\r\n{body}",
             t = via_token,
@@ -659,7 +670,6 @@ impl AgentPhone {
         self.pump_until(within, |p| p.notifies.len() >= n).await
     }
 
-    /// Sends digits as RFC 4733 events on the call's RTP.
     /// Sends audio frames of `byte` repeated from now on.
     pub async fn fill(&self, byte: u8) {
         if let Some(d) = self.call().dtmf.as_ref() {
@@ -667,6 +677,7 @@ impl AgentPhone {
         }
     }
 
+    /// Sends digits as RFC 4733 events on the call's RTP.
     pub async fn press(&self, digits: &str) {
         if let Some(d) = self.call().dtmf.as_ref() {
             for c in digits.chars() {
@@ -675,15 +686,22 @@ impl AgentPhone {
         }
     }
 
-    /// RTP received so far: (seq, timestamp, ssrc, marker) and arrival times.
-    pub fn received(&self) -> (Vec<(u16, u32, u32, bool)>, Vec<Instant>) {
-        match self.call.as_ref().and_then(|c| c.heard.as_ref()) {
-            Some(h) => {
-                let h = h.lock().expect("lock");
-                (h.packets.clone(), h.arrivals.clone())
-            }
-            None => (Vec::new(), Vec::new()),
-        }
+    /// RTP packet headers received so far: (seq, timestamp, ssrc, marker).
+    pub fn received_packets(&self) -> Vec<(u16, u32, u32, bool)> {
+        self.call
+            .as_ref()
+            .and_then(|c| c.heard.as_ref())
+            .map(|h| h.lock().expect("lock").packets.clone())
+            .unwrap_or_default()
+    }
+
+    /// When each RTP packet arrived.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.call
+            .as_ref()
+            .and_then(|c| c.heard.as_ref())
+            .map(|h| h.lock().expect("lock").arrivals.clone())
+            .unwrap_or_default()
     }
 
     /// Audio payloads received (160-byte frames of the negotiated codec).
@@ -721,7 +739,8 @@ impl AgentPhone {
                 self.via_token(),
                 self.local
             );
-            let from = format!("<sip:{}@{}>;tag={from_tag}", self.user, self.server);
+            let from_user = self.from_user.as_deref().unwrap_or(&self.user);
+            let from = format!("<sip:{from_user}@{}>;tag={from_tag}", self.server);
             let msg = format!(
                 "INVITE {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <{contact}>\r\n{extra}Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
                 contact = self.contact_uri(),
@@ -772,18 +791,7 @@ impl AgentPhone {
     /// Hangs up a call this phone placed (`ok` is its 2xx): BYE within the
     /// dialog (From/To of the 2xx, target its Contact); the BYE's status.
     pub async fn bye_placed(&mut self, ok: &Response) -> Option<u16> {
-        let target = ok
-            .headers
-            .get("Contact")
-            .map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_else(|| format!("sip:{}", self.server));
+        let target = contact_target(&ok.headers).unwrap_or_else(|| format!("sip:{}", self.server));
         let cseq = ok.cseq().map(|c| c.seq).unwrap_or(1) + 1;
         let msg = format!(
             "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch=z9hG4bK{b};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n",

@@ -102,6 +102,16 @@ impl TestServer {
                 .try_init();
         }
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = opts;
+        if opts.database.is_none() {
+            if let Ok(admin) = std::env::var("HOTLINE_TEST_DATABASE") {
+                if admin.starts_with("postgres") {
+                    // Each daemon its own schema: agents' states and queue
+                    // events of parallel tests must not meet.
+                    opts.database = Some(fresh_pg_schema(&admin).await);
+                }
+            }
+        }
         let cfg = test_config(dir.path(), &opts);
         let database_url = cfg.database_url.clone();
         let server = Server::start(cfg).await.expect("test server starts");
@@ -156,6 +166,30 @@ impl TestServer {
         self.server.shutdown(drain).await;
         self.dir
     }
+}
+
+/// A new empty schema in the PostgreSQL database at `admin`; the URL that
+/// uses it (`search_path`).
+async fn fresh_pg_schema(admin: &str) -> String {
+    use sqlx::Connection;
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let schema = format!(
+        "hotline_t_{}_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("connect to HOTLINE_TEST_DATABASE");
+    // The schema name is made here, not taken from input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    let _ = conn.close().await;
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    format!("{admin}{sep}options[search_path]={schema}")
 }
 
 /// A config for a test daemon: everything on 127.0.0.1, ports from the OS,
@@ -442,6 +476,9 @@ struct SipSocket {
     local: SocketAddr,
     tx: mpsc::Sender<Bytes>,
     rx: mpsc::Receiver<SipMessage>,
+    /// The reader and writer: aborted by `close` (which closes a TCP
+    /// connection).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Answers some messages at once, in the socket's reader (what a phone does
@@ -464,6 +501,13 @@ async fn pass_on(
 }
 
 impl SipSocket {
+    /// Stops reading and writing; over TCP the connection closes.
+    fn close(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
     /// UDP on a socket already bound (e.g. one whose address the daemon's
     /// config names before the daemon starts).
     fn open_udp(sock: UdpSocket, server: SocketAddr, responder: Option<Responder>) -> SipSocket {
@@ -472,13 +516,13 @@ impl SipSocket {
         let sock = Arc::new(sock);
         let local = sock.local_addr().expect("addr");
         let s2 = sock.clone();
-        tokio::spawn(async move {
+        let w = tokio::spawn(async move {
             while let Some(b) = out_rx.recv().await {
                 let _ = s2.send_to(&b, server).await;
             }
         });
         let answers = out_tx.clone();
-        tokio::spawn(async move {
+        let r = tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
             while let Ok((n, _)) = sock.recv_from(&mut buf).await {
                 if let Ok(m) = parse_message(&buf[..n]) {
@@ -492,6 +536,7 @@ impl SipSocket {
             local,
             tx: out_tx,
             rx: in_rx,
+            tasks: vec![w, r],
         }
     }
 
@@ -515,7 +560,7 @@ impl SipSocket {
                 let stream = TcpStream::connect(server).await.expect("tcp connect");
                 let local = stream.local_addr().expect("addr");
                 let (mut r, mut w) = stream.into_split();
-                tokio::spawn(async move {
+                let w = tokio::spawn(async move {
                     while let Some(b) = out_rx.recv().await {
                         if w.write_all(&b).await.is_err() {
                             break;
@@ -523,7 +568,7 @@ impl SipSocket {
                     }
                 });
                 let answers = out_tx.clone();
-                tokio::spawn(async move {
+                let r = tokio::spawn(async move {
                     let mut buf = bytes::BytesMut::new();
                     loop {
                         match r.read_buf(&mut buf).await {
@@ -550,6 +595,7 @@ impl SipSocket {
                     local,
                     tx: out_tx,
                     rx: in_rx,
+                    tasks: vec![w, r],
                 }
             }
         }
@@ -800,6 +846,18 @@ fn sdp_audio_addr(sdp: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip?, port?))
 }
 
+/// The URI of the first Contact (a dialog's remote target), without `<>`.
+fn contact_target(headers: &hotline::sip::Headers) -> Option<String> {
+    headers.get("Contact").map(|c| {
+        c.trim()
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
 fn first_audio_pt(sdp: &str) -> Option<u8> {
     sdp.lines()
         .find_map(|l| l.strip_prefix("m=audio "))
@@ -819,17 +877,7 @@ impl Call {
         let remote_rtp = sdp_audio_addr(&sdp).expect("SDP with an audio address in the 200");
         let pt = first_audio_pt(&sdp).unwrap_or(0);
         let to = answer.headers.get("To").expect("To").to_string();
-        let remote_target = answer
-            .headers
-            .get("Contact")
-            .map(|c| {
-                c.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
+        let remote_target = contact_target(&answer.headers)
             .unwrap_or_else(|| format!("sip:{dialed}@{}", phone.server));
         let heard = Arc::new(Mutex::new(Heard {
             pt: Some(pt),

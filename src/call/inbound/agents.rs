@@ -82,11 +82,7 @@ impl InboundCall {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "no RTP port for the agent leg");
-                let _ = self
-                    .ctx
-                    .acd
-                    .offer_result(call, agent, OfferResult::Failed)
-                    .await;
+                self.fail_offer(call, agent).await;
                 return;
             }
         };
@@ -117,11 +113,7 @@ impl InboundCall {
             Ok(leg) => leg,
             Err(e) => {
                 info!(agent = %agent, error = %e, "offer failed");
-                let _ = self
-                    .ctx
-                    .acd
-                    .offer_result(call, agent, OfferResult::Failed)
-                    .await;
+                self.fail_offer(call, agent).await;
                 return;
             }
         };
@@ -130,6 +122,15 @@ impl InboundCall {
             socket: Some(socket),
             oa,
         });
+    }
+
+    /// Tells the ACD an offer could not ring (or its answer was unusable).
+    async fn fail_offer(&self, call: CallId, agent: AgentId) {
+        let _ = self
+            .ctx
+            .acd
+            .offer_result(call, agent, OfferResult::Failed)
+            .await;
     }
 
     /// The ACD withdrew an offer (ring timeout, answered elsewhere, …).
@@ -235,11 +236,7 @@ impl InboundCall {
         if let Err(e) = self.offers[i].oa.accept_answer(&sdp) {
             info!(agent = %agent, error = %e, "agent's answer unusable; ending its leg");
             self.end_offer_leg(i).await;
-            let _ = self
-                .ctx
-                .acd
-                .offer_result(call, agent, OfferResult::Failed)
-                .await;
+            self.fail_offer(call, agent).await;
             return;
         }
         match self
@@ -346,6 +343,7 @@ impl InboundCall {
                 self.agent_left(EndedBy::Agent).await;
             }
             Method::Invite => self.on_agent_reinvite(request, key).await,
+            Method::Refer => self.on_agent_refer(request, key).await,
             Method::Info | Method::Options | Method::Update => {
                 let mut resp = response_to(&request, 200, "OK");
                 if request.method == Method::Options {
@@ -380,21 +378,16 @@ impl InboundCall {
                 return;
             }
         };
-        let mut resp = response_to(&request, 200, "OK");
-        resp.headers.push(
-            "Contact",
-            self.ctx.sip.local.contact(
-                &self.record.dialed,
-                c.leg
-                    .dialog
-                    .as_ref()
-                    .map(|d| d.peer.kind)
-                    .unwrap_or(crate::sip::transport::TransportKind::Udp),
-            ),
-        );
-        resp.headers.push("Content-Type", "application/sdp");
-        resp.body = Bytes::from(sdp);
-        self.ctx.sip.respond(key, resp).await;
+        let kind = c
+            .leg
+            .dialog
+            .as_ref()
+            .map(|d| d.peer.kind)
+            .unwrap_or(crate::sip::transport::TransportKind::Udp);
+        self.respond_with_sdp_on(&request, key, sdp, kind).await;
+        let Some(c) = self.connected.as_mut() else {
+            return;
+        };
         let held = c.oa.held();
         let remote = c.oa.current.as_ref().and_then(|n| n.remote_rtp);
         let _ = c.bridge.set_remote(Side::Agent, remote).await;
@@ -409,6 +402,116 @@ impl InboundCall {
             _ => {}
         }
         info!(held, "agent changed hold");
+    }
+
+    /// Blind transfer (转接答) from the agent's softphone: REFER with
+    /// `Refer-To` naming a queue (an expert group) or another agent's
+    /// extension (its personal queue). RFC 3515: the REFER is accepted with
+    /// 202, the outcome reported by NOTIFY (`message/sipfrag`, §2.4.5);
+    /// then the agent's leg ends, its part of the call is over (wrap-up),
+    /// and the caller, after `transferring`, waits in the target queue.
+    /// A target that cannot take the call now (unknown, or an agent not
+    /// logged in) is refused with 403/480 and the call stays bridged.
+    async fn on_agent_refer(&mut self, request: Request, key: TransactionKey) {
+        let target = request
+            .headers
+            .get("Refer-To")
+            .and_then(|v| crate::sip::headers::parse_name_addr(v).ok())
+            .and_then(|na| na.uri.user_or_number().map(str::to_string));
+        let Some(target) = target else {
+            let resp = response_to(&request, 400, "Bad Request");
+            self.ctx.sip.respond(key, resp).await;
+            return;
+        };
+        let Some(queue) = self.transfer_queue(&target).await else {
+            info!(target, "transfer target cannot take the call");
+            let resp = response_to(&request, 480, "Temporarily Unavailable");
+            self.ctx.sip.respond(key, resp).await;
+            return;
+        };
+        self.ctx
+            .sip
+            .respond(key, response_to(&request, 202, "Accepted"))
+            .await;
+        info!(target, queue, "blind transfer");
+        self.notify_refer("SIP/2.0 200 OK").await;
+        let call = CallId(self.record.call_id.clone());
+        self.record.acd.transfer_target = Some(target.clone());
+        // The agent's part ends now (Transfer event, then wrap-up).
+        self.ctx.acd.transfer(call, target).await;
+        let Some(caller_leg) = self.end_connected_silently().await else {
+            self.hangup(HangupBy::System, "media_failed").await;
+            return;
+        };
+        let (media, events) = session::resume(caller_leg);
+        self.media = Some(media);
+        self.media_events = Some(events);
+        let first_queue = self.record.queue.clone();
+        let joined = self.join_queue(&queue, 0, Some("transferring")).await;
+        self.record.queue = first_queue;
+        if !joined {
+            let now = Instant::now();
+            let actions = match self.ivr.as_mut() {
+                Some(ivr) => ivr.on_queue_unavailable(now),
+                None => Vec::new(),
+            };
+            self.perform(actions).await;
+        }
+    }
+
+    /// The queue a transfer to `target` goes to, if it can take the call
+    /// now: a configured queue, or a logged-in agent's personal queue.
+    async fn transfer_queue(&self, target: &str) -> Option<String> {
+        if let Some(agent) = self.ctx.acd.agent_for_extension(target) {
+            let snap = self.ctx.acd.snapshot().await.ok()?;
+            let a = snap.agents.iter().find(|a| a.id == agent.0)?;
+            let here = self.connected.as_ref().map(|c| &c.leg.agent);
+            if a.state == "logged_out" || !a.reachable || here == Some(&agent) {
+                return None;
+            }
+            return Some(crate::acd::personal_queue(&agent.0));
+        }
+        (self.ctx.queues.contains_key(target) && !target.contains(':')).then(|| target.to_string())
+    }
+
+    /// A NOTIFY for the REFER subscription in the agent's dialog (RFC 3515
+    /// §2.4.4), final: the subscription ends with it.
+    async fn notify_refer(&mut self, sipfrag: &str) {
+        let ua = self.ctx.sip.local.user_agent.clone();
+        let Some(c) = self.connected.as_mut() else {
+            return;
+        };
+        let Some(d) = c.leg.dialog.as_mut() else {
+            return;
+        };
+        let peer = d.peer;
+        let mut notify = d.request(Method::Notify, &ua);
+        notify.headers.push("Event", "refer");
+        notify
+            .headers
+            .push("Subscription-State", "terminated;reason=noresource");
+        notify
+            .headers
+            .push("Content-Type", "message/sipfrag;version=2.0");
+        notify.body = Bytes::from(format!("{sipfrag}\r\n"));
+        self.ctx.sip.request(notify, peer).await;
+    }
+
+    /// Ends the bridged part after a transfer: BYE to the agent, talk and
+    /// hold times noted, the bridge ended; the ACD was told already.
+    async fn end_connected_silently(&mut self) -> Option<LegMedia> {
+        let mut c = self.connected.take()?;
+        let now = Instant::now();
+        if let Some(out) = c.leg.hangup() {
+            self.run_leg_outputs(vec![out]).await;
+        }
+        self.ctx.sip.end_dialog(c.leg.call_id.clone()).await;
+        if let Some(since) = c.hold_since {
+            c.held += now - since;
+        }
+        *self.record.acd.talk_ms.get_or_insert(0) += (now - c.since).as_millis() as i64;
+        *self.record.acd.hold_ms.get_or_insert(0) += c.held.as_millis() as i64;
+        c.bridge.end().await.ok().map(|(caller, _)| caller)
     }
 
     /// The caller's re-INVITE while bridged: apply it to the caller's side.
@@ -458,25 +561,13 @@ impl InboundCall {
     /// told who ended it, the record's talk and hold times. Returns the
     /// caller's leg media.
     pub(super) async fn end_connected(&mut self, by: EndedBy) -> Option<LegMedia> {
-        let mut c = self.connected.take()?;
-        let now = Instant::now();
-        if let Some(out) = c.leg.hangup() {
-            self.run_leg_outputs(vec![out]).await;
-        }
-        self.ctx.sip.end_dialog(c.leg.call_id.clone()).await;
-        if let Some(since) = c.hold_since {
-            c.held += now - since;
-        }
-        self.record.acd.talk_ms = Some((now - c.since).as_millis() as i64);
-        self.record.acd.hold_ms = Some(c.held.as_millis() as i64);
+        self.connected.as_ref()?;
+        let leg = self.end_connected_silently().await;
         self.ctx
             .acd
             .call_ended(CallId(self.record.call_id.clone()), by)
             .await;
-        match c.bridge.end().await {
-            Ok((caller, _agent)) => Some(caller),
-            Err(_) => None,
-        }
+        leg
     }
 
     pub(super) async fn on_bridge_event(&mut self, ev: BridgeEvent) {

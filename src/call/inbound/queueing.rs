@@ -37,7 +37,12 @@ impl InboundCall {
 
     /// Puts the call in `queue`. False when the queue refused it (full, no
     /// agents, unknown): the flow's overflow follows.
-    pub(super) async fn join_queue(&mut self, queue: &str, priority: i32) -> bool {
+    pub(super) async fn join_queue(
+        &mut self,
+        queue: &str,
+        priority: i32,
+        intro: Option<&str>,
+    ) -> bool {
         self.record.queue = Some(queue.to_string());
         self.reached_queue = true;
         let Some(config) = self.ctx.queues.get(queue).cloned() else {
@@ -66,7 +71,7 @@ impl InboundCall {
         info!(queue, priority, position, "caller queued");
         let lang = self.ivr.as_ref().map(|i| i.language()).unwrap_or_default();
         let mut wait = QueueWait::new(&config, lang);
-        let actions = wait.start(position);
+        let actions = wait.start_after(position, intro);
         self.queued = Some(Queued {
             name: queue.to_string(),
             wait,
