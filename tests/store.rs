@@ -219,8 +219,8 @@ async fn open_creates_and_migrate_twice_is_noop(db: TestDb) {
     assert_eq!(again.count_call_records().await.unwrap(), 1);
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await,
-        4,
-        "each migration (0001 init, 0002 voice messages, 0003 registrations, 0004 acd) is recorded once"
+        5,
+        "each migration (0001 init, 0002 voice messages, 0003 registrations, 0004 acd, 0005 callbacks) is recorded once"
     );
     again.close().await;
     store.close().await;

@@ -172,8 +172,9 @@ fn default_voicemail_key() -> String {
     "1".into()
 }
 fn default_callback_key() -> String {
-    // Callbacks need the dialer and an outbound trunk: off unless set.
-    String::new()
+    // Callbacks need an outbound trunk: without `[sip.outbound]` the
+    // daemon's config check clears this default (with a warning).
+    "2".into()
 }
 
 fn default_ring_timeout() -> u64 {
