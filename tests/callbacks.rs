@@ -292,3 +292,32 @@ async fn a_pending_callback_survives_a_restart_at_its_place() {
     assert!(from.contains(CITIZEN), "the older callback first: {from}");
     ts.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_who_does_not_answer_is_cancelled_and_the_request_waits_on() {
+    let (ts, mut gw) = start(None).await;
+    request_callback(&ts, CITIZEN).await;
+    let mut agent = ready_agent(&ts).await;
+    assert!(agent.wait_invite(secs(30)).await.is_some(), "rung");
+    agent.ring().await;
+    // The queue's 5 s ring timeout: the ACD withdraws the offer, the
+    // dialer CANCELs; the citizen is not called.
+    let t0 = Instant::now();
+    assert!(agent.wait_cancel(secs(10)).await, "the agent gets CANCEL");
+    let rang = t0.elapsed();
+    assert!(rang >= secs(4) && rang < secs(6), "rang {rang:?}");
+    assert!(
+        gw.wait_invite(secs(1)).await.is_none(),
+        "no call to the trunk"
+    );
+    let pending = listed(&ts, "pending").await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(
+        pending[0]["attempts"], 0,
+        "an unanswered agent is no attempt"
+    );
+    let snap = ts.server.acd().snapshot().await.unwrap();
+    let q = snap.queues.iter().find(|q| q.name == "12345").unwrap();
+    assert_eq!(q.callbacks, 1, "the request keeps its place in the queue");
+    ts.shutdown().await;
+}

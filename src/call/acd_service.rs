@@ -357,12 +357,15 @@ impl CallbackRequest {
 }
 
 /// A callback the ACD wants placed (agent first, then the citizen).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CallbackJob {
     pub request: CallbackRequest,
     pub agent: AgentId,
     pub extension: String,
     pub ring_timeout: Duration,
+    /// Fired when the ACD withdraws the offer to the agent (its ring
+    /// timeout, the agent logging out…): stop ringing, report nothing.
+    pub withdrawn: tokio_util::sync::CancellationToken,
 }
 
 /// Starts the ACD task. `restored` are the agents' stored states; agents
@@ -447,6 +450,7 @@ pub fn spawn(
         callbacks,
         requests: kept,
         new_requests: Vec::new(),
+        callback_offers: HashMap::new(),
     };
     let task = tokio::spawn(service.run(rx));
     Ok((
@@ -477,6 +481,8 @@ struct Service {
     requests: HashMap<CallId, CallbackRequest>,
     /// Requests made since the last `route`, to store.
     new_requests: Vec<CallbackRow>,
+    /// The latest offer of each callback to an agent, to withdraw.
+    callback_offers: HashMap<CallId, tokio_util::sync::CancellationToken>,
 }
 
 impl Service {
@@ -538,6 +544,7 @@ impl Service {
                 // A callback's attempt is over: the dialer puts a retry
                 // back itself.
                 self.requests.remove(&call);
+                self.callback_offers.remove(&call);
             }
             AcdInput::Transfer { call, target } => {
                 if let Err(e) = self.acd.transfer(now, &call, &target) {
@@ -719,7 +726,12 @@ impl Service {
                     }
                 }
                 AcdCommand::CancelOffer { call, agent } => {
-                    self.signal(&call, QueueSignal::CancelOffer { agent });
+                    if !self.signal(&call, QueueSignal::CancelOffer { agent }) {
+                        // Not a live call: a callback's offer, maybe.
+                        if let Some(t) = self.callback_offers.remove(&call) {
+                            t.cancel();
+                        }
+                    }
                 }
                 AcdCommand::Connected { call, agent } => {
                     debug!(call = %call, agent = %agent, "connected");
@@ -758,11 +770,14 @@ impl Service {
                         );
                         continue;
                     };
+                    let withdrawn = tokio_util::sync::CancellationToken::new();
+                    self.callback_offers.insert(call.clone(), withdrawn.clone());
                     let job = CallbackJob {
                         request,
                         agent: agent.clone(),
                         extension,
                         ring_timeout,
+                        withdrawn,
                     };
                     if self.callbacks.try_send(job).is_err() {
                         warn!(call = %call, "callback dialer busy; the callback waits for the next turn");

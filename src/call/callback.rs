@@ -25,10 +25,11 @@
 //! request and every attempt goes to the store writer; nothing here waits
 //! on the database.
 //!
-//! Known limits: mid-call re-INVITEs (hold) on a callback are refused with
-//! 488; the ACD's own ring timeout for the agent and the dialer's run side
-//! by side (the dialer's result then meets `NotOffered`, which is
-//! harmless).
+//! The ACD times the agent's ringing: its `CancelOffer` for a callback
+//! reaches the attempt as [`CallbackJob::withdrawn`].
+//!
+//! Known limit: mid-call re-INVITEs (hold) on a callback are refused with
+//! 488.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,9 @@ const LEG_EVENTS: usize = 64;
 /// The citizen's phone rings this long before the attempt counts as no
 /// answer.
 pub const CITIZEN_RING_TIMEOUT: Duration = Duration::from_secs(60);
+/// The dialer's own ring timeout for the agent runs this much past the
+/// ACD's (which withdraws the offer first).
+const WITHDRAW_GRACE: Duration = Duration::from_secs(1);
 /// After a CANCEL, wait this long at most for the last final responses.
 const LINGER: Duration = Duration::from_secs(5);
 /// The agent's "citizen unreachable" prompt plays this long at most.
@@ -297,9 +301,10 @@ impl<'a> Attempt<'a> {
     }
 
     /// Waits for the agent's answer (its SDP); `None` if it did not
-    /// answer (the ACD is told).
+    /// answer (the ACD is told) or the ACD withdrew the offer (its ring
+    /// timeout; the dialer's own, a little later, is a fallback).
     async fn ring_agent(&mut self, agent: &mut AgentLeg) -> Option<bytes::Bytes> {
-        let deadline = Instant::now() + self.job.ring_timeout;
+        let deadline = Instant::now() + self.job.ring_timeout + WITHDRAW_GRACE;
         loop {
             tokio::select! {
                 ev = self.events.recv() => {
@@ -319,6 +324,11 @@ impl<'a> Attempt<'a> {
                     if answered.is_some() {
                         return answered;
                     }
+                }
+                _ = self.job.withdrawn.cancelled() => {
+                    info!(agent = %self.job.agent, "callback: offer withdrawn; cancelling");
+                    self.cancel(agent).await;
+                    return None;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     info!(agent = %self.job.agent, "callback: agent rang out");
