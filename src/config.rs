@@ -123,6 +123,22 @@ struct FileSip {
     answer_delay_ms: u64,
     max_message_bytes: usize,
     trunks: Vec<FileTrunk>,
+    outbound: Option<FileOutbound>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOutbound {
+    address: String,
+    #[serde(default = "default_outbound_transport")]
+    transport: String,
+    from_number: String,
+    #[serde(default)]
+    prefix: String,
+}
+
+fn default_outbound_transport() -> String {
+    "udp".into()
 }
 
 impl Default for FileSip {
@@ -136,6 +152,7 @@ impl Default for FileSip {
             answer_delay_ms: 0,
             max_message_bytes: 65_535,
             trunks: Vec::new(),
+            outbound: None,
         }
     }
 }
@@ -311,6 +328,19 @@ pub struct SipConfig {
     pub answer_delay: Duration,
     pub max_message_bytes: usize,
     pub trunks: Vec<Trunk>,
+    /// The trunk callbacks to citizens go out through; none: no callbacks.
+    pub outbound: Option<OutboundTrunk>,
+}
+
+/// The carrier trunk or PSTN gateway the daemon calls citizens through
+/// (callbacks): INVITEs go to `address` over `transport`, with the
+/// hotline's `from_number` as the caller, to `prefix` + the number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundTrunk {
+    pub address: SocketAddr,
+    pub transport: crate::sip::transport::TransportKind,
+    pub from_number: String,
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -358,6 +388,9 @@ pub struct Config {
     pub registrar: RegistrarSettings,
     /// Agents and queues (checked: `Acd::new` accepts it).
     pub acd: crate::acd::AcdConfig,
+    /// Things that work but may surprise (shown by `check-config` and
+    /// logged at start).
+    pub warnings: Vec<String>,
 }
 
 /// A softphone user (an agent's extension) and its stored digest hashes:
@@ -418,8 +451,30 @@ impl Config {
                 message,
             }])
         })?;
-        Validator::new(path).run(file, overrides)
+        let explicit_callback_keys = explicit_callback_keys(text);
+        let mut v = Validator::new(path);
+        v.explicit_callback_keys = explicit_callback_keys;
+        v.run(file, overrides)
     }
+}
+
+/// Indexes of the `[[acd.queues]]` that set `callback_key` themselves
+/// (the file already parsed, so a parse error here cannot happen).
+fn explicit_callback_keys(text: &str) -> Vec<usize> {
+    let Ok(v) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    v.get("acd")
+        .and_then(|a| a.get("queues"))
+        .and_then(|q| q.as_array())
+        .map(|qs| {
+            qs.iter()
+                .enumerate()
+                .filter(|(_, q)| q.get("callback_key").is_some())
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Turns a toml/serde error into (key, message with line and column).
@@ -481,6 +536,9 @@ struct Validator {
     file: PathBuf,
     base: PathBuf,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    /// Indexes of the `[[acd.queues]]` whose `callback_key` the file sets.
+    explicit_callback_keys: Vec<usize>,
 }
 
 impl Validator {
@@ -494,6 +552,8 @@ impl Validator {
             file: path.to_path_buf(),
             base,
             errors: Vec::new(),
+            warnings: Vec::new(),
+            explicit_callback_keys: Vec::new(),
         }
     }
 
@@ -708,6 +768,10 @@ impl Validator {
 
         let registrar = self.registrar(&f.registrar);
         self.acd(&f.acd, &registrar);
+        let outbound = self.outbound(f.sip.outbound.as_ref());
+        let mut acd = f.acd;
+        // A trunk with errors is reported as such, not as missing.
+        self.callbacks(&mut acd, f.sip.outbound.is_some());
         let clock_start = match &f.clock.start {
             None => None,
             Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
@@ -737,6 +801,7 @@ impl Validator {
                 answer_delay: Duration::from_millis(f.sip.answer_delay_ms),
                 max_message_bytes: f.sip.max_message_bytes,
                 trunks,
+                outbound,
             },
             rtp: RtpConfig {
                 bind: rtp_bind,
@@ -757,7 +822,8 @@ impl Validator {
             log_format,
             clock_start,
             registrar,
-            acd: f.acd,
+            acd,
+            warnings: self.warnings,
         })
     }
 
@@ -779,6 +845,106 @@ impl Validator {
                     ),
                 );
             }
+        }
+    }
+
+    /// `[sip.outbound]`: the trunk callbacks go out through.
+    fn outbound(&mut self, o: Option<&FileOutbound>) -> Option<OutboundTrunk> {
+        use crate::sip::transport::TransportKind;
+        let o = o?;
+        let before = self.errors.len();
+        let address = match o.address.parse::<SocketAddr>() {
+            Ok(a) if !a.ip().is_unspecified() && a.port() != 0 => Some(a),
+            _ => {
+                self.error(
+                    "sip.outbound.address",
+                    format!(
+                        "{:?} is not an IP address and port (e.g. \"198.51.100.20:5060\")",
+                        o.address
+                    ),
+                );
+                None
+            }
+        };
+        let transport = match o.transport.to_ascii_lowercase().as_str() {
+            "udp" => TransportKind::Udp,
+            "tcp" => TransportKind::Tcp,
+            other => {
+                self.error(
+                    "sip.outbound.transport",
+                    format!("unknown transport {other:?} (expected \"udp\" or \"tcp\")"),
+                );
+                TransportKind::Udp
+            }
+        };
+        let digits = |s: &str, plus: bool| {
+            let d = if plus {
+                s.strip_prefix('+').unwrap_or(s)
+            } else {
+                s
+            };
+            d.bytes().all(|b| b.is_ascii_digit())
+        };
+        if o.from_number.is_empty() || o.from_number.len() > 32 || !digits(&o.from_number, true) {
+            self.error(
+                "sip.outbound.from_number",
+                "must be the hotline's number: 1 to 32 digits, optionally after '+'",
+            );
+        }
+        if o.prefix.len() > 8 || !digits(&o.prefix, true) {
+            self.error(
+                "sip.outbound.prefix",
+                "must be at most 8 digits (optionally after '+'), or empty",
+            );
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(OutboundTrunk {
+            address: address?,
+            transport,
+            from_number: o.from_number.clone(),
+            prefix: o.prefix.clone(),
+        })
+    }
+
+    /// Callbacks need an outbound trunk: without one a queue's default
+    /// `callback_key` is disabled (a warning), one the file sets is an
+    /// error. The retry schedule is checked here too.
+    fn callbacks(&mut self, acd: &mut crate::acd::AcdConfig, have_trunk: bool) {
+        let retries = &acd.settings.callback_retry_minutes;
+        if retries.len() > 10 {
+            self.error("acd.settings.callback_retry_minutes", "at most 10 retries");
+        }
+        if let Some(i) = retries.iter().position(|&m| m == 0 || m > 7 * 24 * 60) {
+            self.error(
+                &format!("acd.settings.callback_retry_minutes[{i}]"),
+                "must be 1 to 10080 minutes",
+            );
+        }
+        if have_trunk {
+            return;
+        }
+        let mut disabled = Vec::new();
+        for (i, q) in acd.queues.iter_mut().enumerate() {
+            if q.callback_key.is_empty() {
+                continue;
+            }
+            if self.explicit_callback_keys.contains(&i) {
+                self.error(
+                    &format!("acd.queues[{i}].callback_key"),
+                    "callbacks need an outbound trunk: configure [sip.outbound] or set callback_key = \"\"",
+                );
+            } else {
+                disabled.push(q.name.clone());
+                q.callback_key.clear();
+            }
+        }
+        if !disabled.is_empty() {
+            self.warnings.push(format!(
+                "no [sip.outbound] trunk: the callback key is disabled in queue(s) {}",
+                disabled.join(", ")
+            ));
         }
     }
 
@@ -920,6 +1086,55 @@ mod tests {
         assert!(c.sip.udp && c.sip.tcp);
         assert_eq!((c.rtp.port_low, c.rtp.port_high), (20000, 29999));
         assert!(c.database_url.starts_with("sqlite:"));
+    }
+
+    const QUEUE: &str = "[[acd.queues]]\nname = \"12345\"\n";
+
+    #[test]
+    fn without_a_trunk_the_default_callback_key_is_disabled_with_a_warning() {
+        let cfg = load(QUEUE).unwrap();
+        assert!(cfg.sip.outbound.is_none());
+        assert_eq!(cfg.acd.queues[0].callback_key, "");
+        assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+        assert!(cfg.warnings[0].contains("12345"), "{:?}", cfg.warnings);
+        assert_eq!(cfg.acd.settings.callback_retry_minutes, [5, 15, 60]);
+    }
+
+    #[test]
+    fn a_callback_key_set_without_a_trunk_is_an_error() {
+        let err = load(&format!("{QUEUE}callback_key = \"2\"\n")).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["acd.queues[0].callback_key"]);
+        assert!(err.to_string().contains("[sip.outbound]"), "{err}");
+    }
+
+    #[test]
+    fn the_outbound_trunk_is_checked() {
+        let cfg = load(&format!(
+            "[sip.outbound]\naddress = \"198.51.100.20:5060\"\ntransport = \"tcp\"\nfrom_number = \"12345\"\nprefix = \"0\"\n{QUEUE}"
+        ))
+        .unwrap();
+        let t = cfg.sip.outbound.expect("a trunk");
+        assert_eq!(t.address, "198.51.100.20:5060".parse().unwrap());
+        assert_eq!(t.transport, crate::sip::transport::TransportKind::Tcp);
+        assert_eq!((t.from_number.as_str(), t.prefix.as_str()), ("12345", "0"));
+        assert_eq!(cfg.acd.queues[0].callback_key, "2");
+        assert!(cfg.warnings.is_empty());
+        let err = load(
+            "[sip.outbound]\naddress = \"gw\"\ntransport = \"sctp\"\nfrom_number = \"hotline\"\nprefix = \"9x\"\n[acd.settings]\ncallback_retry_minutes = [5, 0]\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sip.outbound.address",
+                "sip.outbound.transport",
+                "sip.outbound.from_number",
+                "sip.outbound.prefix",
+                "acd.settings.callback_retry_minutes[1]",
+            ]
+        );
     }
 
     #[test]

@@ -174,6 +174,9 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
 
 fn check_config(cfg: &Config) -> anyhow::Result<()> {
     let (prompts, flows) = load_media_and_flows(cfg)?;
+    for w in &cfg.warnings {
+        println!("{}: warning: {w}", cfg.file.display());
+    }
     println!(
         "{}: ok ({} prompts, {} flows)",
         cfg.file.display(),

@@ -227,10 +227,28 @@ impl Server {
                 url: redact_url(&cfg.database_url),
                 message: format!("loading agent states: {e}"),
             })?;
+        for w in &cfg.warnings {
+            tracing::warn!("{w}");
+        }
+        // Stored callback requests come back at their place (only with a
+        // trunk to place them through).
+        let stored_callbacks = match &cfg.sip.outbound {
+            Some(_) => store
+                .open_callbacks()
+                .await
+                .map_err(|e| StartError::Store {
+                    url: redact_url(&cfg.database_url),
+                    message: format!("loading callback requests: {e}"),
+                })?,
+            None => Vec::new(),
+        };
+        let (due_callbacks, later_callbacks) =
+            crate::call::callback::split_due(&stored_callbacks, clock.now());
         let (callback_tx, callback_rx) = mpsc::channel(256);
         let (acd, acd_task) = crate::call::acd_service::spawn(
             &cfg.acd,
             agent_states,
+            due_callbacks,
             records.clone(),
             clock.clone(),
             callback_tx,
@@ -266,8 +284,27 @@ impl Server {
                     .collect(),
             ),
             consults: Default::default(),
+            outbound: cfg.sip.outbound.clone(),
+            callback_retry: cfg
+                .acd
+                .settings
+                .callback_retry_minutes
+                .iter()
+                .map(|&m| Duration::from_secs(u64::from(m) * 60))
+                .collect(),
         });
-        let _callback_rx = callback_rx; // TODO(dialer) before commit
+        match &cfg.sip.outbound {
+            Some(t) => info!(trunk = %t.address, "callbacks go out through the outbound trunk"),
+            None => info!("no [sip.outbound] trunk: callbacks are disabled"),
+        }
+        for (request, wait) in later_callbacks {
+            tokio::spawn(crate::call::callback::schedule_retry(
+                ctx.clone(),
+                request,
+                wait,
+            ));
+        }
+        tokio::spawn(crate::call::callback::run_dialer(ctx.clone(), callback_rx));
         let calls = TaskTracker::new();
         tokio::spawn(run_manager(
             ctx,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hotline::store::EventFilter;
 use support::agent::AgentPhone;
-use support::{ServerOptions, TestServer, Transport};
+use support::{has_frame, ServerOptions, TestServer, Transport};
 use tokio::time::Instant;
 
 fn secs(n: u64) -> Duration {
@@ -110,13 +110,6 @@ fn music_frames(ts: &TestServer, frames: &[[u8; 160]]) -> usize {
         .filter(|f| f.iter().any(|b| *b != 0xFF && *b != 0x7F))
         .collect();
     frames.iter().filter(|f| known.contains(&f[..])).count()
-}
-
-fn has_frame(frames: &[[u8; 160]], byte: u8) -> usize {
-    frames
-        .iter()
-        .filter(|f| f.iter().all(|b| *b == byte))
-        .count()
 }
 
 const LOGIN: &str = "login_on_register = true";

@@ -31,7 +31,7 @@ fn shipped_config_checks_clean() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ok (300 prompts, 2 flows)"), "{stdout}");
+    assert!(stdout.contains("ok (302 prompts, 2 flows)"), "{stdout}");
 }
 
 #[test]

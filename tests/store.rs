@@ -167,6 +167,7 @@ both_backends!(
     writer_drains_on_drop_and_close,
     writer_survives_transient_failure,
     writer_ends_if_store_closed_first,
+    callbacks_are_upserted_listed_and_their_attempts_kept,
     queue_events_and_agent_states_round_trip,
     voice_messages_between_bounds,
 );
@@ -219,8 +220,8 @@ async fn open_creates_and_migrate_twice_is_noop(db: TestDb) {
     assert_eq!(again.count_call_records().await.unwrap(), 1);
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await,
-        4,
-        "each migration (0001 init, 0002 voice messages, 0003 registrations, 0004 acd) is recorded once"
+        5,
+        "each migration (0001 init, 0002 voice messages, 0003 registrations, 0004 acd, 0005 callbacks) is recorded once"
     );
     again.close().await;
     store.close().await;
@@ -362,6 +363,81 @@ async fn duplicate_insert_is_one_row(db: TestDb) {
         .unwrap();
     assert_eq!(store.count_call_records().await.unwrap(), 2);
     assert_eq!(store.call_record("dup").await.unwrap(), Some(first));
+    store.close().await;
+}
+
+async fn callbacks_are_upserted_listed_and_their_attempts_kept(db: TestDb) {
+    use hotline::store::{CallbackAttemptRow, CallbackFilter, CallbackRow};
+    let store = db.open().await;
+    let row = |call: &str, at: &str| CallbackRow {
+        call_id: call.into(),
+        number: "13800138000".into(),
+        queue: "12345".into(),
+        priority: 0,
+        requested_at: t(at),
+        state: "pending".into(),
+        attempts: 0,
+        next_attempt_at: None,
+        last_result: None,
+        last_agent: None,
+        updated_at: t(at),
+    };
+    let older = row("a", "2026-11-23T10:00:00.5Z");
+    let newer = row("b", "2026-11-23T10:05:00Z");
+    store
+        .save_callbacks(&[newer.clone(), older.clone()])
+        .await
+        .unwrap();
+    let mut failed = older.clone();
+    failed.state = "failed".into();
+    failed.attempts = 1;
+    failed.next_attempt_at = Some(t("2026-11-23T10:10:00Z"));
+    failed.last_result = Some("busy".into());
+    failed.last_agent = Some("1001".into());
+    // A batch with the same request twice: the later state wins.
+    store
+        .save_callbacks(&[older.clone(), failed.clone()])
+        .await
+        .unwrap();
+    let all = store.callbacks(CallbackFilter::default()).await.unwrap();
+    assert_eq!(
+        all,
+        vec![failed.clone(), newer.clone()],
+        "oldest request first"
+    );
+    let pending = store
+        .callbacks(CallbackFilter {
+            state: Some("pending".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending, vec![newer.clone()]);
+    assert_eq!(store.open_callbacks().await.unwrap().len(), 2);
+    let attempt = CallbackAttemptRow {
+        call_id: "a".into(),
+        attempt: 1,
+        started_at: t("2026-11-23T10:06:00Z"),
+        agent: "1001".into(),
+        result: "busy".into(),
+        talk_ms: None,
+    };
+    let second = CallbackAttemptRow {
+        attempt: 2,
+        result: "answered".into(),
+        talk_ms: Some(61_000),
+        ..attempt.clone()
+    };
+    // A retried write stores nothing twice.
+    store
+        .insert_callback_attempts(&[attempt.clone(), second.clone(), attempt.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.callback_attempts("a").await.unwrap(),
+        vec![attempt, second]
+    );
+    assert!(store.callback_attempts("b").await.unwrap().is_empty());
     store.close().await;
 }
 

@@ -74,6 +74,9 @@ pub struct AcdSettings {
     pub ring_all_max: usize,
     /// Callback requests a queue keeps at most.
     pub max_callbacks_per_queue: usize,
+    /// After a callback whose citizen could not be reached, try again
+    /// after each of these delays in turn (minutes); then give it up.
+    pub callback_retry_minutes: Vec<u32>,
 }
 
 impl Default for AcdSettings {
@@ -82,6 +85,7 @@ impl Default for AcdSettings {
             max_missed_offers: 3,
             ring_all_max: 16,
             max_callbacks_per_queue: 1000,
+            callback_retry_minutes: vec![5, 15, 60],
         }
     }
 }
@@ -168,8 +172,9 @@ fn default_voicemail_key() -> String {
     "1".into()
 }
 fn default_callback_key() -> String {
-    // Callbacks need the dialer and an outbound trunk: off unless set.
-    String::new()
+    // Callbacks need an outbound trunk: without `[sip.outbound]` the
+    // daemon's config check clears this default (with a warning).
+    "2".into()
 }
 
 fn default_ring_timeout() -> u64 {

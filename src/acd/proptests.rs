@@ -102,6 +102,7 @@ fn config() -> AcdConfig {
             max_missed_offers: 2,
             ring_all_max: 3,
             max_callbacks_per_queue: 3,
+            ..AcdSettings::default()
         },
         queues: vec![q0, q1, q2],
         agents,

@@ -13,7 +13,11 @@
 //!   and, for login/logout/pause/unpause, the agent's stable state
 //!   ([`AgentStateRow`]), which is read back at the next start so that a
 //!   restart logs nobody out;
-//! - `PlaceCallback` → the callback dialer (see [`super::callback`]).
+//! - `PlaceCallback` → the callback dialer (see [`super::callback`]) as a
+//!   [`CallbackJob`], with the request's queue, priority and original time
+//!   (kept here per request, [`CallbackRequest`]); a new request is also
+//!   handed to the store writer (a [`CallbackRow`], `pending`), and stored
+//!   requests come back at start ([`spawn`]'s `callbacks`) at their place.
 //!
 //! Between inputs it sleeps until [`Acd::deadline`] and runs
 //! [`Acd::on_timer`]. Nothing here touches a socket or the database
@@ -33,7 +37,7 @@ use crate::acd::{
     QueueEvent, Refused, TimeoutReason,
 };
 use crate::store::writer::RecordSink;
-use crate::store::{AgentStateRow, QueueEventRow};
+use crate::store::{AgentStateRow, CallbackRow, QueueEventRow};
 
 use super::WallClock;
 
@@ -142,6 +146,10 @@ enum AcdInput {
         number: String,
         reply: oneshot::Sender<Result<(), AcdError>>,
     },
+    AddCallback {
+        request: CallbackRequest,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
     Agent {
         agent: AgentId,
         op: AgentOp,
@@ -247,6 +255,21 @@ impl AcdHandle {
         rx.await.unwrap_or(Err(AcdError::UnknownCall(call)))
     }
 
+    /// Puts a callback request (back) in its queue at the place its
+    /// `since` gives it (a retry keeps the original time).
+    pub async fn add_callback(&self, request: CallbackRequest) -> Result<(), AcdError> {
+        let call = request.call.clone();
+        let (reply, rx) = oneshot::channel();
+        if self
+            .send(AcdInput::AddCallback { request, reply })
+            .await
+            .is_err()
+        {
+            return Err(AcdError::UnknownCall(call));
+        }
+        rx.await.unwrap_or(Err(AcdError::UnknownCall(call)))
+    }
+
     /// Log in, log out, pause, unpause or make ready.
     pub async fn agent(&self, agent: AgentId, op: AgentOp) -> Result<Effect, AcdError> {
         let (reply, rx) = oneshot::channel();
@@ -282,23 +305,79 @@ impl AcdHandle {
     }
 }
 
-/// A callback the ACD wants placed (agent first, then the citizen).
+/// A callback request as the daemon keeps it between attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallbackJob {
+pub struct CallbackRequest {
+    /// The call that asked (the ACD's key for the request).
     pub call: CallId,
+    pub queue: String,
+    pub priority: i32,
+    pub number: String,
+    /// When the caller joined the queue (wall clock, stored).
+    pub requested_at: DateTime<Utc>,
+    /// The same on tokio's clock: the request's place.
+    pub since: Instant,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+impl CallbackRequest {
+    /// The stored row of this request in `state`.
+    pub fn row(&self, state: &str, now: DateTime<Utc>) -> CallbackRow {
+        CallbackRow {
+            call_id: self.call.0.clone(),
+            number: self.number.clone(),
+            queue: self.queue.clone(),
+            priority: i64::from(self.priority),
+            requested_at: self.requested_at,
+            state: state.to_string(),
+            attempts: i64::from(self.attempts),
+            next_attempt_at: None,
+            last_result: None,
+            last_agent: None,
+            updated_at: now,
+        }
+    }
+
+    /// A stored request; `since` is its time on tokio's clock given that
+    /// the wall clock reads `wall_now` now (never later than now).
+    pub fn from_row(row: &CallbackRow, wall_now: DateTime<Utc>) -> CallbackRequest {
+        let now = Instant::now();
+        let ago = (wall_now - row.requested_at).to_std().unwrap_or_default();
+        CallbackRequest {
+            call: CallId(row.call_id.clone()),
+            queue: row.queue.clone(),
+            priority: i32::try_from(row.priority).unwrap_or(0),
+            number: row.number.clone(),
+            requested_at: row.requested_at,
+            since: now.checked_sub(ago).unwrap_or(now),
+            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A callback the ACD wants placed (agent first, then the citizen).
+#[derive(Debug, Clone)]
+pub struct CallbackJob {
+    pub request: CallbackRequest,
     pub agent: AgentId,
     pub extension: String,
-    pub number: String,
     pub ring_timeout: Duration,
+    /// Fired when the ACD withdraws the offer to the agent (its ring
+    /// timeout, the agent logging out…): stop ringing, report nothing.
+    pub withdrawn: tokio_util::sync::CancellationToken,
 }
 
 /// Starts the ACD task. `restored` are the agents' stored states; agents
 /// start unreachable until the registrar reports a live registration.
+/// `requests` are the stored callback requests to place, each put back in
+/// its queue at the place its original time gives it (oldest first).
 /// Callback jobs go to `callbacks`. The task ends when every handle is
 /// dropped.
 pub fn spawn(
     config: &AcdConfig,
     restored: Vec<AgentStateRow>,
+    requests: Vec<CallbackRequest>,
     records: RecordSink,
     clock: WallClock,
     callbacks: mpsc::Sender<CallbackJob>,
@@ -336,11 +415,24 @@ pub fn spawn(
             _ => {}
         }
     }
+    let mut kept = HashMap::new();
+    let mut requests = requests;
+    requests.sort_by_key(|r| (r.since, r.requested_at));
+    for r in requests {
+        let since = r.since;
+        match acd.add_callback(now, r.call.clone(), &r.queue, r.priority, &r.number, since) {
+            Ok(_) => {
+                kept.insert(r.call.clone(), r);
+            }
+            Err(e) => warn!(call = %r.call, error = %e, "stored callback request not restored"),
+        }
+    }
     // The restore's own events are not news: the log has them already.
     let _ = acd.drain_commands().count();
     info!(
         agents = ids.len(),
         restored = restored.len(),
+        callbacks = kept.len(),
         queues = acd.queues().len(),
         "agent queue started"
     );
@@ -356,6 +448,9 @@ pub fn spawn(
         login_on_register,
         last_call: HashMap::new(),
         callbacks,
+        requests: kept,
+        new_requests: Vec::new(),
+        callback_offers: HashMap::new(),
     };
     let task = tokio::spawn(service.run(rx));
     Ok((
@@ -382,6 +477,12 @@ struct Service {
     /// Each agent's last completed call and when it ended (for wrap-up).
     last_call: HashMap<AgentId, (CallId, Instant)>,
     callbacks: mpsc::Sender<CallbackJob>,
+    /// Callback requests in the ACD, by the call that asked.
+    requests: HashMap<CallId, CallbackRequest>,
+    /// Requests made since the last `route`, to store.
+    new_requests: Vec<CallbackRow>,
+    /// The latest offer of each callback to an agent, to withdraw.
+    callback_offers: HashMap<CallId, tokio_util::sync::CancellationToken>,
 }
 
 impl Service {
@@ -440,6 +541,10 @@ impl Service {
                     debug!(call = %call, error = %e, "call_ended");
                 }
                 self.calls.remove(&call);
+                // A callback's attempt is over: the dialer puts a retry
+                // back itself.
+                self.requests.remove(&call);
+                self.callback_offers.remove(&call);
             }
             AcdInput::Transfer { call, target } => {
                 if let Err(e) = self.acd.transfer(now, &call, &target) {
@@ -462,8 +567,27 @@ impl Service {
                 if r.is_ok() {
                     // The live call goes; the request keeps its place.
                     self.calls.remove(&call);
+                    self.remember_request(&call, number);
                 }
                 let _ = reply.send(r);
+            }
+            AcdInput::AddCallback { request, reply } => {
+                let r = &request;
+                let result = self
+                    .acd
+                    .add_callback(
+                        now,
+                        r.call.clone(),
+                        &r.queue,
+                        r.priority,
+                        &r.number,
+                        r.since,
+                    )
+                    .map(|_| ());
+                if result.is_ok() {
+                    self.requests.insert(request.call.clone(), request);
+                }
+                let _ = reply.send(result);
             }
             AcdInput::Agent { agent, op, reply } => {
                 let r = match op {
@@ -483,6 +607,27 @@ impl Service {
                 let _ = reply.send(self.snapshot());
             }
         }
+    }
+
+    /// Keeps a new callback request (queue, priority, place) and queues
+    /// its row for the store.
+    fn remember_request(&mut self, call: &CallId, number: String) {
+        let Some(e) = self.acd.entry(call) else {
+            return;
+        };
+        let queue = self.acd.queues()[e.queue()].name().to_string();
+        let request = CallbackRequest {
+            call: call.clone(),
+            queue,
+            priority: e.priority(),
+            number,
+            requested_at: self.wall(e.enqueued()),
+            since: e.enqueued(),
+            attempts: 0,
+        };
+        let at = self.wall(Instant::now());
+        self.new_requests.push(request.row("pending", at));
+        self.requests.insert(call.clone(), request);
     }
 
     fn on_presence(&mut self, now: Instant, extension: &str, reachable: bool) {
@@ -552,6 +697,11 @@ impl Service {
 
     /// Routes every command the last input produced.
     async fn route(&mut self) {
+        for row in std::mem::take(&mut self.new_requests) {
+            if let Err(err) = self.records.submit_callback(row).await {
+                warn!(error = %err, "callback request not stored");
+            }
+        }
         while let Some(cmd) = self.acd.poll_command() {
             match cmd {
                 AcdCommand::Offer {
@@ -576,7 +726,12 @@ impl Service {
                     }
                 }
                 AcdCommand::CancelOffer { call, agent } => {
-                    self.signal(&call, QueueSignal::CancelOffer { agent });
+                    if !self.signal(&call, QueueSignal::CancelOffer { agent }) {
+                        // Not a live call: a callback's offer, maybe.
+                        if let Some(t) = self.callback_offers.remove(&call) {
+                            t.cancel();
+                        }
+                    }
                 }
                 AcdCommand::Connected { call, agent } => {
                     debug!(call = %call, agent = %agent, "connected");
@@ -605,12 +760,24 @@ impl Service {
                     ring_timeout,
                     ..
                 } => {
+                    let Some(request) = self.requests.get(&call).cloned() else {
+                        warn!(call = %call, number = %number, "callback with no request kept");
+                        let _ = self.acd.offer_result(
+                            Instant::now(),
+                            &call,
+                            &agent,
+                            OfferResult::Failed,
+                        );
+                        continue;
+                    };
+                    let withdrawn = tokio_util::sync::CancellationToken::new();
+                    self.callback_offers.insert(call.clone(), withdrawn.clone());
                     let job = CallbackJob {
-                        call: call.clone(),
+                        request,
                         agent: agent.clone(),
                         extension,
-                        number,
                         ring_timeout,
+                        withdrawn,
                     };
                     if self.callbacks.try_send(job).is_err() {
                         warn!(call = %call, "callback dialer busy; the callback waits for the next turn");

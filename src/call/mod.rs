@@ -5,10 +5,12 @@
 
 pub mod acd_service;
 pub mod agent_leg;
+pub mod callback;
 pub mod feature_codes;
 pub mod inbound;
 pub mod offer_answer;
 pub mod queue_wait;
+pub mod ringing;
 pub mod survey;
 
 use crate::config::RtpConfig;
@@ -42,6 +44,8 @@ pub const CALL_PROMPTS: &[&str] = &[
     "queue_thanks_waiting",
     "queue_breakout_options",
     "callback_confirmed",
+    "callback_intro",
+    "callback_citizen_unreachable",
     "satisfaction_survey",
     "survey_thanks",
     "goodbye",
@@ -80,6 +84,10 @@ pub struct CallContext {
     /// while bridged to another agent: an attended transfer (REFER with
     /// Replaces) asks the call task for its agent leg here.
     pub consults: Consults,
+    /// The trunk callbacks go out through; `None`: no callbacks.
+    pub outbound: Option<crate::config::OutboundTrunk>,
+    /// Delays between a callback's failed attempts (then it is given up).
+    pub callback_retry: Vec<Duration>,
 }
 
 /// See [`CallContext::consults`]. A std mutex: held only to insert, remove

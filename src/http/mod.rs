@@ -35,6 +35,8 @@ mod voice_messages;
 
 use std::sync::Arc;
 
+mod callbacks;
+
 use crate::store::Store;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -145,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/calls", get(recent_calls))
         .merge(agents::routes())
         .merge(voice_messages::routes())
+        .merge(callbacks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,5 +1,6 @@
 //! Requests the daemon originates as a UAC, built without I/O: the INVITE
-//! that rings an agent's registered contact, the OPTIONS keep-alive to a
+//! that rings an agent's registered contact, the INVITE that calls a
+//! citizen through the outbound trunk (callbacks), the OPTIONS keep-alive to a
 //! binding, and — from the INVITE exactly as it was sent (top Via included)
 //! — its CANCEL (RFC 3261 §9.1) and the ACK for a non-2xx final response
 //! (§17.1.1.3). The endpoint adds the Via of new requests and runs their
@@ -50,11 +51,10 @@ fn quoted(display: &str) -> String {
     s
 }
 
-/// The headers of a request outside any dialog to `binding` (§8.1.1):
-/// Max-Forwards, From, To `<sip:AOR@host>`, Call-ID, CSeq 1, Contact.
+/// The headers of a request outside any dialog (§8.1.1): Max-Forwards,
+/// From, To (no tag), Call-ID, CSeq 1, Contact.
 fn first_headers(
-    binding: &Binding,
-    host: &str,
+    to: String,
     from: String,
     call_id: &str,
     method: Method,
@@ -63,11 +63,37 @@ fn first_headers(
     let mut headers = Headers::new();
     headers.push("Max-Forwards", MAX_FORWARDS);
     headers.push("From", from);
-    headers.push("To", format!("<sip:{}@{host}>", binding.aor));
+    headers.push("To", to);
     headers.push("Call-ID", call_id);
     headers.push("CSeq", format!("1 {}", method.as_str()));
     headers.push("Contact", contact);
     headers
+}
+
+/// Our From: `number` at `host` with `tag`, after a quoted display name.
+fn from_value(number: &str, display: Option<&str>, host: &str, tag: &str) -> String {
+    match display {
+        Some(d) if !d.is_empty() => format!("{} <sip:{number}@{host}>;tag={tag}", quoted(d)),
+        _ => format!("<sip:{number}@{host}>;tag={tag}"),
+    }
+}
+
+/// An INVITE to `uri` with `headers` (from [`first_headers`]), Allow, and
+/// the SDP offer if any.
+fn invite(uri: String, mut headers: Headers, sdp: &str) -> Request {
+    headers.push("Allow", super::endpoint::ALLOW);
+    let body = if sdp.is_empty() {
+        Bytes::new()
+    } else {
+        headers.push("Content-Type", "application/sdp");
+        Bytes::copy_from_slice(sdp.as_bytes())
+    };
+    Request {
+        method: Method::Invite,
+        uri,
+        headers,
+        body,
+    }
 }
 
 /// The INVITE that rings one contact of an agent (a UAC leg of the ACD):
@@ -87,29 +113,43 @@ pub fn invite_to_binding(
     sdp: &str,
 ) -> (Request, Peer) {
     let host = host_of(contact);
-    let from = match from_display {
-        Some(d) if !d.is_empty() => {
-            format!("{} <sip:{from_number}@{host}>;tag={local_tag}", quoted(d))
-        }
-        _ => format!("<sip:{from_number}@{host}>;tag={local_tag}"),
-    };
-    let mut headers = first_headers(binding, &host, from, call_id, Method::Invite, contact);
-    headers.push("Allow", super::endpoint::ALLOW);
-    let body = if sdp.is_empty() {
-        Bytes::new()
-    } else {
-        headers.push("Content-Type", "application/sdp");
-        Bytes::copy_from_slice(sdp.as_bytes())
-    };
+    let from = from_value(from_number, from_display, &host, local_tag);
+    let to = format!("<sip:{}@{host}>", binding.aor);
+    let headers = first_headers(to, from, call_id, Method::Invite, contact);
     (
-        Request {
-            method: Method::Invite,
-            uri: binding.contact_uri.clone(),
-            headers,
-            body,
-        },
+        invite(binding.contact_uri.clone(), headers, sdp),
         binding.source,
     )
+}
+
+/// The INVITE that calls a citizen through the outbound trunk (a
+/// callback): Request-URI and To `sip:NUMBER@trunk` (the trunk's address;
+/// `number` already carries any dialing prefix), From the hotline's
+/// `from_number` with `local_tag`, CSeq 1 INVITE, our `contact`, the SDP
+/// offer. Sent to the trunk over its transport (RFC 3261 §8.1.2: the
+/// request goes to the configured outbound proxy). Returns the request
+/// and where to send it.
+pub fn invite_to_trunk(
+    trunk: Peer,
+    number: &str,
+    from_number: &str,
+    call_id: &str,
+    local_tag: &str,
+    contact: &str,
+    sdp: &str,
+) -> (Request, Peer) {
+    let host = match trunk.addr {
+        std::net::SocketAddr::V4(a) => a.ip().to_string(),
+        std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    let mut uri = format!("sip:{number}@{host}:{}", trunk.addr.port());
+    if trunk.kind == super::transport::TransportKind::Tcp {
+        uri.push_str(";transport=tcp");
+    }
+    let from = from_value(from_number, None, &host_of(contact), local_tag);
+    let to = format!("<sip:{number}@{host}>");
+    let headers = first_headers(to, from, call_id, Method::Invite, contact);
+    (invite(uri, headers, sdp), trunk)
 }
 
 /// The OPTIONS keep-alive for one binding (RFC 3261 §11): outside any
@@ -123,7 +163,8 @@ pub fn options_to_binding(
 ) -> (Request, Peer) {
     let host = host_of(contact);
     let from = format!("<sip:hotline@{host}>;tag={local_tag}");
-    let mut headers = first_headers(binding, &host, from, call_id, Method::Options, contact);
+    let to = format!("<sip:{}@{host}>", binding.aor);
+    let mut headers = first_headers(to, from, call_id, Method::Options, contact);
     headers.push("Accept", "application/sdp");
     (
         Request {
@@ -245,6 +286,35 @@ mod tests {
             panic!("not a request")
         };
         assert!(crate::sip::validate::check_request(&p).is_ok());
+    }
+
+    #[test]
+    fn a_trunk_invite_names_the_number_at_the_trunk() {
+        use crate::sip::transport::TransportKind;
+        let trunk = Peer {
+            kind: TransportKind::Tcp,
+            addr: "198.51.100.20:5070".parse().unwrap(),
+        };
+        let (req, peer) = invite_to_trunk(
+            trunk,
+            "013800138000",
+            "12345",
+            "cb1@hotline",
+            "t2",
+            "<sip:12345@192.0.2.1:5060;transport=tcp>",
+            "v=0\r\n",
+        );
+        assert_eq!(peer, trunk);
+        assert_eq!(req.uri, "sip:013800138000@198.51.100.20:5070;transport=tcp");
+        assert_eq!(
+            req.headers.get("To"),
+            Some("<sip:013800138000@198.51.100.20>")
+        );
+        assert_eq!(
+            req.headers.get("From"),
+            Some("<sip:12345@192.0.2.1:5060>;tag=t2")
+        );
+        assert_eq!(req.headers.get("Call-ID"), Some("cb1@hotline"));
     }
 
     fn sent_invite() -> Request {

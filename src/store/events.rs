@@ -55,7 +55,7 @@ pub struct EventFilter {
 
 const EVENT_COLUMNS: &str = "uid, kind, queue, call_id, agent, position, wait_ms, talk_ms, reason";
 
-fn parse_time(what: &str, s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_time(what: &str, s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt {
@@ -66,7 +66,7 @@ fn parse_time(what: &str, s: &str) -> Result<DateTime<Utc>, StoreError> {
 
 /// The time column as fixed-width UTC text, in either backend. (The SQL of
 /// this file is built from constant fragments only, hence `AssertSqlSafe`.)
-fn time_select(db: &Db, column: &str) -> String {
+pub(super) fn time_select(db: &Db, column: &str) -> String {
     match db {
         Db::Sqlite { .. } => column.to_string(),
         Db::Postgres(_) => format!(
@@ -76,22 +76,11 @@ fn time_select(db: &Db, column: &str) -> String {
 }
 
 /// `$n` or `$n::timestamptz`.
-fn time_param(db: &Db, n: usize) -> String {
+pub(super) fn time_param(db: &Db, n: usize) -> String {
     match db {
         Db::Sqlite { .. } => format!("${n}"),
         Db::Postgres(_) => format!("${n}::timestamptz"),
     }
-}
-
-/// Runs `$body` with `$pool` bound to the backend's typed pool: one body,
-/// compiled once per backend.
-macro_rules! with_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            Db::Sqlite { pool: $pool, .. } => $body,
-            Db::Postgres($pool) => $body,
-        }
-    };
 }
 
 macro_rules! event_from_row {

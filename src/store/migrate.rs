@@ -42,6 +42,7 @@ const SQLITE: &[Embedded] = &[
     embedded!("sqlite", 2, "voice_messages", "0002_voice_messages.sql"),
     embedded!("sqlite", 3, "registrations", "0003_registrations.sql"),
     embedded!("sqlite", 4, "acd", "0004_acd.sql"),
+    embedded!("sqlite", 5, "callbacks", "0005_callbacks.sql"),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -49,6 +50,7 @@ const POSTGRES: &[Embedded] = &[
     embedded!("postgres", 2, "voice_messages", "0002_voice_messages.sql"),
     embedded!("postgres", 3, "registrations", "0003_registrations.sql"),
     embedded!("postgres", 4, "acd", "0004_acd.sql"),
+    embedded!("postgres", 5, "callbacks", "0005_callbacks.sql"),
 ];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {

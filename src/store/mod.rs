@@ -17,6 +17,18 @@
 //! `postgres://…` / `postgresql://…` (any sqlx connection parameter, e.g.
 //! `?options[search_path]=myschema`).
 
+/// Runs `$body` with `$pool` bound to the backend's typed pool: one body
+/// for both backends where the SQL text is the same.
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            Db::Sqlite { pool: $pool, .. } => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+pub mod callbacks;
 mod calls;
 mod demo;
 pub mod events;
@@ -34,6 +46,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use callbacks::{CallbackAttemptRow, CallbackFilter, CallbackRow};
 pub use demo::{DemoAccount, DEMO_ACCOUNTS};
 pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::callbacks::{CallbackAttemptRow, CallbackRow};
 use super::events::{AgentStateRow, QueueEventRow};
 use super::{CallRecord, Store, StoreError};
 
@@ -42,6 +43,8 @@ enum Msg {
         call_id: String,
         ms: i64,
     },
+    Callback(Box<CallbackRow>),
+    CallbackAttempt(Box<CallbackAttemptRow>),
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
     /// Stop taking records; answered when everything queued is written.
@@ -130,6 +133,22 @@ impl RecordSink {
             .map_err(|_| StoreError::WriterClosed)
     }
 
+    /// Queues a callback request's new state (insert or update).
+    pub async fn submit_callback(&self, row: CallbackRow) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Callback(Box::new(row)))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// Queues one callback attempt.
+    pub async fn submit_callback_attempt(&self, row: CallbackAttemptRow) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::CallbackAttempt(Box::new(row)))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
     /// Resolves when every record submitted before this call is committed
     /// (returns at once if the writer has stopped: then all were written).
     pub async fn flush(&self) {
@@ -160,19 +179,27 @@ impl RecordSink {
 }
 
 /// What one pass of the writer collected, written in this order: call
-/// records, queue events, agent states, then wrap-up times (whose records
-/// were queued before them).
+/// records, queue events, agent states, wrap-up times (whose records were
+/// queued before them), then callback requests (in the order queued: a
+/// later state of a request wins) and attempts.
 #[derive(Default)]
 struct Batch {
     records: Vec<CallRecord>,
     events: Vec<QueueEventRow>,
     states: Vec<AgentStateRow>,
     wrap_ups: Vec<(String, i64)>,
+    callbacks: Vec<CallbackRow>,
+    attempts: Vec<CallbackAttemptRow>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.records.len() + self.events.len() + self.states.len() + self.wrap_ups.len()
+        self.records.len()
+            + self.events.len()
+            + self.states.len()
+            + self.wrap_ups.len()
+            + self.callbacks.len()
+            + self.attempts.len()
     }
 }
 
@@ -189,6 +216,8 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
                 Msg::Event(e) => batch.events.push(*e),
                 Msg::AgentState(s) => batch.states.push(s),
                 Msg::WrapUp { call_id, ms } => batch.wrap_ups.push((call_id, ms)),
+                Msg::Callback(r) => batch.callbacks.push(*r),
+                Msg::CallbackAttempt(a) => batch.attempts.push(*a),
                 Msg::Flush(ack) => acks.push(ack),
                 Msg::Close(ack) => {
                     rx.close();
@@ -228,6 +257,20 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
                     "wrap-up time for a call with no record; kept in the event log only"
                 );
             }
+        }
+        if !batch.callbacks.is_empty() {
+            let rows = std::mem::take(&mut batch.callbacks);
+            retry("callback requests", rows.len(), &counters, || {
+                store.save_callbacks(&rows)
+            })
+            .await;
+        }
+        if !batch.attempts.is_empty() {
+            let rows = std::mem::take(&mut batch.attempts);
+            retry("callback attempts", rows.len(), &counters, || {
+                store.insert_callback_attempts(&rows)
+            })
+            .await;
         }
         for ack in acks.drain(..) {
             let _ = ack.send(());

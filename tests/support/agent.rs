@@ -136,6 +136,38 @@ impl AgentPhone {
             _ => None,
         });
         let sip = SipSocket::open_with(transport, server, Some(responder)).await;
+        Self::on_socket(
+            sip,
+            server,
+            transport,
+            user,
+            answer_options,
+            options_answered,
+        )
+        .await
+    }
+
+    /// A PSTN gateway standing in for the daemon's outbound trunk: it
+    /// listens on `sock` (UDP, the address `[sip.outbound]` names), never
+    /// registers, and takes INVITEs to any number like a phone
+    /// (`wait_invite`, `answer`, `reject`, `bye`…).
+    pub async fn gateway(sock: UdpSocket, server: SocketAddr) -> AgentPhone {
+        let sip = SipSocket::open_udp(sock, server, None);
+        let (flag, count) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        Self::on_socket(sip, server, Transport::Udp, "gateway", flag, count).await
+    }
+
+    async fn on_socket(
+        sip: SipSocket,
+        server: SocketAddr,
+        transport: Transport,
+        user: &str,
+        answer_options: Arc<AtomicBool>,
+        options_answered: Arc<AtomicUsize>,
+    ) -> AgentPhone {
         let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("rtp bind");
         AgentPhone {
             user: user.to_string(),

@@ -65,6 +65,14 @@ impl Default for ServerOptions {
     }
 }
 
+/// How many of `frames` are all `byte` (a `fill`ed stream heard).
+pub fn has_frame(frames: &[[u8; 160]], byte: u8) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.iter().all(|b| *b == byte))
+        .count()
+}
+
 /// A daemon running in this test's runtime.
 pub struct TestServer {
     pub server: Server,
@@ -511,6 +519,38 @@ impl SipSocket {
         }
     }
 
+    /// UDP on a socket already bound (e.g. one whose address the daemon's
+    /// config names before the daemon starts).
+    fn open_udp(sock: UdpSocket, server: SocketAddr, responder: Option<Responder>) -> SipSocket {
+        let (in_tx, in_rx) = mpsc::channel::<SipMessage>(256);
+        let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
+        let sock = Arc::new(sock);
+        let local = sock.local_addr().expect("addr");
+        let s2 = sock.clone();
+        let w = tokio::spawn(async move {
+            while let Some(b) = out_rx.recv().await {
+                let _ = s2.send_to(&b, server).await;
+            }
+        });
+        let answers = out_tx.clone();
+        let r = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                if let Ok(m) = parse_message(&buf[..n]) {
+                    if !pass_on(m, &responder, &answers, &in_tx).await {
+                        break;
+                    }
+                }
+            }
+        });
+        SipSocket {
+            local,
+            tx: out_tx,
+            rx: in_rx,
+            tasks: vec![w, r],
+        }
+    }
+
     async fn open(transport: Transport, server: SocketAddr) -> SipSocket {
         Self::open_with(transport, server, None).await
     }
@@ -524,31 +564,8 @@ impl SipSocket {
         let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
         match transport {
             Transport::Udp => {
-                let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("sip bind"));
-                let local = sock.local_addr().expect("addr");
-                let s2 = sock.clone();
-                let w = tokio::spawn(async move {
-                    while let Some(b) = out_rx.recv().await {
-                        let _ = s2.send_to(&b, server).await;
-                    }
-                });
-                let answers = out_tx.clone();
-                let r = tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok((n, _)) = sock.recv_from(&mut buf).await {
-                        if let Ok(m) = parse_message(&buf[..n]) {
-                            if !pass_on(m, &responder, &answers, &in_tx).await {
-                                break;
-                            }
-                        }
-                    }
-                });
-                SipSocket {
-                    local,
-                    tx: out_tx,
-                    rx: in_rx,
-                    tasks: vec![w, r],
-                }
+                let sock = UdpSocket::bind("127.0.0.1:0").await.expect("sip bind");
+                Self::open_udp(sock, server, responder)
             }
             Transport::Tcp => {
                 let stream = TcpStream::connect(server).await.expect("tcp connect");

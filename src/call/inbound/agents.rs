@@ -19,6 +19,7 @@ use super::InboundCall;
 use crate::acd::{AcdError, AgentId, CallId, EndedBy, OfferResult};
 use crate::call::agent_leg::{AgentLeg, LegOutput, LegState};
 use crate::call::offer_answer::OfferAnswer;
+use crate::call::ringing::{forward, ring_agent, run_leg_outputs, LegEvent, RingFrom};
 use crate::call::survey::{Survey, SurveyAction};
 use crate::media::bridge::{self, BridgeConfig, BridgeEvent, BridgeHandle, Side};
 use crate::media::port_pool::RtpSocket;
@@ -26,12 +27,11 @@ use crate::media::sdp::LocalMedia;
 use crate::media::session::{self, LegMedia, SessionConfig};
 use crate::sip::endpoint::{new_tag, DialogEvent, ALLOW};
 use crate::sip::message::{response_to, Method, Request};
-use crate::sip::outbound::invite_to_binding;
 use crate::sip::transaction::TransactionKey;
 use crate::store::HangupBy;
 
 /// An agent's dialog event, with the Call-ID of its leg.
-pub(super) type AgentEvent = (String, DialogEvent);
+pub(super) type AgentEvent = LegEvent;
 
 /// Capacity of the agents' event channel of one call.
 pub(super) const AGENT_EVENTS: usize = 64;
@@ -126,18 +126,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Forwards one leg's dialog events to the call's agent channel until the
-/// endpoint forgets the dialog.
-fn forward(call_id: String, mut rx: mpsc::Receiver<DialogEvent>, tx: mpsc::Sender<AgentEvent>) {
-    tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            if tx.send((call_id.clone(), ev)).await.is_err() {
-                break;
-            }
-        }
-    });
-}
-
 impl InboundCall {
     /// The ACD offers the call to `agent`: ring its registered contacts.
     pub(super) async fn offer_to_agent(
@@ -148,12 +136,6 @@ impl InboundCall {
     ) {
         let call = CallId(self.record.call_id.clone());
         *self.record.acd.offers.get_or_insert(0) += 1;
-        let contacts = self.ctx.sip.contacts(&extension).await;
-        if contacts.is_empty() {
-            info!(agent = %agent, "agent has no reachable contact; offer failed");
-            self.fail_offer(call, agent).await;
-            return;
-        }
         let socket = match self.ctx.ports.allocate() {
             Ok(s) => s,
             Err(e) => {
@@ -170,40 +152,29 @@ impl InboundCall {
             .map(|n| n.codec);
         let sdp = oa.offer_preferring(caller_codec);
         let leg_call_id = format!("{}-a{}", new_tag(), self.record.call_id.len());
-        let local_tag = new_tag();
-        let rx = self.ctx.sip.open_dialog(&leg_call_id).await;
-        forward(leg_call_id.clone(), rx, self.agent_tx.clone());
-        let mut leg = AgentLeg::new(
+        let from = RingFrom {
+            number: &self.record.caller,
+            display: Some(&self.record.dialed),
+            contact_user: &self.record.dialed,
+        };
+        let leg = match ring_agent(
+            &self.ctx.sip,
             agent.clone(),
-            leg_call_id.clone(),
-            local_tag.clone(),
-            &self.ctx.sip.local.user_agent,
-        );
-        for binding in &contacts {
-            let contact = self
-                .ctx
-                .sip
-                .local
-                .contact(&self.record.dialed, binding.source.kind);
-            let (invite, peer) = invite_to_binding(
-                binding,
-                &self.record.caller,
-                Some(&self.record.dialed),
-                &leg_call_id,
-                &local_tag,
-                &contact,
-                &sdp,
-            );
-            if let Some(key) = self.ctx.sip.send_request(invite.clone(), peer).await {
-                leg.add_fork(key, invite, peer);
+            &extension,
+            leg_call_id,
+            from,
+            &sdp,
+            &self.agent_tx,
+        )
+        .await
+        {
+            Ok(leg) => leg,
+            Err(e) => {
+                info!(agent = %agent, error = %e, "offer failed");
+                self.fail_offer(call, agent).await;
+                return;
             }
-        }
-        info!(agent = %agent, contacts = leg.forks(), leg = %leg_call_id, "ringing agent");
-        if leg.forks() == 0 {
-            self.ctx.sip.end_dialog(leg_call_id).await;
-            self.fail_offer(call, agent).await;
-            return;
-        }
+        };
         self.offers.push(Offer {
             leg,
             socket: Some(socket),
@@ -254,17 +225,7 @@ impl InboundCall {
     }
 
     async fn run_leg_outputs(&mut self, outputs: Vec<LegOutput>) -> Option<Bytes> {
-        let mut answered = None;
-        for out in outputs {
-            match out {
-                LegOutput::Ack { request, peer } => self.ctx.sip.ack(request, peer).await,
-                LegOutput::Cancel { key } => self.ctx.sip.cancel(&key).await,
-                LegOutput::Bye { request, peer } => self.ctx.sip.request(request, peer).await,
-                LegOutput::Answered { sdp } => answered = Some(sdp),
-                LegOutput::Failed(_) => {}
-            }
-        }
-        answered
+        run_leg_outputs(&self.ctx.sip, outputs).await
     }
 
     /// A dialog event of one of the agents' legs.
