@@ -321,3 +321,79 @@ async fn an_agent_who_does_not_answer_is_cancelled_and_the_request_waits_on() {
     assert_eq!(q.callbacks, 1, "the request keeps its place in the queue");
     ts.shutdown().await;
 }
+
+/// A blind transfer to an external number goes out through the same trunk:
+/// the caller stays with the agent until the number answers, then talks to
+/// it; a busy number is reported in the NOTIFY and the call stays.
+#[tokio::test(start_paused = true)]
+async fn a_transfer_to_an_external_number_goes_through_the_trunk() {
+    let (ts, mut gw) = start(None).await;
+    let mut agent = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
+    assert_eq!(agent.register().await, 200);
+    let mut call = ts.phone().build().await.call("12345").await;
+    let inv = tokio::select! {
+        inv = agent.wait_invite(secs(30)) => inv,
+        _ = call.pump(secs(30)) => None,
+    };
+    assert!(inv.is_some(), "the agent is rung");
+    agent.answer().await;
+    agent.fill(0x24).await;
+    tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
+
+    // The expert's number is busy first: 486 in the NOTIFY, the call stays.
+    let target = format!("sip:88001234@{}", ts.sip_udp());
+    let (status, _) = tokio::join!(agent.refer(&target), call.pump(secs(1)));
+    assert_eq!(status, Some(202));
+    let inv = tokio::select! {
+        inv = gw.wait_invite(secs(10)) => inv,
+        _ = call.pump(secs(10)) => None,
+    };
+    let inv = inv.expect("the trunk is called");
+    assert!(
+        inv.uri.contains("088001234@"),
+        "prefix and number: {}",
+        inv.uri
+    );
+    gw.reject(486).await;
+    let (notified, _) = tokio::join!(agent.wait_notifies(1, secs(5)), call.pump(secs(1)));
+    assert!(notified);
+    let frag = String::from_utf8_lossy(&agent.notifies[0].body).to_string();
+    assert!(frag.starts_with("SIP/2.0 486"), "{frag}");
+    let before = has_frame(&call.frames(), 0x24);
+    tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
+    assert!(
+        has_frame(&call.frames(), 0x24) > before + 20,
+        "still with the agent"
+    );
+
+    // Again; this time the expert answers.
+    let (status, _) = tokio::join!(agent.refer(&target), call.pump(secs(1)));
+    assert_eq!(status, Some(202));
+    let inv = tokio::select! {
+        inv = gw.wait_invite(secs(10)) => inv,
+        _ = call.pump(secs(10)) => None,
+    };
+    assert!(inv.is_some(), "the trunk is called again");
+    gw.answer().await;
+    gw.fill(0x55).await;
+    let (bye, _, _) = tokio::join!(
+        agent.wait_bye(secs(5)),
+        call.pump(secs(2)),
+        gw.pump(secs(2))
+    );
+    assert!(bye, "the agent's leg ends once the number answers");
+    let frag = String::from_utf8_lossy(&agent.notifies[1].body).to_string();
+    assert!(frag.starts_with("SIP/2.0 200"), "{frag}");
+    tokio::join!(call.pump(secs(2)), gw.pump(secs(2)));
+    assert!(
+        has_frame(&call.frames(), 0x55) > 50,
+        "the caller hears the expert"
+    );
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    assert!(gw.wait_bye(secs(5)).await, "the external leg ends too");
+    let rec = ts.record(&call_id).await;
+    assert_eq!(rec.acd.transfer_target.as_deref(), Some("88001234"));
+    assert_eq!(rec.acd.agent.as_deref(), Some("1001"));
+    ts.shutdown().await;
+}

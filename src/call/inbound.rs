@@ -12,6 +12,7 @@
 //! `Ended`. A CANCEL before the 2xx ends the call with 487.
 
 mod agents;
+mod external;
 mod queueing;
 
 use super::offer_answer::OfferAnswer;
@@ -148,6 +149,8 @@ struct InboundCall {
     handover_rx: Option<mpsc::Receiver<Handover>>,
     /// While ending a bridged part: the ACD call its agent was on.
     connected_acd_call: Option<crate::acd::CallId>,
+    /// A transfer to an external number, ringing through the trunk.
+    external: Option<external::External>,
 }
 
 /// An attended transfer asks a consultation call for its agent leg.
@@ -232,6 +235,7 @@ impl InboundCall {
             from_softphone: false,
             handover_rx: None,
             connected_acd_call: None,
+            external: None,
         }
     }
 
@@ -424,6 +428,7 @@ impl InboundCall {
             let deadline = self.ivr.as_ref().and_then(|i| i.deadline());
             let recording_until = self.voice_recording.as_ref().map(|r| r.until);
             let survey_deadline = self.survey.as_ref().and_then(|s| s.deadline());
+            let external_deadline = self.external_deadline();
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(ev) => self.on_dialog_event(ev).await,
@@ -442,6 +447,7 @@ impl InboundCall {
                 Some(ev) = agents::next_bridge_event(&mut self.connected) => {
                     self.on_bridge_event(ev).await;
                 }
+                _ = sleep_until_opt(external_deadline) => self.external_timeout().await,
                 _ = sleep_until_opt(survey_deadline) => {
                     let actions = match self.survey.as_mut() {
                         Some(s) => s.on_timer(Instant::now()),
@@ -895,6 +901,7 @@ impl InboundCall {
                 map.remove(&self.record.call_id);
             }
         }
+        self.cancel_external().await;
         self.end_connected(by).await;
         self.cancel_all_offers().await;
         for o in std::mem::take(&mut self.offers) {

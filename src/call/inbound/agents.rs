@@ -56,11 +56,37 @@ pub(super) struct Connected {
     /// The ACD call the agent is connected on, if not this call's own (an
     /// agent leg taken over from a consultation call).
     acd_call: Option<CallId>,
+    /// False for an external party (a transfer to a number): the ACD is
+    /// not told when it ends.
+    in_acd: bool,
     bridge: BridgeHandle,
     pub(super) events: mpsc::Receiver<BridgeEvent>,
     since: Instant,
     hold_since: Option<Instant>,
     held: Duration,
+}
+
+impl Connected {
+    /// An external party (answered through the outbound trunk) bridged to
+    /// the caller.
+    pub(super) fn external(
+        leg: AgentLeg,
+        oa: OfferAnswer,
+        bridge: BridgeHandle,
+        events: mpsc::Receiver<BridgeEvent>,
+    ) -> Connected {
+        Connected {
+            leg,
+            oa,
+            acd_call: None,
+            in_acd: false,
+            bridge,
+            events,
+            since: Instant::now(),
+            hold_since: None,
+            held: Duration::ZERO,
+        }
+    }
 }
 
 /// A consultation call's agent leg, handed to the call that transfers to
@@ -238,6 +264,14 @@ impl InboundCall {
             self.on_connected_event(ev).await;
             return;
         }
+        if self
+            .external
+            .as_ref()
+            .is_some_and(|x| x.leg.call_id == leg_id)
+        {
+            self.on_external_event(ev).await;
+            return;
+        }
         let Some(i) = self.offers.iter().position(|o| o.leg.call_id == leg_id) else {
             // A leg already forgotten: answer requests so the agent is not
             // left retransmitting.
@@ -364,6 +398,7 @@ impl InboundCall {
             leg: offer.leg,
             oa: offer.oa,
             acd_call: None,
+            in_acd: true,
             bridge,
             events,
             since: Instant::now(),
@@ -496,6 +531,10 @@ impl InboundCall {
             return;
         }
         let Some(queue) = self.transfer_queue(&target).await else {
+            if self.ctx.outbound.is_some() && super::external::is_number(&target) {
+                self.transfer_external(request, key, target).await;
+                return;
+            }
             info!(target, "transfer target cannot take the call");
             let resp = response_to(&request, 480, "Temporarily Unavailable");
             self.ctx.sip.respond(key, resp).await;
@@ -597,6 +636,7 @@ impl InboundCall {
             leg: h.leg,
             oa: h.oa,
             acd_call: Some(h.acd_call),
+            in_acd: true,
             bridge,
             events,
             since: Instant::now(),
@@ -653,7 +693,7 @@ impl InboundCall {
 
     /// A NOTIFY for the REFER subscription in the agent's dialog (RFC 3515
     /// §2.4.4), final: the subscription ends with it.
-    async fn notify_refer(&mut self, sipfrag: &str) {
+    pub(super) async fn notify_refer(&mut self, sipfrag: &str) {
         let ua = self.ctx.sip.local.user_agent.clone();
         let Some(c) = self.connected.as_mut() else {
             return;
@@ -676,7 +716,7 @@ impl InboundCall {
 
     /// Ends the bridged part after a transfer: BYE to the agent, talk and
     /// hold times noted, the bridge ended; the ACD was told already.
-    async fn end_connected_silently(&mut self) -> Option<LegMedia> {
+    pub(super) async fn end_connected_silently(&mut self) -> Option<LegMedia> {
         let mut c = self.connected.take()?;
         let now = Instant::now();
         if let Some(out) = c.leg.hangup() {
@@ -738,8 +778,13 @@ impl InboundCall {
     /// told who ended it, the record's talk and hold times. Returns the
     /// caller's leg media.
     pub(super) async fn end_connected(&mut self, by: EndedBy) -> Option<LegMedia> {
-        self.connected_acd_call = self.connected.as_ref()?.acd_call.clone();
+        let c = self.connected.as_ref()?;
+        let in_acd = c.in_acd;
+        self.connected_acd_call = c.acd_call.clone();
         let leg = self.end_connected_silently().await;
+        if !in_acd {
+            return leg;
+        }
         let call = self
             .connected_acd_call
             .take()
