@@ -670,8 +670,10 @@ impl Service {
                 reachable: a.reachable(),
                 misses: a.misses(),
                 calls_today: a.calls_today(),
+                // The configured memberships (not the personal queue).
                 queues: queues
                     .iter()
+                    .filter(|q| !q.name().contains(':'))
                     .filter(|q| {
                         q.members()
                             .iter()
