@@ -624,6 +624,12 @@ impl InboundCall {
         }
     }
 
+    /// A plain response (no body) to a request of either leg.
+    async fn reply(&self, request: &Request, key: TransactionKey, status: u16) {
+        let resp = response_to(request, status, crate::sip::message::reason_phrase(status));
+        self.ctx.sip.respond(key, resp).await;
+    }
+
     /// A 200 to an in-dialog INVITE carrying our SDP.
     async fn respond_with_sdp(&self, request: &Request, key: TransactionKey, sdp: String) {
         self.respond_with_sdp_on(request, key, sdp, self.peer.kind)

@@ -276,8 +276,7 @@ impl InboundCall {
             // A leg already forgotten: answer requests so the agent is not
             // left retransmitting.
             if let DialogEvent::Request { request, key, .. } = ev {
-                let resp = response_to(&request, 481, "Call/Transaction Does Not Exist");
-                self.ctx.sip.respond(key, resp).await;
+                self.reply(&request, key, 481).await;
             }
             return;
         };
@@ -435,10 +434,7 @@ impl InboundCall {
     async fn on_agent_request(&mut self, request: Request, key: TransactionKey) {
         match request.method {
             Method::Bye => {
-                self.ctx
-                    .sip
-                    .respond(key, response_to(&request, 200, "OK"))
-                    .await;
+                self.reply(&request, key, 200).await;
                 info!("agent hung up");
                 if let Some(c) = self.connected.as_mut() {
                     c.leg.remote_hangup();
@@ -476,8 +472,7 @@ impl InboundCall {
             Ok(s) => s,
             Err(e) => {
                 debug!(error = %e, "agent's re-INVITE refused");
-                let resp = response_to(&request, 488, "Not Acceptable Here");
-                self.ctx.sip.respond(key, resp).await;
+                self.reply(&request, key, 488).await;
                 return;
             }
         };
@@ -522,8 +517,7 @@ impl InboundCall {
             .and_then(|v| crate::sip::headers::parse_name_addr(v).ok())
             .and_then(|na| na.uri.user_or_number().map(str::to_string));
         let Some(target) = target else {
-            let resp = response_to(&request, 400, "Bad Request");
-            self.ctx.sip.respond(key, resp).await;
+            self.reply(&request, key, 400).await;
             return;
         };
         if let Some(consult) = request.headers.get("Refer-To").and_then(replaces_call_id) {
@@ -536,14 +530,10 @@ impl InboundCall {
                 return;
             }
             info!(target, "transfer target cannot take the call");
-            let resp = response_to(&request, 480, "Temporarily Unavailable");
-            self.ctx.sip.respond(key, resp).await;
+            self.reply(&request, key, 480).await;
             return;
         };
-        self.ctx
-            .sip
-            .respond(key, response_to(&request, 202, "Accepted"))
-            .await;
+        self.reply(&request, key, 202).await;
         info!(target, queue, "blind transfer");
         self.notify_refer("SIP/2.0 200 OK").await;
         let call = CallId(self.record.call_id.clone());
@@ -601,14 +591,10 @@ impl InboundCall {
         };
         let Some(h) = handed else {
             info!(consult, "attended transfer: no such consultation call");
-            let resp = response_to(&request, 481, "Call/Transaction Does Not Exist");
-            self.ctx.sip.respond(key, resp).await;
+            self.reply(&request, key, 481).await;
             return;
         };
-        self.ctx
-            .sip
-            .respond(key, response_to(&request, 202, "Accepted"))
-            .await;
+        self.reply(&request, key, 202).await;
         self.notify_refer("SIP/2.0 200 OK").await;
         info!(target, consult, agent = %h.leg.agent, "attended transfer");
         let call = CallId(self.record.call_id.clone());

@@ -70,23 +70,18 @@ impl InboundCall {
             return;
         };
         if self.external.is_some() {
-            let resp = response_to(&request, 491, "Request Pending");
-            self.ctx.sip.respond(key, resp).await;
+            self.reply(&request, key, 491).await;
             return;
         }
         let socket = match self.ctx.ports.allocate() {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "no RTP port for the external leg");
-                let resp = response_to(&request, 503, "Service Unavailable");
-                self.ctx.sip.respond(key, resp).await;
+                self.reply(&request, key, 503).await;
                 return;
             }
         };
-        self.ctx
-            .sip
-            .respond(key, response_to(&request, 202, "Accepted"))
-            .await;
+        self.reply(&request, key, 202).await;
         let mut oa = OfferAnswer::new(LocalMedia::new(self.ctx.rtp.advertised, socket.port()));
         let caller_codec = self
             .offer_answer
