@@ -14,8 +14,11 @@ its payload: the bench callers send frames whose first 4 payload bytes are
 a frame counter (unique within a 60 s file; the agents echo it back). An
 out-stream (daemon source port) is paired with the in-stream (daemon
 destination port) whose packet with the same counter arrived last before
-it, within 20 ms, by a vote over its first packets (one in-stream per
-out-stream). Per pair: delay = out time - in time for each counter seen on
+it within 10 ms (less than a frame), by a vote over its first packets, one
+in-stream per out-stream, the most votes and then the least delay first.
+Streams whose callers send the same counter within the same microseconds
+cannot be told apart: they may be swapped, which moves a delay by their
+offset and changes no loss count. Per pair: delay = out time - in time for each counter seen on
 both (kernel time stamps on lo); lost = counters that came in at least
 0.1 s before the window's end and never went out.
 
@@ -27,7 +30,7 @@ import sys
 from collections import Counter, defaultdict
 
 VOTE = 50          # out-packets per stream used to find its in-stream
-MAX_NS = 20_000_000
+MAX_NS = 10_000_000
 
 
 def packets(path):
@@ -76,20 +79,19 @@ def analyse(ins, outs, end_ns):
             by_counter[c].append((t, port))
     votes = []
     for oport, pkts in outs.items():
-        v = Counter()
+        v, delay = Counter(), Counter()
         for t, c in pkts[:VOTE]:
-            best = None
             for ti, iport in by_counter.get(c, ()):
                 d = t - ti
-                if 0 <= d <= MAX_NS and (best is None or d < best[0]):
-                    best = (d, iport)
-            if best:
-                v[best[1]] += 1
+                if 0 <= d <= MAX_NS:
+                    v[iport] += 1
+                    delay[iport] += d
         for iport, n in v.items():
-            votes.append((n, oport, iport))
-    votes.sort(reverse=True)
+            votes.append((-n, delay[iport] / n, oport, iport))
+    votes.sort()
     pair, taken = {}, set()
-    for n, oport, iport in votes:
+    for n, _, oport, iport in votes:
+        n = -n
         if oport not in pair and iport not in taken and n >= 5:
             pair[oport] = iport
             taken.add(iport)

@@ -110,7 +110,8 @@ with open(f"{work}/hotline.toml", "a") as f:
         f.write(f'\n[[acd.agents]]\nid = "{u}"\nname = "Bench {u}"\nextension = "{u}"\n'
                 'queues = ["bench"]\nwrap_up_secs = 0\nlogin_on_register = true\n')
 with open(f"{work}/agents.csv", "w") as f:
-    f.write("SEQUENTIAL\n" + "".join(f"{u};{p}\n" for u, p in users))
+    f.write("SEQUENTIAL\n" + "".join(
+        f"{u};[authentication username={u} password={p}]\n" for u, p in users))
 # 60 s of PCMA frames: a 4-byte frame counter, then A-law silence.
 with open(f"{work}/caller.wav", "wb") as f:
     for i in range(3000):
