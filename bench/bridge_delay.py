@@ -20,7 +20,7 @@ Streams whose callers send the same counter within the same microseconds
 cannot be told apart: they may be swapped, which moves a delay by their
 offset and changes no loss count. Per pair: delay = out time - in time for each counter seen on
 both (kernel time stamps on lo); lost = counters that came in at least
-0.1 s before the window's end and never went out.
+0.5 s before the window's end and never went out.
 
 Prints one line of key=value per direction.
 """
@@ -101,7 +101,7 @@ def analyse(ins, outs, end_ns):
         for t, c in outs[oport]:
             out_t.setdefault(c, t)
         for t, c in ins[iport]:
-            if t > end_ns - 100_000_000:
+            if t > end_ns - 500_000_000:
                 continue
             sent += 1
             to = out_t.get(c)
