@@ -29,7 +29,7 @@ import struct
 import sys
 from collections import Counter, defaultdict
 
-VOTE = 50          # out-packets per stream used to find its in-stream
+VOTE = 30          # out-packets per stream used to find its in-stream
 MAX_NS = 10_000_000
 
 
