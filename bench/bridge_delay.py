@@ -18,7 +18,8 @@ it within 10 ms (less than a frame), by a vote over its first packets, one
 in-stream per out-stream, the most votes and then the least delay first.
 Streams whose callers send the same counter within the same microseconds
 cannot be told apart: they may be swapped, which moves a delay by their
-offset and changes no loss count. Per pair: delay = out time - in time for each counter seen on
+offset (a frame seen out before it came in is left out of the delays)
+and changes no loss count. Per pair: delay = out time - in time for each counter seen on
 both (kernel time stamps on lo); lost = counters that came in at least
 0.5 s before the window's end and never went out.
 
@@ -105,9 +106,9 @@ def analyse(ins, outs, end_ns):
                 continue
             sent += 1
             to = out_t.get(c)
-            if to is None or to < t:
+            if to is None:
                 lost += 1
-            else:
+            elif to >= t:   # else a swapped twin stream's frame (see above)
                 delays.append(to - t)
     delays.sort()
     us = lambda ns: f"{ns / 1000:.0f}" if ns == ns else "nan"
