@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# Bridged-call and ACD benchmark: SIPp callers queued to SIPp agents through
+# the daemon on 127.0.0.1; prints Markdown tables.
+#
+#   bash bench/bridged.sh [bridged|offers|all]      (default: all, < 10 min)
+#
+# Binary, build and ports as in bench/run.sh (HOTLINE_BENCH_BIN,
+# HOTLINE_BENCH_BUILD, HOTLINE_BENCH_KEEP, HOTLINE_BENCH_OUT); the base port is
+# HOTLINE_BENCH_PORT_BASE (default 12000): SIP +0, HTTP +1, callers' SIPp +2,
+# agents' SIPp +3 (media +6, echo), callers' media +10 upwards, daemon RTP
+# +4000..+13999. Config: config/hotline.toml with bench/flows/ (the line
+# `bridge`, bench/flows/bridge.toml: straight into the queue `bench`),
+# keep-alive OPTIONS off (SIPp's UAS would count them as unexpected), and
+# AGENTS (1600) generated registrar users b0001.. (password pw-bNNNN, HA1 =
+# MD5(user:hotline:password)) and agents (login_on_register, wrap_up_secs 0,
+# queue `bench`: longest_idle, ring_timeout_secs 5, max_len 2000, no
+# announcements). Each agent takes one call per bridged step, so a step of
+# N calls registers N agents.
+#
+# Agents: one SIPp registers them (bench/sipp/agent_register.xml, an
+# injection CSV of users and passwords, digest via [authentication]), then
+# one SIPp on the same port answers every INVITE with PCMA
+# (bench/sipp/agent_answer.xml) and echoes RTP (-rtp_echo). The login rows
+# in queue_events are counted before the callers start.
+# Callers: bench/ivr_hold.xml to `bridge`, sending caller.wav: PCMA frames
+# whose first 4 bytes count the frame (60 s, looped), so a packet is known
+# after the bridge rewrote its header.
+#
+#   bridged   steps of BRIDGED_STEPS (100 500 1000 1500; then 1750 2000 while
+#             a step is clean: no failed call, no loss, p99 < 2 ms) calls,
+#             started at 300/s, each held 30 s. A fresh daemon per step
+#             (idle RSS as the base). Once all calls are up (+3 s): 5 s of
+#             CPU (daemon, callers' SIPp, agents' SIPp; /proc) and RSS, then a
+#             5 s capture of the RTP on lo (tcpdump, kernel time stamps, every
+#             stream, 1 in 2^k frames picked by the counter in the filter;
+#             bench/bridge_delay.py): delay the daemon adds (out - in,
+#             p50/p99/max) and packets lost, per direction (caller -> agent,
+#             agent echo -> caller). Bridged calls = `connect` rows.
+#   offers    200 agents; callers at OFFER_RATES (50 100 150 200) calls/s for
+#             10 s each, INVITE, 200, ACK, 1 s, BYE
+#             (tests/interop/sipp/simple_call.xml); offers per second from
+#             queue_events (`offer` rows per second: median and max over the
+#             step), setup = first offer - arrival (call_records.arrived_at),
+#             p50/p99, calls not answered by an agent, SIPp failures. 200
+#             agents busy ~1.05 s per call cap the rate near 190/s.
+#
+# Calm-machine wait before each step, and never while bench/run.sh runs
+# (waits up to 10 min for it). Needs: sipp, tcpdump, python3, root.
+
+set -uo pipefail
+
+MODE=${1:-all}
+case "$MODE" in bridged|offers|all) ;; *)
+  echo "usage: $0 [bridged|offers|all]" >&2; exit 2 ;;
+esac
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+for tool in sipp tcpdump python3 timeout; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool not installed" >&2; exit 2; }
+done
+BIN=${HOTLINE_BENCH_BIN:-$ROOT/target/release/hotline}
+if [ "${HOTLINE_BENCH_BUILD:-0}" = 1 ] || { [ -z "${HOTLINE_BENCH_BIN:-}" ] && [ ! -x "$BIN" ]; }; then
+  (cd "$ROOT" && nice -n 19 cargo build --release) || exit 2
+fi
+BIN=$(readlink -f "$BIN")
+[ -x "$BIN" ] || { echo "bench: $BIN is not an executable" >&2; exit 2; }
+
+BRIDGED_STEPS=${BRIDGED_STEPS:-"100 500 1000 1500"}
+BRIDGED_MORE=${BRIDGED_MORE-"1750 2000"}
+OFFER_RATES=${OFFER_RATES:-"50 100 150 200"}
+OFFER_AGENTS=200
+AGENTS=${AGENTS:-1600}
+RATE=300
+HOLD_SECS=30
+CAPTURE=5   # s
+
+BASE=${HOTLINE_BENCH_PORT_BASE:-12000}
+SIP_PORT=$BASE
+HTTP_PORT=$((BASE + 1))
+SIPP_PORT=$((BASE + 2))
+AGENT_PORT=$((BASE + 3))
+AGENT_MEDIA=$((BASE + 6))
+SIPP_MEDIA=$((BASE + 10))
+RTP_LOW=$((BASE + 4000))
+RTP_HIGH=$((BASE + 13999))
+
+HL_NAME=bridged HL_KEEP=${HOTLINE_BENCH_KEEP:-0} HL_OWN_SESSION=1
+# shellcheck source=../tests/interop/lib.sh
+. "$ROOT/tests/interop/lib.sh"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+hl_ports_free "$BASE" 20
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- config, agents, caller audio ---------------------------------------------
+hl_config "$ROOT" "$HERE/flows" "$WORK/hotline.toml" \
+  's#^max_calls = .*#max_calls = 6000#' \
+  's#^timeout_secs = .*#timeout_secs = 20#' \
+  's#^address = "0.0.0.0"#address = "127.0.0.1"#' \
+  's#^seed_demo = .*#seed_demo = false#' \
+  's#^keepalive_secs = .*#keepalive_secs = 0#'
+python3 - "$WORK" "$AGENTS" <<'EOF_PY' || exit 2
+import hashlib, sys
+work, n = sys.argv[1], int(sys.argv[2])
+users = [(f"b{i:04d}", f"pw-b{i:04d}") for i in range(1, n + 1)]
+with open(f"{work}/hotline.toml", "a") as f:
+    f.write('\n[[acd.queues]]\nname = "bench"\nring_timeout_secs = 5\nmax_wait_secs = 120\n'
+            'max_len = 2000\nwhen_no_agents = "join"\nannounce_every_secs = 0\n')
+    for u, p in users:
+        ha1 = hashlib.md5(f"{u}:hotline:{p}".encode()).hexdigest()
+        f.write(f'\n[[registrar.users]]\nuser = "{u}"\nha1_md5 = "{ha1}"\n')
+        f.write(f'\n[[acd.agents]]\nid = "{u}"\nname = "Bench {u}"\nextension = "{u}"\n'
+                'queues = ["bench"]\nwrap_up_secs = 0\nlogin_on_register = true\n')
+with open(f"{work}/agents.csv", "w") as f:
+    f.write("SEQUENTIAL\n" + "".join(
+        f"{u};[authentication username={u} password={p}]\n" for u, p in users))
+# 60 s of PCMA frames: a 4-byte frame counter, then A-law silence.
+with open(f"{work}/caller.wav", "wb") as f:
+    for i in range(3000):
+        f.write(i.to_bytes(4, "big") + b"\xd5" * 156)
+EOF_PY
+"$BIN" check-config --config "$WORK/hotline.toml" > "$WORK/check-config.log" 2>&1 ||
+  { echo "bench: config rejected"; cat "$WORK/check-config.log"; exit 2; }
+
+# db SQL ARGS...: one value from the SQLite file (read-only).
+db() {
+  python3 - "$WORK/data/hotline.db" "$@" <<'EOF_PY'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=5)
+print(db.execute(sys.argv[2], sys.argv[3:]).fetchone()[0])
+EOF_PY
+}
+
+start_daemon() {
+  rm -rf "$WORK/data"
+  if ! HOTLINE_LOG=${HOTLINE_LOG:-info} hl_daemon "$BIN" "$WORK/hotline.toml" \
+      "$SIP_PORT" "$HTTP_PORT" "$RTP_LOW-$RTP_HIGH" "$WORK/daemon.log.$1"; then
+    echo "bench: daemon did not start"; tail -n 40 "$WORK/daemon.log.$1"; exit 1
+  fi
+  sleep 2
+  IDLE_RSS=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")
+  hl_log "daemon up (pid $DAEMON_PID, idle RSS $IDLE_RSS KiB, log daemon.log.$1)"
+}
+
+# agents_up NAME N SECS: register N agents, then answer calls for SECS s;
+# sets AGENT_SIPP (the `timeout` pid) and LOGINS (login rows seen).
+agents_up() {
+  local name=$1 n=$2 secs=$3
+  SIPP_LOCAL_PORT=$AGENT_PORT SIPP_LOCAL_MEDIA=$AGENT_MEDIA \
+    sipp_bg "$name-reg" 30 -sf "$HERE/sipp/agent_register.xml" -inf "$WORK/agents.csv" \
+    -r 400 -m "$n" -l 400
+  wait "$SIPP_PID" 2>/dev/null
+  SIPP_LOCAL_PORT=$AGENT_PORT SIPP_LOCAL_MEDIA=$AGENT_MEDIA \
+    sipp_bg "$name-agents" "$secs" -sf "$HERE/sipp/agent_answer.xml" -rtp_echo
+  AGENT_SIPP=$SIPP_PID
+  LOGINS=0
+  for _ in $(seq 1 20); do
+    LOGINS=$(db "SELECT count(*) FROM queue_events WHERE kind = 'login'" 2>/dev/null || echo 0)
+    [ "$LOGINS" -ge "$n" ] && break
+    sleep 0.5
+  done
+  hl_log "$name: $LOGINS of $n agents logged in"
+}
+
+# wait_for_bench_run: never load the machine while bench/run.sh does.
+wait_for_bench_run() {
+  for i in $(seq 1 120); do
+    pgrep -f 'bench/run\.sh' > /dev/null || { [ "$i" -gt 1 ] && hl_log "waited for bench/run.sh"; return 0; }
+    sleep 5
+  done
+  echo "bench: bench/run.sh still running after 10 min" >&2; exit 2
+}
+
+OUT=$WORK/tables.md
+: > "$OUT"
+emit() { echo "$*" | tee -a "$OUT"; }
+
+# --- bridged calls -----------------------------------------------------------------
+bench_bridged() {
+  local rows=() delays=() calls clean=1
+  for calls in $BRIDGED_STEPS $BRIDGED_MORE; do
+    case " $BRIDGED_STEPS " in *" $calls "*) ;; *) [ "$clean" = 1 ] || break ;; esac
+    [ "$calls" -le "$AGENTS" ] || { hl_log "only $AGENTS agents; no step of $calls"; break; }
+    local name=bridged-$calls prefix="bench-bridged-$calls-"
+    wait_for_bench_run
+    start_daemon "$name"
+    local idle=$IDLE_RSS ramp=$(( (calls + RATE - 1) / RATE ))
+    agents_up "$name" "$calls" $((HOLD_SECS + ramp + 40))
+    local ap; ap=$(SIPP_PID=$AGENT_SIPP sipp_proc)
+    calm_wait
+    sipp_bg "$name" $((HOLD_SECS + ramp + 20)) -sf "$HERE/ivr_hold.xml" -s bridge \
+      -r "$RATE" -m "$calls" -l "$calls" -d $((HOLD_SECS * 1000)) -cid_str "$prefix%u-%p@%s"
+    local sp; sp=$(sipp_proc)
+    sleep $((ramp + 3))
+    local ld d0 s0 a0 t0 d1 s1 a1 t1 rss up bridged b0 b1
+    ld=$(load)
+    d0=$(ticks "$DAEMON_PID"); s0=$(ticks "$sp"); a0=$(ticks "$ap"); t0=$(now); b0=$(busy)
+    sleep 2.5
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")
+    sleep 2.5
+    d1=$(ticks "$DAEMON_PID"); s1=$(ticks "$sp"); a1=$(ticks "$ap"); t1=$(now); b1=$(busy)
+    up=$(stat_field "$WORK/$name.stat.csv" "CurrentCall")
+    bridged=$(db "SELECT count(*) FROM queue_events WHERE kind = 'connect'")
+    # Capture 1 in 2^k frames of every stream, chosen in the kernel filter by
+    # the frame counter (the UDP payload's bytes 12..15), so that tcpdump
+    # handles at most ~40,000 packets/s and does not starve the daemon.
+    local k=0; while [ $(( (calls * 200) >> k )) -gt 40000 ]; do k=$((k + 1)); done
+    setsid timeout -s INT -k 2 "$CAPTURE" tcpdump -i lo -n -s 58 -B 65536 --time-stamp-precision=nano \
+      -w "$WORK/$name.pcap" "udp and portrange $RTP_LOW-$RTP_HIGH and (udp[20:4] & $(( (1 << k) - 1 ))) = 0" \
+      2> "$WORK/$name.tcpdump.log" &
+    local tp=$!; hl_track "$tp"; wait "$tp" 2>/dev/null
+    local secs dcpu scpu acpu ocpu per_call dropped
+    secs=$(elapsed "$t0" "$t1")
+    # Everything else on the machine: busy time minus the daemon's and both SIPps'.
+    ocpu=$(cpu_pct 0 $(( (b1 - b0) - (d1 - d0) - (s1 - s0) - (a1 - a0) )) "$secs")
+    dcpu=$(cpu_pct "$d0" "$d1" "$secs"); scpu=$(cpu_pct "$s0" "$s1" "$secs"); acpu=$(cpu_pct "$a0" "$a1" "$secs")
+    per_call=$(awk -v r="$rss" -v i="$idle" -v n="$calls" 'BEGIN { printf "%.1f", (r - i) / n }')
+    dropped=$(sed -n 's/^\([0-9]*\) packets dropped by kernel/\1/p' "$WORK/$name.tcpdump.log")
+    local res ca ac
+    res=$(python3 "$HERE/bridge_delay.py" "$WORK/$name.pcap" "$RTP_LOW" "$RTP_HIGH" "$AGENT_MEDIA" 2>&1)
+    echo "$res" > "$WORK/$name.delay.txt"
+    ca=$(echo "$res" | grep '^dir=c2a'); ac=$(echo "$res" | grep '^dir=a2c')
+    v() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+    wait "$SIPP_PID" 2>/dev/null
+    local ok failed
+    ok=$(stat_field "$WORK/$name.stat.csv" "SuccessfulCall(C)")
+    failed=$((calls - ok))
+    rows+=("| $calls | $up | $bridged | $failed | $dcpu | $idle | $rss | $per_call | $scpu | $acpu | $ocpu | $LOGINS | $ld |")
+    delays+=("| $calls | $(v "$ca" pairs) | $(v "$ca" p50_us) | $(v "$ca" p99_us) | $(v "$ca" max_us) | $(v "$ca" lost) of $(v "$ca" packets) | $(v "$ac" pairs) | $(v "$ac" p50_us) | $(v "$ac" p99_us) | $(v "$ac" max_us) | $(v "$ac" lost) of $(v "$ac" packets) | 1 in $((1 << k)), ${dropped:-?} |")
+    hl_log "bridged $calls: up $up, bridged $bridged, failed $failed, daemon $dcpu %, $per_call KiB/call; $ca; $ac"
+    clean=0
+    if [ "$failed" -eq 0 ] && [ "$(v "$ca" lost)" = 0 ] && [ "$(v "$ac" lost)" = 0 ] &&
+       awk -v a="$(v "$ca" p99_us)" -v b="$(v "$ac" p99_us)" 'BEGIN { exit !(a < 2000 && b < 2000) }'; then
+      clean=1
+    fi
+    kill -TERM "$AGENT_SIPP" 2>/dev/null; wait "$AGENT_SIPP" 2>/dev/null
+    idle_wait
+    hl_daemon_stop
+  done
+  emit ""
+  emit "### Bridged calls: SIPp callers queued to SIPp agents echoing RTP, each held ${HOLD_SECS} s"
+  emit ""
+  emit "| calls | up (SIPp) | bridged (connect rows) | failed | daemon CPU % | idle RSS KiB | RSS KiB | RSS KiB per call | callers' SIPp CPU % | agents' SIPp CPU % | other CPU % | agents logged in | load avg |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  local r; for r in "${rows[@]}"; do emit "$r"; done
+  emit ""
+  emit "Delay the daemon adds (packet in on lo -> the same payload out, kernel time stamps, ${CAPTURE} s capture of every stream, a sample of frames), and packets lost:"
+  emit ""
+  emit "| calls | caller->agent streams paired | p50 us | p99 us | max us | lost | agent->caller streams paired | p50 us | p99 us | max us | lost | frames captured, drops |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  for r in "${delays[@]}"; do emit "$r"; done
+  emit ""
+  emit "CPU 100 % = one core, over a 5 s window with all calls up (before the capture); other CPU = all CPUs' busy time minus the daemon's and SIPp's (other people's builds, kernel threads). Target: 1,350 bridged calls, zero loss, p99 < 2 ms, < 160 KiB per call."
+}
+
+# --- offers per second -------------------------------------------------------------
+bench_offers() {
+  local rows=() rate
+  wait_for_bench_run
+  start_daemon offers
+  local total=0; for rate in $OFFER_RATES; do total=$((total + rate * 10)); done
+  agents_up offers "$OFFER_AGENTS" $((total / 50 + 200))
+  local ap; ap=$(SIPP_PID=$AGENT_SIPP sipp_proc)
+  for rate in $OFFER_RATES; do
+    local name=offers-$rate n=$((rate * 10)) prefix="bench-offers-$rate-"
+    wait_for_bench_run
+    calm_wait
+    local ld d0 s0 a0 t0 d1 s1 a1 t1 sp
+    ld=$(load)
+    d0=$(ticks "$DAEMON_PID"); a0=$(ticks "$ap"); t0=$(now)
+    sipp_bg "$name" 40 -sf "$ROOT/tests/interop/sipp/simple_call.xml" -s bridge \
+      -r "$rate" -m "$n" -l $((rate * 10)) -d 1000 -cid_str "$prefix%u-%p@%s"
+    sp=$(sipp_proc); s0=$(ticks "$sp"); s1=$s0
+    while kill -0 "$SIPP_PID" 2>/dev/null; do
+      local s; s=$(ticks "$sp"); [ "$s" -gt 0 ] && s1=$s
+      sleep 0.5
+    done
+    wait "$SIPP_PID" 2>/dev/null
+    d1=$(ticks "$DAEMON_PID"); a1=$(ticks "$ap"); t1=$(now)
+    sleep 2
+    local secs ok failed stats
+    secs=$(elapsed "$t0" "$t1")
+    ok=$(stat_field "$WORK/$name.stat.csv" "SuccessfulCall(C)")
+    failed=$((n - ok))
+    stats=$(python3 - "$WORK/data/hotline.db" "$prefix" <<'EOF_PY'
+import sqlite3, sys
+from collections import Counter
+from datetime import datetime
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=5)
+like = sys.argv[2] + "%"
+ts = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+offers = [r[0] for r in db.execute(
+    "SELECT at FROM queue_events WHERE kind = 'offer' AND call_id LIKE ?", (like,))]
+per_s = sorted(Counter(int(ts(a)) for a in offers).values())
+first = dict(db.execute("SELECT call_id, min(at) FROM queue_events WHERE kind = 'offer' "
+                        "AND call_id LIKE ? GROUP BY call_id", (like,)))
+setup = sorted((ts(first[c]) - ts(a)) * 1000 for c, a in db.execute(
+    "SELECT call_id, arrived_at FROM call_records WHERE call_id LIKE ?", (like,)) if c in first)
+recs, answered = db.execute("SELECT count(*), sum(disposition = 'answered') FROM call_records "
+                            "WHERE call_id LIKE ?", (like,)).fetchone()
+pct = lambda v, p: v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else float("nan")
+print(f"{len(offers)} {pct(per_s, 50) if per_s else 0} {per_s[-1] if per_s else 0} "
+      f"{pct(setup, 50):.1f} {pct(setup, 99):.1f} {recs} {(recs or 0) - (answered or 0)}")
+EOF_PY
+)
+    local noffers med max s50 s99 recs unanswered
+    read -r noffers med max s50 s99 recs unanswered <<< "$stats"
+    rows+=("| $rate | $n | $ok | $failed | $noffers | $med | $max | $s50 | $s99 | $recs | $unanswered | $(cpu_pct "$d0" "$d1" "$secs") | $(cpu_pct "$s0" "$s1" "$secs") | $(cpu_pct "$a0" "$a1" "$secs") | $ld |")
+    hl_log "offers $rate/s: $ok/$n ok, $noffers offers (median $med/s, max $max/s), setup p50 $s50 p99 $s99 ms, $unanswered not answered"
+    sleep 2
+  done
+  kill -TERM "$AGENT_SIPP" 2>/dev/null; wait "$AGENT_SIPP" 2>/dev/null
+  hl_daemon_stop
+  emit ""
+  emit "### ACD offers per second, $OFFER_AGENTS agents auto-answering, calls of 1 s (10 s per step)"
+  emit ""
+  emit "| calls/s | calls | successful | failed | offers | offers/s median | offers/s max | setup p50 ms | setup p99 ms | call records | not answered by an agent | daemon CPU % | callers' SIPp CPU % | agents' SIPp CPU % | load avg |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  local r; for r in "${rows[@]}"; do emit "$r"; done
+  emit ""
+  emit "Setup = the call's first offer to an agent (queue_events.at) - its arrival (call_records.arrived_at)."
+}
+
+emit "## hotline bridged-call benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n 1))"
+case "$MODE" in
+  bridged) bench_bridged ;;
+  offers) bench_offers ;;
+  all) bench_bridged; bench_offers ;;
+esac
+[ -n "${HOTLINE_BENCH_OUT:-}" ] && cp "$OUT" "$HOTLINE_BENCH_OUT"
+hl_log "done"
