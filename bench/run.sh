@@ -125,48 +125,12 @@ start_daemon() {
 hl_log "daemon: $BIN (SIP 127.0.0.1:$SIP_PORT, HTTP :$HTTP_PORT, RTP $RTP_LOW-$RTP_HIGH, work $WORK)"
 
 # --- measuring ---------------------------------------------------------------
-ticks() { # utime+stime of PID (all threads), in clock ticks
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  s=${s##*) }
-  set -- $s   # fields from 3 (state) on: utime is field 14, stime 15
-  echo $(( ${12} + ${13} ))
-}
-cpu_pct() { # TICKS_BEFORE TICKS_AFTER SECONDS -> % of one core
-  awk -v a="$1" -v b="$2" -v s="$3" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (b - a) / hz / s * 100 }'
-}
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-busy() { # all CPUs' busy time so far, in clock ticks (/proc/stat)
-  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
-# calm_wait: before a step, wait (CALM_SECS, 20, at most) for a second in
-# which the rest of the machine used under CALM_PCT (50) % of one core; logs it.
-calm_wait() {
-  local b0 b1 o i
-  for i in $(seq 1 "${CALM_SECS:-20}"); do
-    b0=$(busy); sleep 1; b1=$(busy)
-    o=$(cpu_pct "$b0" "$b1" 1)
-    [ "$o" -lt "${CALM_PCT:-50}" ] && { [ "$i" -gt 1 ] && hl_log "waited ${i} s for a calm machine"; return 0; }
-  done
-  hl_log "machine busy (others at $o % of a core); going on"
-}
-# idle_wait: until the daemon holds no RTP port (its calls are over), 30 s at most.
-idle_wait() {
-  local n
-  for _ in $(seq 1 60); do
-    n=$(ss -Hun "( sport >= :$RTP_LOW and sport <= :$RTP_HIGH )" | wc -l)
-    [ "$n" -eq 0 ] && return 0
-    sleep 0.5
-  done
-  hl_log "daemon still holds $n RTP ports after 30 s"
-}
-# stat_field FILE NAME: NAME's value in the last line of a SIPp -trace_stat CSV.
-stat_field() {
-  awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i; next }
-    { v = $c } END { print (c && v != "") ? v : 0 }' "$1"
-}
+# ticks, cpu_pct, now, elapsed, load, busy, calm_wait, idle_wait,
+# stat_field, sipp_bg, sipp_proc: shared with bench/bridged.sh.
+CALM_SECS=${CALM_SECS:-20}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
 # achieved_rate FILE CREATED: calls/s SIPp placed while it was still placing
 # them (its last stats line before OutgoingCall(C) reached CREATED).
 achieved_rate() {
@@ -193,30 +157,6 @@ wait_records() {
     sleep 0.5
   done
   echo "$n"
-}
-
-# sipp_bg NAME TIMEOUT_S ARGS...: SIPp in the background (cwd $WORK, for
-# rtp_stream's caller.wav), stats every second in $WORK/NAME.stat.csv; sets SIPP_PID.
-sipp_bg() {
-  local name=$1 secs=$2; shift 2
-  (cd "$WORK" && exec setsid timeout -k 5 "$((secs + 10))" sipp "127.0.0.1:$SIP_PORT" \
-    -i 127.0.0.1 -mi 127.0.0.1 -p "$SIPP_PORT" -mp "$SIPP_MEDIA" -nostdin \
-    -trace_stat -stf "$WORK/$name.stat.csv" -fd 1 \
-    -trace_err -error_file "$WORK/$name.err.log" \
-    -trace_screen -screen_file "$WORK/$name.screen.log" \
-    -timeout "${secs}s" "$@" > "$WORK/$name.out.log" 2>&1) &
-  SIPP_PID=$!
-  hl_track "$SIPP_PID"
-}
-# The sipp process itself (a child of `timeout`), for its CPU.
-sipp_proc() {
-  local p
-  for _ in $(seq 1 40); do
-    p=$(pgrep -P "$SIPP_PID" -x sipp | head -n 1)
-    [ -n "$p" ] && { echo "$p"; return; }
-    sleep 0.05
-  done
-  echo 0
 }
 
 OUT=$WORK/tables.md
