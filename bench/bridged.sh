@@ -8,8 +8,8 @@
 # HOTLINE_BENCH_BUILD, HOTLINE_BENCH_KEEP, HOTLINE_BENCH_OUT); the base port is
 # HOTLINE_BENCH_PORT_BASE (default 12000): SIP +0, HTTP +1, callers' SIPp +2,
 # agents' SIPp +3 (media +6, echo), callers' media +10 upwards, daemon RTP
-# +4000..+13999. Config: config/hotline.toml with bench/flows/ (the line
-# `bridge`, bench/flows/bridge.toml: straight into the queue `bench`),
+# +4000..+13999. Config: config/hotline.toml with bench/flows-bridged/ (the line
+# `bridge`, bench/flows-bridged/bridge.toml: straight into the queue `bench`),
 # keep-alive OPTIONS off (SIPp's UAS would count them as unexpected), and
 # AGENTS (1600) generated registrar users b0001.. (password pw-bNNNN, HA1 =
 # MD5(user:hotline:password)) and agents (login_on_register, wrap_up_secs 0,
@@ -93,7 +93,7 @@ hl_ports_free "$BASE" 20
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- config, agents, caller audio ---------------------------------------------
-hl_config "$ROOT" "$HERE/flows" "$WORK/hotline.toml" \
+hl_config "$ROOT" "$HERE/flows-bridged" "$WORK/hotline.toml" \
   's#^max_calls = .*#max_calls = 6000#' \
   's#^timeout_secs = .*#timeout_secs = 20#' \
   's#^address = "0.0.0.0"#address = "127.0.0.1"#' \
