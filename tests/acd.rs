@@ -114,6 +114,14 @@ fn music_frames(ts: &TestServer, frames: &[[u8; 160]]) -> usize {
 
 const LOGIN: &str = "login_on_register = true";
 
+/// A caller to 12345 whom `agent` has been rung for and has answered.
+async fn answered_by(ts: &TestServer, agent: &mut AgentPhone) -> support::Call {
+    let mut call = ts.phone().build().await.call("12345").await;
+    rung(agent, &mut call).await;
+    agent.answer().await;
+    call
+}
+
 /// Waits (pumping the caller's SIP meanwhile) until `agent`'s phone rings;
 /// returns the daemon's INVITE.
 async fn rung(agent: &mut AgentPhone, call: &mut support::Call) -> hotline::sip::message::Request {
@@ -296,9 +304,7 @@ async fn a_caller_hanging_up_while_the_agent_rings_cancels_the_agent() {
 async fn after_the_agent_hangs_up_the_caller_rates_the_call() {
     let ts = TestServer::start_with(options("survey = true", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
-    let mut call = ts.phone().build().await.call("12345").await;
-    rung(&mut agent, &mut call).await;
-    agent.answer().await;
+    let mut call = answered_by(&ts, &mut agent).await;
     tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
     assert_eq!(agent.bye().await, Some(200));
     call.wait_heard("satisfaction_survey", secs(30)).await;
@@ -316,9 +322,7 @@ async fn after_the_agent_hangs_up_the_caller_rates_the_call() {
 async fn the_agent_holds_and_the_caller_hears_music() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut agent = ready_agent(&ts, "1001").await;
-    let mut call = ts.phone().build().await.call("12345").await;
-    rung(&mut agent, &mut call).await;
-    agent.answer().await;
+    let mut call = answered_by(&ts, &mut agent).await;
     agent.fill(0x24).await;
     tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
     let (hold, _) = tokio::join!(agent.hold(), call.pump(secs(1)));
@@ -474,9 +478,7 @@ async fn an_agent_transfers_the_caller_to_another_agent_by_refer() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut first = ready_agent(&ts, "1001").await;
     let mut second = ready_agent(&ts, "1002").await;
-    let mut call = ts.phone().build().await.call("12345").await;
-    rung(&mut first, &mut call).await;
-    first.answer().await;
+    let mut call = answered_by(&ts, &mut first).await;
     tokio::join!(call.pump(secs(2)), first.pump(secs(2)));
     // Blind transfer to extension 1002 (RFC 3515).
     let target = format!("sip:1002@{}", ts.sip_udp());
@@ -522,9 +524,7 @@ async fn an_agent_transfers_the_caller_to_another_agent_by_refer() {
 async fn a_transfer_to_a_target_that_cannot_take_it_is_refused_and_the_call_stays() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut first = ready_agent(&ts, "1001").await;
-    let mut call = ts.phone().build().await.call("12345").await;
-    rung(&mut first, &mut call).await;
-    first.answer().await;
+    let mut call = answered_by(&ts, &mut first).await;
     first.fill(0x24).await;
     tokio::join!(call.pump(secs(1)), first.pump(secs(1)));
     for target in ["1002", "nosuchqueue"] {
@@ -547,9 +547,7 @@ async fn an_attended_transfer_hands_the_caller_to_the_consulted_agent() {
     let ts = TestServer::start_with(options("", LOGIN, "")).await;
     let mut first = ready_agent(&ts, "1001").await;
     let mut second = ready_agent(&ts, "1002").await;
-    let mut call = ts.phone().build().await.call("12345").await;
-    rung(&mut first, &mut call).await;
-    first.answer().await;
+    let mut call = answered_by(&ts, &mut first).await;
     tokio::join!(call.pump(secs(1)), first.pump(secs(1)));
     // 1001 holds the caller and calls 1002 from its softphone.
     let (hold, _) = tokio::join!(first.hold(), call.pump(secs(1)));

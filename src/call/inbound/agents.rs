@@ -372,16 +372,7 @@ impl InboundCall {
         let mut agent_cfg = SessionConfig::negotiated(socket, &n);
         agent_cfg.rtp_timeout = self.ctx.rtp.timeout;
         agent_cfg.inband_dtmf = false;
-        let lang = self.ivr.as_ref().map(|v| v.language()).unwrap_or_default();
-        let hold_music = self
-            .record
-            .queue
-            .as_ref()
-            .and_then(|q| self.ctx.queues.get(q))
-            .and_then(|q| self.ctx.prompts.get(lang, &q.hold_music));
-        let mut cfg = BridgeConfig::new(caller_leg, LegMedia::new(agent_cfg));
-        cfg.hold_music = hold_music;
-        let (bridge, events) = bridge::spawn(cfg);
+        let (bridge, events) = self.bridge_to_agent(caller_leg, LegMedia::new(agent_cfg));
         info!(agent = %agent, codec_agent = n.codec.name(), wait_ms = wait.as_millis() as u64, "agent answered; bridged");
         self.record.acd.agent = Some(agent.0.clone());
         if self.from_softphone {
@@ -404,6 +395,24 @@ impl InboundCall {
             hold_since: None,
             held: Duration::ZERO,
         });
+    }
+
+    /// Bridges the caller's leg to an agent's; either side holding gives
+    /// the other the queue's hold music in the call's language.
+    fn bridge_to_agent(
+        &self,
+        caller: LegMedia,
+        agent: LegMedia,
+    ) -> (BridgeHandle, mpsc::Receiver<BridgeEvent>) {
+        let lang = self.ivr.as_ref().map(|v| v.language()).unwrap_or_default();
+        let mut cfg = BridgeConfig::new(caller, agent);
+        cfg.hold_music = self
+            .record
+            .queue
+            .as_ref()
+            .and_then(|q| self.ctx.queues.get(q))
+            .and_then(|q| self.ctx.prompts.get(lang, &q.hold_music));
+        bridge::spawn(cfg)
     }
 
     /// BYE to an answered offer that will not be bridged.
@@ -607,16 +616,7 @@ impl InboundCall {
         // The taken-over leg's SIP comes to this call from now on.
         let rx = self.ctx.sip.open_dialog(&h.leg.call_id).await;
         forward(h.leg.call_id.clone(), rx, self.agent_tx.clone());
-        let lang = self.ivr.as_ref().map(|v| v.language()).unwrap_or_default();
-        let hold_music = self
-            .record
-            .queue
-            .as_ref()
-            .and_then(|q| self.ctx.queues.get(q))
-            .and_then(|q| self.ctx.prompts.get(lang, &q.hold_music));
-        let mut cfg = BridgeConfig::new(caller_leg, h.media);
-        cfg.hold_music = hold_music;
-        let (bridge, events) = bridge::spawn(cfg);
+        let (bridge, events) = self.bridge_to_agent(caller_leg, h.media);
         self.record.acd.agent = Some(h.leg.agent.0.clone());
         self.connected = Some(Connected {
             leg: h.leg,
