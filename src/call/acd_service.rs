@@ -400,7 +400,7 @@ pub fn spawn(
     }
     for row in &restored {
         let id = AgentId(row.agent.clone());
-        if !by_extension.values().any(|a| *a == id) {
+        if acd.agent(&id).is_none() {
             continue;
         }
         match row.state.as_str() {
@@ -437,8 +437,10 @@ pub fn spawn(
         "agent queue started"
     );
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
+    let by_extension = Arc::new(by_extension);
     let service = Service {
         acd,
+        by_extension: by_extension.clone(),
         calls: HashMap::new(),
         records,
         clock,
@@ -453,17 +455,13 @@ pub fn spawn(
         callback_offers: HashMap::new(),
     };
     let task = tokio::spawn(service.run(rx));
-    Ok((
-        AcdHandle {
-            tx,
-            by_extension: Arc::new(by_extension),
-        },
-        task,
-    ))
+    Ok((AcdHandle { tx, by_extension }, task))
 }
 
 struct Service {
     acd: Acd,
+    /// Extension → agent id (the same map as the handles').
+    by_extension: Arc<HashMap<String, AgentId>>,
     /// Each queued call's signal channel.
     calls: HashMap<CallId, mpsc::Sender<QueueSignal>>,
     records: RecordSink,
@@ -631,13 +629,7 @@ impl Service {
     }
 
     fn on_presence(&mut self, now: Instant, extension: &str, reachable: bool) {
-        let Some(id) = self
-            .acd
-            .agents()
-            .iter()
-            .find(|a| a.extension() == extension)
-            .map(|a| a.id().clone())
-        else {
+        let Some(id) = self.by_extension.get(extension).cloned() else {
             return;
         };
         let _ = self.acd.agent_reachable(now, &id, reachable);
