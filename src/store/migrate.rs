@@ -43,6 +43,9 @@ const SQLITE: &[Embedded] = &[
     embedded!("sqlite", 3, "registrations", "0003_registrations.sql"),
     embedded!("sqlite", 4, "acd", "0004_acd.sql"),
     embedded!("sqlite", 5, "callbacks", "0005_callbacks.sql"),
+    embedded!("sqlite", 6, "recordings", "0006_recordings.sql"),
+    embedded!("sqlite", 7, "qc_samples_audit", "0007_qc_samples_audit.sql"),
+    embedded!("sqlite", 9, "qc_scores", "0009_qc_scores.sql"),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -51,6 +54,14 @@ const POSTGRES: &[Embedded] = &[
     embedded!("postgres", 3, "registrations", "0003_registrations.sql"),
     embedded!("postgres", 4, "acd", "0004_acd.sql"),
     embedded!("postgres", 5, "callbacks", "0005_callbacks.sql"),
+    embedded!("postgres", 6, "recordings", "0006_recordings.sql"),
+    embedded!(
+        "postgres",
+        7,
+        "qc_samples_audit",
+        "0007_qc_samples_audit.sql"
+    ),
+    embedded!("postgres", 9, "qc_scores", "0009_qc_scores.sql"),
 ];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {

@@ -28,12 +28,14 @@ macro_rules! with_pool {
     };
 }
 
+pub mod audit;
 pub mod callbacks;
 mod calls;
 mod demo;
 pub mod events;
 mod lookup;
 mod migrate;
+pub mod recordings;
 pub mod records;
 mod registrations;
 pub mod writer;
@@ -46,12 +48,22 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+pub use audit::{AuditFilter, AuditRow};
 pub use callbacks::{CallbackAttemptRow, CallbackFilter, CallbackRow};
 pub use demo::{DemoAccount, DEMO_ACCOUNTS};
 pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};
+pub use recordings::{
+    RecordingFilter, RecordingKind, RecordingMarkRow, RecordingRow, RecordingStatus,
+};
 pub use records::{CallRecord, Disposition, HangupBy, QueueOutcome};
 pub use writer::{spawn_writer, RecordSink, WriterStats};
+
+/// A fresh unique id (128 random bits, hex): the retry key of rows the
+/// writer may write twice.
+pub fn new_uid() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
 
 /// A value bound to, or read from, a parameterized look-up query.
 #[derive(Debug, Clone, PartialEq)]

@@ -25,8 +25,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::audit::AuditRow;
 use super::callbacks::{CallbackAttemptRow, CallbackRow};
 use super::events::{AgentStateRow, QueueEventRow};
+use super::recordings::{RecordingMarkRow, RecordingRow};
 use super::{CallRecord, Store, StoreError};
 
 /// Most records written in one transaction.
@@ -45,6 +47,9 @@ enum Msg {
     },
     Callback(Box<CallbackRow>),
     CallbackAttempt(Box<CallbackAttemptRow>),
+    Recording(Box<RecordingRow>),
+    RecordingMark(Box<RecordingMarkRow>),
+    Audit(Box<AuditRow>),
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
     /// Stop taking records; answered when everything queued is written.
@@ -149,6 +154,30 @@ impl RecordSink {
             .map_err(|_| StoreError::WriterClosed)
     }
 
+    /// Queues a recording's new state (insert or update on its id).
+    pub async fn submit_recording(&self, row: RecordingRow) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Recording(Box::new(row)))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// Queues a mark on a recording's timeline.
+    pub async fn submit_recording_mark(&self, row: RecordingMarkRow) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::RecordingMark(Box::new(row)))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// Queues an audit-log entry.
+    pub async fn submit_audit(&self, row: AuditRow) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Audit(Box::new(row)))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
     /// Resolves when every record submitted before this call is committed
     /// (returns at once if the writer has stopped: then all were written).
     pub async fn flush(&self) {
@@ -181,7 +210,8 @@ impl RecordSink {
 /// What one pass of the writer collected, written in this order: call
 /// records, queue events, agent states, wrap-up times (whose records were
 /// queued before them), then callback requests (in the order queued: a
-/// later state of a request wins) and attempts.
+/// later state of a request wins) and attempts, then recordings (likewise)
+/// and their marks, then audit entries.
 #[derive(Default)]
 struct Batch {
     records: Vec<CallRecord>,
@@ -190,6 +220,9 @@ struct Batch {
     wrap_ups: Vec<(String, i64)>,
     callbacks: Vec<CallbackRow>,
     attempts: Vec<CallbackAttemptRow>,
+    recordings: Vec<RecordingRow>,
+    marks: Vec<RecordingMarkRow>,
+    audit: Vec<AuditRow>,
 }
 
 impl Batch {
@@ -200,6 +233,9 @@ impl Batch {
             + self.wrap_ups.len()
             + self.callbacks.len()
             + self.attempts.len()
+            + self.recordings.len()
+            + self.marks.len()
+            + self.audit.len()
     }
 }
 
@@ -218,6 +254,9 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
                 Msg::WrapUp { call_id, ms } => batch.wrap_ups.push((call_id, ms)),
                 Msg::Callback(r) => batch.callbacks.push(*r),
                 Msg::CallbackAttempt(a) => batch.attempts.push(*a),
+                Msg::Recording(r) => batch.recordings.push(*r),
+                Msg::RecordingMark(m) => batch.marks.push(*m),
+                Msg::Audit(a) => batch.audit.push(*a),
                 Msg::Flush(ack) => acks.push(ack),
                 Msg::Close(ack) => {
                     rx.close();
@@ -269,6 +308,27 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
             let rows = std::mem::take(&mut batch.attempts);
             retry("callback attempts", rows.len(), &counters, || {
                 store.insert_callback_attempts(&rows)
+            })
+            .await;
+        }
+        if !batch.recordings.is_empty() {
+            let rows = std::mem::take(&mut batch.recordings);
+            retry("recordings", rows.len(), &counters, || {
+                store.save_recordings(&rows)
+            })
+            .await;
+        }
+        if !batch.marks.is_empty() {
+            let rows = std::mem::take(&mut batch.marks);
+            retry("recording marks", rows.len(), &counters, || {
+                store.insert_recording_marks(&rows)
+            })
+            .await;
+        }
+        if !batch.audit.is_empty() {
+            let rows = std::mem::take(&mut batch.audit);
+            retry("audit entries", rows.len(), &counters, || {
+                store.insert_audit(&rows)
             })
             .await;
         }
