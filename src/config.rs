@@ -68,6 +68,7 @@ struct FileConfig {
     clock: FileClock,
     registrar: FileRegistrar,
     acd: crate::acd::AcdConfig,
+    qc: crate::qc::QcConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,6 +389,8 @@ pub struct Config {
     pub registrar: RegistrarSettings,
     /// Agents and queues (checked: `Acd::new` accepts it).
     pub acd: crate::acd::AcdConfig,
+    /// Quality control: sampling, scorecards, disputes (`[qc]`).
+    pub qc: crate::qc::QcConfig,
     /// Things that work but may surprise (shown by `check-config` and
     /// logged at start).
     pub warnings: Vec<String>,
@@ -768,6 +771,11 @@ impl Validator {
 
         let registrar = self.registrar(&f.registrar);
         self.acd(&f.acd, &registrar);
+        if let Err(errs) = f.qc.validate() {
+            for e in errs {
+                self.error(&format!("qc.{}", e.key), e.message);
+            }
+        }
         let outbound = self.outbound(f.sip.outbound.as_ref());
         let mut acd = f.acd;
         // A trunk with errors is reported as such, not as missing.
@@ -823,6 +831,7 @@ impl Validator {
             clock_start,
             registrar,
             acd,
+            qc: f.qc,
             warnings: self.warnings,
         })
     }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod ivr;
 pub mod lang;
 pub mod media;
+pub mod qc;
 pub mod server;
 pub mod sip;
 pub mod store;
