@@ -75,7 +75,9 @@ use super::session::{
 };
 #[cfg(doc)]
 use super::session::{resume, MediaHandle};
+use super::tap::{TapEvent, Taps};
 use super::{g711, rtp, Codec, FRAME_SAMPLES};
+use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -180,6 +182,8 @@ pub struct SideStats {
     pub stream: StreamStats,
     /// The longest time from a packet's receipt to its forwarding.
     pub max_forward_delay: Duration,
+    /// Audio packets a full tap (the recorder) could not take.
+    pub tap_dropped: u64,
 }
 
 /// Both sides' counters.
@@ -203,6 +207,7 @@ enum Command {
     SetHold(Side, bool),
     SetRemote(Side, Option<SocketAddr>),
     SetTap(Side, Option<mpsc::Sender<ReceivedFrame>>),
+    AddTap(mpsc::Sender<TapEvent>),
     Play {
         side: Side,
         id: u64,
@@ -253,6 +258,12 @@ impl BridgeHandle {
         tap: Option<mpsc::Sender<ReceivedFrame>>,
     ) -> Result<(), SessionClosed> {
         self.send(Command::SetTap(side, tap)).await
+    }
+
+    /// Attaches a tap that receives both sides' audio and their holds
+    /// ([`TapEvent`]), until it is closed. The bridge never waits for it.
+    pub async fn add_tap(&self, tap: mpsc::Sender<TapEvent>) -> Result<(), SessionClosed> {
+        self.send(Command::AddTap(tap)).await
     }
 
     /// Plays `prompts` to `side` only, replacing what it hears while they
@@ -306,6 +317,7 @@ pub fn spawn(cfg: BridgeConfig) -> (BridgeHandle, mpsc::Receiver<BridgeEvent>) {
         tx_buf: vec![0; RECV_BUF].into_boxed_slice(),
         pcm: Vec::with_capacity(RECV_BUF),
         rearm_timeouts: false,
+        taps: Taps::default(),
     };
     let task = tokio::spawn(bridge.run(sockets, cmd_rx));
     (
@@ -404,6 +416,8 @@ struct Bridge {
     pcm: Vec<i16>,
     /// A timed-out side sent RTP again: the timeout timer must be re-armed.
     rearm_timeouts: bool,
+    /// The recorder's (and monitors') taps on both sides.
+    taps: Taps,
 }
 
 /// Sends one datagram at once, without waiting: one non-blocking `sendto`.
@@ -525,6 +539,20 @@ impl Bridge {
                 leg.sdp_remote = remote;
             }
             Command::SetTap(side, tap) => self.leg_mut(side).tap = tap,
+            Command::AddTap(tap) => {
+                self.taps.add(tap);
+                // The tap learns who holds already.
+                let at = Instant::now();
+                for side in Side::BOTH {
+                    if self.leg(side).holding() {
+                        self.taps.send(&TapEvent::Hold {
+                            side,
+                            held: true,
+                            at,
+                        });
+                    }
+                }
+            }
             Command::Play { side, id, prompts } => {
                 let leg = self.leg_mut(side);
                 leg.player.start(id, prompts, leg.codec);
@@ -550,6 +578,13 @@ impl Bridge {
             let holding = self.leg(side).holding();
             if holding == before[side.index()] {
                 continue;
+            }
+            if !self.taps.is_empty() {
+                self.taps.send(&TapEvent::Hold {
+                    side,
+                    held: holding,
+                    at: now,
+                });
             }
             let music = self.hold_music.clone();
             let (holder, other) = self.pair_mut(side);
@@ -646,6 +681,7 @@ impl Bridge {
             tx_buf,
             pcm,
             rearm_timeouts,
+            taps,
             ..
         } = self;
         let [caller, agent] = legs;
@@ -687,6 +723,16 @@ impl Bridge {
             }
         } else if audio {
             tap_frame(&mut a.tap, &packet);
+            if !taps.is_empty() {
+                a.stats.tap_dropped += taps.send(&TapEvent::Audio {
+                    side: from,
+                    at: now,
+                    codec: a.codec,
+                    ssrc: packet.ssrc,
+                    timestamp: packet.timestamp,
+                    payload: Bytes::copy_from_slice(packet.payload),
+                });
+            }
             if let Some(detector) = &mut a.inband {
                 if let Some(digit) = detect_inband(detector, a.codec, pcm, packet.payload) {
                     events.emit(BridgeEvent::Digit {
@@ -1332,6 +1378,85 @@ mod tests {
             .await;
         let expected = g711::transcode_table(Codec::Pcmu, Codec::Pcma)[0x44];
         assert_eq!(s.agent.recv().await.5[0], expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tap_gets_both_sides_and_holds_in_order() {
+        let s = Setup::new(|_| {}, pcma, |_| {}).await;
+        let (tap, mut events) = mpsc::channel(16);
+        s.bridge.add_tap(tap).await.unwrap();
+        let mut caller = rtp::RtpSender::with_initial(77, 10, 1000);
+        let mut agent = rtp::RtpSender::with_initial(88, 20, 2000);
+        let t0 = Instant::now();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &[0x11; FRAME_SAMPLES])
+            .await;
+        s.agent.recv().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 8, true, &[0x22; FRAME_SAMPLES])
+            .await;
+        s.caller.recv().await;
+        s.bridge.set_hold(Side::Agent, true).await.unwrap();
+        s.bridge.stats().await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(got.len(), 3, "{got:?}");
+        match &got[0] {
+            TapEvent::Audio {
+                side,
+                at,
+                codec,
+                ssrc,
+                timestamp,
+                payload,
+            } => {
+                assert_eq!(
+                    (*side, *codec, *ssrc, *timestamp),
+                    (Side::Caller, Codec::Pcmu, 77, 1000)
+                );
+                assert_eq!(payload[..], [0x11; FRAME_SAMPLES]);
+                assert!(*at >= t0 && *at < t0 + Duration::from_millis(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &got[1] {
+            TapEvent::Audio {
+                side,
+                at,
+                codec,
+                payload,
+                ..
+            } => {
+                assert_eq!((*side, *codec), (Side::Agent, Codec::Pcma));
+                assert_eq!(payload[0], 0x22, "the agent's own codec, not transcoded");
+                assert!(*at >= t0 + Duration::from_millis(20));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            got[2],
+            TapEvent::Hold {
+                side: Side::Agent,
+                held: true,
+                ..
+            }
+        ));
+        assert_eq!(s.bridge.stats().await.unwrap().caller.tap_dropped, 0);
+        // A tap added while a side holds learns it at once.
+        let (tap2, mut events2) = mpsc::channel(4);
+        s.bridge.add_tap(tap2).await.unwrap();
+        s.bridge.stats().await.unwrap();
+        assert!(matches!(
+            events2.try_recv(),
+            Ok(TapEvent::Hold {
+                side: Side::Agent,
+                held: true,
+                ..
+            })
+        ));
     }
 
     #[tokio::test(start_paused = true)]

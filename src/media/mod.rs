@@ -18,6 +18,7 @@ pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+pub mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;
 
