@@ -69,6 +69,7 @@ struct FileConfig {
     registrar: FileRegistrar,
     acd: crate::acd::AcdConfig,
     qc: crate::qc::QcConfig,
+    recording: crate::recording::RecordingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -391,6 +392,8 @@ pub struct Config {
     pub acd: crate::acd::AcdConfig,
     /// Quality control: sampling, scorecards, disputes (`[qc]`).
     pub qc: crate::qc::QcConfig,
+    /// Call recording (`[recording]`).
+    pub recording: crate::recording::RecordingConfig,
     /// Things that work but may surprise (shown by `check-config` and
     /// logged at start).
     pub warnings: Vec<String>,
@@ -771,6 +774,11 @@ impl Validator {
 
         let registrar = self.registrar(&f.registrar);
         self.acd(&f.acd, &registrar);
+        if let Err(errs) = f.recording.validate() {
+            for e in errs {
+                self.error(&format!("recording.{}", e.key), e.message);
+            }
+        }
         if let Err(errs) = f.qc.validate() {
             for e in errs {
                 self.error(&format!("qc.{}", e.key), e.message);
@@ -832,6 +840,7 @@ impl Validator {
             registrar,
             acd,
             qc: f.qc,
+            recording: f.recording,
             warnings: self.warnings,
         })
     }

@@ -12,6 +12,7 @@ pub mod ivr;
 pub mod lang;
 pub mod media;
 pub mod qc;
+pub mod recording;
 pub mod server;
 pub mod sip;
 pub mod store;

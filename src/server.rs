@@ -143,6 +143,7 @@ pub struct Server {
     registration_writer: tokio::task::JoinHandle<()>,
     acd: crate::call::acd_service::AcdHandle,
     acd_task: tokio::task::JoinHandle<()>,
+    recordings: crate::recording::Recordings,
 }
 
 impl Server {
@@ -166,6 +167,22 @@ impl Server {
             );
         }
         let (records, writer) = spawn_writer(store.clone(), 10_000);
+        // Recordings a killed daemon left half-written play again.
+        let repaired = crate::recording::maintenance::repair_interrupted(&store, &cfg.data_dir)
+            .await
+            .map_err(|e| StartError::Store {
+                url: redact_url(&cfg.database_url),
+                message: format!("repairing interrupted recordings: {e}"),
+            })?;
+        if repaired > 0 {
+            tracing::warn!(recordings = repaired, "interrupted recordings repaired");
+        }
+        let recordings = crate::recording::Recordings::new(
+            cfg.recording.clone(),
+            cfg.data_dir.clone(),
+            records.clone(),
+        );
+        let live = crate::call::live::LiveCalls::default();
         let ports = PortPool::new(cfg.rtp.bind, cfg.rtp.port_low, cfg.rtp.port_high)
             .map_err(|e| StartError::Ports(e.to_string()))?;
         let shutdown = CancellationToken::new();
@@ -292,7 +309,17 @@ impl Server {
                 .iter()
                 .map(|&m| Duration::from_secs(u64::from(m) * 60))
                 .collect(),
+            recordings: recordings.clone(),
+            live: live.clone(),
         });
+        tokio::spawn(crate::recording::maintenance::run_retention(
+            store.clone(),
+            records.clone(),
+            cfg.data_dir.clone(),
+            cfg.recording.retention_days,
+            ctx.clock.clone(),
+            shutdown.clone(),
+        ));
         match &cfg.sip.outbound {
             Some(t) => info!(trunk = %t.address, "callbacks go out through the outbound trunk"),
             None => info!("no [sip.outbound] trunk: callbacks are disabled"),
@@ -330,6 +357,7 @@ impl Server {
             acd: acd.clone(),
             data_dir: cfg.data_dir.clone(),
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
+            live: live.clone(),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -354,6 +382,7 @@ impl Server {
             registration_writer,
             acd,
             acd_task,
+            recordings,
         })
     }
 
@@ -388,6 +417,12 @@ impl Server {
         // keeps running meanwhile so the BYEs leave.
         self.calls_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.wait()).await;
+        // Recordings of the calls that ended are finished and their rows queued.
+        if !self.recordings.wait(Duration::from_secs(10)).await {
+            tracing::warn!(
+                "recordings still being written at shutdown; they are repaired at the next start"
+            );
+        }
         // A round trip through the ACD: the events of the calls that just
         // ended are in the writer's queue after it.
         let _ = self.acd.snapshot().await;

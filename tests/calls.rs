@@ -499,10 +499,33 @@ async fn after_hours_12345_takes_a_voice_message() {
     // From the end of the beep to the # (the beep is recognised before it ends).
     assert!((2500..=3400).contains(&ms), "recorded {ms} ms");
     let rel = rec.voice_message.expect("message file");
-    assert!(rel.starts_with("voicemail/2026/11/2"), "{rel}");
+    assert!(rel.starts_with("recordings/2026/11/2"), "{rel}");
     let reader = hound::WavReader::open(ts.dir.path().join(&rel)).expect("a playable WAV");
     assert_eq!(reader.spec().sample_rate, 8000);
+    assert_eq!(reader.spec().channels, 1);
     assert_eq!(reader.len() as i64, ms * 8);
+    // Listed among the recordings, with its checksum.
+    let rows = ts
+        .server
+        .store
+        .recordings(hotline::store::RecordingFilter {
+            call_id: Some(call.call_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.kind, hotline::store::RecordingKind::VoiceMessage);
+    assert_eq!(row.path, rel);
+    assert_eq!(row.duration_ms, Some(ms));
+    let bytes = std::fs::read(ts.dir.path().join(&rel)).unwrap();
+    assert_eq!(row.size_bytes, Some(bytes.len() as i64));
+    use sha2::Digest;
+    assert_eq!(
+        row.sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str())
+    );
     ts.shutdown().await;
 }
 

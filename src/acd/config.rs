@@ -160,6 +160,11 @@ pub struct QueueConfig {
     /// and keys a score 1-5.
     #[serde(default)]
     pub survey: bool,
+    /// Record the calls agents take from this queue (stereo WAV; see
+    /// `[recording]`). A call transferred to an agent is recorded per the
+    /// queue it came through.
+    #[serde(default = "default_true")]
+    pub record: bool,
 }
 
 fn default_hold_music() -> String {
@@ -207,6 +212,7 @@ impl QueueConfig {
             voicemail_key: default_voicemail_key(),
             callback_key: default_callback_key(),
             survey: false,
+            record: true,
         }
     }
 }

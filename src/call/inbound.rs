@@ -136,6 +136,8 @@ struct InboundCall {
     offers: Vec<agents::Offer>,
     /// The agent the caller is bridged to.
     connected: Option<agents::Connected>,
+    /// Agents bridged so far (the next recording's segment number).
+    segments: i64,
     /// Every agent leg's dialog events, tagged with the leg's Call-ID.
     agent_tx: mpsc::Sender<agents::AgentEvent>,
     agent_rx: mpsc::Receiver<agents::AgentEvent>,
@@ -228,6 +230,7 @@ impl InboundCall {
             abandoned_in_queue: false,
             offers: Vec::new(),
             connected: None,
+            segments: 0,
             agent_tx,
             agent_rx,
             survey: None,
@@ -804,16 +807,19 @@ impl InboundCall {
     }
 
     /// Starts recording what the caller says, under
-    /// `voicemail/YYYY/MM/DD/<call-id>.wav` in the data folder.
+    /// `recordings/YYYY/MM/DD/HHMMSS-<call-id>-vm.wav` in the data folder.
     async fn start_voice_message(
         &mut self,
         max: Duration,
         terminator: char,
     ) -> Result<(), RecorderError> {
         let now = Instant::now();
-        let day = self.wall(now).format("%Y/%m/%d").to_string();
+        let wall = self.wall(now);
         let relative = format!(
-            "voicemail/{day}/{}.wav",
+            "{}/{}/{}-{}-vm.wav",
+            crate::recording::FOLDER,
+            wall.format("%Y/%m/%d"),
+            wall.format("%H%M%S"),
             safe_file_stem(&self.record.call_id)
         );
         let codec = self
@@ -834,6 +840,33 @@ impl InboundCall {
             terminator,
         });
         Ok(())
+    }
+
+    /// The voice message's row among the recordings (checksum and all).
+    async fn save_voice_message_row(&self, relative: &str, r: &crate::media::recorder::Recording) {
+        let ms = r.duration().as_millis() as i64;
+        let ended = self.wall(Instant::now());
+        let row = crate::store::RecordingRow {
+            id: crate::store::new_uid(),
+            call_id: self.record.call_id.clone(),
+            kind: crate::store::RecordingKind::VoiceMessage,
+            segment: 0,
+            agent: None,
+            queue: self.record.queue.clone(),
+            caller: Some(self.record.caller.clone()),
+            dialed: Some(self.record.dialed.clone()),
+            path: relative.to_string(),
+            channels: 1,
+            started_at: ended - chrono::Duration::milliseconds(ms),
+            ended_at: Some(ended),
+            duration_ms: Some(ms),
+            size_bytes: Some(r.size as i64),
+            sha256: Some(r.sha256.clone()),
+            masked_ms: 0,
+            status: crate::store::RecordingStatus::Complete,
+            deleted_at: None,
+        };
+        let _ = self.ctx.records.submit_recording(row).await;
     }
 
     /// Ends the recording, keeps it if long enough, and tells the IVR.
@@ -858,6 +891,7 @@ impl InboundCall {
         match rec.recorder.finish().await {
             Ok(r) if r.duration() >= MIN_VOICE_MESSAGE => {
                 info!(file = %rec.relative, ms = r.duration().as_millis() as u64, "voice message saved");
+                self.save_voice_message_row(&rec.relative, &r).await;
                 self.record.voice_message = Some(rec.relative);
                 self.record.voice_message_ms = Some(r.duration().as_millis() as i64);
                 true

@@ -8,6 +8,7 @@ pub mod agent_leg;
 pub mod callback;
 pub mod feature_codes;
 pub mod inbound;
+pub mod live;
 pub mod offer_answer;
 pub mod queue_wait;
 pub mod ringing;
@@ -88,6 +89,10 @@ pub struct CallContext {
     pub outbound: Option<crate::config::OutboundTrunk>,
     /// Delays between a callback's failed attempts (then it is given up).
     pub callback_retry: Vec<Duration>,
+    /// Recording of agent calls.
+    pub recordings: crate::recording::Recordings,
+    /// Agents' bridged calls, for the recording API and live monitoring.
+    pub live: live::LiveCalls,
 }
 
 /// See [`CallContext::consults`]. A std mutex: held only to insert, remove

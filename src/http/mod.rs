@@ -57,6 +57,8 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Who may use `/api/`.
     pub api_tokens: ApiTokens,
+    /// Agents' bridged calls (masking a recording, live monitoring).
+    pub live: crate::call::live::LiveCalls,
 }
 
 /// The accepted bearer tokens, kept as SHA-256 digests so that comparing

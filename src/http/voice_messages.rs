@@ -4,7 +4,7 @@
 //!
 //! The stored path is relative to the data folder and is trusted only after
 //! it resolves (symlinks and `..` followed, by `canonicalize`) to a file
-//! inside `<data_dir>/voicemail/`: a tampered row cannot read any other
+//! inside `<data_dir>/recordings/`: a tampered row cannot read any other
 //! file, it gets 404 like a missing one.
 
 use std::path::{Path as FsPath, PathBuf};
@@ -91,16 +91,16 @@ fn percent_encode_segment(s: &str) -> String {
 }
 
 /// The message file of a stored relative path, if it is a file inside
-/// `<data_dir>/voicemail/` once every link and `..` is resolved.
+/// `<data_dir>/recordings/` once every link and `..` is resolved.
 async fn resolve(data_dir: &FsPath, stored: &str) -> Option<PathBuf> {
-    let root = tokio::fs::canonicalize(data_dir.join("voicemail"))
+    let root = tokio::fs::canonicalize(data_dir.join(crate::recording::FOLDER))
         .await
         .ok()?;
     let file = tokio::fs::canonicalize(data_dir.join(stored)).await.ok()?;
     if !file.starts_with(&root) || file == root {
         warn!(
             path = stored,
-            "voice message path outside the voicemail folder refused"
+            "voice message path outside the recordings folder refused"
         );
         return None;
     }

@@ -217,6 +217,23 @@ enum Command {
     End(oneshot::Sender<(LegMedia, LegMedia)>),
 }
 
+/// A clonable control of a bridge for others than the call task that owns
+/// it (live monitoring, the recording API): it cannot end the bridge.
+#[derive(Debug, Clone)]
+pub struct BridgeControl {
+    commands: mpsc::Sender<Command>,
+}
+
+impl BridgeControl {
+    /// See [`BridgeHandle::add_tap`].
+    pub async fn add_tap(&self, tap: mpsc::Sender<TapEvent>) -> Result<(), SessionClosed> {
+        self.commands
+            .send(Command::AddTap(tap))
+            .await
+            .map_err(|_| SessionClosed)
+    }
+}
+
 /// Controls one bridge task. Dropping it ends the task and closes both
 /// legs' sockets; [`BridgeHandle::end`] hands the legs back instead.
 #[derive(Debug)]
@@ -227,6 +244,13 @@ pub struct BridgeHandle {
 }
 
 impl BridgeHandle {
+    /// A control others may hold while this bridge runs.
+    pub fn control(&self) -> BridgeControl {
+        BridgeControl {
+            commands: self.commands.clone(),
+        }
+    }
+
     /// Our RTP address on `side`'s leg.
     pub fn local_addr(&self, side: Side) -> SocketAddr {
         self.local_addrs[side.index()]

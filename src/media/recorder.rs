@@ -1,22 +1,17 @@
-//! Recording received audio to a WAV file (voice messages now; whole agent
-//! calls later).
+//! Recording what a caller says to a mono WAV file (voice messages).
 //!
 //! The RTP session hands each received frame to a bounded channel (its tap);
-//! a recorder task — never the RTP loop — decodes G.711 and appends 8 kHz
-//! 16-bit mono samples. Gaps in the RTP timestamps (lost packets, DTMF
-//! events, a pause in sending) are filled with silence, so the file's length
-//! follows the caller's clock. The WAV header is rewritten about once a
-//! second (`hound::WavWriter::flush`), so a file stays playable if the
-//! daemon is killed while recording.
-//!
-//! The writes are small buffered appends on a task of their own; they are
-//! not done with `spawn_blocking` because a recording lasts as long as the
-//! call, and a blocking-pool task would hold tokio's paused test clock still.
+//! a recorder task — never the RTP loop — decodes G.711 into 8 kHz 16-bit
+//! samples and hands a second at a time to the blocking pool to append to
+//! a [`WavFile`], whose header is valid after every append, so a file stays
+//! playable if the daemon is killed while recording. Gaps in the RTP
+//! timestamps (lost packets, DTMF events, a pause in sending) are filled
+//! with silence, so the file's length follows the caller's clock.
 
 use super::g711;
 use super::session::ReceivedFrame;
 use super::Codec;
-use std::io::BufWriter;
+use crate::recording::wav_file::WavFile;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -26,8 +21,8 @@ use tokio::sync::mpsc;
 pub const TAP_QUEUE: usize = 100;
 /// The longest gap filled with silence; longer jumps (a new stream) are not.
 const MAX_GAP_SAMPLES: u32 = 8000 * 5;
-/// Samples between header updates.
-const FLUSH_EVERY: u64 = 8000;
+/// Samples collected before they are appended to the file.
+const WRITE_EVERY: usize = 8000;
 
 #[derive(Debug, Error)]
 pub enum RecorderError {
@@ -37,7 +32,10 @@ pub enum RecorderError {
         source: std::io::Error,
     },
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: hound::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What was recorded.
@@ -45,6 +43,10 @@ pub enum RecorderError {
 pub struct Recording {
     pub path: PathBuf,
     pub samples: u64,
+    /// Bytes of the file.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the file.
+    pub sha256: String,
 }
 
 impl Recording {
@@ -63,30 +65,12 @@ pub struct Recorder {
 impl Recorder {
     /// Creates `path` (and its folder) and starts the writer task.
     pub fn start(path: &Path, codec: Codec) -> Result<Recorder, RecorderError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| RecorderError::Create {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 8000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let file = std::fs::File::create(path).map_err(|source| RecorderError::Create {
+        let wav = WavFile::create(path, 1).map_err(|source| RecorderError::Create {
             path: path.to_path_buf(),
             source,
         })?;
-        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|source| {
-            RecorderError::Write {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
         let (tx, rx) = mpsc::channel(TAP_QUEUE);
-        let task = tokio::spawn(write_frames(writer, rx, codec, path.to_path_buf()));
+        let task = tokio::spawn(write_frames(wav, rx, codec));
         Ok(Recorder { tap: tx, task })
     }
 
@@ -101,20 +85,32 @@ impl Recorder {
     }
 }
 
+/// Appends `samples` on the blocking pool; gives the file and buffer back.
+async fn append(mut wav: WavFile, samples: Vec<i16>) -> (WavFile, Vec<i16>, std::io::Result<()>) {
+    let r = tokio::task::spawn_blocking(move || {
+        let r = wav.append(&samples);
+        (wav, samples, r)
+    })
+    .await;
+    match r {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 async fn write_frames(
-    mut writer: hound::WavWriter<BufWriter<std::fs::File>>,
+    mut wav: WavFile,
     mut rx: mpsc::Receiver<ReceivedFrame>,
     codec: Codec,
-    path: PathBuf,
 ) -> Result<Recording, RecorderError> {
+    let path = wav.path().to_path_buf();
     let err = |source| RecorderError::Write {
         path: path.clone(),
         source,
     };
-    let mut pcm = Vec::with_capacity(320);
+    let mut pending: Vec<i16> = Vec::with_capacity(WRITE_EVERY + 480);
     let mut samples: u64 = 0;
     let mut next_ts: Option<(u32, u32)> = None; // (ssrc, expected timestamp)
-    let mut since_flush: u64 = 0;
     while let Some(frame) = rx.recv().await {
         // Fill a gap in the same stream with silence (RFC 3550 timestamps
         // count samples).
@@ -122,32 +118,39 @@ async fn write_frames(
             if ssrc == frame.ssrc {
                 let gap = frame.timestamp.wrapping_sub(expected);
                 if gap > 0 && gap <= MAX_GAP_SAMPLES {
-                    for _ in 0..gap {
-                        writer.write_sample(0i16).map_err(err)?;
-                    }
-                    samples += gap as u64;
-                    since_flush += gap as u64;
+                    pending.resize(pending.len() + gap as usize, 0);
+                    samples += u64::from(gap);
                 } else if gap > u32::MAX / 2 {
                     // A late (reordered) packet whose place has passed.
                     continue;
                 }
             }
         }
-        pcm.clear();
-        g711::decode(codec, &frame.payload, &mut pcm);
-        for &s in &pcm {
-            writer.write_sample(s).map_err(err)?;
-        }
-        samples += pcm.len() as u64;
-        since_flush += pcm.len() as u64;
-        next_ts = Some((frame.ssrc, frame.timestamp.wrapping_add(pcm.len() as u32)));
-        if since_flush >= FLUSH_EVERY {
-            writer.flush().map_err(err)?;
-            since_flush = 0;
+        let before = pending.len();
+        g711::decode(codec, &frame.payload, &mut pending);
+        let n = pending.len() - before;
+        samples += n as u64;
+        next_ts = Some((frame.ssrc, frame.timestamp.wrapping_add(n as u32)));
+        if pending.len() >= WRITE_EVERY {
+            let (w, mut buf, r) = append(wav, pending).await;
+            r.map_err(err)?;
+            buf.clear();
+            wav = w;
+            pending = buf;
         }
     }
-    writer.finalize().map_err(err)?;
-    Ok(Recording { path, samples })
+    let (wav, _, r) = append(wav, pending).await;
+    r.map_err(err)?;
+    let summary = tokio::task::spawn_blocking(move || wav.finish())
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(err)?;
+    Ok(Recording {
+        path,
+        samples,
+        size: summary.size,
+        sha256: summary.sha256,
+    })
 }
 
 /// A file name made only of safe characters from a Call-ID (which the
@@ -217,15 +220,15 @@ mod tests {
             rec.tap.send(frame(i * 160, 0xD5)).await.unwrap();
         }
         // Let the writer catch up, then read the file while it is open.
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
+        let mut len = 0;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            len = hound::WavReader::open(&path).unwrap().len();
+            if len >= 8000 {
+                break;
+            }
         }
-        let reader = hound::WavReader::open(&path).unwrap();
-        assert!(
-            reader.len() >= 8000,
-            "header updated while recording: {}",
-            reader.len()
-        );
+        assert!(len >= 8000, "header updated while recording: {len}");
         let r = rec.finish().await.unwrap();
         assert_eq!(r.samples, 60 * 160);
         assert_eq!(r.duration(), Duration::from_millis(1200));

@@ -25,6 +25,7 @@ use crate::media::bridge::{self, BridgeConfig, BridgeEvent, BridgeHandle, Side};
 use crate::media::port_pool::RtpSocket;
 use crate::media::sdp::LocalMedia;
 use crate::media::session::{self, LegMedia, SessionConfig};
+use crate::recording::{RecorderControl, RecordingMeta};
 use crate::sip::endpoint::{new_tag, DialogEvent, ALLOW};
 use crate::sip::message::{response_to, Method, Request};
 use crate::sip::transaction::TransactionKey;
@@ -64,6 +65,10 @@ pub(super) struct Connected {
     since: Instant,
     hold_since: Option<Instant>,
     held: Duration,
+    /// The recording of this part of the call, if recorded.
+    recorder: Option<RecorderControl>,
+    /// The agent's last digits, for the mask keys.
+    keys: String,
 }
 
 impl Connected {
@@ -85,6 +90,8 @@ impl Connected {
             since: Instant::now(),
             hold_since: None,
             held: Duration::ZERO,
+            recorder: None,
+            keys: String::new(),
         }
     }
 }
@@ -394,7 +401,87 @@ impl InboundCall {
             since: Instant::now(),
             hold_since: None,
             held: Duration::ZERO,
+            recorder: None,
+            keys: String::new(),
         });
+        self.on_bridged().await;
+    }
+
+    /// The caller is bridged to `self.connected`: the call is recorded (if
+    /// recording is on and its queue records) and listed as the agent's
+    /// live call.
+    pub(super) async fn on_bridged(&mut self) {
+        let now = Instant::now();
+        let wall = self.wall(now);
+        let queue = self.record.queue.clone();
+        let record = self.ctx.recordings.config.enabled
+            && queue
+                .as_ref()
+                .and_then(|q| self.ctx.queues.get(q))
+                .is_none_or(|q| q.record);
+        let segment = self.segments;
+        self.segments += 1;
+        let Some(c) = self.connected.as_mut() else {
+            return;
+        };
+        if record {
+            let started = self.ctx.recordings.start_call(
+                RecordingMeta {
+                    call_id: self.record.call_id.clone(),
+                    segment,
+                    agent: Some(c.leg.agent.0.clone()),
+                    queue: queue.clone(),
+                    caller: Some(self.record.caller.clone()),
+                    dialed: Some(self.record.dialed.clone()),
+                },
+                c.since,
+                wall,
+            );
+            if c.bridge.add_tap(started.tap).await.is_ok() {
+                c.recorder = Some(started.control);
+            }
+        }
+        self.ctx.live.insert(crate::call::live::LiveCall {
+            call_id: self.record.call_id.clone(),
+            agent: c.leg.agent.0.clone(),
+            queue,
+            bridge: c.bridge.control(),
+            recorder: c.recorder.clone(),
+        });
+    }
+
+    /// The bridged part ends: its recording stops, the live entry goes.
+    async fn on_unbridged(&self, c: &Connected) {
+        if let Some(r) = &c.recorder {
+            r.stop().await;
+        }
+        self.ctx.live.remove(&c.leg.agent.0, &self.record.call_id);
+    }
+
+    /// A digit the agent keyed while bridged: the mask keys mask or unmask
+    /// the recording (the digits still reach the caller).
+    async fn on_agent_digit(&mut self, digit: char) {
+        let cfg = &self.ctx.recordings.config;
+        let Some(c) = self.connected.as_mut() else {
+            return;
+        };
+        c.keys.push(digit);
+        let keep = cfg.mask_keys.len().max(cfg.unmask_keys.len());
+        if c.keys.len() > keep {
+            c.keys.remove(0);
+        }
+        let on = if c.keys.ends_with(&cfg.mask_keys) {
+            true
+        } else if c.keys.ends_with(&cfg.unmask_keys) {
+            false
+        } else {
+            return;
+        };
+        c.keys.clear();
+        if let Some(r) = &c.recorder {
+            let _ = r.mask(on, &c.leg.agent.0).await;
+            info!(agent = %c.leg.agent, masked = on, "recording mask keyed by the agent");
+        }
     }
 
     /// Bridges the caller's leg to an agent's; either side holding gives
@@ -628,7 +715,10 @@ impl InboundCall {
             since: Instant::now(),
             hold_since: None,
             held: Duration::ZERO,
+            recorder: None,
+            keys: String::new(),
         });
+        self.on_bridged().await;
     }
 
     /// A consultation call gives its agent leg to the call transferring
@@ -643,6 +733,7 @@ impl InboundCall {
         };
         let now = Instant::now();
         self.record.acd.talk_ms = Some((now - c.since).as_millis() as i64);
+        self.on_unbridged(&c).await;
         let Ok((consulting, agent_media)) = c.bridge.end().await else {
             return;
         };
@@ -714,6 +805,7 @@ impl InboundCall {
         }
         *self.record.acd.talk_ms.get_or_insert(0) += (now - c.since).as_millis() as i64;
         *self.record.acd.hold_ms.get_or_insert(0) += c.held.as_millis() as i64;
+        self.on_unbridged(&c).await;
         c.bridge.end().await.ok().map(|(caller, _)| caller)
     }
 
@@ -791,7 +883,12 @@ impl InboundCall {
                     Side::Caller => self.hangup(HangupBy::System, "rtp_timeout").await,
                 }
             }
-            BridgeEvent::Digit { side, .. } => debug!(?side, "DTMF relayed"),
+            BridgeEvent::Digit { side, digit, .. } => {
+                debug!(?side, "DTMF relayed");
+                if side == Side::Agent {
+                    self.on_agent_digit(digit).await;
+                }
+            }
             BridgeEvent::RemoteLatched { side, addr } => debug!(?side, %addr, "RTP latched"),
             BridgeEvent::PlaybackDone { .. } => {}
         }

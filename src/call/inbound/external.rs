@@ -221,5 +221,6 @@ impl InboundCall {
         self.connected = Some(super::agents::Connected::external(
             x.leg, x.oa, bridge, events,
         ));
+        self.on_bridged().await;
     }
 }

@@ -1,0 +1,265 @@
+//! Call recording end to end: a scripted caller and a scripted agent
+//! softphone talk through the daemon's bridge (paused tokio time); the
+//! recording is read back — the file's channels, its length against the
+//! bridged time, holds and masks on its timeline, its row and checksum.
+
+mod support;
+
+use std::time::Duration;
+
+use hotline::store::{RecordingFilter, RecordingKind, RecordingStatus};
+use sha2::Digest;
+use support::agent::AgentPhone;
+use support::{ServerOptions, TestServer, Transport};
+use tokio::time::Instant;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn options(queue_keys: &str) -> ServerOptions {
+    ServerOptions {
+        extra_toml: format!(
+            r#"
+[clock]
+start = "2026-11-23T10:00:00+08:00"
+[[acd.queues]]
+name = "12345"
+ring_timeout_secs = 5
+{queue_keys}
+[[acd.queues]]
+name = "12333"
+when_no_agents = "refuse"
+[[acd.agents]]
+id = "1001"
+name = "Agent One"
+extension = "1001"
+queues = ["12345"]
+wrap_up_secs = 5
+login_on_register = true
+"#
+        ),
+        ..Default::default()
+    }
+}
+
+async fn ready_agent(ts: &TestServer) -> AgentPhone {
+    let mut a = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
+    assert_eq!(a.register().await, 200);
+    let until = Instant::now() + secs(5);
+    loop {
+        let snap = ts.server.acd().snapshot().await.unwrap();
+        if snap
+            .agents
+            .iter()
+            .any(|x| x.id == "1001" && x.state == "ready")
+        {
+            return a;
+        }
+        assert!(Instant::now() < until, "agent not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn answered(ts: &TestServer, agent: &mut AgentPhone) -> support::Call {
+    let mut call = ts.phone().build().await.call("12345").await;
+    tokio::select! {
+        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
+        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
+    }
+    agent.answer().await;
+    assert!(agent.wait_ack(secs(5)).await);
+    call
+}
+
+/// The decoded value of a μ-law byte.
+fn ulaw(byte: u8) -> i16 {
+    let mut v = Vec::new();
+    hotline::media::g711::decode(hotline::media::Codec::Pcmu, &[byte], &mut v);
+    v[0]
+}
+
+/// Samples of one channel of a stereo file.
+fn channel(samples: &[i16], ch: usize) -> Vec<i16> {
+    samples.iter().skip(ch).step_by(2).copied().collect()
+}
+
+/// Samples equal to `v` in `s[from_ms..to_ms]`.
+fn count(s: &[i16], from_ms: usize, to_ms: usize, v: i16) -> usize {
+    s[from_ms * 8..(to_ms * 8).min(s.len())]
+        .iter()
+        .filter(|&&x| x == v)
+        .count()
+}
+
+async fn recordings_of(ts: &TestServer, call_id: &str) -> Vec<hotline::store::RecordingRow> {
+    let until = Instant::now() + secs(10);
+    loop {
+        ts.server.flush_records().await;
+        let rows = ts
+            .server
+            .store
+            .recordings(RecordingFilter {
+                call_id: Some(call_id.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if !rows.is_empty() && rows.iter().all(|r| r.status != RecordingStatus::Recording) {
+            return rows;
+        }
+        assert!(Instant::now() < until, "recording not finished: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bridged_call_is_recorded_caller_left_agent_right_with_holds_and_masks() {
+    let ts = TestServer::start_with(options("")).await;
+    let mut agent = ready_agent(&ts).await;
+    let mut call = answered(&ts, &mut agent).await;
+    let bridged = Instant::now();
+    call.fill(0x42).await;
+    agent.fill(0x24).await;
+    tokio::join!(call.pump(secs(3)), agent.pump(secs(3)));
+    // The agent holds for 2 s, resumes.
+    let (hold, _) = tokio::join!(agent.hold(), call.pump(secs(2)));
+    assert_eq!(hold, Some(200));
+    let (resume, _) = tokio::join!(agent.resume(), call.pump(secs(1)));
+    assert_eq!(resume, Some(200));
+    // The citizen gives a PIN: the agent masks the recording with *7,
+    // ends the mask with *8 after 2 s.
+    let mask_from = Instant::now() - bridged;
+    agent.press("*7").await;
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
+    agent.press("*8").await;
+    let mask_to = Instant::now() - bridged;
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    agent.pump(secs(1)).await;
+
+    let rec = ts.record(&call_id).await;
+    let talk_ms = rec.acd.talk_ms.expect("talk time");
+    let rows = recordings_of(&ts, &rec.call_id).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r.kind, RecordingKind::Call);
+    assert_eq!(r.status, RecordingStatus::Complete);
+    assert_eq!(r.agent.as_deref(), Some("1001"));
+    assert_eq!(r.queue.as_deref(), Some("12345"));
+    assert_eq!(r.channels, 2);
+    assert!(r.path.starts_with("recordings/2026/11/23/"), "{}", r.path);
+    let dur = r.duration_ms.unwrap();
+    assert!(
+        (dur - talk_ms).abs() <= 60,
+        "recorded {dur} ms, bridged {talk_ms} ms"
+    );
+
+    let file = ts.dir.path().join(&r.path);
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(r.size_bytes, Some(bytes.len() as i64));
+    assert_eq!(
+        r.sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str())
+    );
+    let reader = hound::WavReader::open(&file).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    assert_eq!(reader.spec().sample_rate, 8000);
+    assert_eq!(reader.duration() as i64, dur * 8);
+    let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
+    let (left, right) = (channel(&samples, 0), channel(&samples, 1));
+    let (caller_v, agent_v) = (ulaw(0x42), ulaw(0x24));
+    assert_ne!(caller_v, agent_v);
+    // Second 1-3: both talk, each in its own channel only.
+    assert!(
+        count(&left, 1000, 3000, caller_v) > 15_000,
+        "caller on the left"
+    );
+    assert!(
+        count(&right, 1000, 3000, agent_v) > 15_000,
+        "agent on the right"
+    );
+    assert_eq!(
+        count(&left, 0, dur as usize, agent_v),
+        0,
+        "no agent on the left"
+    );
+    assert_eq!(
+        count(&right, 0, dur as usize, caller_v),
+        0,
+        "no caller on the right"
+    );
+    // The hold is in the recording (the caller goes on talking).
+    assert!(
+        count(&left, 3500, 4800, caller_v) > 9_000,
+        "the hold is recorded"
+    );
+    // Holds and masks are marked on the timeline.
+    let marks = ts.server.store.recording_marks(&r.id).await.unwrap();
+    let kinds: Vec<(&str, Option<&str>)> = marks
+        .iter()
+        .map(|m| (m.kind.as_str(), m.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("hold", Some("agent")),
+            ("resume", Some("agent")),
+            ("mask", Some("1001")),
+            ("unmask", Some("1001")),
+        ]
+    );
+    let hold_at = marks[0].at_ms;
+    assert!((2900..=3300).contains(&hold_at), "hold at {hold_at} ms");
+    // The mask starts once "*7" is keyed (two 100 ms events and pauses).
+    let (m0, m1) = (marks[2].at_ms, marks[3].at_ms);
+    let keyed = mask_from.as_millis() as i64;
+    assert!(
+        (keyed..=keyed + 600).contains(&m0),
+        "mask at {m0} ms, keyed at {keyed}"
+    );
+    assert!((m1 - m0 - (mask_to - mask_from).as_millis() as i64).abs() <= 100);
+    // The masked span is silence on both channels.
+    let (m0, m1) = (m0 as usize + 20, m1 as usize - 20);
+    assert!(
+        left[m0 * 8..m1 * 8]
+            .iter()
+            .chain(&right[m0 * 8..m1 * 8])
+            .all(|&s| s == 0),
+        "masked {m0}..{m1} ms is silence"
+    );
+    assert!(
+        r.masked_ms >= 1900 && r.masked_ms <= 2100,
+        "{}",
+        r.masked_ms
+    );
+    // Before and after the mask, audio.
+    assert!(count(&left, m0 - 520, m0 - 20, caller_v) > 3_500);
+    assert!(count(&left, m1 + 400, m1 + 1400, caller_v) > 7_000);
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_may_choose_not_to_record() {
+    let ts = TestServer::start_with(options("record = false")).await;
+    let mut agent = ready_agent(&ts).await;
+    let mut call = answered(&ts, &mut agent).await;
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    let rec = ts.record(&call_id).await;
+    assert!(rec.acd.talk_ms.is_some());
+    ts.server.flush_records().await;
+    let rows = ts
+        .server
+        .store
+        .recordings(RecordingFilter {
+            call_id: Some(call_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "{rows:?}");
+    ts.shutdown().await;
+}
