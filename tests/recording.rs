@@ -10,6 +10,7 @@ use std::time::Duration;
 use hotline::store::{RecordingFilter, RecordingKind, RecordingStatus};
 use sha2::Digest;
 use support::agent::AgentPhone;
+use support::http::HttpClient;
 use support::{ServerOptions, TestServer, Transport};
 use tokio::time::Instant;
 
@@ -261,5 +262,64 @@ async fn a_queue_may_choose_not_to_record() {
         .await
         .unwrap();
     assert!(rows.is_empty(), "{rows:?}");
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_agent_desktop_masks_the_recording_through_the_api() {
+    let ts = TestServer::start_with(options("")).await;
+    let http = HttpClient::new(ts.server.http);
+    // No call yet: nothing to mask.
+    let r = http
+        .post("/api/agents/1001/recording", r#"{"masked": true}"#)
+        .await;
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    let mut agent = ready_agent(&ts).await;
+    let mut call = answered(&ts, &mut agent).await;
+    let bridged = Instant::now();
+    call.fill(0x42).await;
+    agent.fill(0x24).await;
+    tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
+    let bad = http
+        .post("/api/agents/1001/recording", r#"{"mask": 1}"#)
+        .await;
+    assert_eq!(bad.status, 400, "{}", String::from_utf8_lossy(&bad.body));
+    let (r, _, _) = tokio::join!(
+        http.post("/api/agents/1001/recording", r#"{"masked": true}"#),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["masked"], true);
+    let masked_at = (Instant::now() - bridged).as_millis() as usize;
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
+    let (r, _, _) = tokio::join!(
+        http.post("/api/agents/1001/recording", r#"{"masked": false}"#),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let call_id = call.call_id.clone();
+    assert_eq!(call.bye().await, 200);
+    let rows = recordings_of(&ts, &call_id).await;
+    let row = &rows[0];
+    assert!(
+        (1900..=3200).contains(&row.masked_ms),
+        "masked {} ms",
+        row.masked_ms
+    );
+    let samples: Vec<i16> = hound::WavReader::open(ts.dir.path().join(&row.path))
+        .unwrap()
+        .into_samples()
+        .map(Result::unwrap)
+        .collect();
+    let left = channel(&samples, 0);
+    assert!(left[(masked_at + 50) * 8..(masked_at + 1900) * 8]
+        .iter()
+        .all(|&s| s == 0));
+    assert!(count(&left, 200, 900, ulaw(0x42)) > 5000);
+    let marks = ts.server.store.recording_marks(&row.id).await.unwrap();
+    let kinds: Vec<&str> = marks.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["mask", "unmask"]);
     ts.shutdown().await;
 }

@@ -15,6 +15,7 @@
 //! | POST | `/api/agents/{id}/pause` | body `{"reason": "lunch"}` (1–32 of `A-Za-z0-9_-`) |
 //! | POST | `/api/agents/{id}/unpause` | end a pause (or drop a pending one) |
 //! | POST | `/api/agents/{id}/ready` | end wrap-up early / become ready |
+//! | POST | `/api/agents/{id}/recording` | body `{"masked": true}` masks the recording of the agent's bridged call from now (silence), `false` ends it; 404 if not on a call, 409 if not recorded |
 //! | GET | `/api/queues` | every queue: name, strategy, waiting, callbacks, staffed |
 //! | GET | `/api/events?call_id=&agent=&kind=&limit=` | the queue event log, oldest first (the newest `limit`, default 100, at most 1000) |
 //! | GET | `/api/voice-messages?from=&to=&limit=` | calls that left a voice message, newest first; `from` ≤ arrival < `to`, RFC 3339 |
@@ -31,6 +32,7 @@
 //! constant time; otherwise 401 with `WWW-Authenticate: Bearer` (§3).
 
 mod agents;
+mod recording_mask;
 mod voice_messages;
 
 use std::sync::Arc;
@@ -148,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/api/calls", get(recent_calls))
         .merge(agents::routes())
+        .merge(recording_mask::routes())
         .merge(voice_messages::routes())
         .merge(callbacks::router())
         .fallback(not_found)
