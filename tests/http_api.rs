@@ -299,7 +299,7 @@ async fn exec_sql(ts: &TestServer, sql: &str, value: &str, call_id: &str) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_voicemail() {
+async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_the_recordings_folder() {
     // 22:30 in Beijing: the 12345 line is closed, callers leave a message.
     let ts = TestServer::start_with(options("2026-11-23T22:30:00+08:00")).await;
     let c = api(&ts);
@@ -409,9 +409,9 @@ async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_v
     let config = ts.dir.path().join("hotline.toml");
     for bad in [
         "../hotline.toml".to_string(),
-        "voicemail/../hotline.toml".to_string(),
+        "recordings/../hotline.toml".to_string(),
         config.display().to_string(),
-        "voicemail".to_string(),
+        "recordings".to_string(),
         "/etc/passwd".to_string(),
     ] {
         exec_sql(&ts, sql, &bad, &call.call_id).await;
@@ -419,12 +419,12 @@ async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_v
         assert_eq!(r.status, 404, "{bad}");
         assert!(r.json()["error"].is_string());
     }
-    // A link inside voicemail/ pointing out is refused too.
+    // A link inside recordings/ pointing out is refused too.
     #[cfg(unix)]
     {
-        let link = ts.dir.path().join("voicemail/link.wav");
+        let link = ts.dir.path().join("recordings/link.wav");
         std::os::unix::fs::symlink(&config, &link).unwrap();
-        exec_sql(&ts, sql, "voicemail/link.wav", &call.call_id).await;
+        exec_sql(&ts, sql, "recordings/link.wav", &call.call_id).await;
         assert_eq!(c.get(&url).await.status, 404);
     }
     // Put back, it is served again.
