@@ -299,7 +299,8 @@ async fn exec_sql(ts: &TestServer, sql: &str, value: &str, call_id: &str) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_the_recordings_folder() {
+async fn a_voice_message_is_listed_and_served_whole_and_by_range_and_only_from_the_recordings_folder(
+) {
     // 22:30 in Beijing: the 12345 line is closed, callers leave a message.
     let ts = TestServer::start_with(options("2026-11-23T22:30:00+08:00")).await;
     let c = api(&ts);

@@ -323,3 +323,111 @@ async fn the_agent_desktop_masks_the_recording_through_the_api() {
     assert_eq!(kinds, ["mask", "unmask"]);
     ts.shutdown().await;
 }
+
+/// A child daemon, killed if the test fails before it does.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hotline serve` as a child process on the test config; its SIP UDP
+/// address from its log.
+fn spawn_daemon(config: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .env("HOTLINE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("SIP listening") {
+                let udp = line
+                    .split("udp=")
+                    .nth(1)
+                    .and_then(|r| r.trim_start_matches("Some(").split([' ', ')']).next())
+                    .unwrap()
+                    .to_string();
+                let _ = tx.send(udp);
+            }
+        }
+    });
+    let udp = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the daemon starts");
+    (Daemon(child), udp.parse().unwrap())
+}
+
+/// kill -9 while a recorded call is up: the file on disk plays (its header
+/// kept valid as it grew); the next start repairs it to every frame written
+/// and marks the recording interrupted.
+#[tokio::test]
+async fn a_recording_survives_kill_9_and_is_repaired_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = support::test_config(dir.path(), &options(""));
+    let (mut child, udp) = spawn_daemon(&cfg.file);
+    let mut agent = AgentPhone::new(udp, Transport::Udp, "1001").await;
+    assert_eq!(agent.register().await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut call = support::PhoneBuilder::new(udp, support::prompts())
+        .build()
+        .await
+        .call("12345")
+        .await;
+    tokio::select! {
+        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
+        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
+    }
+    agent.answer().await;
+    call.fill(0x42).await;
+    agent.fill(0x24).await;
+    tokio::join!(call.pump(secs(3)), agent.pump(secs(3)));
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
+
+    let store = hotline::store::Store::open(&cfg.database_url)
+        .await
+        .unwrap();
+    let rows = store.recordings(RecordingFilter::default()).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].status, RecordingStatus::Recording);
+    let file = dir.path().join(&rows[0].path);
+    let reader = hound::WavReader::open(&file).expect("plays after kill -9");
+    assert_eq!(reader.spec().channels, 2);
+    let playable = reader.duration();
+    assert!(playable >= 8000 * 2, "{playable} frames playable");
+    let on_disk = std::fs::metadata(&file).unwrap().len();
+    store.close().await;
+
+    // The next start repairs it.
+    let server = hotline::server::Server::start(cfg.clone()).await.unwrap();
+    let row = server.store.recording(&rows[0].id).await.unwrap().unwrap();
+    assert_eq!(row.status, RecordingStatus::Interrupted);
+    let frames = (on_disk - 44) / 4;
+    assert_eq!(row.duration_ms, Some((frames * 1000 / 8000) as i64));
+    let reader = hound::WavReader::open(&file).unwrap();
+    assert_eq!(u64::from(reader.duration()), frames);
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(
+        row.sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str())
+    );
+    let left: Vec<i16> = reader
+        .into_samples()
+        .map(Result::unwrap)
+        .step_by(2)
+        .collect();
+    assert!(
+        left.iter().filter(|&&s| s == ulaw(0x42)).count() > 8000,
+        "the caller is in it"
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+}
