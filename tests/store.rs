@@ -920,3 +920,129 @@ async fn voice_messages_between_bounds(db: TestDb) {
     assert_eq!(ids(limited), ["vm-4", "vm-2"]);
     store.close().await;
 }
+
+// ---------------------------------------------------------------------------
+// Recordings, their marks, the audit log, and the retention run.
+// ---------------------------------------------------------------------------
+
+both_backends!(recordings_round_trip_and_retention);
+
+fn recording_row(id: &str, started: DateTime<Utc>, path: &str) -> hotline::store::RecordingRow {
+    hotline::store::RecordingRow {
+        id: id.into(),
+        call_id: format!("call-{id}"),
+        kind: hotline::store::RecordingKind::Call,
+        segment: 0,
+        agent: Some("1001".into()),
+        queue: Some("12345".into()),
+        caller: Some("13800138000".into()),
+        dialed: Some("12345".into()),
+        path: path.into(),
+        channels: 2,
+        started_at: started,
+        ended_at: Some(started + chrono::Duration::seconds(90)),
+        duration_ms: Some(90_000),
+        size_bytes: Some(1_440_044),
+        sha256: Some("ab".repeat(32)),
+        masked_ms: 0,
+        status: hotline::store::RecordingStatus::Complete,
+        deleted_at: None,
+    }
+}
+
+async fn recordings_round_trip_and_retention(db: TestDb) {
+    use hotline::store::{AuditFilter, RecordingFilter, RecordingMarkRow, RecordingStatus};
+    let store = db.open().await;
+    let data = tempfile::tempdir().unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 12, 2, 3, 0, 0).unwrap();
+    let old = now - chrono::Duration::days(200);
+    let fresh = now - chrono::Duration::days(10);
+    let mut rows = vec![
+        recording_row("old", old, "recordings/2026/05/16/old.wav"),
+        recording_row("fresh", fresh, "recordings/2026/11/22/fresh.wav"),
+        // A tampered path: never deleted, whatever its age.
+        recording_row("evil", old, "recordings/../hotline.db"),
+    ];
+    // Started, then finished: the last state wins.
+    let mut started = recording_row("live", old, "recordings/2026/05/16/live.wav");
+    started.status = RecordingStatus::Recording;
+    started.ended_at = None;
+    started.duration_ms = None;
+    store.save_recordings(&[started]).await.unwrap();
+    rows.push(recording_row("live", old, "recordings/2026/05/16/live.wav"));
+    store.save_recordings(&rows).await.unwrap();
+    for r in &rows[..2] {
+        let p = data.path().join(&r.path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"RIFF").unwrap();
+    }
+    std::fs::write(data.path().join("hotline.db"), b"keep me").unwrap();
+    let back = store.recording("live").await.unwrap().unwrap();
+    assert_eq!(back, rows[3]);
+    assert!(store.recording("nope").await.unwrap().is_none());
+    let by_agent = store
+        .recordings(RecordingFilter {
+            agent: Some("1001".into()),
+            from: Some(now - chrono::Duration::days(30)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_agent.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["fresh"]
+    );
+
+    let mark = |uid: &str, at_ms, kind: &str| RecordingMarkRow {
+        uid: uid.into(),
+        recording_id: "fresh".into(),
+        at_ms,
+        kind: kind.into(),
+        detail: Some("agent".into()),
+    };
+    let marks = [mark("m2", 9000, "resume"), mark("m1", 3000, "hold")];
+    store.insert_recording_marks(&marks).await.unwrap();
+    store.insert_recording_marks(&marks).await.unwrap(); // a retry: no duplicates
+    let back = store.recording_marks("fresh").await.unwrap();
+    assert_eq!(
+        back.iter()
+            .map(|m| (m.at_ms, m.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [(3000, "hold"), (9000, "resume")]
+    );
+
+    let (sink, writer) = spawn_writer(store.clone(), 100);
+    let n = hotline::recording::maintenance::delete_expired(&store, &sink, data.path(), 180, now)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "old and live (the tampered one is refused)");
+    assert!(!data.path().join("recordings/2026/05/16/old.wav").exists());
+    assert!(data.path().join("recordings/2026/11/22/fresh.wav").exists());
+    assert!(data.path().join("hotline.db").exists());
+    let old_row = store.recording("old").await.unwrap().unwrap();
+    assert_eq!(old_row.status, RecordingStatus::Deleted);
+    assert_eq!(old_row.deleted_at, Some(now));
+    assert_eq!(
+        store.recording("evil").await.unwrap().unwrap().status,
+        RecordingStatus::Complete
+    );
+    let audit = store
+        .audit_log(AuditFilter {
+            action: Some("delete_recording".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut objects: Vec<_> = audit.iter().map(|a| a.object.clone().unwrap()).collect();
+    objects.sort();
+    assert_eq!(objects, ["recording:live", "recording:old"]);
+    assert!(audit.iter().all(|a| a.actor == "system" && a.at == now));
+    // Run again: nothing more to delete.
+    let n = hotline::recording::maintenance::delete_expired(&store, &sink, data.path(), 180, now)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    sink.close().await;
+    writer.await.unwrap();
+    store.close().await;
+}
