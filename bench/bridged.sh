@@ -2,7 +2,7 @@
 # Bridged-call and ACD benchmark: SIPp callers queued to SIPp agents through
 # the daemon on 127.0.0.1; prints Markdown tables.
 #
-#   bash bench/bridged.sh [bridged|offers|all]      (default: all, < 10 min)
+#   bash bench/bridged.sh [bridged|recorded|offers|all]   (default: all, < 15 min)
 #
 # Binary, build and ports as in bench/run.sh (HOTLINE_BENCH_BIN,
 # HOTLINE_BENCH_BUILD, HOTLINE_BENCH_KEEP, HOTLINE_BENCH_OUT); the base port is
@@ -36,6 +36,14 @@
 #             bench/bridge_delay.py): delay the daemon adds (out - in,
 #             p50/p99/max) and packets lost, per direction (caller -> agent,
 #             agent echo -> caller). Bridged calls = `connect` rows.
+#   recorded  the same steps (RECORDED_STEPS: 500 1000 1350) with the queue
+#             recording every call: besides the above, the daemon's disk
+#             writes (/proc/PID/io) over the 5 s window, and after the calls
+#             ended every recording against its call
+#             (bench/recording_gaps.py): file length vs bridged time
+#             (talk_ms), frames of the call missing from the recording (gap
+#             fill), megabytes written. CPU compared with the plain step of
+#             the same size when both ran.
 #   offers    200 agents; callers at OFFER_RATES (50 100 150 200) calls/s for
 #             10 s each, INVITE, 200, ACK, 1 s, BYE
 #             (tests/interop/sipp/simple_call.xml); offers per second from
@@ -50,8 +58,8 @@
 set -uo pipefail
 
 MODE=${1:-all}
-case "$MODE" in bridged|offers|all) ;; *)
-  echo "usage: $0 [bridged|offers|all]" >&2; exit 2 ;;
+case "$MODE" in bridged|recorded|offers|all) ;; *)
+  echo "usage: $0 [bridged|recorded|offers|all]" >&2; exit 2 ;;
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -67,6 +75,7 @@ BIN=$(readlink -f "$BIN")
 
 BRIDGED_STEPS=${BRIDGED_STEPS:-"100 500 1000 1500"}
 BRIDGED_MORE=${BRIDGED_MORE-"1750 2000"}
+RECORDED_STEPS=${RECORDED_STEPS:-"500 1000 1350"}
 OFFER_RATES=${OFFER_RATES:-"50 100 150 200"}
 OFFER_AGENTS=200
 AGENTS=${AGENTS:-1600}
@@ -105,7 +114,7 @@ work, n = sys.argv[1], int(sys.argv[2])
 users = [(f"b{i:04d}", f"pw-b{i:04d}") for i in range(1, n + 1)]
 with open(f"{work}/hotline.toml", "a") as f:
     f.write('\n[[acd.queues]]\nname = "bench"\nring_timeout_secs = 5\nmax_wait_secs = 120\n'
-            'max_len = 2000\nwhen_no_agents = "join"\nannounce_every_secs = 0\n')
+            'max_len = 2000\nwhen_no_agents = "join"\nannounce_every_secs = 0\nrecord = false\n')
     for u, p in users:
         ha1 = hashlib.md5(f"{u}:hotline:{p}".encode()).hexdigest()
         f.write(f'\n[[registrar.users]]\nuser = "{u}"\nha1_md5 = "{ha1}"\n')
@@ -119,8 +128,12 @@ with open(f"{work}/caller.wav", "wb") as f:
     for i in range(3000):
         f.write(i.to_bytes(4, "big") + b"\xd5" * 156)
 EOF_PY
-"$BIN" check-config --config "$WORK/hotline.toml" > "$WORK/check-config.log" 2>&1 ||
-  { echo "bench: config rejected"; cat "$WORK/check-config.log"; exit 2; }
+sed 's#^record = false#record = true#' "$WORK/hotline.toml" > "$WORK/hotline-rec.toml"
+for c in hotline hotline-rec; do
+  "$BIN" check-config --config "$WORK/$c.toml" > "$WORK/check-config.log" 2>&1 ||
+    { echo "bench: config rejected"; cat "$WORK/check-config.log"; exit 2; }
+done
+CONFIG=$WORK/hotline.toml
 
 # db SQL ARGS...: one value from the SQLite file (read-only).
 db() {
@@ -133,7 +146,7 @@ EOF_PY
 
 start_daemon() {
   rm -rf "$WORK/data"
-  if ! HOTLINE_LOG=${HOTLINE_LOG:-info} hl_daemon "$BIN" "$WORK/hotline.toml" \
+  if ! HOTLINE_LOG=${HOTLINE_LOG:-info} hl_daemon "$BIN" "$CONFIG" \
       "$SIP_PORT" "$HTTP_PORT" "$RTP_LOW-$RTP_HIGH" "$WORK/daemon.log.$1"; then
     echo "bench: daemon did not start"; tail -n 40 "$WORK/daemon.log.$1"; exit 1
   fi
@@ -176,12 +189,16 @@ OUT=$WORK/tables.md
 emit() { echo "$*" | tee -a "$OUT"; }
 
 # --- bridged calls -----------------------------------------------------------------
+# bench_bridged [recorded]: the plain steps, or the recorded ones.
+declare -A PLAIN_CPU
 bench_bridged() {
-  local rows=() delays=() calls clean=1
-  for calls in $BRIDGED_STEPS $BRIDGED_MORE; do
-    case " $BRIDGED_STEPS " in *" $calls "*) ;; *) [ "$clean" = 1 ] || break ;; esac
+  local rec=${1:-} rows=() delays=() recs=() calls clean=1 steps=$BRIDGED_STEPS more=$BRIDGED_MORE
+  if [ "$rec" = recorded ]; then steps=$RECORDED_STEPS more=""; CONFIG=$WORK/hotline-rec.toml
+  else CONFIG=$WORK/hotline.toml; fi
+  for calls in $steps $more; do
+    case " $steps " in *" $calls "*) ;; *) [ "$clean" = 1 ] || break ;; esac
     [ "$calls" -le "$AGENTS" ] || { hl_log "only $AGENTS agents; no step of $calls"; break; }
-    local name=bridged-$calls prefix="bench-bridged-$calls-"
+    local name=bridged-$calls${rec:+-rec} prefix="bench-bridged-$calls${rec:+-rec}-"
     wait_for_bench_run
     start_daemon "$name"
     local idle=$IDLE_RSS ramp=$(( (calls + RATE - 1) / RATE ))
@@ -195,10 +212,12 @@ bench_bridged() {
     local ld d0 s0 a0 t0 d1 s1 a1 t1 rss up bridged b0 b1
     ld=$(load)
     d0=$(ticks "$DAEMON_PID"); s0=$(ticks "$sp"); a0=$(ticks "$ap"); t0=$(now); b0=$(busy)
+    local w0 w1; w0=$(awk '/^wchar:/ {print $2}' "/proc/$DAEMON_PID/io")
     sleep 2.5
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON_PID/status")
     sleep 2.5
     d1=$(ticks "$DAEMON_PID"); s1=$(ticks "$sp"); a1=$(ticks "$ap"); t1=$(now); b1=$(busy)
+    w1=$(awk '/^wchar:/ {print $2}' "/proc/$DAEMON_PID/io")
     up=$(stat_field "$WORK/$name.stat.csv" "CurrentCall")
     bridged=$(db "SELECT count(*) FROM queue_events WHERE kind = 'connect'")
     # Capture 1 in 2^k frames of every stream, chosen in the kernel filter by
@@ -226,6 +245,19 @@ bench_bridged() {
     ok=$(stat_field "$WORK/$name.stat.csv" "SuccessfulCall(C)")
     failed=$((calls - ok))
     rows+=("| $calls | $up | $bridged | $failed | $dcpu | $idle | $rss | $per_call | $scpu | $acpu | $ocpu | $LOGINS | $ld |")
+    if [ "$rec" = recorded ]; then
+      # The recordings are finished once the calls' BYEs are through.
+      sleep 5
+      local g mbs plain
+      g=$(python3 "$HERE/recording_gaps.py" "$WORK/data" "$prefix" 2>&1)
+      echo "$g" > "$WORK/$name.gaps.txt"
+      mbs=$(awk -v a="$w0" -v b="$w1" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / s / 1e6 }')
+      plain=${PLAIN_CPU[$calls]:-}
+      recs+=("| $calls | $(v "$g" calls) | $(v "$g" recordings) | $(v "$g" files) | $(v "$g" len_diff_max) | $(v "$g" len_over_60) | $(v "$g" gap_frames) | $(v "$g" gap_calls) | $mbs | $(v "$g" mb) | $dcpu | ${plain:-not run} |")
+      hl_log "recorded $calls: $g; $mbs MB/s"
+    else
+      PLAIN_CPU[$calls]=$dcpu
+    fi
     delays+=("| $calls | $(v "$ca" pairs) | $(v "$ca" p50_us) | $(v "$ca" p99_us) | $(v "$ca" max_us) | $(v "$ca" lost) of $(v "$ca" packets) | $(v "$ac" pairs) | $(v "$ac" p50_us) | $(v "$ac" p99_us) | $(v "$ac" max_us) | $(v "$ac" lost) of $(v "$ac" packets) | 1 in $((1 << k)), ${dropped:-?} |")
     hl_log "bridged $calls: up $up, bridged $bridged, failed $failed, daemon $dcpu %, $per_call KiB/call; $ca; $ac"
     clean=0
@@ -238,7 +270,7 @@ bench_bridged() {
     hl_daemon_stop
   done
   emit ""
-  emit "### Bridged calls: SIPp callers queued to SIPp agents echoing RTP, each held ${HOLD_SECS} s"
+  emit "### ${rec:+Recorded }Bridged calls: SIPp callers queued to SIPp agents echoing RTP, each held ${HOLD_SECS} s${rec:+, every call recorded}"
   emit ""
   emit "| calls | up (SIPp) | bridged (connect rows) | failed | daemon CPU % | idle RSS KiB | RSS KiB | RSS KiB per call | callers' SIPp CPU % | agents' SIPp CPU % | other CPU % | agents logged in | load avg |"
   emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -251,6 +283,16 @@ bench_bridged() {
   for r in "${delays[@]}"; do emit "$r"; done
   emit ""
   emit "CPU 100 % = one core, over a 5 s window with all calls up (before the capture); other CPU = all CPUs' busy time minus the daemon's and SIPp's (other people's builds, kernel threads). Target: 1,350 bridged calls, zero loss, p99 < 2 ms, < 160 KiB per call."
+  if [ "$rec" = recorded ]; then
+    emit ""
+    emit "Every recording against its call (bench/recording_gaps.py), after the calls ended:"
+    emit ""
+    emit "| calls | bridged calls | recordings complete | files playable | max abs(length - bridged time) ms | calls > 60 ms off | gap frames | calls with gaps | disk MB/s (5 s window) | MB written | daemon CPU % recorded | daemon CPU % plain (same step) |"
+    emit "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for r in "${recs[@]}"; do emit "$r"; done
+    emit ""
+    emit "Gap frames: 20 ms frames of pure digital silence inside a call in either channel (SIPp's audio never decodes to 0). Target: 1,350 recorded calls, zero gaps."
+  fi
 }
 
 # --- offers per second -------------------------------------------------------------
@@ -324,8 +366,9 @@ EOF_PY
 emit "## hotline bridged-call benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n 1))"
 case "$MODE" in
   bridged) bench_bridged ;;
+  recorded) bench_bridged recorded ;;
   offers) bench_offers ;;
-  all) bench_bridged; bench_offers ;;
+  all) bench_bridged; bench_bridged recorded; bench_offers ;;
 esac
 [ -n "${HOTLINE_BENCH_OUT:-}" ] && cp "$OUT" "$HOTLINE_BENCH_OUT"
 hl_log "done"
