@@ -22,6 +22,11 @@
 #                         ends, the other one auto-answers, the caller's tone
 #                         is in its recording and its tone reaches the
 #                         caller; record: agent and transfer_target = it
+#   baresip-acd-recorded  the daemon's recordings of that call: two (one per
+#                         agent), stereo 8 kHz, listed with a checksum that
+#                         matches the file; left channel the caller's tone,
+#                         right channel that agent's tone (and not the
+#                         other's); each as long as its agent's part
 #   sipp-acd-answered     two SIPp callers at once (PCMA, SIPp's g711a.pcap
 #                         played once, after the connect, with
 #                         play_pcap_audio), BYE after 23.5 s:
@@ -46,7 +51,7 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 RESULTS=${HOTLINE_INTEROP_RESULTS:-}
-TESTS=3
+TESTS=4
 
 HL_NAME=interop-acd HL_KEEP=${HOTLINE_INTEROP_KEEP:-0}
 # shellcheck source=lib.sh
@@ -258,6 +263,47 @@ t_bridge_and_transfer() {
     result baresip-acd-transfer ok "${first#a} transferred by REFER from baresip; ${second#a} auto-answered and hears the caller; record agent/transfer_target ${second#a}"
   else
     result baresip-acd-transfer fail "transfer, audio after it, or record not as expected"
+  fi
+  t_recorded "$cid" "$first" "$second" "$(secs_between "$ta" "$tx")" "$(secs_between "$tb" "$th")"
+}
+
+# t_recorded CALL_ID FIRST SECOND SECS1 SECS2: the call's two recordings.
+t_recorded() {
+  local cid=$1 first=$2 second=$3 ok=1 rows
+  sleep 1   # the recorders finish their files off the call path
+  rows=$($PY - "$WORK/data" "$cid" <<'EOF_PY'
+import hashlib, sqlite3, sys, wave
+data, cid = sys.argv[1], sys.argv[2]
+db = sqlite3.connect(f"file:{data}/hotline.db?mode=ro", uri=True, timeout=5)
+for seg, agent, path, ms, sha, status, ch in db.execute(
+        "SELECT segment, agent, path, duration_ms, sha256, status, channels FROM recordings "
+        "WHERE call_id = ? AND kind = 'call' ORDER BY segment", (cid,)):
+    f = f"{data}/{path}"
+    w = wave.open(f, "rb")
+    same = hashlib.sha256(open(f, "rb").read()).hexdigest() == sha
+    print(seg, agent, f, ms, status, ch, w.getnchannels(), w.getframerate(), int(same))
+EOF_PY
+) || ok=0
+  echo "$rows" | sed 's/^/  recording: /'
+  [ "$(echo "$rows" | grep -c .)" = 2 ] || { echo "not two recordings"; ok=0; }
+  local seg agent f ms status ch nch rate same want secs other
+  while read -r seg agent f ms status ch nch rate same; do
+    [ -n "$seg" ] || continue
+    if [ "$seg" = 0 ]; then want=$first secs=$4 other=$second; else want=$second secs=$5 other=$first; fi
+    [ "a$agent" = "$want" ] && [ "$status" = complete ] && [ "$ch" = 2 ] && [ "$nch" = 2 ] &&
+      [ "$rate" = 8000 ] && [ "$same" = 1 ] || { echo "segment $seg: row or file not as expected"; ok=0; continue; }
+    $PY -c "import sys; sys.exit(0 if abs(int(sys.argv[1]) / 1000 - float(sys.argv[2])) <= 1.5 else 1)" "$ms" "$secs" ||
+      { echo "segment $seg: $ms ms recorded, the agent's part lasted $secs s"; ok=0; }
+    sox "$f" "$WORK/rec.$seg.left.wav" remix 1 && sox "$f" "$WORK/rec.$seg.right.wav" remix 2 || ok=0
+    echo "segment $seg, left: the caller's ${TONE[caller]} Hz only"
+    $PY "$HERE/tones.py" check "$WORK/rec.$seg.left.wav" 1 -1 +"${TONE[caller]}" -"${TONE[$want]}" -"${TONE[$other]}" || ok=0
+    echo "segment $seg, right: ${want#a}'s ${TONE[$want]} Hz only"
+    $PY "$HERE/tones.py" check "$WORK/rec.$seg.right.wav" 1 -1 +"${TONE[$want]}" -"${TONE[caller]}" -"${TONE[$other]}" || ok=0
+  done <<< "$rows"
+  if [ $ok = 1 ]; then
+    result baresip-acd-recorded ok "two stereo recordings (one per agent), checksums match; caller's tone left, each agent's right"
+  else
+    result baresip-acd-recorded fail "recordings of the bridged call not as expected"
   fi
 }
 
