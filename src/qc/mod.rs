@@ -4,6 +4,9 @@
 //! Configuration lives under `[qc]` in the daemon's config file; each part
 //! validates its own section and reports every problem with its dotted key.
 
+pub mod call_timeline;
+pub mod waveform;
+
 use serde::Deserialize;
 
 /// `[qc]`: everything QC configures.
