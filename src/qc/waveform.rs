@@ -97,27 +97,22 @@ pub fn svg(peaks: &Peaks, marks: &[RecordingMarkRow], labels: &[&str]) -> String
         s,
         r##"<rect x="0" y="0" width="{width}" height="{height}" fill="#fbfbfb"/>"##
     );
-    for (a, b) in spans(marks, "hold", "resume", dur) {
-        let _ = write!(
-            s,
-            r##"<rect class="hold" x="{:.1}" y="0" width="{:.1}" height="{}" fill="#fde9b8"><title>hold {}–{}</title></rect>"##,
-            x_of(a),
-            (x_of(b) - x_of(a)).max(1.0),
-            LANE * lanes as f32,
-            clock(a),
-            clock(b)
-        );
-    }
-    for (a, b) in spans(marks, "mask", "unmask", dur) {
-        let _ = write!(
-            s,
-            r##"<rect class="mask" x="{:.1}" y="0" width="{:.1}" height="{}" fill="#d9d9d9"><title>masked {}–{}</title></rect>"##,
-            x_of(a),
-            (x_of(b) - x_of(a)).max(1.0),
-            LANE * lanes as f32,
-            clock(a),
-            clock(b)
-        );
+    let shades = [
+        ("hold", "resume", "hold", "#fde9b8"),
+        ("mask", "unmask", "masked", "#d9d9d9"),
+    ];
+    for (start, end, what, fill) in shades {
+        for (a, b) in spans(marks, start, end, dur) {
+            let _ = write!(
+                s,
+                r##"<rect class="{start}" x="{:.1}" y="0" width="{:.1}" height="{}" fill="{fill}"><title>{what} {}–{}</title></rect>"##,
+                x_of(a),
+                (x_of(b) - x_of(a)).max(1.0),
+                LANE * lanes as f32,
+                clock(a),
+                clock(b)
+            );
+        }
     }
     for (lane, chan) in peaks.channels.iter().enumerate() {
         let mid = LANE * lane as f32 + LANE / 2.0;
