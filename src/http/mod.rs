@@ -32,6 +32,7 @@
 //! constant time; otherwise 401 with `WWW-Authenticate: Bearer` (§3).
 
 mod agents;
+mod audio_file;
 mod recording_mask;
 mod voice_messages;
 
