@@ -117,7 +117,7 @@ pub(super) fn spawn(
             t0,
             sink,
             timeline: Timeline::new(),
-            pending: Vec::with_capacity(WRITE_SAMPLES * 2),
+            pending: Vec::with_capacity(WRITE_SAMPLES + 8000),
             pcm: Vec::with_capacity(480),
             wav: None,
             failed: false,
