@@ -203,6 +203,23 @@ fn record(call_id: &str) -> CallRecord {
     }
 }
 
+/// The migration files shipped for a backend, counted on disk (not from the
+/// list the crate embeds, so a file left out of that list fails the test).
+fn migration_files(backend: Backend) -> i64 {
+    let dir = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64
+}
+
 fn text(s: &str) -> SqlValue {
     SqlValue::Text(s.into())
 }
@@ -220,8 +237,8 @@ async fn open_creates_and_migrate_twice_is_noop(db: TestDb) {
     assert_eq!(again.count_call_records().await.unwrap(), 1);
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await,
-        5,
-        "each migration (0001 init, 0002 voice messages, 0003 registrations, 0004 acd, 0005 callbacks) is recorded once"
+        migration_files(db.backend),
+        "each migration file under migrations/ is recorded once"
     );
     again.close().await;
     store.close().await;

@@ -45,7 +45,7 @@ const SQLITE: &[Embedded] = &[
     embedded!("sqlite", 5, "callbacks", "0005_callbacks.sql"),
     embedded!("sqlite", 6, "recordings", "0006_recordings.sql"),
     embedded!("sqlite", 7, "qc_samples_audit", "0007_qc_samples_audit.sql"),
-    embedded!("sqlite", 9, "qc_scores", "0009_qc_scores.sql"),
+    embedded!("sqlite", 8, "qc_scores", "0008_qc_scores.sql"),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -61,7 +61,7 @@ const POSTGRES: &[Embedded] = &[
         "qc_samples_audit",
         "0007_qc_samples_audit.sql"
     ),
-    embedded!("postgres", 9, "qc_scores", "0009_qc_scores.sql"),
+    embedded!("postgres", 8, "qc_scores", "0008_qc_scores.sql"),
 ];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {
