@@ -372,7 +372,7 @@ fn spawn_daemon(config: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
 #[tokio::test]
 async fn a_recording_survives_kill_9_and_is_repaired_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = support::test_config(dir.path(), &options(""));
+    let cfg = support::isolated_config(dir.path(), options("")).await;
     let (mut child, udp) = spawn_daemon(&cfg.file);
     let mut agent = AgentPhone::new(udp, Transport::Udp, "1001").await;
     assert_eq!(agent.register().await, 200);

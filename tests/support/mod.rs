@@ -106,17 +106,7 @@ impl TestServer {
                 .try_init();
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = opts;
-        if opts.database.is_none() {
-            if let Ok(admin) = std::env::var("HOTLINE_TEST_DATABASE") {
-                if admin.starts_with("postgres") {
-                    // Each daemon its own schema: agents' states and queue
-                    // events of parallel tests must not meet.
-                    opts.database = Some(fresh_pg_schema(&admin).await);
-                }
-            }
-        }
-        let cfg = test_config(dir.path(), &opts);
+        let cfg = isolated_config(dir.path(), opts).await;
         let database_url = cfg.database_url.clone();
         let server = Server::start(cfg).await.expect("test server starts");
         TestServer {
@@ -170,6 +160,20 @@ impl TestServer {
         self.server.shutdown(drain).await;
         self.dir
     }
+}
+
+/// [`test_config`], on a database of the test's own: under
+/// `HOTLINE_TEST_DATABASE=postgres://…` a fresh schema, so the agents, queue
+/// events and recordings of parallel tests never meet.
+pub async fn isolated_config(dir: &Path, mut opts: ServerOptions) -> Config {
+    if opts.database.is_none() {
+        if let Ok(admin) = std::env::var("HOTLINE_TEST_DATABASE") {
+            if admin.starts_with("postgres") {
+                opts.database = Some(fresh_pg_schema(&admin).await);
+            }
+        }
+    }
+    test_config(dir, &opts)
 }
 
 /// A new empty schema in the PostgreSQL database at `admin`; the URL that
