@@ -16,3 +16,4 @@ pub mod recording;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod web;

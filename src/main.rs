@@ -65,6 +65,55 @@ enum Command {
         /// The extension, e.g. 1001.
         user: String,
     },
+    /// Users of the QC pages.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Quality control.
+    Qc {
+        #[command(subcommand)]
+        action: QcAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user; the password (at least 10 characters) is read from standard input.
+    Add {
+        name: String,
+        /// qc, team_lead, supervisor or admin.
+        #[arg(long)]
+        role: String,
+        /// The team a team lead leads (the agents' `team`).
+        #[arg(long)]
+        team: Option<String>,
+        /// The user's softphone extension, for live monitoring.
+        #[arg(long)]
+        extension: Option<String>,
+    },
+    /// Set a user's password (read from standard input); ends the user's sessions.
+    Passwd { name: String },
+    /// Stop a user from logging in; ends the user's sessions.
+    Disable { name: String },
+    /// Let a disabled user log in again.
+    Enable { name: String },
+    /// List the users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum QcAction {
+    /// The QC report of a period: scores given from FROM to TO (local dates, both included).
+    Report {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,6 +167,8 @@ fn main() -> ExitCode {
             }
             Command::SeedDemo => seed_demo(&cfg).await,
             Command::Ha1 { user } => print_ha1(&cfg, &user),
+            Command::User { action } => user_command(&cfg, action).await,
+            Command::Qc { action } => qc_command(&cfg, action).await,
         }
     });
     match result {
@@ -186,12 +237,112 @@ fn check_config(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_ha1(cfg: &Config, user: &str) -> anyhow::Result<()> {
-    use hotline::sip::digest::{ha1, Algorithm};
+/// The first line of standard input, without its line end.
+fn read_password() -> anyhow::Result<String> {
     let mut password = String::new();
     std::io::stdin().read_line(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']);
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
     anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    Ok(password)
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&cfg.data_dir).ok();
+    Ok(Store::open(&cfg.database_url).await?)
+}
+
+async fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
+    use hotline::web::users_admin;
+    let store = open_store(cfg).await?;
+    let result = match action {
+        UserAction::Add {
+            name,
+            role,
+            team,
+            extension,
+        } => {
+            let pw = read_password()?;
+            users_admin::add(&store, &name, &role, team, extension, &pw)
+                .await
+                .map(|u| println!("user {} added (role {})", u.name, u.role))
+        }
+        UserAction::Passwd { name } => {
+            let pw = read_password()?;
+            users_admin::set_password(&store, &name, &pw)
+                .await
+                .map(|u| println!("password of {} changed; its sessions ended", u.name))
+        }
+        UserAction::Disable { name } => users_admin::set_disabled(&store, &name, true)
+            .await
+            .map(|u| println!("user {} disabled", u.name)),
+        UserAction::Enable { name } => users_admin::set_disabled(&store, &name, false)
+            .await
+            .map(|u| println!("user {} enabled", u.name)),
+        UserAction::List => {
+            println!(
+                "{:<16} {:<11} {:<10} {:<10} state",
+                "name", "role", "team", "extension"
+            );
+            for u in store.users().await? {
+                let state = if u.disabled {
+                    "disabled".to_string()
+                } else if let Some(t) = u.locked_until.filter(|t| *t > chrono::Utc::now()) {
+                    format!("locked until {t}")
+                } else {
+                    "active".to_string()
+                };
+                println!(
+                    "{:<16} {:<11} {:<10} {:<10} {state}",
+                    u.name,
+                    u.role,
+                    u.team.as_deref().unwrap_or("-"),
+                    u.extension.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    Ok(result?)
+}
+
+async fn qc_command(cfg: &Config, action: QcAction) -> anyhow::Result<()> {
+    match action {
+        QcAction::Report { from, to, csv } => {
+            let tz = cfg.qc.tz();
+            let day = |what: &str, s: &str| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .with_context(|| format!("--{what} {s:?} is not a date (YYYY-MM-DD)"))
+            };
+            let (f, t) = (day("from", &from)?, day("to", &to)?);
+            anyhow::ensure!(f <= t, "--from must be on or before --to");
+            let from = hotline::qc::local_midnight(f, tz);
+            let to = hotline::qc::local_midnight(t + chrono::Days::new(1), tz);
+            let store = open_store(cfg).await?;
+            store.finalize_scores(chrono::Utc::now()).await?;
+            let scores = store
+                .scores(hotline::store::ScoreFilter {
+                    from: Some(from),
+                    to: Some(to),
+                    ..Default::default()
+                })
+                .await?;
+            store.close().await;
+            let report = hotline::qc::report::build(&scores, from, to, &cfg.qc);
+            if csv {
+                print!("{}", report.csv());
+            } else {
+                print!("{}", report.text(tz));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_ha1(cfg: &Config, user: &str) -> anyhow::Result<()> {
+    use hotline::sip::digest::{ha1, Algorithm};
+    let password = read_password()?;
+    let password = password.as_str();
     let realm = &cfg.registrar.realm;
     println!("[[registrar.users]]");
     println!("user = \"{user}\"");
@@ -207,8 +358,7 @@ fn print_ha1(cfg: &Config, user: &str) -> anyhow::Result<()> {
 }
 
 async fn seed_demo(cfg: &Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).ok();
-    let store = Store::open(&cfg.database_url).await?;
+    let store = open_store(cfg).await?;
     let n = store.seed_demo().await?;
     println!("demo accounts ready ({n} rows)");
     store.close().await;

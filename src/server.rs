@@ -358,12 +358,16 @@ impl Server {
             data_dir: cfg.data_dir.clone(),
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
             live: live.clone(),
+            web: std::sync::Arc::new(crate::web::WebContext::new(&cfg.qc, &cfg.acd)),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-                .await;
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await;
         });
         info!(%http, "HTTP listening");
         let local = sip.local.clone();

@@ -112,6 +112,10 @@ pub struct AgentConfig {
     /// feature code or the HTTP API.
     #[serde(default)]
     pub login_on_register: bool,
+    /// The team (班组) the agent sits in: its team lead sees and disputes
+    /// its QC scores, and the QC report averages per team.
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 fn default_wrap_up() -> u64 {
@@ -228,6 +232,7 @@ impl AgentConfig {
             queues: queues.iter().map(|q| q.to_string()).collect(),
             wrap_up_secs: default_wrap_up(),
             login_on_register: false,
+            team: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::ApiError;
 
 /// The file of a stored relative path, if it is a file inside
 /// `<data_dir>/recordings/` once every link and `..` is resolved.
-async fn resolve(data_dir: &FsPath, stored: &str) -> Option<PathBuf> {
+pub(crate) async fn resolve(data_dir: &FsPath, stored: &str) -> Option<PathBuf> {
     let root = tokio::fs::canonicalize(data_dir.join(crate::recording::FOLDER))
         .await
         .ok()?;

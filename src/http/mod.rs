@@ -32,7 +32,7 @@
 //! constant time; otherwise 401 with `WWW-Authenticate: Bearer` (§3).
 
 mod agents;
-mod audio_file;
+pub(crate) mod audio_file;
 mod recording_mask;
 mod voice_messages;
 
@@ -62,6 +62,8 @@ pub struct AppState {
     pub api_tokens: ApiTokens,
     /// Agents' bridged calls (masking a recording, live monitoring).
     pub live: crate::call::live::LiveCalls,
+    /// The QC pages' configuration.
+    pub web: Arc<crate::web::WebContext>,
 }
 
 /// The accepted bearer tokens, kept as SHA-256 digests so that comparing
@@ -154,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(recording_mask::routes())
         .merge(voice_messages::routes())
         .merge(callbacks::router())
+        .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -46,6 +46,12 @@ const SQLITE: &[Embedded] = &[
     embedded!("sqlite", 6, "recordings", "0006_recordings.sql"),
     embedded!("sqlite", 7, "qc_samples_audit", "0007_qc_samples_audit.sql"),
     embedded!("sqlite", 8, "qc_scores", "0008_qc_scores.sql"),
+    embedded!(
+        "sqlite",
+        9,
+        "users_sessions_scoring",
+        "0009_users_sessions_scoring.sql"
+    ),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -62,6 +68,12 @@ const POSTGRES: &[Embedded] = &[
         "0007_qc_samples_audit.sql"
     ),
     embedded!("postgres", 8, "qc_scores", "0008_qc_scores.sql"),
+    embedded!(
+        "postgres",
+        9,
+        "users_sessions_scoring",
+        "0009_users_sessions_scoring.sql"
+    ),
 ];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {

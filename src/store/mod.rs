@@ -35,9 +35,11 @@ mod demo;
 pub mod events;
 mod lookup;
 mod migrate;
+pub mod qc_scores;
 pub mod recordings;
 pub mod records;
 mod registrations;
+pub mod users;
 pub mod writer;
 
 use std::fmt;
@@ -53,11 +55,28 @@ pub use callbacks::{CallbackAttemptRow, CallbackFilter, CallbackRow};
 pub use demo::{DemoAccount, DEMO_ACCOUNTS};
 pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};
+pub use qc_scores::{
+    DisputeRow, ScoreCommentRow, ScoreFilter, ScoreItemRow, ScoreRow, ScoreStatus, WorklistFilter,
+    WorklistRow,
+};
 pub use recordings::{
     RecordingFilter, RecordingKind, RecordingMarkRow, RecordingRow, RecordingStatus,
 };
 pub use records::{CallRecord, Disposition, HangupBy, QueueOutcome};
+pub use users::{SessionRow, UserRow};
 pub use writer::{spawn_writer, RecordSink, WriterStats};
+
+/// PostgreSQL cannot type a bare `$n IS NULL`: there it becomes
+/// `$n::text IS NULL` for each listed parameter (every optional filter
+/// value is bound as text). SQLite takes the SQL as written.
+fn pg_text_nulls(db: &Db, sql: String, params: impl IntoIterator<Item = usize>) -> String {
+    match db {
+        Db::Sqlite { .. } => sql,
+        Db::Postgres(_) => params.into_iter().fold(sql, |s, n| {
+            s.replace(&format!("${n} IS NULL"), &format!("${n}::text IS NULL"))
+        }),
+    }
+}
 
 /// A fresh unique id (128 random bits, hex): the retry key of rows the
 /// writer may write twice.

@@ -1,0 +1,147 @@
+//! The QC web pages, served by the daemon under `/qc/` (plain HTML forms,
+//! a few lines of vanilla JavaScript that only add comfort).
+//!
+//! | Method | Path | What | Who |
+//! |---|---|---|---|
+//! | GET/POST | `/qc/login` | log in | anyone |
+//! | POST | `/qc/logout` | log out | logged in |
+//! | GET | `/qc/` | the worklist of sampled recordings (`agent`, `queue`, `from`, `to`, `rule`, `scored`) | listen |
+//! | GET | `/qc/recordings/{id}` | the call page: player, waveform, timeline, scores, scorecard form | listen |
+//! | GET | `/qc/recordings/{id}/audio` | the WAV (`Range` → 206); audited | listen |
+//! | GET | `/qc/recordings/{id}/waveform.svg` | the waveform picture | listen |
+//! | POST | `/qc/recordings/{id}/scores` | score it on the current scorecard | score |
+//! | POST | `/qc/scores/{id}/dispute` | dispute a score (own team, within the window) | dispute |
+//! | POST | `/qc/scores/{id}/settle` | settle a dispute (uphold or revise) | settle |
+//! | GET | `/qc/report`, `/qc/report.csv` | the QC report of a period (`from`, `to`) | report |
+//!
+//! Roles and what they allow: [`roles`]. Log-in, sessions, CSRF and
+//! lock-out: [`session`]. Every listen, score, dispute and settlement is
+//! written to the audit log before the answer goes out; when the audit log
+//! cannot be written, the action is refused (503).
+
+pub mod call_page;
+pub mod html;
+pub mod password;
+pub mod report_page;
+pub mod roles;
+pub mod session;
+mod static_files;
+pub mod users_admin;
+pub mod worklist_page;
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::http::AppState;
+use crate::qc::QcConfig;
+
+pub use roles::{Permission, Role};
+
+/// The web pages' state: the daemon's HTTP state.
+pub type WebState = AppState;
+
+/// What the pages know of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct WebContext {
+    pub qc: QcConfig,
+    /// Agent id → (name, team).
+    pub agents: BTreeMap<String, (String, Option<String>)>,
+}
+
+impl WebContext {
+    pub fn new(qc: &QcConfig, acd: &crate::acd::AcdConfig) -> WebContext {
+        WebContext {
+            qc: qc.clone(),
+            agents: acd
+                .agents
+                .iter()
+                .map(|a| (a.id.clone(), (a.name.clone(), a.team.clone())))
+                .collect(),
+        }
+    }
+
+    pub fn team_of(&self, agent: &str) -> Option<&str> {
+        self.agents.get(agent).and_then(|(_, t)| t.as_deref())
+    }
+
+    pub fn agent_label(&self, agent: Option<&str>) -> String {
+        match agent {
+            Some(a) => match self.agents.get(a) {
+                Some((name, _)) => format!("{a} {name}"),
+                None => a.to_string(),
+            },
+            None => "—".into(),
+        }
+    }
+}
+
+/// Why a page was not served.
+#[derive(Debug)]
+pub enum WebError {
+    /// No session on a GET: to the log-in page, then back to this path.
+    LoggedOut(String),
+    /// No session on anything else.
+    Unauthorized,
+    Forbidden(String),
+    /// The form's CSRF token is missing or wrong, or it came from another site.
+    Csrf,
+    NotFound(String),
+    BadRequest(String),
+    /// Allowed, but not now (a closed dispute window, a settled score).
+    Conflict(String),
+    Unavailable(String),
+}
+
+impl From<crate::store::StoreError> for WebError {
+    fn from(e: crate::store::StoreError) -> WebError {
+        tracing::error!(error = %e, "QC page: database error");
+        WebError::Unavailable("the database is not answering; try again shortly".into())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        use html::error_page;
+        match self {
+            WebError::LoggedOut(path) => {
+                Redirect::to(&format!("/qc/login?next={}", html::url(&path))).into_response()
+            }
+            WebError::Unauthorized => {
+                error_page(StatusCode::UNAUTHORIZED, "You are not logged in (or the session ended).")
+            }
+            WebError::Forbidden(m) => error_page(StatusCode::FORBIDDEN, &m),
+            WebError::Csrf => error_page(
+                StatusCode::FORBIDDEN,
+                "The form has expired or did not come from this site: reload the page and try again.",
+            ),
+            WebError::NotFound(m) => error_page(StatusCode::NOT_FOUND, &m),
+            WebError::BadRequest(m) => error_page(StatusCode::BAD_REQUEST, &m),
+            WebError::Conflict(m) => error_page(StatusCode::CONFLICT, &m),
+            WebError::Unavailable(m) => error_page(StatusCode::SERVICE_UNAVAILABLE, &m),
+        }
+    }
+}
+
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/qc", get(|| async { Redirect::permanent("/qc/") }))
+        .route("/qc/", get(worklist_page::worklist))
+        .route(
+            "/qc/login",
+            get(session::login_get).post(session::login_post),
+        )
+        .route("/qc/logout", post(session::logout))
+        .route("/qc/recordings/{id}", get(call_page::call_page))
+        .route("/qc/recordings/{id}/audio", get(call_page::audio))
+        .route("/qc/recordings/{id}/waveform.svg", get(call_page::waveform))
+        .route("/qc/recordings/{id}/scores", post(call_page::score))
+        .route("/qc/scores/{id}/dispute", post(call_page::dispute))
+        .route("/qc/scores/{id}/settle", post(call_page::settle))
+        .route("/qc/report", get(report_page::report))
+        .route("/qc/report.csv", get(report_page::report_csv))
+        .route("/qc/static/{file}", get(static_files::serve))
+}
