@@ -5,6 +5,10 @@
 //! validates its own section and reports every problem with its dotted key.
 
 pub mod call_timeline;
+pub mod sample_run;
+pub mod sample_schedule;
+pub mod sampling;
+pub mod sampling_rules;
 pub mod waveform;
 
 use serde::Deserialize;
@@ -12,7 +16,10 @@ use serde::Deserialize;
 /// `[qc]`: everything QC configures.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct QcConfig {}
+pub struct QcConfig {
+    /// `[qc.sampling]`: the rules that pick recordings for QC.
+    pub sampling: sampling_rules::SamplingConfig,
+}
 
 /// A problem in `[qc]`, with its key below `qc.` (`sampling.rules[2].share`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +31,10 @@ pub struct QcConfigError {
 impl QcConfig {
     /// Every problem of the section.
     pub fn validate(&self) -> Result<(), Vec<QcConfigError>> {
-        let errors: Vec<QcConfigError> = Vec::new();
+        let mut errors: Vec<QcConfigError> = Vec::new();
+        if let Err(e) = self.sampling.plan() {
+            errors.extend(e);
+        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -35,6 +35,7 @@ mod demo;
 pub mod events;
 mod lookup;
 mod migrate;
+pub mod qc_samples;
 pub mod recordings;
 pub mod records;
 mod registrations;
@@ -53,6 +54,10 @@ pub use callbacks::{CallbackAttemptRow, CallbackFilter, CallbackRow};
 pub use demo::{DemoAccount, DEMO_ACCOUNTS};
 pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};
+pub use qc_samples::{
+    CallerContact, SampleCandidate, SampleFilter, SamplePick, SampleRow, SampleRunFilter,
+    SampleRunRow, SampleSource,
+};
 pub use recordings::{
     RecordingFilter, RecordingKind, RecordingMarkRow, RecordingRow, RecordingStatus,
 };
