@@ -115,8 +115,13 @@ pub async fn run_scheduled(
         "QC sampling scheduled daily");
     loop {
         let now = clock.now();
-        if let Err(e) = run_if_due(&store, &config, &plan, now).await {
-            warn!(error = %e, "QC sampling run failed; trying again within the hour");
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = run_if_due(&store, &config, &plan, now) => {
+                if let Err(e) = r {
+                    warn!(error = %e, "QC sampling run failed; trying again within the hour");
+                }
+            }
         }
         let now = clock.now();
         let wait = (next_run(&plan, now) - now)
