@@ -784,6 +784,7 @@ impl Validator {
                 self.error(&format!("qc.{}", e.key), e.message);
             }
         }
+        self.qc_queues(&f.qc, &f.acd);
         let outbound = self.outbound(f.sip.outbound.as_ref());
         let mut acd = f.acd;
         // A trunk with errors is reported as such, not as missing.
@@ -862,6 +863,22 @@ impl Validator {
                         a.extension
                     ),
                 );
+            }
+        }
+    }
+
+    /// A sampling rule's queues must be queues of `[[acd.queues]]` (or an
+    /// agent's own, `agent:ID`): a misspelt one would sample nothing.
+    fn qc_queues(&mut self, qc: &crate::qc::QcConfig, acd: &crate::acd::AcdConfig) {
+        let known = acd.with_personal_queues();
+        for (i, r) in qc.sampling.rules.iter().enumerate() {
+            for (j, q) in r.queues.iter().flatten().enumerate() {
+                if !q.trim().is_empty() && !known.queues.iter().any(|k| &k.name == q) {
+                    self.error(
+                        &format!("qc.sampling.rules[{i}].queues[{j}]"),
+                        format!("{q:?} is not a queue of [[acd.queues]]"),
+                    );
+                }
             }
         }
     }
@@ -1152,6 +1169,24 @@ mod tests {
                 "sip.outbound.prefix",
                 "acd.settings.callback_retry_minutes[1]",
             ]
+        );
+    }
+
+    #[test]
+    fn qc_sampling_errors_carry_their_key_and_queues_must_exist() {
+        let err = load(&format!(
+            "{QUEUE}[qc.sampling]\nenabled = true\nschedule = \"25:00\"\n[[qc.sampling.rules]]\nname = \"complaints\"\nkind = \"queues\"\nqueues = [\"12345\", \"12345-complaints\"]\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["qc.sampling.schedule", "qc.sampling.rules[0].queues[1]"]
+        );
+        assert!(
+            err.to_string()
+                .contains("hotline.toml: qc.sampling.rules[0].queues[1]: \"12345-complaints\""),
+            "{err}"
         );
     }
 

@@ -114,6 +114,24 @@ enum QcAction {
         #[arg(long)]
         csv: bool,
     },
+    /// Pick recordings for QC by the [qc.sampling] rules, over the period
+    /// FROM ≤ start < TO (local time in qc.sampling.timezone), and store the
+    /// picks as a sampling run (audited). The same seed over the same
+    /// records picks the same recordings.
+    Sample {
+        /// Start of the period: YYYY-MM-DD or YYYY-MM-DDTHH:MM (local).
+        #[arg(long)]
+        from: String,
+        /// End of the period, exclusive: one day is --from 2026-10-08 --to 2026-10-09.
+        #[arg(long)]
+        to: String,
+        /// The seed (default: the configured one, or one derived from the period).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+        seed: Option<u64>,
+        /// Show the picks without storing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -308,6 +326,12 @@ async fn user_command(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
 
 async fn qc_command(cfg: &Config, action: QcAction) -> anyhow::Result<()> {
     match action {
+        QcAction::Sample {
+            from,
+            to,
+            seed,
+            dry_run,
+        } => qc_sample(cfg, &from, &to, seed, dry_run).await,
         QcAction::Report { from, to, csv } => {
             let tz = cfg.qc.tz();
             let day = |what: &str, s: &str| {
@@ -362,5 +386,100 @@ async fn seed_demo(cfg: &Config) -> anyhow::Result<()> {
     let n = store.seed_demo().await?;
     println!("demo accounts ready ({n} rows)");
     store.close().await;
+    Ok(())
+}
+
+async fn qc_sample(
+    cfg: &Config,
+    from: &str,
+    to: &str,
+    seed: Option<u64>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use hotline::qc::sample_run::{check_period, parse_local_time, run_sample, SampleRequest};
+    let plan =
+        cfg.qc.sampling.plan().map_err(|_| {
+            anyhow::anyhow!("the [qc.sampling] section is invalid (see check-config)")
+        })?;
+    let tz = plan.tz;
+    let from_t = parse_local_time(from, tz).context("--from")?;
+    let to_t = parse_local_time(to, tz).context("--to")?;
+    check_period(from_t, to_t)?;
+    anyhow::ensure!(
+        !plan.rules.is_empty(),
+        "no sampling rules: add [[qc.sampling.rules]] to {}",
+        cfg.file.display()
+    );
+    std::fs::create_dir_all(&cfg.data_dir).ok();
+    let store = Store::open(&cfg.database_url).await?;
+    let out = run_sample(
+        &store,
+        &cfg.qc.sampling,
+        &SampleRequest {
+            from: from_t,
+            to: to_t,
+            seed,
+            source: hotline::store::SampleSource::Cli,
+            actor: "cli".into(),
+            save: !dry_run,
+            now: chrono::Utc::now(),
+        },
+    )
+    .await;
+    store.close().await;
+    let out = out?;
+    let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M");
+    println!(
+        "period {} to {} ({tz}), seed {}, {} recordings, {} picks",
+        local(out.run.period_from),
+        local(out.run.period_to),
+        out.run.seed,
+        out.recordings,
+        out.picks.len()
+    );
+    let header = ["recording", "started", "agent", "queue", "rule", "detail"];
+    let rows: Vec<[String; 6]> = out
+        .picks
+        .iter()
+        .map(|p| {
+            [
+                p.pick.recording_id.clone(),
+                local(p.started_at).to_string(),
+                p.agent.clone().unwrap_or_else(|| "-".into()),
+                p.queue.clone().unwrap_or_else(|| "-".into()),
+                p.pick.rule.clone(),
+                p.pick.detail.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    if !rows.is_empty() {
+        line(&header.map(String::from));
+        for r in &rows {
+            line(r);
+        }
+    }
+    if out.saved {
+        println!("saved as run {} (source cli)", out.run.id);
+    } else {
+        println!("dry run: nothing stored");
+    }
     Ok(())
 }

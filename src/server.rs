@@ -144,6 +144,8 @@ pub struct Server {
     acd: crate::call::acd_service::AcdHandle,
     acd_task: tokio::task::JoinHandle<()>,
     recordings: crate::recording::Recordings,
+    /// The daily QC sampling run; ends on `shutdown`.
+    qc_sampling: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -320,6 +322,12 @@ impl Server {
             ctx.clock.clone(),
             shutdown.clone(),
         ));
+        let qc_sampling = tokio::spawn(crate::qc::sample_schedule::run_scheduled(
+            store.clone(),
+            cfg.qc.sampling.clone(),
+            ctx.clock.clone(),
+            shutdown.clone(),
+        ));
         match &cfg.sip.outbound {
             Some(t) => info!(trunk = %t.address, "callbacks go out through the outbound trunk"),
             None => info!("no [sip.outbound] trunk: callbacks are disabled"),
@@ -387,6 +395,7 @@ impl Server {
             acd,
             acd_task,
             recordings,
+            qc_sampling,
         })
     }
 
@@ -431,6 +440,8 @@ impl Server {
         // ended are in the writer's queue after it.
         let _ = self.acd.snapshot().await;
         self.shutdown.cancel();
+        // The daily QC sampling stops (a run is saved whole or not at all).
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.qc_sampling).await;
         // The endpoint's end drops the registrations' sender; the writer
         // then stores what is queued and ends.
         let _ = self.endpoint_task.await;

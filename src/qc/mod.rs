@@ -6,6 +6,10 @@
 
 pub mod call_timeline;
 pub mod report;
+pub mod sample_run;
+pub mod sample_schedule;
+pub mod sampling;
+pub mod sampling_rules;
 pub mod scorecard;
 pub mod waveform;
 pub mod working_days;
@@ -20,8 +24,6 @@ pub use working_days::{CalendarConfig, WorkingDays};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QcConfig {
-    /// The center's time zone: working days, report days, time windows.
-    pub timezone: String,
     /// Working days a team lead has to dispute a score (after the day it
     /// was given).
     pub dispute_working_days: u32,
@@ -33,18 +35,20 @@ pub struct QcConfig {
     /// Scores below this (or auto-failed) are problem recordings to coach on.
     pub coach_below: f64,
     pub web: WebConfig,
+    /// `[qc.sampling]`: the rules that pick recordings for QC.
+    pub sampling: sampling_rules::SamplingConfig,
 }
 
 impl Default for QcConfig {
     fn default() -> Self {
         QcConfig {
-            timezone: "Asia/Shanghai".into(),
             dispute_working_days: 2,
             calendar: CalendarConfig::default(),
             scorecards: Vec::new(),
             bands: default_bands(),
             coach_below: 60.0,
             web: WebConfig::default(),
+            sampling: sampling_rules::SamplingConfig::default(),
         }
     }
 }
@@ -117,15 +121,6 @@ impl QcConfig {
                 message,
             })
         };
-        if self.timezone.parse::<Tz>().is_err() {
-            err(
-                "timezone",
-                format!(
-                    "unknown time zone {:?} (use an IANA name such as \"Asia/Shanghai\")",
-                    self.timezone
-                ),
-            );
-        }
         if !(1..=30).contains(&self.dispute_working_days) {
             err("dispute_working_days", "must be 1 to 30".into());
         }
@@ -170,6 +165,9 @@ impl QcConfig {
             }
         }
         WorkingDays::from_config(&self.calendar, &mut errors);
+        if let Err(e) = self.sampling.plan() {
+            errors.extend(e);
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -177,9 +175,14 @@ impl QcConfig {
         }
     }
 
-    /// The time zone (Asia/Shanghai if invalid; validation reports that).
+    /// The center's time zone (`qc.sampling.timezone`): sampling windows,
+    /// working days, report days. Asia/Shanghai if invalid (validation
+    /// reports that).
     pub fn tz(&self) -> Tz {
-        self.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+        self.sampling
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai)
     }
 
     pub fn working_days(&self) -> WorkingDays {

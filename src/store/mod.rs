@@ -35,6 +35,7 @@ mod demo;
 pub mod events;
 mod lookup;
 mod migrate;
+pub mod qc_samples;
 pub mod qc_scores;
 pub mod recordings;
 pub mod records;
@@ -55,6 +56,10 @@ pub use callbacks::{CallbackAttemptRow, CallbackFilter, CallbackRow};
 pub use demo::{DemoAccount, DEMO_ACCOUNTS};
 pub use events::{AgentStateRow, EventFilter, QueueEventRow};
 pub use lookup::{check_lookup_sql, lookup_sql_params};
+pub use qc_samples::{
+    CallerContact, SampleCandidate, SampleFilter, SamplePick, SampleRow, SampleRunFilter,
+    SampleRunRow, SampleSource,
+};
 pub use qc_scores::{
     DisputeRow, ScoreCommentRow, ScoreFilter, ScoreItemRow, ScoreRow, ScoreStatus, WorklistFilter,
     WorklistRow,
