@@ -1,0 +1,663 @@
+//! The QC pages end to end: a real recorded call (scripted caller and
+//! agent), sampled by `hotline qc sample`, users made by `hotline user add`,
+//! then the pages over HTTP — log-in with CSRF and lock-out, the worklist,
+//! the audio with Range (206) and its audit entry, a score, a dispute and
+//! its settlement, the report — and the refusals: wrong role, no CSRF
+//! token, another site's form, another team's recording, path traversal.
+//! The same flow in headless Chromium is `browser_*` (tests/browser/).
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hotline::store::{RecordingFilter, RecordingStatus, ScoreFilter, ScoreStatus};
+use support::agent::AgentPhone;
+use support::http::{HttpClient, HttpResponse};
+use support::{ServerOptions, TestServer, Transport};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const PASSWORD: &str = "correct-horse-42";
+
+fn options() -> ServerOptions {
+    ServerOptions {
+        extra_toml: r#"
+[clock]
+start = "2026-11-23T10:00:00+08:00"
+[[acd.queues]]
+name = "12345"
+ring_timeout_secs = 5
+[[acd.queues]]
+name = "12333"
+when_no_agents = "refuse"
+[[acd.agents]]
+id = "1001"
+name = "Agent One"
+extension = "1001"
+queues = ["12345"]
+wrap_up_secs = 5
+login_on_register = true
+team = "A"
+
+[qc]
+dispute_working_days = 2
+[qc.sampling]
+enabled = false
+timezone = "Asia/Shanghai"
+[[qc.sampling.rules]]
+name = "random"
+kind = "random_share"
+share = 1.0
+min_per_agent = 1
+[[qc.scorecards]]
+name = "test"
+version = 2
+[[qc.scorecards.sections]]
+name = "Opening"
+items = [
+  { key = "greeting", text = "Standard greeting", weight = 40 },
+  { key = "verify", text = "Verifies identity", weight = 20, allow_na = true },
+]
+[[qc.scorecards.sections]]
+name = "Conduct"
+items = [
+  { key = "courtesy", text = "Courteous", weight = 40 },
+  { key = "no_leak", text = "No personal data disclosed", auto_fail = true },
+]
+"#
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// A daemon with one finished, sampled recording of agent 1001 (team A),
+/// and users qc1, lead_a, lead_b, sup, admin1.
+pub struct Setup {
+    pub ts: TestServer,
+    pub recording_id: String,
+    pub http: HttpClient,
+}
+
+fn hotline(ts: &TestServer, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let cfg = ts.dir.path().join("hotline.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--database")
+        .arg(&ts.database_url)
+        .arg("--data-dir")
+        .arg(ts.dir.path())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hotline");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub async fn setup() -> Setup {
+    let ts = TestServer::start_with(options()).await;
+    let mut agent = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
+    assert_eq!(agent.register().await, 200);
+    let until = Instant::now() + secs(5);
+    while !ts
+        .server
+        .acd()
+        .snapshot()
+        .await
+        .unwrap()
+        .agents
+        .iter()
+        .any(|a| a.id == "1001" && a.state == "ready")
+    {
+        assert!(Instant::now() < until, "agent not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut call = ts.phone().build().await.call("12345").await;
+    tokio::select! {
+        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
+        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
+    }
+    agent.answer().await;
+    assert!(agent.wait_ack(secs(5)).await);
+    call.fill(0x42).await;
+    agent.fill(0x24).await;
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
+    assert_eq!(call.bye().await, 200);
+    let until = Instant::now() + secs(10);
+    let rec = loop {
+        ts.server.flush_records().await;
+        let rows = ts
+            .server
+            .store
+            .recordings(RecordingFilter::default())
+            .await
+            .unwrap();
+        if let Some(r) = rows
+            .into_iter()
+            .find(|r| r.status == RecordingStatus::Complete)
+        {
+            break r;
+        }
+        assert!(Instant::now() < until, "no finished recording");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Sampled by the command an operator runs.
+    let out = hotline(
+        &ts,
+        &[
+            "qc",
+            "sample",
+            "--from",
+            "2026-11-23",
+            "--to",
+            "2026-11-24",
+            "--seed",
+            "7",
+        ],
+        "",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&rec.id),
+        "qc sample: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, role, team) in [
+        ("qc1", "qc", None),
+        ("qc2", "qc", None),
+        ("lead_a", "team_lead", Some("A")),
+        ("lead_b", "team_lead", Some("B")),
+        ("sup", "supervisor", None),
+        ("admin1", "admin", None),
+    ] {
+        let mut args = vec!["user", "add", name, "--role", role];
+        if let Some(t) = team {
+            args.extend(["--team", t]);
+        }
+        let out = hotline(&ts, &args, &format!("{PASSWORD}\n"));
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let http = HttpClient::new(ts.server.http);
+    Setup {
+        recording_id: rec.id,
+        http,
+        ts,
+    }
+}
+
+/// `Set-Cookie` value of `name`.
+fn set_cookie(r: &HttpResponse, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next())
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn body(r: &HttpResponse) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// The first `name="csrf" value="…"` of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a csrf field");
+    let rest = &page[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let enc: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("{k}={enc}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A logged-in browser: its session cookie and CSRF token.
+pub struct Session {
+    http: HttpClient,
+    cookie: String,
+    csrf: String,
+}
+
+async fn post_login(http: &HttpClient, name: &str, password: &str) -> HttpResponse {
+    let page = http.get("/qc/login").await;
+    assert_eq!(page.status, 200);
+    let token = set_cookie(&page, "hotline_login").expect("login cookie");
+    assert_eq!(csrf_of(&body(&page)), token);
+    http.request(
+        "POST",
+        "/qc/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &format!("hotline_login={token}")),
+        ],
+        form(&[("name", name), ("password", password), ("csrf", &token)]).as_bytes(),
+    )
+    .await
+}
+
+async fn login(http: &HttpClient, name: &str) -> Session {
+    let r = post_login(http, name, PASSWORD).await;
+    assert_eq!(r.status, 303, "{name}: {}", body(&r));
+    let cookie = format!("hotline_qc={}", set_cookie(&r, "hotline_qc").unwrap());
+    let page = http
+        .request("GET", "/qc/report", &[("Cookie", &cookie)], b"")
+        .await;
+    assert_eq!(page.status, 200);
+    Session {
+        http: http.clone(),
+        csrf: csrf_of(&body(&page)),
+        cookie,
+    }
+}
+
+impl Session {
+    async fn get(&self, path: &str, extra: &[(&str, &str)]) -> HttpResponse {
+        let mut h = vec![("Cookie", self.cookie.as_str())];
+        h.extend_from_slice(extra);
+        self.http.request("GET", path, &h, b"").await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> HttpResponse {
+        self.http
+            .request(
+                "POST",
+                path,
+                &[
+                    ("Cookie", &self.cookie),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                form(fields).as_bytes(),
+            )
+            .await
+    }
+}
+
+const ANSWERS: &[(&str, &str)] = &[
+    ("item.greeting", "no"),
+    ("item.verify", "na"),
+    ("item.courtesy", "yes"),
+    ("item.no_leak", "yes"),
+    ("comments", "00:01 no greeting\nfriendly otherwise"),
+];
+
+#[tokio::test]
+async fn qc_pages_log_in_listen_score_dispute_settle_and_refuse_what_they_must() {
+    let s = setup().await;
+    let store = &s.ts.server.store;
+    let rec = s.recording_id.clone();
+
+    // Not logged in: to the log-in page, and back afterwards.
+    let r = s.http.get("/qc/").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/qc/login?next=%2Fqc%2F"));
+    let r = s.http.get(&format!("/qc/recordings/{rec}/audio")).await;
+    assert_eq!(r.status, 303, "no audio without a session");
+
+    // Log-in form without its CSRF cookie: refused.
+    let r = s
+        .http
+        .request(
+            "POST",
+            "/qc/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            form(&[("name", "qc1"), ("password", PASSWORD), ("csrf", "x")]).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(set_cookie(&r, "hotline_qc").is_none());
+
+    // Five wrong passwords lock the user; then even the right one fails.
+    for _ in 0..4 {
+        assert_eq!(
+            post_login(&s.http, "qc2", "wrong-password-1").await.status,
+            401
+        );
+    }
+    assert_eq!(
+        post_login(&s.http, "qc2", "wrong-password-1").await.status,
+        401
+    );
+    let r = post_login(&s.http, "qc2", PASSWORD).await;
+    assert_eq!(r.status, 429, "{}", body(&r));
+    assert!(body(&r).contains("locked until"));
+
+    // The worklist shows the sampled recording and the rule.
+    let qc = login(&s.http, "qc1").await;
+    let r = qc.get("/qc/", &[]).await;
+    assert_eq!(r.status, 200);
+    let page = body(&r);
+    assert!(page.contains(&rec), "{page}");
+    assert!(page.contains("<b>random</b>"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    let r = qc.get("/qc/?scored=yes", &[]).await;
+    assert!(!body(&r).contains(&rec), "not scored yet");
+    let r = qc.get("/qc/?from=2026-13-01", &[]).await;
+    assert_eq!(r.status, 400, "a bad date is a clear error");
+
+    // The call page, the waveform and the audio (206 for a Range).
+    let r = qc.get(&format!("/qc/recordings/{rec}"), &[]).await;
+    assert_eq!(r.status, 200);
+    let page = body(&r);
+    assert!(page.contains(r#"id="player""#) && page.contains("id=\"scorecard\""));
+    assert!(page.contains("connected to agent 1001") || page.contains("1001"));
+    let r = qc
+        .get(&format!("/qc/recordings/{rec}/waveform.svg"), &[])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(body(&r).starts_with("<svg"));
+    let r = qc
+        .get(
+            &format!("/qc/recordings/{rec}/audio"),
+            &[("Range", "bytes=0-99")],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body.len(), 100);
+    assert_eq!(&r.body[..4], b"RIFF");
+    let r = qc
+        .get(
+            &format!("/qc/recordings/{rec}/audio"),
+            &[("Range", "bytes=0-")],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    let audit = store
+        .audit_log(hotline::store::AuditFilter {
+            action: Some("listen".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        audit.len(),
+        1,
+        "one listen audited (bytes=0-), not the part request"
+    );
+    assert_eq!(audit[0].actor, "qc1");
+    assert_eq!(
+        audit[0].object.as_deref(),
+        Some(format!("recording:{rec}").as_str())
+    );
+
+    // Wrong role: the administrator hears no citizen; a team lead cannot score.
+    let admin = login(&s.http, "admin1").await;
+    assert_eq!(
+        admin
+            .get(&format!("/qc/recordings/{rec}/audio"), &[])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(admin.get("/qc/", &[]).await.status, 403);
+    assert_eq!(admin.get("/qc/report", &[]).await.status, 200);
+    let lead_a = login(&s.http, "lead_a").await;
+    let mut fields = ANSWERS.to_vec();
+    fields.push(("csrf", &lead_a.csrf));
+    assert_eq!(
+        lead_a
+            .post(&format!("/qc/recordings/{rec}/scores"), &fields)
+            .await
+            .status,
+        403
+    );
+    // Another team's lead does not see the recording at all.
+    let lead_b = login(&s.http, "lead_b").await;
+    assert_eq!(
+        lead_b
+            .get(&format!("/qc/recordings/{rec}"), &[])
+            .await
+            .status,
+        404
+    );
+    assert!(!body(&lead_b.get("/qc/", &[]).await).contains(&rec));
+
+    // Path traversal: no request reaches a file outside recordings/.
+    for path in [
+        "/qc/recordings/..%2F..%2Fhotline.db/audio",
+        "/qc/recordings/../../etc/passwd",
+        "/qc/static/..%2F..%2FCargo.toml",
+    ] {
+        let r = qc.get(path, &[]).await;
+        assert!(matches!(r.status, 404 | 400), "{path}: {}", r.status);
+    }
+    let set_path = |path: String| {
+        let url = s.ts.database_url.clone();
+        let rec = rec.clone();
+        async move {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+            sqlx::query("UPDATE recordings SET path = $1 WHERE id = $2")
+                .bind(path)
+                .bind(rec)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    };
+    let original = store.recording(&rec).await.unwrap().unwrap().path;
+    set_path("recordings/../hotline.db".into()).await;
+    let r = qc.get(&format!("/qc/recordings/{rec}/audio"), &[]).await;
+    assert_eq!(
+        r.status, 404,
+        "a tampered row cannot read the database file"
+    );
+    set_path(original).await;
+
+    // No CSRF token, or a form from another site: refused, nothing stored.
+    let r = qc
+        .post(&format!("/qc/recordings/{rec}/scores"), ANSWERS)
+        .await;
+    assert_eq!(r.status, 403);
+    let mut fields = ANSWERS.to_vec();
+    fields.push(("csrf", &qc.csrf));
+    let r = qc
+        .http
+        .request(
+            "POST",
+            &format!("/qc/recordings/{rec}/scores"),
+            &[
+                ("Cookie", &qc.cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", "http://evil.example"),
+            ],
+            form(&fields).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let none = store
+        .scores(ScoreFilter {
+            recording_id: Some(rec.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "refused forms store nothing");
+    // An incomplete card is a clear error.
+    let r = qc
+        .post(
+            &format!("/qc/recordings/{rec}/scores"),
+            &[("csrf", &qc.csrf), ("item.greeting", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(body(&r).contains("is not answered"));
+
+    // A score: greeting lost (40 of 80 that apply), a pinned comment.
+    let r = qc
+        .post(&format!("/qc/recordings/{rec}/scores"), &fields)
+        .await;
+    assert_eq!(r.status, 303, "{}", body(&r));
+    let scores = store
+        .scores(ScoreFilter {
+            recording_id: Some(rec.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(scores.len(), 1);
+    let score = &scores[0];
+    assert_eq!(score.total, 50.0);
+    assert_eq!(
+        (score.scorecard.as_str(), score.scorecard_version),
+        ("test", 2)
+    );
+    assert_eq!(score.team.as_deref(), Some("A"));
+    assert_eq!(score.status, ScoreStatus::Open);
+    assert_eq!(score.comments[0].at_ms, Some(1000));
+    assert_eq!(score.comments[1].at_ms, None);
+    assert!(score.dispute_until.unwrap() > chrono::Utc::now() + chrono::Duration::days(1));
+    let page = body(&qc.get(&format!("/qc/recordings/{rec}"), &[]).await);
+    assert!(page.contains(r#"data-at-ms="1000""#) && page.contains("no greeting"));
+
+    // A dispute: by the agent's own team lead only, with a reason.
+    let sid = score.id.clone();
+    let r = lead_b
+        .post(
+            &format!("/qc/scores/{sid}/dispute"),
+            &[("csrf", &lead_b.csrf), ("reason", "x")],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = lead_a
+        .post(
+            &format!("/qc/scores/{sid}/dispute"),
+            &[("csrf", &lead_a.csrf), ("reason", "")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = lead_a
+        .post(
+            &format!("/qc/scores/{sid}/dispute"),
+            &[
+                ("csrf", &lead_a.csrf),
+                ("reason", "the greeting was given at 00:00"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", body(&r));
+    let r = lead_a
+        .post(
+            &format!("/qc/scores/{sid}/dispute"),
+            &[("csrf", &lead_a.csrf), ("reason", "again")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "one dispute per score");
+
+    // Settled by a reviewer: not the QC role, not the scorer.
+    let r = qc
+        .post(
+            &format!("/qc/scores/{sid}/settle"),
+            &[("csrf", &qc.csrf), ("outcome", "upheld")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let sup = login(&s.http, "sup").await;
+    let r = sup
+        .post(
+            &format!("/qc/scores/{sid}/settle"),
+            &[
+                ("csrf", &sup.csrf),
+                ("outcome", "revised"),
+                ("revised_total", "90"),
+                ("note", "greeting heard at 00:00"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", body(&r));
+    let score = store
+        .scores(ScoreFilter {
+            id: Some(sid.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(score.status, ScoreStatus::Final);
+    assert_eq!(score.final_total, Some(90.0));
+    assert_eq!(score.dispute.unwrap().outcome.as_deref(), Some("revised"));
+
+    // The report counts the revised total; its CSV and the CLI agree.
+    let page = body(&sup.get("/qc/report", &[]).await);
+    assert!(page.contains(r#"<b id="monitored">1</b>"#), "{page}");
+    assert!(page.contains(r#"<b id="average">90.0</b>"#));
+    assert!(page.contains("<svg"));
+    let csv = body(&sup.get("/qc/report.csv", &[]).await);
+    assert!(csv.contains("\nsummary,average,1,90.0,\n"), "{csv}");
+    assert!(csv.contains("\nteam,A,1,90.0,\n"));
+    assert!(csv.contains("\nitem,greeting,1,40.0,Opening\n"));
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive()
+        .to_string();
+    let out = hotline(
+        &s.ts,
+        &["qc", "report", "--from", &today, "--to", &today, "--csv"],
+        "",
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\nsummary,average,1,90.0,\n"));
+
+    // Every listen, score, dispute and settlement is in the audit log.
+    let actions: Vec<String> = store
+        .audit_log(Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| format!("{} {}", a.actor, a.action))
+        .collect();
+    for want in [
+        "qc1 listen",
+        "qc1 score",
+        "lead_a dispute",
+        "sup settle",
+        "qc1 login",
+        "anonymous login_failed",
+        "qc2 user_locked",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want) || want.starts_with("anonymous"),
+            "{want}: {actions:?}"
+        );
+    }
+    assert!(actions.iter().any(|a| a == "qc2 login_locked"));
+
+    // Log-out ends the session.
+    let r = qc.post("/qc/logout", &[("csrf", &qc.csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(qc.get("/qc/", &[]).await.status, 303);
+    s.ts.shutdown().await;
+}
