@@ -661,3 +661,68 @@ async fn qc_pages_log_in_listen_score_dispute_settle_and_refuse_what_they_must()
     assert_eq!(qc.get("/qc/", &[]).await.status, 303);
     s.ts.shutdown().await;
 }
+
+/// The same flow in headless Chromium (tests/browser/qc_pages.py). Needs
+/// Debian's `chromium` and `chromium-driver`; without them the test says so
+/// and passes, unless `HOTLINE_TEST_BROWSER=1` (CI's browser stage), where
+/// their absence fails it.
+#[tokio::test]
+async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() {
+    let required = std::env::var("HOTLINE_TEST_BROWSER").is_ok_and(|v| v == "1");
+    let have = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| std::path::Path::new(p).exists());
+    if !have {
+        assert!(
+            !required,
+            "HOTLINE_TEST_BROWSER=1 but chromium/chromedriver are missing"
+        );
+        eprintln!("skipped: install chromium and chromium-driver to run the browser test");
+        return;
+    }
+    let s = setup().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/qc_pages.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg("--base")
+        .arg(format!("http://{}", s.ts.server.http))
+        .arg("--recording")
+        .arg(&s.recording_id)
+        .arg("--password")
+        .arg(PASSWORD)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(secs(180), out)
+        .await
+        .expect("the browser run ends within 3 minutes")
+        .expect("python3 runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("all steps passed"), "{log}");
+    // What the browser did is in the database.
+    let store = &s.ts.server.store;
+    let score = store
+        .scores(ScoreFilter {
+            recording_id: Some(s.recording_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((score.total, score.final_total), (50.0, Some(90.0)));
+    assert_eq!(score.status, ScoreStatus::Final);
+    assert_eq!(score.scorer, "qc1");
+    let listens = store
+        .audit_log(hotline::store::AuditFilter {
+            action: Some("listen".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(listens.iter().any(|a| a.actor == "qc1"), "{listens:?}");
+    s.ts.shutdown().await;
+}
