@@ -1063,3 +1063,259 @@ async fn recordings_round_trip_and_retention(db: TestDb) {
     writer.await.unwrap();
     store.close().await;
 }
+
+// ---------------------------------------------------------------------------
+// QC users and sessions; scores, disputes and the worklist.
+// ---------------------------------------------------------------------------
+
+both_backends!(users_and_sessions_round_trip, scores_disputes_and_the_worklist);
+
+async fn users_and_sessions_round_trip(db: TestDb) {
+    use hotline::store::{SessionRow, UserRow};
+    let store = db.open().await;
+    let now = t("2026-12-03T02:00:00.123456Z");
+    let mut u = UserRow {
+        name: "li".into(),
+        role: "team_lead".into(),
+        team: Some("A".into()),
+        extension: Some("2001".into()),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$x$y".into(),
+        disabled: false,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now,
+        updated_at: now,
+    };
+    assert!(store.add_user(&u).await.unwrap());
+    assert!(!store.add_user(&u).await.unwrap(), "a taken name adds nothing");
+    assert_eq!(store.user("li").await.unwrap().as_ref(), Some(&u));
+    u.failed_logins = 3;
+    u.locked_until = Some(now + chrono::Duration::minutes(15));
+    u.disabled = true;
+    assert!(store.update_user(&u).await.unwrap());
+    assert_eq!(store.users().await.unwrap(), vec![u.clone()]);
+    assert!(store.user("nobody").await.unwrap().is_none());
+
+    let s = SessionRow {
+        token_hash: "h1".into(),
+        user_name: "li".into(),
+        csrf: "c1".into(),
+        created_at: now,
+        last_seen: now,
+        expires_at: now + chrono::Duration::minutes(30),
+    };
+    store.create_session(&s).await.unwrap();
+    store
+        .create_session(&SessionRow {
+            token_hash: "h2".into(),
+            ..s.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.session("h1", now).await.unwrap(), Some(s.clone()));
+    assert_eq!(
+        store
+            .session("h1", now + chrono::Duration::minutes(31))
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    let later = now + chrono::Duration::minutes(20);
+    store
+        .touch_session("h1", later, later + chrono::Duration::minutes(30))
+        .await
+        .unwrap();
+    assert!(store
+        .session("h1", now + chrono::Duration::minutes(45))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.end_sessions(Some("h1"), None, now).await.unwrap(), 1);
+    assert_eq!(store.end_sessions(None, Some("li"), now).await.unwrap(), 1);
+    assert!(store.session("h2", now).await.unwrap().is_none());
+    store.close().await;
+}
+
+async fn scores_disputes_and_the_worklist(db: TestDb) {
+    use hotline::store::{
+        AuditRow, DisputeRow, SamplePick, SampleRunRow, SampleSource, ScoreCommentRow,
+        ScoreFilter, ScoreItemRow, ScoreRow, ScoreStatus, WorklistFilter,
+    };
+    let store = db.open().await;
+    let day = t("2026-12-01T01:00:00Z");
+    let a = recording_row("ra", day, "recordings/2026/12/01/a.wav");
+    let mut b = recording_row("rb", day + chrono::Duration::hours(1), "recordings/b.wav");
+    b.agent = Some("1002".into());
+    store.save_recordings(&[a, b]).await.unwrap();
+    let run = SampleRunRow {
+        id: "run1".into(),
+        period_from: day,
+        period_to: day + chrono::Duration::days(1),
+        seed: 7,
+        source: SampleSource::Cli,
+        rules: "{}".into(),
+        picked: 3,
+        created_at: day,
+    };
+    let pick = |r: &str, rule: &str| SamplePick {
+        recording_id: r.into(),
+        rule: rule.into(),
+        detail: format!("{rule} detail"),
+    };
+    store
+        .save_sample_run(
+            &run,
+            &[pick("ra", "random"), pick("ra", "longest"), pick("rb", "random")],
+            &AuditRow::now("cli", "qc.sample", Some("run:run1".into()), None),
+        )
+        .await
+        .unwrap();
+    let all = store.worklist(WorklistFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].recording_id, "rb", "newest first");
+    assert_eq!(all[1].picks.len(), 2);
+    let longest = store
+        .worklist(WorklistFilter {
+            rule: Some("longest".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(longest.len(), 1);
+    assert_eq!(longest[0].picks.len(), 2, "every rule of a listed recording");
+    let of_1002 = store
+        .worklist(WorklistFilter {
+            agent: Some("1002".into()),
+            from: Some(day + chrono::Duration::minutes(30)),
+            to: Some(day + chrono::Duration::days(1)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_1002.len(), 1);
+
+    let now = t("2026-12-03T02:00:00Z");
+    let score = ScoreRow {
+        id: "s1".into(),
+        recording_id: "ra".into(),
+        scorecard: "hotline".into(),
+        scorecard_version: 3,
+        scorer: "wang".into(),
+        agent: Some("1001".into()),
+        queue: Some("12345".into()),
+        team: Some("A".into()),
+        total: 75.0,
+        auto_failed: false,
+        status: ScoreStatus::Open,
+        final_total: None,
+        dispute_until: Some(now + chrono::Duration::days(2)),
+        created_at: now,
+        items: vec![
+            ScoreItemRow {
+                section: "Opening".into(),
+                item: "greeting".into(),
+                answer: "no".into(),
+                weight: 10.0,
+                points: 0.0,
+                auto_fail: false,
+            },
+            ScoreItemRow {
+                section: "Conduct".into(),
+                item: "courtesy".into(),
+                answer: "yes".into(),
+                weight: 30.0,
+                points: 30.0,
+                auto_fail: false,
+            },
+        ],
+        comments: vec![
+            ScoreCommentRow {
+                at_ms: Some(83_000),
+                text: "no greeting".into(),
+            },
+            ScoreCommentRow {
+                at_ms: None,
+                text: "otherwise fine".into(),
+            },
+        ],
+        dispute: None,
+    };
+    store.save_score(&score).await.unwrap();
+    let mut second = score.clone();
+    second.id = "s2".into();
+    second.dispute_until = Some(now - chrono::Duration::seconds(1));
+    second.items.clear();
+    second.comments.clear();
+    store.save_score(&second).await.unwrap();
+    let read = store
+        .scores(ScoreFilter {
+            id: Some("s1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(read, vec![score.clone()]);
+    let scored = store
+        .worklist(WorklistFilter {
+            scored: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(scored.len(), 1);
+    assert_eq!((scored[0].recording_id.as_str(), scored[0].scores), ("ra", 2));
+    let unscored = store
+        .worklist(WorklistFilter {
+            scored: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(unscored[0].recording_id, "rb");
+
+    // The window of s2 closed: final, and it cannot be disputed.
+    assert_eq!(store.finalize_scores(now).await.unwrap(), 1);
+    let dispute = |score: &str| DisputeRow {
+        id: format!("d-{score}"),
+        score_id: score.into(),
+        raised_by: "li".into(),
+        reason: "greeting given".into(),
+        raised_at: now,
+        settled_by: None,
+        settled_at: None,
+        outcome: None,
+        revised_total: None,
+        note: None,
+    };
+    assert!(!store.raise_dispute(&dispute("s2")).await.unwrap());
+    assert!(store.raise_dispute(&dispute("s1")).await.unwrap());
+    assert!(!store.raise_dispute(&dispute("s1")).await.unwrap(), "once");
+    assert!(!store
+        .settle_dispute("s2", "zhao", now, None, "")
+        .await
+        .unwrap());
+    assert!(store
+        .settle_dispute("s1", "zhao", now, Some(85.0), "heard it")
+        .await
+        .unwrap());
+    let s1 = store
+        .scores(ScoreFilter {
+            recording_id: Some("ra".into()),
+            from: Some(now),
+            to: Some(now + chrono::Duration::seconds(1)),
+            agent: Some("1001".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(s1.len(), 2);
+    assert_eq!(s1[0].status, ScoreStatus::Final);
+    assert_eq!(s1[0].final_total, Some(85.0));
+    assert_eq!(s1[0].effective_total(), 85.0);
+    let d = s1[0].dispute.as_ref().unwrap();
+    assert_eq!(d.outcome.as_deref(), Some("revised"));
+    assert_eq!(d.settled_by.as_deref(), Some("zhao"));
+    assert_eq!(s1[1].final_total, Some(75.0), "finalized with its own total");
+    store.close().await;
+}
