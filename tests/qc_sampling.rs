@@ -9,116 +9,19 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use hotline::qc::sample_run::{run_sample, SampleRequest};
 use hotline::qc::sampling_rules::SamplingConfig;
 use hotline::store::{
-    AuditFilter, Backend, CallRecord, Disposition, HangupBy, QueueOutcome, RecordingKind,
-    RecordingRow, RecordingStatus, SampleFilter, SampleRunFilter, SampleSource, Store,
+    AuditFilter, CallRecord, Disposition, HangupBy, QueueOutcome, RecordingKind, RecordingRow,
+    RecordingStatus, SampleFilter, SampleRunFilter, SampleSource, Store,
 };
-use sqlx::Connection;
 
-// ---------------------------------------------------------------- harness --
-
-#[derive(Clone)]
-struct TestDb {
-    url: String,
-    backend: Backend,
-    _dir: Option<Arc<tempfile::TempDir>>,
-    pg: Option<(String, String)>,
-}
-
-static SCHEMA_SEQ: AtomicU32 = AtomicU32::new(0);
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        TestDb {
-            url: format!("sqlite:{}", dir.path().join("hotline.db").display()),
-            backend: Backend::Sqlite,
-            _dir: Some(Arc::new(dir)),
-            pg: None,
-        }
-    }
-
-    async fn postgres() -> Option<TestDb> {
-        let admin = std::env::var("HOTLINE_TEST_POSTGRES").ok()?;
-        let schema = format!(
-            "hotline_qs_{}_{}_{}",
-            std::process::id(),
-            Utc::now().timestamp_micros(),
-            SCHEMA_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        // The schema name is made here, not taken from input.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        Some(TestDb {
-            url: format!("{admin}{sep}options[search_path]={schema}"),
-            backend: Backend::Postgres,
-            _dir: None,
-            pg: Some((admin, schema)),
-        })
-    }
-
-    async fn open(&self) -> Store {
-        let store = Store::open(&self.url).await.expect("open store");
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-
-    async fn cleanup(&self) {
-        if let Some((admin, schema)) = &self.pg {
-            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.unwrap();
-        }
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::TestDb::sqlite(), super::$name).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match super::TestDb::postgres().await {
-                    Some(db) => super::run(db, super::$name).await,
-                    None => eprintln!(
-                        "skipped {}::postgres: set HOTLINE_TEST_POSTGRES=postgres://…",
-                        stringify!($name)
-                    ),
-                }
-            }
-        }
-    )*};
-}
-
-async fn run<F, Fut>(db: TestDb, body: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let result = tokio::spawn(body(db.clone())).await;
-    db.cleanup().await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
+#[macro_use]
+#[path = "support/test_db.rs"]
+mod test_db;
+use test_db::{run, TestDb};
 
 both_backends!(
     candidates_join_the_survey_score_and_runs_round_trip,

@@ -5,8 +5,6 @@
 //! schema (`hotline_test_…`, via `search_path`), dropped at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -16,144 +14,10 @@ use hotline::store::{
 };
 use sqlx::Connection;
 
-// ---------------------------------------------------------------- harness --
-
-/// One test database: its URL and how to clean it up.
-#[derive(Clone)]
-struct TestDb {
-    url: String,
-    backend: Backend,
-    _dir: Option<Arc<tempfile::TempDir>>,
-    /// PostgreSQL: the admin URL and the schema to drop.
-    pg: Option<(String, String)>,
-}
-
-static SCHEMA_SEQ: AtomicU32 = AtomicU32::new(0);
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        // A missing sub-directory: open must create it.
-        let path = dir.path().join("var/lib/hotline/hotline.db");
-        TestDb {
-            url: format!("sqlite:{}", path.display()),
-            backend: Backend::Sqlite,
-            _dir: Some(Arc::new(dir)),
-            pg: None,
-        }
-    }
-
-    async fn postgres() -> Option<TestDb> {
-        let admin = std::env::var("HOTLINE_TEST_POSTGRES").ok()?;
-        let schema = format!(
-            "hotline_test_{}_{}_{}",
-            std::process::id(),
-            Utc::now().timestamp_micros(),
-            SCHEMA_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("connect to HOTLINE_TEST_POSTGRES");
-        // The schema name is made here, not taken from input.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        Some(TestDb {
-            url: format!("{admin}{sep}options[search_path]={schema}"),
-            backend: Backend::Postgres,
-            _dir: None,
-            pg: Some((admin, schema)),
-        })
-    }
-
-    async fn open(&self) -> Store {
-        let store = Store::open(&self.url).await.expect("open store");
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-
-    /// Runs SQL on a connection of its own (not the store's).
-    async fn exec(&self, sql: &str) {
-        let sql = sqlx::AssertSqlSafe(sql.to_string());
-        match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-        }
-    }
-
-    /// Runs a query returning one integer, on a connection of its own.
-    async fn scalar(&self, sql: &str) -> i64 {
-        let sql = sqlx::AssertSqlSafe(sql.to_string());
-        match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-            }
-        }
-    }
-
-    async fn cleanup(&self) {
-        if let Some((admin, schema)) = &self.pg {
-            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.unwrap();
-        }
-    }
-}
-
-/// Defines `NAME::sqlite` and `NAME::postgres` tests running `async fn NAME(TestDb)`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::TestDb::sqlite(), super::$name).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match super::TestDb::postgres().await {
-                    Some(db) => super::run(db, super::$name).await,
-                    None => eprintln!(
-                        "skipped {}::postgres: set HOTLINE_TEST_POSTGRES=postgres://…",
-                        stringify!($name)
-                    ),
-                }
-            }
-        }
-    )*};
-}
-
-/// Runs a test body, then cleans up even if it panicked.
-async fn run<F, Fut>(db: TestDb, body: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let result = tokio::spawn(body(db.clone())).await;
-    db.cleanup().await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
+#[macro_use]
+#[path = "support/test_db.rs"]
+mod test_db;
+use test_db::{run, TestDb};
 
 both_backends!(
     open_creates_and_migrate_twice_is_noop,
@@ -1068,7 +932,10 @@ async fn recordings_round_trip_and_retention(db: TestDb) {
 // QC users and sessions; scores, disputes and the worklist.
 // ---------------------------------------------------------------------------
 
-both_backends!(users_and_sessions_round_trip, scores_disputes_and_the_worklist);
+both_backends!(
+    users_and_sessions_round_trip,
+    scores_disputes_and_the_worklist
+);
 
 async fn users_and_sessions_round_trip(db: TestDb) {
     use hotline::store::{SessionRow, UserRow};
@@ -1087,7 +954,10 @@ async fn users_and_sessions_round_trip(db: TestDb) {
         updated_at: now,
     };
     assert!(store.add_user(&u).await.unwrap());
-    assert!(!store.add_user(&u).await.unwrap(), "a taken name adds nothing");
+    assert!(
+        !store.add_user(&u).await.unwrap(),
+        "a taken name adds nothing"
+    );
     assert_eq!(store.user("li").await.unwrap().as_ref(), Some(&u));
     u.failed_logins = 3;
     u.locked_until = Some(now + chrono::Duration::minutes(15));
@@ -1139,8 +1009,8 @@ async fn users_and_sessions_round_trip(db: TestDb) {
 
 async fn scores_disputes_and_the_worklist(db: TestDb) {
     use hotline::store::{
-        AuditRow, DisputeRow, SamplePick, SampleRunRow, SampleSource, ScoreCommentRow,
-        ScoreFilter, ScoreItemRow, ScoreRow, ScoreStatus, WorklistFilter,
+        AuditRow, DisputeRow, SamplePick, SampleRunRow, SampleSource, ScoreCommentRow, ScoreFilter,
+        ScoreItemRow, ScoreRow, ScoreStatus, WorklistFilter,
     };
     let store = db.open().await;
     let day = t("2026-12-01T01:00:00Z");
@@ -1166,7 +1036,11 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
     store
         .save_sample_run(
             &run,
-            &[pick("ra", "random"), pick("ra", "longest"), pick("rb", "random")],
+            &[
+                pick("ra", "random"),
+                pick("ra", "longest"),
+                pick("rb", "random"),
+            ],
             &AuditRow::now("cli", "qc.sample", Some("run:run1".into()), None),
         )
         .await
@@ -1183,7 +1057,11 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(longest.len(), 1);
-    assert_eq!(longest[0].picks.len(), 2, "every rule of a listed recording");
+    assert_eq!(
+        longest[0].picks.len(),
+        2,
+        "every rule of a listed recording"
+    );
     let of_1002 = store
         .worklist(WorklistFilter {
             agent: Some("1002".into()),
@@ -1264,7 +1142,10 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(scored.len(), 1);
-    assert_eq!((scored[0].recording_id.as_str(), scored[0].scores), ("ra", 2));
+    assert_eq!(
+        (scored[0].recording_id.as_str(), scored[0].scores),
+        ("ra", 2)
+    );
     let unscored = store
         .worklist(WorklistFilter {
             scored: Some(false),
@@ -1316,6 +1197,10 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
     let d = s1[0].dispute.as_ref().unwrap();
     assert_eq!(d.outcome.as_deref(), Some("revised"));
     assert_eq!(d.settled_by.as_deref(), Some("zhao"));
-    assert_eq!(s1[1].final_total, Some(75.0), "finalized with its own total");
+    assert_eq!(
+        s1[1].final_total,
+        Some(75.0),
+        "finalized with its own total"
+    );
     store.close().await;
 }
