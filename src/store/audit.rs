@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::calls::time_text;
 use super::events::{parse_time, time_param, time_select};
-use super::{off_runtime, Db, Store, StoreError};
+use super::{off_runtime, pg_text_nulls, Db, Store, StoreError};
 
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,13 +109,7 @@ impl Store {
                  AND ($3 IS NULL OR object = $3) ORDER BY id DESC LIMIT $4",
                 time_select(&this.db, "at")
             );
-            let sql = match &this.db {
-                Db::Sqlite { .. } => sql,
-                Db::Postgres(_) => sql
-                    .replace("$1 IS NULL", "$1::text IS NULL")
-                    .replace("$2 IS NULL", "$2::text IS NULL")
-                    .replace("$3 IS NULL", "$3::text IS NULL"),
-            };
+            let sql = pg_text_nulls(&this.db, sql, 1..=3);
             let err = StoreError::query("reading the audit log");
             let get = |e| StoreError::query("decoding an audit entry")(e);
             let mut out = Vec::new();

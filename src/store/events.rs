@@ -75,6 +75,17 @@ pub(super) fn time_select(db: &Db, column: &str) -> String {
     }
 }
 
+/// A time expression (`r.started_at`) as fixed-width UTC text under
+/// `alias`, in either backend.
+pub(super) fn time_as(db: &Db, column: &str, alias: &str) -> String {
+    match db {
+        Db::Sqlite { .. } => format!("{column} AS {alias}"),
+        Db::Postgres(_) => format!(
+            "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS {alias}"
+        ),
+    }
+}
+
 /// `$n` or `$n::timestamptz`.
 pub(super) fn time_param(db: &Db, n: usize) -> String {
     match db {
@@ -185,13 +196,7 @@ impl Store {
              AND ($3 IS NULL OR kind = $3) ORDER BY id DESC LIMIT $4",
             time_select(&self.db, "at")
         );
-        let sql = match &self.db {
-            Db::Sqlite { .. } => sql,
-            Db::Postgres(_) => sql
-                .replace("$1 IS NULL", "$1::text IS NULL")
-                .replace("$2 IS NULL", "$2::text IS NULL")
-                .replace("$3 IS NULL", "$3::text IS NULL"),
-        };
+        let sql = super::pg_text_nulls(&self.db, sql, 1..=3);
         let err = StoreError::query("reading queue events");
         let mut rows = Vec::new();
         with_pool!(&self.db, |pool| {

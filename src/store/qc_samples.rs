@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::calls::time_text;
-use super::events::{parse_time, time_param};
-use super::{off_runtime, AuditRow, Db, RecordingKind, RecordingStatus, Store, StoreError};
+use super::events::{parse_time, time_as, time_param};
+use super::{
+    off_runtime, pg_text_nulls, AuditRow, Db, RecordingKind, RecordingStatus, Store, StoreError,
+};
 
 /// A recording a sampling run may pick (or whose length makes a baseline).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,26 +123,6 @@ pub struct SampleFilter {
     pub to: Option<DateTime<Utc>>,
     /// Most rows (the first by start); 0 means 10,000.
     pub limit: i64,
-}
-
-/// `column` (possibly `t.column`) as fixed-width UTC text named `alias`.
-fn time_as(db: &Db, column: &str, alias: &str) -> String {
-    match db {
-        Db::Sqlite { .. } => format!("{column} AS {alias}"),
-        Db::Postgres(_) => format!(
-            "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS {alias}"
-        ),
-    }
-}
-
-/// On PostgreSQL a bare `$n IS NULL` has no type: say it is text.
-fn typed_nulls(db: &Db, sql: String, params: usize) -> String {
-    match db {
-        Db::Sqlite { .. } => sql,
-        Db::Postgres(_) => (1..=params).fold(sql, |s, n| {
-            s.replace(&format!("${n} IS NULL"), &format!("${n}::text IS NULL"))
-        }),
-    }
 }
 
 fn seed_param(seed: u64) -> Result<i64, StoreError> {
@@ -339,7 +321,7 @@ impl Store {
             } else {
                 f.limit.min(100_000)
             };
-            let sql = typed_nulls(
+            let sql = pg_text_nulls(
                 db,
                 format!(
                     "SELECT id, seed, source, rules, picked, {}, {}, {} FROM qc_sample_runs \
@@ -352,7 +334,7 @@ impl Store {
                     time_param(db, 1),
                     time_param(db, 2),
                 ),
-                3,
+                1..=3,
             );
             let err = StoreError::query("listing sampling runs");
             let get = |e| StoreError::query("decoding a sampling run")(e);
@@ -408,7 +390,7 @@ impl Store {
             } else {
                 f.limit.min(1_000_000)
             };
-            let sql = typed_nulls(
+            let sql = pg_text_nulls(
                 db,
                 format!(
                     "SELECT s.run_id, s.recording_id, s.rule, s.detail, r.agent, r.queue, \
@@ -423,7 +405,7 @@ impl Store {
                     time_param(db, 5),
                     time_param(db, 6),
                 ),
-                6,
+                1..=6,
             );
             let err = StoreError::query("listing sampled recordings");
             let get = |e| StoreError::query("decoding a sampled recording")(e);

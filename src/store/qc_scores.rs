@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::calls::time_text;
-use super::events::{parse_time, time_param, time_select};
+use super::events::{parse_time, time_as, time_param, time_select};
 use super::{off_runtime, pg_text_nulls, Db, Store, StoreError};
 
 /// A score's state.
@@ -147,16 +147,6 @@ pub struct WorklistRow {
     /// Each rule that picked it, with its detail.
     pub picks: Vec<(String, Option<String>)>,
     pub scores: i64,
-}
-
-/// `to_char(col)` under an alias, or the bare column (SQLite).
-fn time_as(db: &Db, column: &str, alias: &str) -> String {
-    match db {
-        Db::Sqlite { .. } => format!("{column} AS {alias}"),
-        Db::Postgres(_) => format!(
-            "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS {alias}"
-        ),
-    }
 }
 
 fn opt_time(what: &str, s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {

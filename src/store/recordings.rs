@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use super::calls::time_text;
 use super::events::{parse_time, time_param, time_select};
-use super::{off_runtime, Db, Store, StoreError};
+use super::{off_runtime, pg_text_nulls, Db, Store, StoreError};
 
 /// What a recording holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,16 +353,7 @@ impl Store {
             time_param(&self.db, 1),
             time_param(&self.db, 2),
         );
-        let sql = match &self.db {
-            Db::Sqlite { .. } => sql,
-            Db::Postgres(_) => {
-                let mut s = sql;
-                for n in 1..=7 {
-                    s = s.replace(&format!("${n} IS NULL"), &format!("${n}::text IS NULL"));
-                }
-                s
-            }
-        };
+        let sql = pg_text_nulls(&self.db, sql, 1..=7);
         let err = StoreError::query("listing recordings");
         let mut out = Vec::new();
         with_pool!(&self.db, |pool| {

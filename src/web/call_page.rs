@@ -228,7 +228,7 @@ pub async fn score(
     )
     .await?;
     info!(user = %authed.user.name, recording = %rec.id, total = row.total, "QC score");
-    Ok(Redirect::to(&format!("/qc/recordings/{}#score-{}", url(&rec.id), row.id)).into_response())
+    Ok(to_score(&rec.id, &row.id))
 }
 
 /// The score `id` and its recording, if `authed` may see them.
@@ -251,15 +251,37 @@ async fn visible_score(
     Ok((score, rec))
 }
 
+/// A form posted about score `id`: its CSRF token checked, `perm` required,
+/// the score and its recording visible to the user.
+async fn score_form(
+    state: &WebState,
+    authed: &Authed,
+    id: &str,
+    form: &[(String, String)],
+    perm: Permission,
+) -> Result<(ScoreRow, RecordingRow), WebError> {
+    authed.check_csrf(field(form, "csrf"))?;
+    authed.require(perm)?;
+    visible_score(state, authed, id).await
+}
+
+/// Back to the call page, at the score.
+fn to_score(recording_id: &str, score_id: &str) -> Response {
+    Redirect::to(&format!(
+        "/qc/recordings/{}#score-{}",
+        url(recording_id),
+        url(score_id)
+    ))
+    .into_response()
+}
+
 pub async fn dispute(
     State(state): State<WebState>,
     authed: Authed,
     Path(id): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
-    authed.check_csrf(field(&form, "csrf"))?;
-    authed.require(Permission::Dispute)?;
-    let (score, rec) = visible_score(&state, &authed, &id).await?;
+    let (score, rec) = score_form(&state, &authed, &id, &form, Permission::Dispute).await?;
     let reason = field(&form, "reason").trim().to_string();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(WebError::BadRequest(
@@ -303,12 +325,7 @@ pub async fn dispute(
     )
     .await?;
     info!(user = %authed.user.name, score = %score.id, "QC score disputed");
-    Ok(Redirect::to(&format!(
-        "/qc/recordings/{}#score-{}",
-        url(&rec.id),
-        score.id
-    ))
-    .into_response())
+    Ok(to_score(&rec.id, &score.id))
 }
 
 pub async fn settle(
@@ -317,9 +334,7 @@ pub async fn settle(
     Path(id): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
-    authed.check_csrf(field(&form, "csrf"))?;
-    authed.require(Permission::Settle)?;
-    let (score, rec) = visible_score(&state, &authed, &id).await?;
+    let (score, rec) = score_form(&state, &authed, &id, &form, Permission::Settle).await?;
     if score.scorer == authed.user.name {
         return Err(WebError::Forbidden(
             "a dispute is settled by a reviewer other than the scorer".into(),
@@ -366,12 +381,7 @@ pub async fn settle(
         authed.audit("settle", format!("score:{}", score.id), Some(detail)),
     )
     .await?;
-    Ok(Redirect::to(&format!(
-        "/qc/recordings/{}#score-{}",
-        url(&rec.id),
-        score.id
-    ))
-    .into_response())
+    Ok(to_score(&rec.id, &score.id))
 }
 
 fn score_html(
