@@ -340,6 +340,7 @@ impl Server {
             ));
         }
         tokio::spawn(crate::call::callback::run_dialer(ctx.clone(), callback_rx));
+        let monitor = crate::call::monitor::MonitorHandle::new(ctx.clone());
         let calls = TaskTracker::new();
         tokio::spawn(run_manager(
             ctx,
@@ -366,6 +367,7 @@ impl Server {
             data_dir: cfg.data_dir.clone(),
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
             live: live.clone(),
+            monitor,
             web: std::sync::Arc::new(crate::web::WebContext::new(&cfg.qc, &cfg.acd)),
         });
         let http_shutdown = shutdown.clone();

@@ -1068,7 +1068,10 @@ async fn recordings_round_trip_and_retention(db: TestDb) {
 // QC users and sessions; scores, disputes and the worklist.
 // ---------------------------------------------------------------------------
 
-both_backends!(users_and_sessions_round_trip, scores_disputes_and_the_worklist);
+both_backends!(
+    users_and_sessions_round_trip,
+    scores_disputes_and_the_worklist
+);
 
 async fn users_and_sessions_round_trip(db: TestDb) {
     use hotline::store::{SessionRow, UserRow};
@@ -1087,7 +1090,10 @@ async fn users_and_sessions_round_trip(db: TestDb) {
         updated_at: now,
     };
     assert!(store.add_user(&u).await.unwrap());
-    assert!(!store.add_user(&u).await.unwrap(), "a taken name adds nothing");
+    assert!(
+        !store.add_user(&u).await.unwrap(),
+        "a taken name adds nothing"
+    );
     assert_eq!(store.user("li").await.unwrap().as_ref(), Some(&u));
     u.failed_logins = 3;
     u.locked_until = Some(now + chrono::Duration::minutes(15));
@@ -1139,8 +1145,8 @@ async fn users_and_sessions_round_trip(db: TestDb) {
 
 async fn scores_disputes_and_the_worklist(db: TestDb) {
     use hotline::store::{
-        AuditRow, DisputeRow, SamplePick, SampleRunRow, SampleSource, ScoreCommentRow,
-        ScoreFilter, ScoreItemRow, ScoreRow, ScoreStatus, WorklistFilter,
+        AuditRow, DisputeRow, SamplePick, SampleRunRow, SampleSource, ScoreCommentRow, ScoreFilter,
+        ScoreItemRow, ScoreRow, ScoreStatus, WorklistFilter,
     };
     let store = db.open().await;
     let day = t("2026-12-01T01:00:00Z");
@@ -1166,7 +1172,11 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
     store
         .save_sample_run(
             &run,
-            &[pick("ra", "random"), pick("ra", "longest"), pick("rb", "random")],
+            &[
+                pick("ra", "random"),
+                pick("ra", "longest"),
+                pick("rb", "random"),
+            ],
             &AuditRow::now("cli", "qc.sample", Some("run:run1".into()), None),
         )
         .await
@@ -1183,7 +1193,11 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(longest.len(), 1);
-    assert_eq!(longest[0].picks.len(), 2, "every rule of a listed recording");
+    assert_eq!(
+        longest[0].picks.len(),
+        2,
+        "every rule of a listed recording"
+    );
     let of_1002 = store
         .worklist(WorklistFilter {
             agent: Some("1002".into()),
@@ -1264,7 +1278,10 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(scored.len(), 1);
-    assert_eq!((scored[0].recording_id.as_str(), scored[0].scores), ("ra", 2));
+    assert_eq!(
+        (scored[0].recording_id.as_str(), scored[0].scores),
+        ("ra", 2)
+    );
     let unscored = store
         .worklist(WorklistFilter {
             scored: Some(false),
@@ -1316,6 +1333,10 @@ async fn scores_disputes_and_the_worklist(db: TestDb) {
     let d = s1[0].dispute.as_ref().unwrap();
     assert_eq!(d.outcome.as_deref(), Some("revised"));
     assert_eq!(d.settled_by.as_deref(), Some("zhao"));
-    assert_eq!(s1[1].final_total, Some(75.0), "finalized with its own total");
+    assert_eq!(
+        s1[1].final_total,
+        Some(75.0),
+        "finalized with its own total"
+    );
     store.close().await;
 }

@@ -9,6 +9,7 @@ pub mod callback;
 pub mod feature_codes;
 pub mod inbound;
 pub mod live;
+pub mod monitor;
 pub mod offer_answer;
 pub mod queue_wait;
 pub mod ringing;

@@ -10,6 +10,7 @@ pub mod dtmf;
 pub mod events;
 pub mod g711;
 pub mod latch;
+pub mod monitor_feed;
 pub mod player;
 pub mod port_pool;
 pub mod prompts;

@@ -1,0 +1,570 @@
+//! Live monitoring (同步监听): a QC user or team lead listens to an agent's
+//! bridged call on their own softphone. [`MonitorHandle::start`] (the HTTP
+//! API `POST /api/agents/{id}/monitor`, and the QC pages on top of it)
+//! rings the supervisor's extension and returns the monitor leg's Call-ID
+//! once the INVITE is out; the leg then runs as its own task:
+//!
+//! ```text
+//!  ring the extension (ringing::ring_agent, From "Monitor <agent>")
+//!        │ 2xx                       │ no answer / rejected / the call ended first
+//!        ▼                           ▼
+//!  tap the agent's bridge;          CANCEL (if ringing); done
+//!  feed the supervisor the mix
+//!  (media::monitor_feed)
+//!        │ the supervisor's BYE           │ the bridged call ends (tap closed,
+//!        ▼                                ▼  or the agent's live call gone) / shutdown
+//!  200; stop the feed; done         BYE to the supervisor; done
+//! ```
+//!
+//! Listen only: the supervisor hears caller and agent mixed, and what it
+//! sends is dropped, so neither party hears it. Whisper (to the agent only)
+//! and barge (three-way) need the bridge to mix a third party's audio into
+//! what it sends and are refused for now ([`MonitorError::Unsupported`]).
+//!
+//! The bridge is never made to wait: the tap is bounded and the bridge
+//! drops frames when it is full. At most [`MAX_PER_AGENT`] monitors run on
+//! one agent at a time.
+//!
+//! Known limits: mid-call re-INVITEs from the supervisor's phone are
+//! refused with 488; a supervisor phone that vanishes without BYE stays
+//! connected until the monitored call ends.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::agent_leg::{AgentLeg, LegOutput};
+use super::live::LiveCall;
+use super::offer_answer::OfferAnswer;
+use super::ringing::{ring_agent, run_leg_outputs, LegEvent, RingError, RingFrom};
+use super::CallContext;
+use crate::acd::AgentId;
+use crate::media::monitor_feed::{self, FeedEnd};
+use crate::media::port_pool::RtpSocket;
+use crate::media::sdp::LocalMedia;
+use crate::media::session::{LegMedia, SessionConfig};
+use crate::media::tap::TapEvent;
+use crate::sip::endpoint::{new_tag, DialogEvent, ALLOW};
+use crate::sip::message::{reason_phrase, response_to, Method, Request};
+use crate::sip::transaction::TransactionKey;
+
+/// At most this many monitors listen to one agent at a time.
+pub const MAX_PER_AGENT: usize = 2;
+/// The supervisor's phone rings this long before the monitor gives up.
+pub const RING_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the monitor looks whether the agent's call is still the one
+/// it monitors (besides the tap closing when the bridge ends).
+const LIVE_CHECK: Duration = Duration::from_secs(1);
+/// Capacity of the tap on the agent's bridge: 1 s of both sides.
+const TAP_CAPACITY: usize = 100;
+/// Capacity of the monitor leg's dialog events.
+const LEG_EVENTS: usize = 32;
+/// After a CANCEL, wait this long at most for the last final responses.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// How the supervisor takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MonitorMode {
+    /// Hears both parties; nobody hears the supervisor.
+    Listen,
+    /// Also talks to the agent only.
+    Whisper,
+    /// Talks to both (a three-way call).
+    Barge,
+}
+
+impl MonitorMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        }
+    }
+}
+
+impl fmt::Display for MonitorMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mode name that is none of `listen`, `whisper`, `barge`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown monitor mode {0:?} (listen, whisper or barge)")]
+pub struct UnknownMode(pub String);
+
+impl FromStr for MonitorMode {
+    type Err = UnknownMode;
+    fn from_str(s: &str) -> Result<Self, UnknownMode> {
+        match s {
+            "listen" => Ok(MonitorMode::Listen),
+            "whisper" => Ok(MonitorMode::Whisper),
+            "barge" => Ok(MonitorMode::Barge),
+            other => Err(UnknownMode(other.to_string())),
+        }
+    }
+}
+
+/// What to monitor, from where, by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorRequest {
+    /// The monitored agent's id.
+    pub agent: String,
+    /// The supervisor's extension (its registered softphone is rung).
+    pub extension: String,
+    pub mode: MonitorMode,
+    /// The QC user or team lead (for the log).
+    pub by: String,
+}
+
+/// Why a monitor was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MonitorError {
+    #[error("agent {0} is not on a live call")]
+    NoLiveCall(String),
+    #[error("extension {0} has no registered softphone")]
+    NotRegistered(String),
+    #[error("extension {0} did not answer")]
+    NotAnswered(String),
+    #[error("{0} is not supported yet: only listen works")]
+    Unsupported(MonitorMode),
+    #[error("agent {agent} already has {max} monitors listening")]
+    TooMany { agent: String, max: usize },
+    #[error("extension {0} is the monitored agent's own phone")]
+    OwnExtension(String),
+    #[error("no RTP port free for the monitor leg")]
+    NoPort,
+    #[error("the INVITE to extension {0} could not be sent")]
+    NotSent(String),
+}
+
+/// Starts monitors. Cheap to clone.
+#[derive(Clone)]
+pub struct MonitorHandle {
+    ctx: Arc<CallContext>,
+    active: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl fmt::Debug for MonitorHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorHandle").finish_non_exhaustive()
+    }
+}
+
+/// One agent's monitor slot, given back when dropped.
+struct Slot {
+    active: Arc<Mutex<HashMap<String, usize>>>,
+    agent: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.active.lock() {
+            if let Some(n) = map.get_mut(&self.agent) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&self.agent);
+                }
+            }
+        }
+    }
+}
+
+impl MonitorHandle {
+    pub fn new(ctx: Arc<CallContext>) -> Self {
+        MonitorHandle {
+            ctx,
+            active: Arc::default(),
+        }
+    }
+
+    /// Monitors running on `agent` now.
+    pub fn active(&self, agent: &str) -> usize {
+        self.active
+            .lock()
+            .map(|m| m.get(agent).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn reserve(&self, agent: &str) -> Result<Slot, MonitorError> {
+        let mut map = self.active.lock().map_err(|_| MonitorError::TooMany {
+            agent: agent.to_string(),
+            max: MAX_PER_AGENT,
+        })?;
+        let n = map.entry(agent.to_string()).or_insert(0);
+        if *n >= MAX_PER_AGENT {
+            return Err(MonitorError::TooMany {
+                agent: agent.to_string(),
+                max: MAX_PER_AGENT,
+            });
+        }
+        *n += 1;
+        Ok(Slot {
+            active: self.active.clone(),
+            agent: agent.to_string(),
+        })
+    }
+
+    /// Rings `req.extension` to monitor `req.agent`'s live call; returns
+    /// the monitor leg's Call-ID once the INVITE is sent. The leg runs on
+    /// as its own task (see the module).
+    pub async fn start(&self, req: MonitorRequest) -> Result<String, MonitorError> {
+        if req.mode != MonitorMode::Listen {
+            return Err(MonitorError::Unsupported(req.mode));
+        }
+        let live = self
+            .ctx
+            .live
+            .of_agent(&req.agent)
+            .ok_or_else(|| MonitorError::NoLiveCall(req.agent.clone()))?;
+        if self
+            .ctx
+            .acd
+            .snapshot()
+            .await
+            .ok()
+            .and_then(|s| s.agents.into_iter().find(|a| a.id == req.agent))
+            .is_some_and(|a| a.extension == req.extension)
+        {
+            return Err(MonitorError::OwnExtension(req.extension.clone()));
+        }
+        let slot = self.reserve(&req.agent)?;
+        let socket = self.ctx.ports.allocate().map_err(|e| {
+            warn!(error = %e, "no RTP port for a monitor leg");
+            MonitorError::NoPort
+        })?;
+        let mut oa = OfferAnswer::new(LocalMedia::new(self.ctx.rtp.advertised, socket.port()));
+        let sdp = oa.offer();
+        let display = format!("Monitor {}", req.agent);
+        let from = RingFrom {
+            number: &req.agent,
+            display: Some(&display),
+            contact_user: "monitor",
+        };
+        let leg_call_id = format!("{}-mon", new_tag());
+        let (events_tx, events) = mpsc::channel(LEG_EVENTS);
+        let leg = ring_agent(
+            &self.ctx.sip,
+            AgentId(req.extension.clone()),
+            &req.extension,
+            leg_call_id.clone(),
+            from,
+            &sdp,
+            &events_tx,
+        )
+        .await
+        .map_err(|e| match e {
+            RingError::NoContact => MonitorError::NotRegistered(req.extension.clone()),
+            RingError::NotSent => MonitorError::NotSent(req.extension.clone()),
+        })?;
+        let span = info_span!(
+            "monitor",
+            call_id = %live.call_id,
+            agent = %req.agent,
+            by = %req.by,
+            mode = %req.mode,
+            leg = %leg_call_id,
+        );
+        info!(parent: &span, extension = %req.extension, "monitor: ringing the supervisor");
+        let task = MonitorLeg {
+            ctx: self.ctx.clone(),
+            req,
+            live,
+            leg,
+            oa,
+            socket: Some(socket),
+            events,
+            _events_tx: events_tx,
+            _slot: slot,
+        };
+        tokio::spawn(task.run().instrument(span));
+        Ok(leg_call_id)
+    }
+}
+
+/// How a monitor leg ended (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ended {
+    NotAnswered(String),
+    SupervisorHungUp,
+    CallEnded,
+    Shutdown,
+    Failed(&'static str),
+}
+
+/// One monitor leg's task.
+struct MonitorLeg {
+    ctx: Arc<CallContext>,
+    req: MonitorRequest,
+    live: LiveCall,
+    leg: AgentLeg,
+    oa: OfferAnswer,
+    socket: Option<RtpSocket>,
+    events: mpsc::Receiver<LegEvent>,
+    /// Kept so the channel stays open while the leg runs.
+    _events_tx: mpsc::Sender<LegEvent>,
+    _slot: Slot,
+}
+
+impl MonitorLeg {
+    async fn run(mut self) {
+        let ended = match self.ring().await {
+            Ok(answer) => self.listen(&answer).await,
+            Err(e) => e,
+        };
+        self.ctx.sip.end_dialog(self.leg.call_id.clone()).await;
+        match &ended {
+            Ended::NotAnswered(why) => {
+                info!(why = %why, "{}", MonitorError::NotAnswered(self.req.extension.clone()))
+            }
+            other => info!(ended = ?other, "monitor ended"),
+        }
+    }
+
+    /// The monitored call is still the agent's live call.
+    fn call_is_live(&self) -> bool {
+        self.ctx
+            .live
+            .of_agent(&self.live.agent)
+            .is_some_and(|c| c.call_id == self.live.call_id)
+    }
+
+    /// Waits for the supervisor's answer (its SDP).
+    async fn ring(&mut self) -> Result<bytes::Bytes, Ended> {
+        let deadline = Instant::now() + RING_TIMEOUT;
+        let mut check = tokio::time::interval(LIVE_CHECK);
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => {
+                    let Some((_, ev)) = ev else { return Err(Ended::Failed("leg events closed")) };
+                    let outputs = self.leg_event(ev).await;
+                    let failed = outputs.iter().find_map(|o| match o {
+                        LegOutput::Failed(r) => Some(*r),
+                        _ => None,
+                    });
+                    let answered = run_leg_outputs(&self.ctx.sip, outputs).await;
+                    if let Some(r) = failed {
+                        return Err(Ended::NotAnswered(format!("{r:?}")));
+                    }
+                    if let Some(sdp) = answered {
+                        return Ok(sdp);
+                    }
+                }
+                _ = check.tick() => {
+                    if !self.call_is_live() {
+                        info!("monitor: the call ended while the supervisor rang");
+                        self.cancel().await;
+                        return Err(Ended::CallEnded);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.cancel().await;
+                    return Err(Ended::NotAnswered("ring timeout".into()));
+                }
+                _ = self.ctx.shutdown.cancelled() => {
+                    self.cancel().await;
+                    return Err(Ended::Shutdown);
+                }
+            }
+        }
+    }
+
+    /// CANCELs the ringing leg and waits (briefly) for its last responses,
+    /// so that a 2xx crossing the CANCEL is ACKed and ended.
+    async fn cancel(&mut self) {
+        let outputs = self.leg.cancel();
+        run_leg_outputs(&self.ctx.sip, outputs).await;
+        let until = Instant::now() + LINGER;
+        while !self.leg.all_final() {
+            tokio::select! {
+                ev = self.events.recv() => {
+                    let Some((_, ev)) = ev else { break };
+                    let outputs = self.leg_event(ev).await;
+                    run_leg_outputs(&self.ctx.sip, outputs).await;
+                }
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+    }
+
+    /// A dialog event while ringing.
+    async fn leg_event(&mut self, ev: DialogEvent) -> Vec<LegOutput> {
+        match ev {
+            DialogEvent::Response { response, key } => self.leg.on_response(&key, &response),
+            DialogEvent::Timeout { key } => self.leg.on_timeout(&key),
+            DialogEvent::Request { request, key, .. } => {
+                let status = if request.method == Method::Options {
+                    200
+                } else {
+                    481
+                };
+                let resp = response_to(&request, status, reason_phrase(status));
+                self.ctx.sip.respond(key, resp).await;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn bye(&mut self) {
+        if let Some(out) = self.leg.hangup() {
+            run_leg_outputs(&self.ctx.sip, vec![out]).await;
+        }
+    }
+
+    /// Answered: tap the bridge and feed the supervisor until either ends.
+    async fn listen(&mut self, answer: &[u8]) -> Ended {
+        if let Err(e) = self.oa.accept_answer(answer) {
+            info!(error = %e, "monitor: the supervisor's answer is unusable");
+            self.bye().await;
+            return Ended::Failed("unusable SDP answer");
+        }
+        let (Some(n), Some(socket)) = (self.oa.current.clone(), self.socket.take()) else {
+            self.bye().await;
+            return Ended::Failed("no media");
+        };
+        let (tap_tx, tap_rx) = mpsc::channel::<TapEvent>(TAP_CAPACITY);
+        if self.live.bridge.add_tap(tap_tx).await.is_err() || !self.call_is_live() {
+            info!("monitor: the call ended before the supervisor answered");
+            self.bye().await;
+            return Ended::CallEnded;
+        }
+        let mut cfg = SessionConfig::negotiated(socket, &n);
+        cfg.rtp_timeout = self.ctx.rtp.timeout;
+        cfg.inband_dtmf = false;
+        let stop = CancellationToken::new();
+        let mut feed = monitor_feed::spawn(LegMedia::new(cfg), tap_rx, stop.clone());
+        info!(
+            codec = n.codec.name(),
+            "monitor: supervisor answered; listening"
+        );
+        let mut check = tokio::time::interval(LIVE_CHECK);
+        let ended = loop {
+            tokio::select! {
+                end = &mut feed => {
+                    match end {
+                        Ok(FeedEnd::TapClosed) | Ok(FeedEnd::Stopped) => {}
+                        Err(e) => warn!(error = %e, "monitor feed task failed"),
+                    }
+                    break Ended::CallEnded;
+                }
+                ev = self.events.recv() => {
+                    let Some((_, ev)) = ev else { break Ended::Failed("leg events closed") };
+                    if self.answered_event(ev).await {
+                        break Ended::SupervisorHungUp;
+                    }
+                }
+                _ = check.tick() => {
+                    if !self.call_is_live() {
+                        break Ended::CallEnded;
+                    }
+                }
+                _ = self.ctx.shutdown.cancelled() => break Ended::Shutdown,
+            }
+        };
+        stop.cancel();
+        if !feed.is_finished() {
+            let _ = feed.await;
+        }
+        if ended != Ended::SupervisorHungUp {
+            self.bye().await;
+        }
+        ended
+    }
+
+    /// An event of the answered leg; true if the supervisor hung up.
+    async fn answered_event(&mut self, ev: DialogEvent) -> bool {
+        match ev {
+            DialogEvent::Response { response, key } => {
+                // A retransmitted 2xx needs its ACK again.
+                let outputs = self.leg.on_response(&key, &response);
+                run_leg_outputs(&self.ctx.sip, outputs).await;
+                false
+            }
+            DialogEvent::Request { request, key, .. } => self.in_dialog(request, key).await,
+            _ => false,
+        }
+    }
+
+    /// A request inside the answered leg's dialog; true for a BYE.
+    async fn in_dialog(&mut self, request: Request, key: TransactionKey) -> bool {
+        let sip = &self.ctx.sip;
+        match request.method {
+            Method::Bye => {
+                sip.respond(key, response_to(&request, 200, "OK")).await;
+                self.leg.remote_hangup();
+                true
+            }
+            Method::Info | Method::Options | Method::Update => {
+                let mut resp = response_to(&request, 200, "OK");
+                if request.method == Method::Options {
+                    resp.headers.push("Allow", ALLOW);
+                }
+                sip.respond(key, resp).await;
+                false
+            }
+            Method::Invite => {
+                debug!("re-INVITE on a monitor leg refused");
+                sip.respond(key, response_to(&request, 488, "Not Acceptable Here"))
+                    .await;
+                false
+            }
+            _ => {
+                let mut resp = response_to(&request, 501, "Not Implemented");
+                resp.headers.push("Allow", ALLOW);
+                sip.respond(key, resp).await;
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_print() {
+        for m in [
+            MonitorMode::Listen,
+            MonitorMode::Whisper,
+            MonitorMode::Barge,
+        ] {
+            assert_eq!(m.as_str().parse::<MonitorMode>(), Ok(m));
+            assert_eq!(m.to_string(), m.as_str());
+        }
+        assert_eq!("spy".parse::<MonitorMode>(), Err(UnknownMode("spy".into())));
+    }
+
+    #[test]
+    fn errors_read_for_an_operator() {
+        assert_eq!(
+            MonitorError::NoLiveCall("1001".into()).to_string(),
+            "agent 1001 is not on a live call"
+        );
+        assert_eq!(
+            MonitorError::NotRegistered("2001".into()).to_string(),
+            "extension 2001 has no registered softphone"
+        );
+        assert_eq!(
+            MonitorError::Unsupported(MonitorMode::Whisper).to_string(),
+            "whisper is not supported yet: only listen works"
+        );
+        assert_eq!(
+            MonitorError::TooMany {
+                agent: "1001".into(),
+                max: 2
+            }
+            .to_string(),
+            "agent 1001 already has 2 monitors listening"
+        );
+    }
+}
