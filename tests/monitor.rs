@@ -92,6 +92,9 @@ fn monitor_body(extension: &str, mode: &str) -> String {
     format!(r#"{{"extension": "{extension}", "mode": "{mode}", "by": "wang"}}"#)
 }
 
+const LISTEN_2001: &str = r#"{"extension": "2001", "mode": "listen", "by": "wang"}"#;
+const LISTEN_1002: &str = r#"{"extension": "1002", "mode": "listen", "by": "wang"}"#;
+
 #[tokio::test(start_paused = true)]
 async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
     let ts = TestServer::start_with(options()).await;
@@ -140,7 +143,7 @@ async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
 
     // The supervisor is rung, answers, and sends its own audio (0x11).
     let (r, _, _) = tokio::join!(
-        http.post("/api/agents/1001/monitor", &monitor_body("2001", "listen")),
+        http.post("/api/agents/1001/monitor", LISTEN_2001),
         call.pump(secs(1)),
         agent.pump(secs(1))
     );
@@ -194,12 +197,14 @@ async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
 
     // A second monitor (1002) rings; a third is refused.
     let (r, _, _) = tokio::join!(
-        http.post("/api/agents/1001/monitor", &monitor_body("1002", "listen")),
+        http.post("/api/agents/1001/monitor", LISTEN_1002),
         call.pump(Duration::from_millis(200)),
         agent.pump(Duration::from_millis(200))
     );
     assert_eq!(r.status, 202, "{}", body(&r));
     assert!(second.wait_invite(secs(5)).await.is_some(), "1002 is rung");
+    // (A CANCEL waits for a provisional response, RFC 3261 §9.1.)
+    second.ring().await;
     let r = http
         .post("/api/agents/1001/monitor", &monitor_body("2001", "listen"))
         .await;
@@ -232,7 +237,7 @@ async fn the_supervisor_hanging_up_leaves_the_call_alone() {
     call.fill(0x42).await;
     agent.fill(0x24).await;
     let (r, _, _) = tokio::join!(
-        http.post("/api/agents/1001/monitor", &monitor_body("2001", "listen")),
+        http.post("/api/agents/1001/monitor", LISTEN_2001),
         call.pump(secs(1)),
         agent.pump(secs(1))
     );
@@ -261,7 +266,7 @@ async fn the_supervisor_hanging_up_leaves_the_call_alone() {
     assert!(after.iter().all(|f| f.iter().all(|b| *b == 0x24)));
     // And a new monitor may start again (the slot was given back).
     let (r, _, _) = tokio::join!(
-        http.post("/api/agents/1001/monitor", &monitor_body("2001", "listen")),
+        http.post("/api/agents/1001/monitor", LISTEN_2001),
         call.pump(Duration::from_millis(200)),
         agent.pump(Duration::from_millis(200))
     );
