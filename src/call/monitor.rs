@@ -295,7 +295,7 @@ impl MonitorHandle {
 enum Ended {
     NotAnswered(String),
     SupervisorHungUp,
-    CallEnded,
+    CallOver,
     Shutdown,
     Failed(&'static str),
 }
@@ -362,7 +362,7 @@ impl MonitorLeg {
                     if !self.call_is_live() {
                         info!("monitor: the call ended while the supervisor rang");
                         self.cancel().await;
-                        return Err(Ended::CallEnded);
+                        return Err(Ended::CallOver);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
@@ -435,7 +435,7 @@ impl MonitorLeg {
         if self.live.bridge.add_tap(tap_tx).await.is_err() || !self.call_is_live() {
             info!("monitor: the call ended before the supervisor answered");
             self.bye().await;
-            return Ended::CallEnded;
+            return Ended::CallOver;
         }
         let mut cfg = SessionConfig::negotiated(socket, &n);
         cfg.rtp_timeout = self.ctx.rtp.timeout;
@@ -454,7 +454,7 @@ impl MonitorLeg {
                         Ok(FeedEnd::TapClosed) | Ok(FeedEnd::Stopped) => {}
                         Err(e) => warn!(error = %e, "monitor feed task failed"),
                     }
-                    break Ended::CallEnded;
+                    break Ended::CallOver;
                 }
                 ev = self.events.recv() => {
                     let Some((_, ev)) = ev else { break Ended::Failed("leg events closed") };
@@ -464,7 +464,7 @@ impl MonitorLeg {
                 }
                 _ = check.tick() => {
                     if !self.call_is_live() {
-                        break Ended::CallEnded;
+                        break Ended::CallOver;
                     }
                 }
                 _ = self.ctx.shutdown.cancelled() => break Ended::Shutdown,
