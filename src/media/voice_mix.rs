@@ -9,7 +9,7 @@
 //! voice and side (the oldest go). The voice rides on the relayed stream:
 //! a side that is sent no relayed audio (the other side holds, or sends
 //! nothing; a prompt plays to it) does not hear it. A closed channel (the
-//! monitor ended) removes the voice.
+//! monitor ended) removes the voice, and the little it had queued.
 
 use std::collections::VecDeque;
 
