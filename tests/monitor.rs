@@ -2,7 +2,8 @@
 //! talk through the daemon's bridge (paused tokio time); a supervisor's
 //! softphone (extension 2001) is rung through `POST /api/agents/1001/monitor`,
 //! answers, and hears caller and agent mixed while neither of them hears
-//! it; the caller's hang-up ends the monitor leg with a BYE.
+//! it (listen), or the agent does (whisper), or both do (barge); the
+//! caller's hang-up ends the monitor leg with a BYE.
 
 mod support;
 
@@ -123,14 +124,6 @@ async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
     assert_eq!(
         r.json()["error"],
         "extension 2002 has no registered softphone"
-    );
-    let r = http
-        .post("/api/agents/1001/monitor", &monitor_body("2001", "whisper"))
-        .await;
-    assert_eq!(r.status, 400, "{}", body(&r));
-    assert_eq!(
-        r.json()["error"],
-        "whisper is not supported yet: only listen works"
     );
     let r = http
         .post("/api/agents/1001/monitor", &monitor_body("2001", "spy"))
@@ -271,6 +264,89 @@ async fn the_supervisor_hanging_up_leaves_the_call_alone() {
         agent.pump(Duration::from_millis(200))
     );
     assert_eq!(r.status, 202, "{}", body(&r));
+    assert_eq!(call.bye().await, 200);
+    ts.shutdown().await;
+}
+
+/// Frames of `frames` that are all `byte`, out of how many.
+fn share(frames: &[[u8; 160]], byte: u8) -> (usize, usize) {
+    (support::has_frame(frames, byte), frames.len())
+}
+
+fn mix(a: u8, b: u8) -> u8 {
+    audio_codec_algorithms::encode_ulaw(ulaw(a).saturating_add(ulaw(b)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whisper_reaches_the_agent_only_and_a_barge_both_parties() {
+    let ts = TestServer::start_with(options()).await;
+    let http = HttpClient::new(ts.server.http);
+    let mut agent = ready_agent(&ts).await;
+    let mut sup = supervisor(&ts, "2001").await;
+    let mut call = answered(&ts, &mut agent).await;
+    call.fill(0x42).await;
+    agent.fill(0x24).await;
+
+    for mode in ["whisper", "barge"] {
+        let req = monitor_body("2001", mode);
+        let (r, _, _) = tokio::join!(
+            http.post("/api/agents/1001/monitor", &req),
+            call.pump(secs(1)),
+            agent.pump(secs(1))
+        );
+        assert_eq!(r.status, 202, "{mode}: {}", body(&r));
+        let (inv, _, _) = tokio::join!(
+            sup.wait_invite(secs(5)),
+            call.pump(secs(1)),
+            agent.pump(secs(1))
+        );
+        inv.expect("the supervisor is rung");
+        sup.answer().await;
+        let (acked, _, _) = tokio::join!(
+            sup.wait_ack(secs(5)),
+            call.pump(secs(1)),
+            agent.pump(secs(1))
+        );
+        assert!(acked);
+        sup.fill(0x11).await;
+        tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
+        let (caller_from, agent_from, sup_from) = (
+            call.frames().len(),
+            agent.received_frames().len(),
+            sup.received_frames().len(),
+        );
+        tokio::join!(call.pump(secs(3)), agent.pump(secs(3)), sup.pump(secs(3)));
+        let caller_heard = &call.frames()[caller_from..];
+        let agent_heard = &agent.received_frames()[agent_from..];
+        let sup_heard = &sup.received_frames()[sup_from..];
+        // The supervisor hears both parties in every mode.
+        let (n, of) = share(sup_heard, mix(0x42, 0x24));
+        assert!(of >= 100 && n * 10 >= of * 8, "{mode}: supervisor {n}/{of}");
+        // The agent hears the caller and the supervisor.
+        let (n, of) = share(agent_heard, mix(0x42, 0x11));
+        assert!(of >= 100 && n * 10 >= of * 8, "{mode}: agent {n}/{of}");
+        if mode == "whisper" {
+            assert!(
+                caller_heard.iter().all(|f| f.iter().all(|b| *b == 0x24)),
+                "whisper: the caller hears only the agent"
+            );
+        } else {
+            let (n, of) = share(caller_heard, mix(0x24, 0x11));
+            assert!(of >= 100 && n * 10 >= of * 8, "barge: caller {n}/{of}");
+        }
+        let (bye, _, _) = tokio::join!(sup.bye(), call.pump(secs(1)), agent.pump(secs(1)));
+        assert_eq!(bye, Some(200));
+        // The supervisor gone, they hear each other alone again.
+        tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
+        let (caller_from, agent_from) = (call.frames().len(), agent.received_frames().len());
+        tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
+        assert!(call.frames()[caller_from..]
+            .iter()
+            .all(|f| f.iter().all(|b| *b == 0x24)));
+        assert!(agent.received_frames()[agent_from..]
+            .iter()
+            .all(|f| f.iter().all(|b| *b == 0x42)));
+    }
     assert_eq!(call.bye().await, 200);
     ts.shutdown().await;
 }

@@ -16,10 +16,10 @@
 //!  200; stop the feed; done         BYE to the supervisor; done
 //! ```
 //!
-//! Listen only: the supervisor hears caller and agent mixed, and what it
-//! sends is dropped, so neither party hears it. Whisper (to the agent only)
-//! and barge (three-way) need the bridge to mix a third party's audio into
-//! what it sends and are refused for now ([`MonitorError::Unsupported`]).
+//! In every mode the supervisor hears caller and agent mixed. Listening,
+//! what it sends is dropped, so neither party hears it; whispering (耳语)
+//! the bridge mixes it into what the agent hears only, barging in (强插)
+//! into what both hear — a three-way call ([`crate::media::voice_mix`]).
 //!
 //! The bridge is never made to wait: the tap is bounded and the bridge
 //! drops frames when it is full. At most [`MAX_PER_AGENT`] monitors run on
@@ -51,6 +51,7 @@ use crate::media::port_pool::RtpSocket;
 use crate::media::sdp::LocalMedia;
 use crate::media::session::{LegMedia, SessionConfig};
 use crate::media::tap::TapEvent;
+use crate::media::voice_mix::{Voice, VoiceTo};
 use crate::sip::endpoint::{new_tag, DialogEvent, ALLOW};
 use crate::sip::message::{reason_phrase, response_to, Method, Request};
 use crate::sip::transaction::TransactionKey;
@@ -134,8 +135,6 @@ pub enum MonitorError {
     NotRegistered(String),
     #[error("extension {0} did not answer")]
     NotAnswered(String),
-    #[error("{0} is not supported yet: only listen works")]
-    Unsupported(MonitorMode),
     #[error("agent {agent} already has {max} monitors listening")]
     TooMany { agent: String, max: usize },
     #[error("extension {0} is the monitored agent's own phone")]
@@ -217,9 +216,6 @@ impl MonitorHandle {
     /// the monitor leg's Call-ID once the INVITE is sent. The leg runs on
     /// as its own task (see the module).
     pub async fn start(&self, req: MonitorRequest) -> Result<String, MonitorError> {
-        if req.mode != MonitorMode::Listen {
-            return Err(MonitorError::Unsupported(req.mode));
-        }
         let live = self
             .ctx
             .live
@@ -437,14 +433,30 @@ impl MonitorLeg {
             self.bye().await;
             return Ended::CallOver;
         }
+        let voice = match self.req.mode {
+            MonitorMode::Listen => None,
+            MonitorMode::Whisper => Some(VoiceTo::Agent),
+            MonitorMode::Barge => Some(VoiceTo::Both),
+        };
+        let voice = match voice {
+            None => None,
+            Some(to) => {
+                let (tx, voice) = Voice::new(to);
+                if self.live.bridge.add_voice(voice).await.is_err() {
+                    self.bye().await;
+                    return Ended::CallOver;
+                }
+                Some(tx)
+            }
+        };
         let mut cfg = SessionConfig::negotiated(socket, &n);
         cfg.rtp_timeout = self.ctx.rtp.timeout;
         cfg.inband_dtmf = false;
         let stop = CancellationToken::new();
-        let mut feed = monitor_feed::spawn(LegMedia::new(cfg), tap_rx, stop.clone());
+        let mut feed = monitor_feed::spawn(LegMedia::new(cfg), tap_rx, voice, stop.clone());
         info!(
             codec = n.codec.name(),
-            "monitor: supervisor answered; listening"
+            "monitor: supervisor answered; connected"
         );
         let mut check = tokio::time::interval(LIVE_CHECK);
         let ended = loop {
@@ -553,10 +565,6 @@ mod tests {
         assert_eq!(
             MonitorError::NotRegistered("2001".into()).to_string(),
             "extension 2001 has no registered softphone"
-        );
-        assert_eq!(
-            MonitorError::Unsupported(MonitorMode::Whisper).to_string(),
-            "whisper is not supported yet: only listen works"
         );
         assert_eq!(
             MonitorError::TooMany {

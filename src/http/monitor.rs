@@ -2,11 +2,12 @@
 //! [`MonitorHandle::start`](crate::call::monitor::MonitorHandle::start)):
 //! `POST /api/agents/{id}/monitor` with
 //! `{"extension": "2001", "mode": "listen", "by": "wang"}` rings extension
-//! 2001 to listen to agent `id`'s live call; 202 `{"call_id": …}` (the
+//! 2001 to listen to agent `id`'s live call (`whisper`: the agent hears
+//! the supervisor too; `barge`: both do); 202 `{"call_id": …}` (the
 //! monitor leg's) once the INVITE is sent. 404 when the agent is on no
 //! live call, 409 when the extension has no registered softphone, is the
 //! agent's own, or the agent already has its monitors; 400 for a bad body
-//! or a mode not supported yet; 503 when no RTP port or INVITE could be had.
+//! or mode; 503 when no RTP port or INVITE could be had.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -44,7 +45,6 @@ impl From<MonitorError> for ApiError {
             | MonitorError::NotAnswered(_)
             | MonitorError::OwnExtension(_)
             | MonitorError::TooMany { .. } => StatusCode::CONFLICT,
-            MonitorError::Unsupported(_) => StatusCode::BAD_REQUEST,
             MonitorError::NoPort | MonitorError::NotSent(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

@@ -11,7 +11,11 @@
 //! silence frames, so its jitter buffer and NAT binding stay fed.
 //!
 //! What the supervisor sends is read (to latch symmetric RTP, as in the
-//! session) and dropped: neither party of the call hears it.
+//! session). Listening, it is dropped: neither party of the call hears it.
+//! Whispering or barging in, its audio is decoded and offered to the
+//! bridge's voice ([`super::voice_mix`]; never waited on: a full voice
+//! loses the frame), which mixes it into what the agent, or both sides,
+//! are sent.
 //!
 //! The bridge never waits on the tap (a full tap loses frames there); this
 //! task reads it as it comes and buffers at most [`MAX_BUFFERED`] samples a
@@ -31,6 +35,7 @@ use super::bridge::Side;
 use super::latch::Verdict;
 use super::session::{LegMedia, FRAME_DURATION, PT_COMFORT_NOISE, RECV_BUF};
 use super::tap::TapEvent;
+use super::voice_mix::VoiceTx;
 use super::{g711, rtp, FRAME_SAMPLES};
 
 /// At most this many samples (60 ms) wait per side; beyond, the oldest go.
@@ -120,14 +125,16 @@ impl Mixer {
 }
 
 /// Starts the feed task for the supervisor's leg `leg`, mixing what `tap`
-/// receives, until the tap closes or `stop` fires. The leg's socket is
-/// closed (its port back in the pool) when the task ends.
+/// receives, until the tap closes or `stop` fires; what the supervisor says
+/// goes to `voice` if given (whisper, barge), else nowhere. The leg's
+/// socket is closed (its port back in the pool) when the task ends.
 pub fn spawn(
     leg: LegMedia,
     tap: mpsc::Receiver<TapEvent>,
+    voice: Option<VoiceTx>,
     stop: CancellationToken,
 ) -> JoinHandle<FeedEnd> {
-    tokio::spawn(Feed::new(leg).run(tap, stop))
+    tokio::spawn(Feed::new(leg, voice).run(tap, stop))
 }
 
 struct Feed {
@@ -138,10 +145,11 @@ struct Feed {
     tx_buf: [u8; rtp::HEADER_LEN + FRAME_SAMPLES],
     rx_buf: Box<[u8]>,
     talkspurt: bool,
+    voice: Option<VoiceTx>,
 }
 
 impl Feed {
-    fn new(leg: LegMedia) -> Self {
+    fn new(leg: LegMedia, voice: Option<VoiceTx>) -> Self {
         Feed {
             leg,
             mixer: Mixer::new(),
@@ -150,6 +158,7 @@ impl Feed {
             tx_buf: [0; rtp::HEADER_LEN + FRAME_SAMPLES],
             rx_buf: vec![0; RECV_BUF].into_boxed_slice(),
             talkspurt: true,
+            voice,
         }
     }
 
@@ -209,7 +218,8 @@ impl Feed {
         self.leg.sender.advance(FRAME_SAMPLES as u32);
     }
 
-    /// Reads what the supervisor sent (latching its source) and drops it.
+    /// Reads what the supervisor sent (latching its source); its audio goes
+    /// to the voice, if any.
     fn drain_supervisor(&mut self) {
         for _ in 0..MAX_READS_PER_TICK {
             match self.leg.socket.socket().try_recv_from(&mut self.rx_buf) {
@@ -221,9 +231,20 @@ impl Feed {
                     let ours = pt == self.leg.audio_pt
                         || Some(pt) == self.leg.dtmf_pt
                         || pt == PT_COMFORT_NOISE;
-                    if let Verdict::Latched(addr) = self.leg.latch.on_packet(src, packet.ssrc, ours)
-                    {
-                        tracing::debug!(%addr, "monitor leg latched");
+                    match self.leg.latch.on_packet(src, packet.ssrc, ours) {
+                        Verdict::Ignore => continue,
+                        Verdict::Latched(addr) => tracing::debug!(%addr, "monitor leg latched"),
+                        Verdict::Accept => {}
+                    }
+                    if pt != self.leg.audio_pt {
+                        continue;
+                    }
+                    if let Some(voice) = &self.voice {
+                        let mut pcm = Vec::with_capacity(packet.payload.len());
+                        g711::decode(self.leg.codec, packet.payload, &mut pcm);
+                        if let Err(mpsc::error::TrySendError::Closed(_)) = voice.try_send(pcm) {
+                            self.voice = None;
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -318,7 +339,7 @@ mod tests {
         let ours = socket.local_addr();
         let cfg = SessionConfig::new(socket, Some(supervisor.local_addr().unwrap()), Codec::Pcma);
         let (tap_tx, tap_rx) = mpsc::channel(64);
-        let feed = spawn(LegMedia::new(cfg), tap_rx, CancellationToken::new());
+        let feed = spawn(LegMedia::new(cfg), tap_rx, None, CancellationToken::new());
         // The supervisor talks; nobody gets it (nothing to assert but no
         // crash), and the feed latches to it.
         let mut pkt = [0u8; rtp::HEADER_LEN + FRAME_SAMPLES];
