@@ -25,9 +25,12 @@
 //! drops frames when it is full. At most [`MAX_PER_AGENT`] monitors run on
 //! one agent at a time.
 //!
+//! A supervisor's phone that sends no RTP for `[rtp] timeout_secs` is
+//! hung up (it vanished without a BYE).
+//!
 //! Known limits: mid-call re-INVITEs from the supervisor's phone are
-//! refused with 488; a supervisor phone that vanishes without BYE stays
-//! connected until the monitored call ends.
+//! refused with 488; the recording holds what caller and agent sent, not
+//! a whisper or barge-in.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -291,6 +294,7 @@ impl MonitorHandle {
 enum Ended {
     NotAnswered(String),
     SupervisorHungUp,
+    SupervisorSilent,
     CallOver,
     Shutdown,
     Failed(&'static str),
@@ -463,6 +467,10 @@ impl MonitorLeg {
             tokio::select! {
                 end = &mut feed => {
                     match end {
+                        Ok(FeedEnd::SupervisorSilent) => {
+                            info!("monitor: no RTP from the supervisor's phone; hanging up");
+                            break Ended::SupervisorSilent;
+                        }
                         Ok(FeedEnd::TapClosed) | Ok(FeedEnd::Stopped) => {}
                         Err(e) => warn!(error = %e, "monitor feed task failed"),
                     }

@@ -21,7 +21,9 @@
 //! task reads it as it comes and buffers at most [`MAX_BUFFERED`] samples a
 //! side (older ones are dropped, so a side that sends faster than 50
 //! packets/s cannot build up delay). The task ends when the tap closes
-//! (the bridge ended) — [`FeedEnd::TapClosed`] — or when `stop` fires.
+//! (the bridge ended) — [`FeedEnd::TapClosed`] —, when the supervisor's
+//! phone has sent no RTP for the leg's RTP timeout (it vanished without a
+//! BYE) — [`FeedEnd::SupervisorSilent`] —, or when `stop` fires.
 
 use std::collections::VecDeque;
 use std::io;
@@ -52,6 +54,8 @@ pub enum FeedEnd {
     TapClosed,
     /// `stop` fired (the supervisor hung up, or the daemon stops).
     Stopped,
+    /// No RTP from the supervisor for the leg's RTP timeout (not on hold).
+    SupervisorSilent,
 }
 
 /// Both sides' decoded audio waiting to be mixed.
@@ -146,6 +150,7 @@ struct Feed {
     rx_buf: Box<[u8]>,
     talkspurt: bool,
     voice: Option<VoiceTx>,
+    last_rx: Instant,
 }
 
 impl Feed {
@@ -159,6 +164,7 @@ impl Feed {
             rx_buf: vec![0; RECV_BUF].into_boxed_slice(),
             talkspurt: true,
             voice,
+            last_rx: Instant::now(),
         }
     }
 
@@ -180,14 +186,22 @@ impl Feed {
                     if Instant::now().saturating_duration_since(at) > FRAME_DURATION * MAX_CATCH_UP {
                         tick.reset();
                     }
-                    self.on_tick().await;
+                    if !self.on_tick().await {
+                        return FeedEnd::SupervisorSilent;
+                    }
                 }
             }
         }
     }
 
-    async fn on_tick(&mut self) {
-        self.drain_supervisor();
+    /// One frame to the supervisor; false once it has been silent for the
+    /// RTP timeout.
+    async fn on_tick(&mut self) -> bool {
+        let now = Instant::now();
+        self.drain_supervisor(now);
+        if !self.leg.held && now - self.last_rx >= self.leg.rtp_timeout {
+            return false;
+        }
         self.mixer.next_frame(&mut self.pcm);
         let destination = if self.leg.held {
             None
@@ -216,11 +230,12 @@ impl Feed {
         }
         // RFC 3550 §5.1: the clock runs whether or not we sent.
         self.leg.sender.advance(FRAME_SAMPLES as u32);
+        true
     }
 
     /// Reads what the supervisor sent (latching its source); its audio goes
     /// to the voice, if any.
-    fn drain_supervisor(&mut self) {
+    fn drain_supervisor(&mut self, now: Instant) {
         for _ in 0..MAX_READS_PER_TICK {
             match self.leg.socket.socket().try_recv_from(&mut self.rx_buf) {
                 Ok((len, src)) => {
@@ -236,6 +251,7 @@ impl Feed {
                         Verdict::Latched(addr) => tracing::debug!(%addr, "monitor leg latched"),
                         Verdict::Accept => {}
                     }
+                    self.last_rx = now;
                     if pt != self.leg.audio_pt {
                         continue;
                     }
@@ -330,6 +346,24 @@ mod tests {
         });
         m.push(&audio(Side::Agent, 0x24, FRAME_SAMPLES));
         assert_eq!(m.buffered(Side::Agent), FRAME_SAMPLES);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_supervisor_that_sends_nothing_for_the_rtp_timeout_ends_the_feed() {
+        let supervisor = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let socket = RtpSocket::unpooled(UdpSocket::bind("127.0.0.1:0").await.unwrap()).unwrap();
+        let mut cfg =
+            SessionConfig::new(socket, Some(supervisor.local_addr().unwrap()), Codec::Pcmu);
+        cfg.rtp_timeout = Duration::from_secs(2);
+        let (_tap_tx, tap_rx) = mpsc::channel(64);
+        let started = Instant::now();
+        let feed = spawn(LegMedia::new(cfg), tap_rx, None, CancellationToken::new());
+        let end = tokio::time::timeout(Duration::from_secs(10), feed)
+            .await
+            .expect("the feed ends")
+            .unwrap();
+        assert_eq!(end, FeedEnd::SupervisorSilent);
+        assert!(started.elapsed() >= Duration::from_secs(2));
     }
 
     #[tokio::test]
