@@ -313,6 +313,13 @@ impl Server {
                 .collect(),
             recordings: recordings.clone(),
             live: live.clone(),
+            monitors: crate::call::monitor::Monitors::new(
+                cfg.registrar
+                    .users
+                    .iter()
+                    .filter(|u| u.monitor)
+                    .map(|u| u.user.clone()),
+            ),
         });
         tokio::spawn(crate::recording::maintenance::run_retention(
             store.clone(),

@@ -3,7 +3,8 @@
 //! softphone (extension 2001) is rung through `POST /api/agents/1001/monitor`,
 //! answers, and hears caller and agent mixed while neither of them hears
 //! it (listen), or the agent does (whisper), or both do (barge); the
-//! caller's hang-up ends the monitor leg with a BYE.
+//! caller's hang-up ends the monitor leg with a BYE. The same from the
+//! softphone: 2001 (allowed to monitor) dials `*311001`.
 
 mod support;
 
@@ -24,6 +25,7 @@ fn options() -> ServerOptions {
 [[registrar.users]]
 user = "2001"
 ha1_md5 = "7fee6d3ffbe2e83983da26d6ac9d9dc0"
+monitor = true
 [[acd.queues]]
 name = "12345"
 ring_timeout_secs = 5
@@ -348,5 +350,60 @@ async fn a_whisper_reaches_the_agent_only_and_a_barge_both_parties() {
             .all(|f| f.iter().all(|b| *b == 0x42)));
     }
     assert_eq!(call.bye().await, 200);
+    ts.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_allowed_softphone_dials_the_monitor_code_and_listens() {
+    let ts = TestServer::start_with(options()).await;
+    let mut agent = ready_agent(&ts).await;
+    let mut sup = supervisor(&ts, "2001").await;
+    let mut other = supervisor(&ts, "1002").await;
+
+    // Not on a call: 480; no such agent: 404; not allowed: 403.
+    let r = sup.invite("*311001").await.expect("a final response");
+    assert_eq!(r.status, 480);
+    let r = sup.invite("*319999").await.expect("a final response");
+    assert_eq!(r.status, 404);
+
+    let mut call = answered(&ts, &mut agent).await;
+    call.fill(0x42).await;
+    agent.fill(0x24).await;
+    let (r, _, _) = tokio::join!(
+        other.invite("*311001"),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    assert_eq!(r.expect("a final response").status, 403);
+
+    let (ok, _, _) = tokio::join!(
+        sup.invite("*311001"),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    let ok = ok.expect("a final response");
+    assert_eq!(ok.status, 200);
+    sup.talk_placed(&ok);
+    sup.fill_placed(0x11).await;
+    tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
+    let (caller_from, agent_from, sup_from) = (
+        call.frames().len(),
+        agent.received_frames().len(),
+        sup.placed_frames().len(),
+    );
+    tokio::join!(call.pump(secs(3)), agent.pump(secs(3)), sup.pump(secs(3)));
+    let (n, of) = share(&sup.placed_frames()[sup_from..], mix(0x42, 0x24));
+    assert!(of >= 100 && n * 10 >= of * 8, "supervisor {n}/{of}");
+    assert!(call.frames()[caller_from..]
+        .iter()
+        .all(|f| f.iter().all(|b| *b == 0x24)));
+    assert!(agent.received_frames()[agent_from..]
+        .iter()
+        .all(|f| f.iter().all(|b| *b == 0x42)));
+
+    // The caller hangs up: the daemon hangs up the supervisor's call.
+    assert_eq!(call.bye().await, 200);
+    let (bye, _) = tokio::join!(sup.wait_placed_bye(secs(5)), agent.pump(secs(1)));
+    assert!(bye, "2001 gets a BYE when the call ends");
     ts.shutdown().await;
 }
