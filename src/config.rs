@@ -106,6 +106,9 @@ struct FileSipUser {
     user: String,
     ha1_md5: Option<String>,
     ha1_sha256: Option<String>,
+    /// May dial the live-monitor codes (`*31`/`*32`/`*33` + extension).
+    #[serde(default)]
+    monitor: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -406,6 +409,8 @@ pub struct SipUser {
     pub user: String,
     pub ha1_md5: Option<String>,
     pub ha1_sha256: Option<String>,
+    /// May dial the live-monitor codes (QC, team leads).
+    pub monitor: bool,
 }
 
 /// Registration of agents' softphones (digest-authenticated).
@@ -1054,6 +1059,7 @@ impl Validator {
                 user: u.user.clone(),
                 ha1_md5: u.ha1_md5.as_ref().map(|s| s.to_ascii_lowercase()),
                 ha1_sha256: u.ha1_sha256.as_ref().map(|s| s.to_ascii_lowercase()),
+                monitor: u.monitor,
             });
         }
         RegistrarSettings {

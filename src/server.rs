@@ -313,6 +313,13 @@ impl Server {
                 .collect(),
             recordings: recordings.clone(),
             live: live.clone(),
+            monitors: crate::call::monitor::Monitors::new(
+                cfg.registrar
+                    .users
+                    .iter()
+                    .filter(|u| u.monitor)
+                    .map(|u| u.user.clone()),
+            ),
         });
         tokio::spawn(crate::recording::maintenance::run_retention(
             store.clone(),
@@ -340,6 +347,7 @@ impl Server {
             ));
         }
         tokio::spawn(crate::call::callback::run_dialer(ctx.clone(), callback_rx));
+        let monitor = crate::call::monitor::MonitorHandle::new(ctx.clone());
         let calls = TaskTracker::new();
         tokio::spawn(run_manager(
             ctx,
@@ -366,6 +374,7 @@ impl Server {
             data_dir: cfg.data_dir.clone(),
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
             live: live.clone(),
+            monitor,
             web: std::sync::Arc::new(crate::web::WebContext::new(&cfg.qc, &cfg.acd)),
         });
         let http_shutdown = shutdown.clone();

@@ -57,6 +57,14 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall) {
     let span = info_span!("call", call_id = %call_id, caller = %caller, dialed = %dialed, trunk = %call.trunk);
     async move {
         info!(from = %call.peer.addr, user = call.user.as_deref().unwrap_or(""), "INVITE");
+        // A QC user's or team lead's softphone dialing a monitor code.
+        if let Some(user) = call.user.clone() {
+            if let Some((mode, agent)) = crate::call::monitor::parse_code(&dialed) {
+                let agent = agent.to_string();
+                crate::call::monitor::run_dialed(ctx, call, &user, mode, &agent).await;
+                return;
+            }
+        }
         // An agent's softphone dialing a feature code (*11 …).
         let feature = match (&call.user, crate::call::feature_codes::parse(&dialed)) {
             (Some(user), Some(op)) => {

@@ -9,6 +9,7 @@ pub mod callback;
 pub mod feature_codes;
 pub mod inbound;
 pub mod live;
+pub mod monitor;
 pub mod offer_answer;
 pub mod queue_wait;
 pub mod ringing;
@@ -93,6 +94,8 @@ pub struct CallContext {
     pub recordings: crate::recording::Recordings,
     /// Agents' bridged calls, for the recording API and live monitoring.
     pub live: live::LiveCalls,
+    /// Live monitors running, and who may dial the monitor codes.
+    pub monitors: monitor::Monitors,
 }
 
 /// See [`CallContext::consults`]. A std mutex: held only to insert, remove

@@ -16,6 +16,7 @@
 //! | POST | `/api/agents/{id}/unpause` | end a pause (or drop a pending one) |
 //! | POST | `/api/agents/{id}/ready` | end wrap-up early / become ready |
 //! | POST | `/api/agents/{id}/recording` | body `{"masked": true}` masks the recording of the agent's bridged call from now (silence), `false` ends it; 404 if not on a call, 409 if not recorded |
+//! | POST | `/api/agents/{id}/monitor` | body `{"extension": "2001", "mode": "listen", "by": "wang"}` rings the extension to monitor the agent's live call: it hears caller and agent mixed; `listen`: nobody hears it, `whisper`: the agent does, `barge`: both do; 202 `{"call_id"}` of the monitor leg; 404 if not on a call, 409 if the extension has no registered softphone or the agent has its 2 monitors, 400 for a bad body or mode |
 //! | GET | `/api/queues` | every queue: name, strategy, waiting, callbacks, staffed |
 //! | GET | `/api/events?call_id=&agent=&kind=&limit=` | the queue event log, oldest first (the newest `limit`, default 100, at most 1000) |
 //! | GET | `/api/voice-messages?from=&to=&limit=` | calls that left a voice message, newest first; `from` ≤ arrival < `to`, RFC 3339 |
@@ -33,6 +34,7 @@
 
 mod agents;
 pub(crate) mod audio_file;
+mod monitor;
 mod recording_mask;
 mod voice_messages;
 
@@ -62,6 +64,8 @@ pub struct AppState {
     pub api_tokens: ApiTokens,
     /// Agents' bridged calls (masking a recording, live monitoring).
     pub live: crate::call::live::LiveCalls,
+    /// Starts live monitors of agents' calls.
+    pub monitor: crate::call::monitor::MonitorHandle,
     /// The QC pages' configuration.
     pub web: Arc<crate::web::WebContext>,
 }
@@ -154,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/calls", get(recent_calls))
         .merge(agents::routes())
         .merge(recording_mask::routes())
+        .merge(monitor::routes())
         .merge(voice_messages::routes())
         .merge(callbacks::router())
         .merge(crate::web::routes())

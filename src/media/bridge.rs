@@ -46,6 +46,11 @@
 //! hears (relayed audio or hold music) while it plays; then
 //! [`BridgeEvent::PlaybackDone`].
 //!
+//! Live monitoring's whisper and barge ([`BridgeControl::add_voice`]): a
+//! supervisor's voice is added (decoded, summed with saturation, encoded
+//! again) to the audio relayed to the agent, or to both sides; see
+//! [`super::voice_mix`]. Taps see what each side sent, without it.
+//!
 //! Symmetric RTP latching per side, exactly as in the session
 //! ([`SymmetricLatch`]); packets of other streams are ignored.
 //!
@@ -76,6 +81,7 @@ use super::session::{
 #[cfg(doc)]
 use super::session::{resume, MediaHandle};
 use super::tap::{TapEvent, Taps};
+use super::voice_mix::{Voice, Voices};
 use super::{g711, rtp, Codec, FRAME_SAMPLES};
 use bytes::Bytes;
 use std::io;
@@ -208,6 +214,7 @@ enum Command {
     SetRemote(Side, Option<SocketAddr>),
     SetTap(Side, Option<mpsc::Sender<ReceivedFrame>>),
     AddTap(mpsc::Sender<TapEvent>),
+    AddVoice(Voice),
     Play {
         side: Side,
         id: u64,
@@ -229,6 +236,15 @@ impl BridgeControl {
     pub async fn add_tap(&self, tap: mpsc::Sender<TapEvent>) -> Result<(), SessionClosed> {
         self.commands
             .send(Command::AddTap(tap))
+            .await
+            .map_err(|_| SessionClosed)
+    }
+
+    /// Mixes a third party's voice into the audio relayed to the side(s)
+    /// it is for ([`super::voice_mix`]), until its sender is dropped.
+    pub async fn add_voice(&self, voice: Voice) -> Result<(), SessionClosed> {
+        self.commands
+            .send(Command::AddVoice(voice))
             .await
             .map_err(|_| SessionClosed)
     }
@@ -342,6 +358,7 @@ pub fn spawn(cfg: BridgeConfig) -> (BridgeHandle, mpsc::Receiver<BridgeEvent>) {
         pcm: Vec::with_capacity(RECV_BUF),
         rearm_timeouts: false,
         taps: Taps::default(),
+        voices: Voices::default(),
     };
     let task = tokio::spawn(bridge.run(sockets, cmd_rx));
     (
@@ -442,6 +459,8 @@ struct Bridge {
     rearm_timeouts: bool,
     /// The recorder's (and monitors') taps on both sides.
     taps: Taps,
+    /// Monitors' voices mixed into what is relayed (whisper, barge).
+    voices: Voices,
 }
 
 /// Sends one datagram at once, without waiting: one non-blocking `sendto`.
@@ -577,6 +596,7 @@ impl Bridge {
                     }
                 }
             }
+            Command::AddVoice(voice) => self.voices.add(voice),
             Command::Play { side, id, prompts } => {
                 let leg = self.leg_mut(side);
                 leg.player.start(id, prompts, leg.codec);
@@ -706,6 +726,7 @@ impl Bridge {
             pcm,
             rearm_timeouts,
             taps,
+            voices,
             ..
         } = self;
         let [caller, agent] = legs;
@@ -805,6 +826,10 @@ impl Bridge {
             }
         } else {
             body.copy_from_slice(packet.payload);
+        }
+        if audio && !voices.is_empty() {
+            voices.pull();
+            voices.mix_into(to, b.codec, body, pcm);
         }
         match send_now(&sockets[to.index()], &tx_buf[..n], dest) {
             Ok(_) => {
@@ -1402,6 +1427,47 @@ mod tests {
             .await;
         let expected = g711::transcode_table(Codec::Pcmu, Codec::Pcma)[0x44];
         assert_eq!(s.agent.recv().await.5[0], expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_voice_is_mixed_into_what_the_agent_is_sent_only() {
+        use crate::media::voice_mix::{Voice, VoiceTo};
+        let s = Setup::plain().await;
+        let (voice, v) = Voice::new(VoiceTo::Agent);
+        s.bridge.control().add_voice(v).await.unwrap();
+        let mut caller = rtp::RtpSender::with_initial(77, 10, 1000);
+        let mut agent = rtp::RtpSender::with_initial(88, 20, 2000);
+        let lin = |b: u8| {
+            let mut v = Vec::new();
+            g711::decode(Codec::Pcmu, &[b], &mut v);
+            v[0]
+        };
+        voice.send(vec![lin(0x11); FRAME_SAMPLES]).await.unwrap();
+        s.caller
+            .send_payload(s.caller_leg(), &mut caller, 0, true, &[0x42; FRAME_SAMPLES])
+            .await;
+        let want = g711::encode_sample(Codec::Pcmu, lin(0x42).saturating_add(lin(0x11)));
+        assert_eq!(s.agent.recv().await.5, vec![want; FRAME_SAMPLES]);
+        voice.send(vec![lin(0x11); FRAME_SAMPLES]).await.unwrap();
+        s.agent
+            .send_payload(s.agent_leg(), &mut agent, 0, true, &[0x24; FRAME_SAMPLES])
+            .await;
+        assert_eq!(s.caller.recv().await.5, vec![0x24; FRAME_SAMPLES]);
+        // The voice gone (what it had queued with it), the agent hears
+        // the caller alone.
+        drop(voice);
+        for expect in [0x42, 0x42] {
+            s.caller
+                .send_payload(
+                    s.caller_leg(),
+                    &mut caller,
+                    0,
+                    false,
+                    &[0x42; FRAME_SAMPLES],
+                )
+                .await;
+            assert_eq!(s.agent.recv().await.5, vec![expect; FRAME_SAMPLES]);
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,14 @@ pub fn encode(codec: Codec, pcm: &[i16], out: &mut Vec<u8>) {
     }
 }
 
+/// One sample in `codec`.
+pub fn encode_sample(codec: Codec, s: i16) -> u8 {
+    match codec {
+        Codec::Pcmu => audio_codec_algorithms::encode_ulaw(s),
+        Codec::Pcma => audio_codec_algorithms::encode_alaw(s),
+    }
+}
+
 pub fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
     out.reserve(payload.len());
     match codec {

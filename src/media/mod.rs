@@ -10,6 +10,7 @@ pub mod dtmf;
 pub mod events;
 pub mod g711;
 pub mod latch;
+pub mod monitor_feed;
 pub mod player;
 pub mod port_pool;
 pub mod prompts;
@@ -21,6 +22,7 @@ pub mod session;
 pub mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod voice_mix;
 
 /// The audio codecs the daemon speaks (static payload types, RFC 3551).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

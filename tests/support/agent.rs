@@ -109,6 +109,16 @@ pub struct AgentPhone {
     pub requests: Vec<Request>,
     /// The From user of INVITEs this phone places (its own by default).
     pub from_user: Option<String>,
+    /// A call this phone placed and took media for (`talk_placed`).
+    placed: Option<Placed>,
+}
+
+/// A call the phone placed, answered by the daemon, with media running.
+struct Placed {
+    call_id: String,
+    heard: Arc<Mutex<Heard>>,
+    dtmf: mpsc::Sender<DtmfCmd>,
+    bye_received: bool,
 }
 
 impl AgentPhone {
@@ -188,6 +198,7 @@ impl AgentPhone {
             notifies: Vec::new(),
             requests: Vec::new(),
             from_user: None,
+            placed: None,
         }
     }
 
@@ -403,6 +414,18 @@ impl AgentPhone {
                     if let Some(d) = &c.dtmf {
                         let _ = d.send(DtmfCmd::Pause(true)).await;
                     }
+                }
+            }
+            Method::Bye
+                if self
+                    .placed
+                    .as_ref()
+                    .is_some_and(|p| req.call_id().ok() == Some(p.call_id.as_str())) =>
+            {
+                self.send_response(&response_to(&req, 200, "OK")).await;
+                if let Some(p) = self.placed.as_mut() {
+                    p.bye_received = true;
+                    let _ = p.dtmf.send(DtmfCmd::Pause(true)).await;
                 }
             }
             Method::Notify => {
@@ -786,6 +809,51 @@ impl AgentPhone {
                 digest_authorization(&challenge, &self.user, &self.password, "INVITE", &uri),
             ));
         }
+    }
+
+    /// Starts media on a call this phone placed (`ok` is its 2xx with the
+    /// daemon's SDP): RTP (PCMU) to the answer's address, received audio
+    /// kept (`placed_frames`), the daemon's BYE answered (`wait_placed_bye`).
+    pub fn talk_placed(&mut self, ok: &Response) {
+        let sdp = String::from_utf8_lossy(&ok.body).to_string();
+        let Some(remote) = sdp_audio_addr(&sdp) else {
+            return;
+        };
+        let heard = Arc::new(Mutex::new(Heard {
+            pt: Some(0),
+            ..Default::default()
+        }));
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(rtp_pump(self.rtp.clone(), remote, 0, heard.clone(), rx));
+        self.placed = Some(Placed {
+            call_id: ok.headers.get("Call-ID").unwrap_or("").to_string(),
+            heard,
+            dtmf: tx,
+            bye_received: false,
+        });
+    }
+
+    /// Sends audio frames of `byte` on the placed call from now on.
+    pub async fn fill_placed(&self, byte: u8) {
+        if let Some(p) = &self.placed {
+            let _ = p.dtmf.send(DtmfCmd::Fill(byte)).await;
+        }
+    }
+
+    /// Audio payloads received on the placed call.
+    pub fn placed_frames(&self) -> Vec<[u8; 160]> {
+        self.placed
+            .as_ref()
+            .map(|p| p.heard.lock().expect("lock").frames.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits for the daemon's BYE on the placed call (answered 200).
+    pub async fn wait_placed_bye(&mut self, within: Duration) -> bool {
+        self.pump_until(within, |p| {
+            p.placed.as_ref().is_some_and(|c| c.bye_received)
+        })
+        .await
     }
 
     /// Hangs up a call this phone placed (`ok` is its 2xx): BYE within the
