@@ -726,3 +726,137 @@ async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() 
     assert!(listens.iter().any(|a| a.actor == "qc1"), "{listens:?}");
     s.ts.shutdown().await;
 }
+
+/// Live monitoring from the QC page: a QC user's button rings the user's
+/// softphone (2001) into agent 1001's call, silently; wrong role, another
+/// team, no softphone and no CSRF token are refused; the start is audited.
+#[tokio::test]
+async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
+    let mut opts = options();
+    opts.extra_toml = format!(
+        "{}\n[[registrar.users]]\nuser = \"2001\"\nha1_md5 = \"7fee6d3ffbe2e83983da26d6ac9d9dc0\"\n",
+        opts.extra_toml
+    );
+    let ts = TestServer::start_with(opts).await;
+    let mut agent = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
+    assert_eq!(agent.register().await, 200);
+    let mut sup = AgentPhone::new(ts.sip_udp(), Transport::Udp, "2001").await;
+    assert_eq!(sup.register().await, 200);
+    let until = Instant::now() + secs(5);
+    while !ts
+        .server
+        .acd()
+        .snapshot()
+        .await
+        .unwrap()
+        .agents
+        .iter()
+        .any(|a| a.id == "1001" && a.state == "ready")
+    {
+        assert!(Instant::now() < until, "agent not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (name, role, extra) in [
+        ("qc1", "qc", vec!["--extension", "2001"]),
+        ("qc3", "qc", vec![]),
+        (
+            "lead_b",
+            "team_lead",
+            vec!["--team", "B", "--extension", "2001"],
+        ),
+        ("admin1", "admin", vec![]),
+    ] {
+        let mut args = vec!["user", "add", name, "--role", role];
+        args.extend(extra);
+        let out = hotline(&ts, &args, &format!("{PASSWORD}\n"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let http = HttpClient::new(ts.server.http);
+    let mut call = ts.phone().build().await.call("12345").await;
+    tokio::select! {
+        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
+        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
+    }
+    agent.answer().await;
+    assert!(agent.wait_ack(secs(5)).await);
+    call.fill(0x42).await;
+    agent.fill(0x24).await;
+
+    let qc = login(&http, "qc1").await;
+    let page = body(&qc.get("/qc/live", &[]).await);
+    assert!(page.contains(r#"data-agent="1001""#), "{page}");
+    let admin = login(&http, "admin1").await;
+    assert_eq!(admin.get("/qc/live", &[]).await.status, 403);
+    assert_eq!(
+        qc.post("/qc/live/1001/listen", &[]).await.status,
+        403,
+        "no CSRF token"
+    );
+    let lead_b = login(&http, "lead_b").await;
+    let r = lead_b
+        .post("/qc/live/1001/listen", &[("csrf", &lead_b.csrf)])
+        .await;
+    assert_eq!(r.status, 404, "another team's agent");
+    let noext = login(&http, "qc3").await;
+    let r = noext
+        .post("/qc/live/1001/listen", &[("csrf", &noext.csrf)])
+        .await;
+    assert_eq!(r.status, 409);
+    assert!(body(&r).contains("no softphone extension"));
+
+    let fields = [("csrf", qc.csrf.as_str())];
+    let (r, _, _) = tokio::join!(
+        qc.post("/qc/live/1001/listen", &fields),
+        call.pump(Duration::from_millis(300)),
+        agent.pump(Duration::from_millis(300))
+    );
+    assert_eq!(r.status, 303, "{}", body(&r));
+    assert!(r
+        .header("location")
+        .unwrap()
+        .starts_with("/qc/live?started="));
+    tokio::select! {
+        inv = sup.wait_invite(secs(10)) => { inv.expect("2001 is rung"); }
+        _ = async { tokio::join!(call.pump(secs(10)), agent.pump(secs(10))) } => panic!("no INVITE to 2001"),
+    }
+    sup.answer().await;
+    let (acked, _, _) = tokio::join!(
+        sup.wait_ack(secs(5)),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    assert!(acked);
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)), sup.pump(secs(2)));
+    let heard = sup.received_frames();
+    let mut v = Vec::new();
+    let mut ulaw = |b: u8| {
+        v.clear();
+        hotline::media::g711::decode(hotline::media::Codec::Pcmu, &[b], &mut v);
+        v[0]
+    };
+    let mix = audio_codec_algorithms::encode_ulaw(ulaw(0x42).saturating_add(ulaw(0x24)));
+    let mixed = support::has_frame(&heard, mix);
+    assert!(
+        heard.len() >= 50 && mixed * 10 >= heard.len() * 7,
+        "{mixed} of {} frames are the mix",
+        heard.len()
+    );
+    let audit = ts
+        .server
+        .store
+        .audit_log(hotline::store::AuditFilter {
+            action: Some("monitor".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].actor, "qc1");
+    assert_eq!(audit[0].object.as_deref(), Some("agent:1001"));
+    assert_eq!(call.bye().await, 200);
+    ts.shutdown().await;
+}

@@ -13,6 +13,8 @@
 //! | POST | `/qc/scores/{id}/dispute` | dispute a score (own team, within the window) | dispute |
 //! | POST | `/qc/scores/{id}/settle` | settle a dispute (uphold or revise) | settle |
 //! | GET | `/qc/report`, `/qc/report.csv` | the QC report of a period (`from`, `to`) | report |
+//! | GET | `/qc/live` | the agents' calls in progress | monitor |
+//! | POST | `/qc/live/{agent}/{listen,whisper,barge}` | ring the user's softphone into that call; audited | monitor (team lead: own team) |
 //!
 //! Roles and what they allow: [`roles`]. Log-in, sessions, CSRF and
 //! lock-out: [`session`]. Every listen, score, dispute and settlement is
@@ -21,6 +23,7 @@
 
 pub mod call_page;
 pub mod html;
+pub mod live_page;
 pub mod password;
 pub mod report_page;
 pub mod roles;
@@ -141,6 +144,8 @@ pub fn routes() -> Router<WebState> {
         .route("/qc/recordings/{id}/scores", post(call_page::score))
         .route("/qc/scores/{id}/dispute", post(call_page::dispute))
         .route("/qc/scores/{id}/settle", post(call_page::settle))
+        .route("/qc/live", get(live_page::live))
+        .route("/qc/live/{agent}/{mode}", post(live_page::start))
         .route("/qc/report", get(report_page::report))
         .route("/qc/report.csv", get(report_page::report_csv))
         .route("/qc/static/{file}", get(static_files::serve))
