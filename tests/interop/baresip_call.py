@@ -29,6 +29,17 @@ import time
 KEY_GAP = 0.3  # seconds between key presses (each press is a new event)
 
 
+
+_print_lock = threading.Lock()
+
+
+def say(text):
+    """One whole line, never interleaved with the reader thread's lines
+    (print() writes the text and its newline separately)."""
+    with _print_lock:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
 class Ctrl:
     def __init__(self, port):
         deadline = time.time() + 10
@@ -70,7 +81,7 @@ class Ctrl:
                     self.events.append(msg)
                     self.cond.notify_all()
                 if msg.get("event"):
-                    print(f"baresip: event {msg.get('type')} {msg.get('param', '')}", flush=True)
+                    say(f"baresip: event {msg.get('type')} {msg.get('param', '')}")
 
     def send(self, command, params=None):
         self.token += 1
@@ -107,10 +118,10 @@ def main():
     ctrl.send("dial", uri)
     ev = ctrl.wait_event({"CALL_ESTABLISHED", "CALL_CLOSED"}, 15)
     if not ev or ev["type"] != "CALL_ESTABLISHED":
-        print(f"baresip: call not established: {ev}")
+        say(f"baresip: call not established: {ev}")
         ctrl.send("quit")
         sys.exit(1)
-    print(f"call-id: {ev.get('id')}", flush=True)
+    say(f"call-id: {ev.get('id')}")
     ok = True
     for step in schedule:
         secs, _, keys = step.partition(":")
@@ -120,11 +131,11 @@ def main():
                 break
             time.sleep(0.05)
         if ctrl.closed():
-            print(f"baresip: call ended early, before step {step!r}")
+            say(f"baresip: call ended early, before step {step!r}")
             ok = False
             break
         if keys:
-            print(f"baresip: pressing {len(keys)} key(s)", flush=True)
+            say(f"baresip: pressing {len(keys)} key(s)")
         for k in keys:
             ctrl.send("sndcode", k)
             time.sleep(KEY_GAP)
