@@ -13,7 +13,6 @@ use std::time::Duration;
 use support::agent::AgentPhone;
 use support::http::{HttpClient, HttpResponse};
 use support::{ServerOptions, TestServer, Transport};
-use tokio::time::Instant;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -45,39 +44,10 @@ login_on_register = true
     }
 }
 
-async fn ready_agent(ts: &TestServer) -> AgentPhone {
-    let mut a = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
-    assert_eq!(a.register().await, 200);
-    let until = Instant::now() + secs(5);
-    loop {
-        let snap = ts.server.acd().snapshot().await.unwrap();
-        if snap
-            .agents
-            .iter()
-            .any(|x| x.id == "1001" && x.state == "ready")
-        {
-            return a;
-        }
-        assert!(Instant::now() < until, "agent not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn supervisor(ts: &TestServer, user: &str) -> AgentPhone {
     let mut s = AgentPhone::new(ts.sip_udp(), Transport::Udp, user).await;
     assert_eq!(s.register().await, 200, "{user} registers");
     s
-}
-
-async fn answered(ts: &TestServer, agent: &mut AgentPhone) -> support::Call {
-    let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
-    }
-    agent.answer().await;
-    assert!(agent.wait_ack(secs(5)).await);
-    call
 }
 
 /// The decoded value of a μ-law byte.
@@ -102,7 +72,7 @@ const LISTEN_1002: &str = r#"{"extension": "1002", "mode": "listen", "by": "wang
 async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
     let ts = TestServer::start_with(options()).await;
     let http = HttpClient::new(ts.server.http);
-    let mut agent = ready_agent(&ts).await;
+    let mut agent = support::ready_agent(&ts, "1001").await;
     let mut sup = supervisor(&ts, "2001").await;
     let mut second = supervisor(&ts, "1002").await;
 
@@ -113,7 +83,7 @@ async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
     assert_eq!(r.status, 404, "{}", body(&r));
     assert_eq!(r.json()["error"], "agent 1001 is not on a live call");
 
-    let mut call = answered(&ts, &mut agent).await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
     tokio::join!(call.pump(secs(1)), agent.pump(secs(1)));
@@ -226,9 +196,9 @@ async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
 async fn the_supervisor_hanging_up_leaves_the_call_alone() {
     let ts = TestServer::start_with(options()).await;
     let http = HttpClient::new(ts.server.http);
-    let mut agent = ready_agent(&ts).await;
+    let mut agent = support::ready_agent(&ts, "1001").await;
     let mut sup = supervisor(&ts, "2001").await;
-    let mut call = answered(&ts, &mut agent).await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
     let (r, _, _) = tokio::join!(
@@ -283,9 +253,9 @@ fn mix(a: u8, b: u8) -> u8 {
 async fn a_whisper_reaches_the_agent_only_and_a_barge_both_parties() {
     let ts = TestServer::start_with(options()).await;
     let http = HttpClient::new(ts.server.http);
-    let mut agent = ready_agent(&ts).await;
+    let mut agent = support::ready_agent(&ts, "1001").await;
     let mut sup = supervisor(&ts, "2001").await;
-    let mut call = answered(&ts, &mut agent).await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
 
@@ -356,7 +326,7 @@ async fn a_whisper_reaches_the_agent_only_and_a_barge_both_parties() {
 #[tokio::test(start_paused = true)]
 async fn an_allowed_softphone_dials_the_monitor_code_and_listens() {
     let ts = TestServer::start_with(options()).await;
-    let mut agent = ready_agent(&ts).await;
+    let mut agent = support::ready_agent(&ts, "1001").await;
     let mut sup = supervisor(&ts, "2001").await;
     let mut other = supervisor(&ts, "1002").await;
 
@@ -366,7 +336,7 @@ async fn an_allowed_softphone_dials_the_monitor_code_and_listens() {
     let r = sup.invite("*319999").await.expect("a final response");
     assert_eq!(r.status, 404);
 
-    let mut call = answered(&ts, &mut agent).await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
     let (r, _, _) = tokio::join!(

@@ -109,29 +109,8 @@ fn hotline(ts: &TestServer, args: &[&str], stdin: &str) -> std::process::Output 
 
 pub async fn setup() -> Setup {
     let ts = TestServer::start_with(options()).await;
-    let mut agent = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
-    assert_eq!(agent.register().await, 200);
-    let until = Instant::now() + secs(5);
-    while !ts
-        .server
-        .acd()
-        .snapshot()
-        .await
-        .unwrap()
-        .agents
-        .iter()
-        .any(|a| a.id == "1001" && a.state == "ready")
-    {
-        assert!(Instant::now() < until, "agent not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
-    }
-    agent.answer().await;
-    assert!(agent.wait_ack(secs(5)).await);
+    let mut agent = support::ready_agent(&ts, "1001").await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
     tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
@@ -776,13 +755,7 @@ async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
         );
     }
     let http = HttpClient::new(ts.server.http);
-    let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
-    }
-    agent.answer().await;
-    assert!(agent.wait_ack(secs(5)).await);
+    let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
 

@@ -44,35 +44,6 @@ login_on_register = true
     }
 }
 
-async fn ready_agent(ts: &TestServer) -> AgentPhone {
-    let mut a = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
-    assert_eq!(a.register().await, 200);
-    let until = Instant::now() + secs(5);
-    loop {
-        let snap = ts.server.acd().snapshot().await.unwrap();
-        if snap
-            .agents
-            .iter()
-            .any(|x| x.id == "1001" && x.state == "ready")
-        {
-            return a;
-        }
-        assert!(Instant::now() < until, "agent not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn answered(ts: &TestServer, agent: &mut AgentPhone) -> support::Call {
-    let mut call = ts.phone().build().await.call("12345").await;
-    tokio::select! {
-        inv = agent.wait_invite(secs(30)) => { inv.expect("the agent is rung"); }
-        _ = call.pump(secs(30)) => panic!("no INVITE to the agent"),
-    }
-    agent.answer().await;
-    assert!(agent.wait_ack(secs(5)).await);
-    call
-}
-
 /// The decoded value of a μ-law byte.
 fn ulaw(byte: u8) -> i16 {
     let mut v = Vec::new();
@@ -117,8 +88,8 @@ async fn recordings_of(ts: &TestServer, call_id: &str) -> Vec<hotline::store::Re
 #[tokio::test(start_paused = true)]
 async fn a_bridged_call_is_recorded_caller_left_agent_right_with_holds_and_masks() {
     let ts = TestServer::start_with(options("")).await;
-    let mut agent = ready_agent(&ts).await;
-    let mut call = answered(&ts, &mut agent).await;
+    let mut agent = support::ready_agent(&ts, "1001").await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     let bridged = Instant::now();
     call.fill(0x42).await;
     agent.fill(0x24).await;
@@ -244,8 +215,8 @@ async fn a_bridged_call_is_recorded_caller_left_agent_right_with_holds_and_masks
 #[tokio::test(start_paused = true)]
 async fn a_queue_may_choose_not_to_record() {
     let ts = TestServer::start_with(options("record = false")).await;
-    let mut agent = ready_agent(&ts).await;
-    let mut call = answered(&ts, &mut agent).await;
+    let mut agent = support::ready_agent(&ts, "1001").await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     tokio::join!(call.pump(secs(2)), agent.pump(secs(2)));
     let call_id = call.call_id.clone();
     assert_eq!(call.bye().await, 200);
@@ -274,8 +245,8 @@ async fn the_agent_desktop_masks_the_recording_through_the_api() {
         .post("/api/agents/1001/recording", r#"{"masked": true}"#)
         .await;
     assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
-    let mut agent = ready_agent(&ts).await;
-    let mut call = answered(&ts, &mut agent).await;
+    let mut agent = support::ready_agent(&ts, "1001").await;
+    let mut call = support::answered_call(&ts, &mut agent).await;
     let bridged = Instant::now();
     call.fill(0x42).await;
     agent.fill(0x24).await;

@@ -42,7 +42,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::acd_service::{CallbackJob, CallbackRequest};
 use super::agent_leg::{AgentLeg, LegOutput, LegState};
 use super::offer_answer::OfferAnswer;
-use super::ringing::{forward, ring_agent, run_leg_outputs, LegEvent, RingFrom};
+use super::ringing::{answer_in_dialog, forward, ring_agent, run_leg_outputs, LegEvent, RingFrom};
 use super::CallContext;
 use crate::acd::{AgentId, CallId, EndedBy, OfferResult};
 use crate::config::OutboundTrunk;
@@ -51,7 +51,7 @@ use crate::media::bridge::{self, BridgeConfig, BridgeEvent, Side};
 use crate::media::port_pool::RtpSocket;
 use crate::media::sdp::{LocalMedia, Negotiated};
 use crate::media::session::{self, LegMedia, MediaEvent, SessionConfig};
-use crate::sip::endpoint::{new_tag, DialogEvent, ALLOW};
+use crate::sip::endpoint::{new_tag, DialogEvent};
 use crate::sip::message::{reason_phrase, response_to, Method, Request};
 use crate::sip::outbound::invite_to_trunk;
 use crate::sip::transaction::TransactionKey;
@@ -510,34 +510,11 @@ impl<'a> Attempt<'a> {
 
     /// A request inside an answered leg's dialog; true for a BYE.
     async fn in_dialog(&self, leg: &mut AgentLeg, request: Request, key: TransactionKey) -> bool {
-        let sip = &self.ctx.sip;
-        match request.method {
-            Method::Bye => {
-                sip.respond(key, response_to(&request, 200, "OK")).await;
-                leg.remote_hangup();
-                true
-            }
-            Method::Info | Method::Options | Method::Update => {
-                let mut resp = response_to(&request, 200, "OK");
-                if request.method == Method::Options {
-                    resp.headers.push("Allow", ALLOW);
-                }
-                sip.respond(key, resp).await;
-                false
-            }
-            Method::Invite => {
-                debug!("re-INVITE on a callback refused");
-                sip.respond(key, response_to(&request, 488, "Not Acceptable Here"))
-                    .await;
-                false
-            }
-            _ => {
-                let mut resp = response_to(&request, 501, "Not Implemented");
-                resp.headers.push("Allow", ALLOW);
-                sip.respond(key, resp).await;
-                false
-            }
+        let ended = answer_in_dialog(&self.ctx.sip, &request, key, "callback").await;
+        if ended {
+            leg.remote_hangup();
         }
+        ended
     }
 
     /// The citizen was not reached: the agent hears a short prompt, its

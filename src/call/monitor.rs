@@ -41,12 +41,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::agent_leg::{AgentLeg, LegOutput};
 use super::live::LiveCall;
 use super::offer_answer::OfferAnswer;
-use super::ringing::{ring_agent, run_leg_outputs, LegEvent, RingError, RingFrom};
+use super::ringing::{
+    answer_in_dialog, ring_agent, run_leg_outputs, LegEvent, RingError, RingFrom,
+};
 use super::CallContext;
 use crate::acd::AgentId;
 use crate::media::monitor_feed::{self, FeedEnd};
@@ -716,37 +718,14 @@ impl MonitorLeg {
 
     /// A request inside the answered leg's dialog; true for a BYE.
     async fn in_dialog(&mut self, request: Request, key: TransactionKey) -> bool {
-        let sip = &self.ctx.sip;
-        match request.method {
-            Method::Bye => {
-                sip.respond(key, response_to(&request, 200, "OK")).await;
-                match &mut self.leg {
-                    Supervisor::Rung(leg) => leg.remote_hangup(),
-                    Supervisor::Dialed { ended, .. } => *ended = true,
-                }
-                true
-            }
-            Method::Info | Method::Options | Method::Update => {
-                let mut resp = response_to(&request, 200, "OK");
-                if request.method == Method::Options {
-                    resp.headers.push("Allow", ALLOW);
-                }
-                sip.respond(key, resp).await;
-                false
-            }
-            Method::Invite => {
-                debug!("re-INVITE on a monitor leg refused");
-                sip.respond(key, response_to(&request, 488, "Not Acceptable Here"))
-                    .await;
-                false
-            }
-            _ => {
-                let mut resp = response_to(&request, 501, "Not Implemented");
-                resp.headers.push("Allow", ALLOW);
-                sip.respond(key, resp).await;
-                false
+        let ended = answer_in_dialog(&self.ctx.sip, &request, key, "monitor leg").await;
+        if ended {
+            match &mut self.leg {
+                Supervisor::Rung(leg) => leg.remote_hangup(),
+                Supervisor::Dialed { ended, .. } => *ended = true,
             }
         }
+        ended
     }
 }
 

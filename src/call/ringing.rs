@@ -115,3 +115,37 @@ pub async fn run_leg_outputs(sip: &SipHandle, outputs: Vec<LegOutput>) -> Option
     }
     answered
 }
+
+/// Answers a request inside a daemon-placed leg's dialog that only carries
+/// audio (a callback, a monitor): 200 to BYE (returns true: the leg ended),
+/// to INFO, UPDATE and OPTIONS (with Allow); 488 to a re-INVITE (`what`
+/// names the leg in the log: no hold on these legs); 501 otherwise.
+pub async fn answer_in_dialog(
+    sip: &SipHandle,
+    request: &crate::sip::message::Request,
+    key: crate::sip::transaction::TransactionKey,
+    what: &str,
+) -> bool {
+    use crate::sip::endpoint::ALLOW;
+    use crate::sip::message::{response_to, Method};
+    let (resp, ended) = match request.method {
+        Method::Bye => (response_to(request, 200, "OK"), true),
+        Method::Info | Method::Update => (response_to(request, 200, "OK"), false),
+        Method::Options => {
+            let mut r = response_to(request, 200, "OK");
+            r.headers.push("Allow", ALLOW);
+            (r, false)
+        }
+        Method::Invite => {
+            tracing::debug!("re-INVITE on a {what} refused");
+            (response_to(request, 488, "Not Acceptable Here"), false)
+        }
+        _ => {
+            let mut r = response_to(request, 501, "Not Implemented");
+            r.headers.push("Allow", ALLOW);
+            (r, false)
+        }
+    };
+    sip.respond(key, resp).await;
+    ended
+}

@@ -176,6 +176,44 @@ pub async fn isolated_config(dir: &Path, mut opts: ServerOptions) -> Config {
     test_config(dir, &opts)
 }
 
+/// Agent `id`'s softphone (UDP), registered, once the ACD has the agent
+/// `ready` (within 5 s; the agent needs `login_on_register = true`).
+pub async fn ready_agent(ts: &TestServer, id: &str) -> agent::AgentPhone {
+    let mut a = agent::AgentPhone::new(ts.sip_udp(), Transport::Udp, id).await;
+    assert_eq!(a.register().await, 200, "{id} registers");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !ts
+        .server
+        .acd()
+        .snapshot()
+        .await
+        .expect("ACD snapshot")
+        .agents
+        .iter()
+        .any(|x| x.id == id && x.state == "ready")
+    {
+        assert!(Instant::now() < until, "agent {id} not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a
+}
+
+/// A caller to 12345 that `agent` was rung for (within 30 s), answered
+/// and had its 200 ACKed.
+pub async fn answered_call(ts: &TestServer, agent: &mut agent::AgentPhone) -> Call {
+    let mut call = ts.phone().build().await.call("12345").await;
+    tokio::select! {
+        inv = agent.wait_invite(Duration::from_secs(30)) => { inv.expect("the agent is rung"); }
+        _ = call.pump(Duration::from_secs(30)) => panic!("no INVITE to the agent"),
+    }
+    agent.answer().await;
+    assert!(
+        agent.wait_ack(Duration::from_secs(5)).await,
+        "the agent's 200 is ACKed"
+    );
+    call
+}
+
 /// A new empty schema in the PostgreSQL database at `admin`; the URL that
 /// uses it (`search_path`).
 async fn fresh_pg_schema(admin: &str) -> String {
