@@ -52,9 +52,7 @@ async fn supervisor(ts: &TestServer, user: &str) -> AgentPhone {
 
 /// The decoded value of a μ-law byte.
 fn ulaw(byte: u8) -> i16 {
-    let mut v = Vec::new();
-    hotline::media::g711::decode(hotline::media::Codec::Pcmu, &[byte], &mut v);
-    v[0]
+    hotline::media::g711::decode_sample(hotline::media::Codec::Pcmu, byte)
 }
 
 fn body(r: &HttpResponse) -> String {

@@ -805,12 +805,7 @@ async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
     assert!(acked);
     tokio::join!(call.pump(secs(2)), agent.pump(secs(2)), sup.pump(secs(2)));
     let heard = sup.received_frames();
-    let mut v = Vec::new();
-    let mut ulaw = |b: u8| {
-        v.clear();
-        hotline::media::g711::decode(hotline::media::Codec::Pcmu, &[b], &mut v);
-        v[0]
-    };
+    let ulaw = |b: u8| hotline::media::g711::decode_sample(hotline::media::Codec::Pcmu, b);
     let mix = audio_codec_algorithms::encode_ulaw(ulaw(0x42).saturating_add(ulaw(0x24)));
     let mixed = support::has_frame(&heard, mix);
     assert!(

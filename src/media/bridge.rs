@@ -118,7 +118,8 @@ impl Side {
         }
     }
 
-    fn index(self) -> usize {
+    /// 0 for the caller, 1 for the agent: the index of per-side arrays.
+    pub(crate) fn index(self) -> usize {
         match self {
             Side::Caller => 0,
             Side::Agent => 1,
@@ -1437,11 +1438,7 @@ mod tests {
         s.bridge.control().add_voice(v).await.unwrap();
         let mut caller = rtp::RtpSender::with_initial(77, 10, 1000);
         let mut agent = rtp::RtpSender::with_initial(88, 20, 2000);
-        let lin = |b: u8| {
-            let mut v = Vec::new();
-            g711::decode(Codec::Pcmu, &[b], &mut v);
-            v[0]
-        };
+        let lin = |b: u8| g711::decode_sample(Codec::Pcmu, b);
         voice.send(vec![lin(0x11); FRAME_SAMPLES]).await.unwrap();
         s.caller
             .send_payload(s.caller_leg(), &mut caller, 0, true, &[0x42; FRAME_SAMPLES])

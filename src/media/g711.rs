@@ -18,6 +18,14 @@ pub fn encode_sample(codec: Codec, s: i16) -> u8 {
     }
 }
 
+/// One code in `codec`, as a linear sample.
+pub fn decode_sample(codec: Codec, b: u8) -> i16 {
+    match codec {
+        Codec::Pcmu => audio_codec_algorithms::decode_ulaw(b),
+        Codec::Pcma => audio_codec_algorithms::decode_alaw(b),
+    }
+}
+
 pub fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
     out.reserve(payload.len());
     match codec {

@@ -37,7 +37,7 @@ use super::bridge::Side;
 use super::latch::Verdict;
 use super::session::{LegMedia, FRAME_DURATION, PT_COMFORT_NOISE, RECV_BUF};
 use super::tap::TapEvent;
-use super::voice_mix::VoiceTx;
+use super::voice_mix::{push_bounded, VoiceTx};
 use super::{g711, rtp, FRAME_SAMPLES};
 
 /// At most this many samples (60 ms) wait per side; beyond, the oldest go.
@@ -66,13 +66,6 @@ pub struct Mixer {
     scratch: Vec<i16>,
 }
 
-fn index(side: Side) -> usize {
-    match side {
-        Side::Caller => 0,
-        Side::Agent => 1,
-    }
-}
-
 impl Mixer {
     pub fn new() -> Self {
         Self::default()
@@ -88,21 +81,16 @@ impl Mixer {
                 payload,
                 ..
             } => {
-                let i = index(*side);
+                let i = side.index();
                 if self.held[i] {
                     return;
                 }
                 self.scratch.clear();
                 g711::decode(*codec, payload, &mut self.scratch);
-                let q = &mut self.sides[i];
-                q.extend(self.scratch.iter().copied());
-                if q.len() > MAX_BUFFERED {
-                    let excess = q.len() - MAX_BUFFERED;
-                    q.drain(..excess);
-                }
+                push_bounded(&mut self.sides[i], &self.scratch, MAX_BUFFERED);
             }
             TapEvent::Hold { side, held, .. } => {
-                let i = index(*side);
+                let i = side.index();
                 self.held[i] = *held;
                 if *held {
                     self.sides[i].clear();
@@ -113,7 +101,7 @@ impl Mixer {
 
     /// Samples waiting on `side`.
     pub fn buffered(&self, side: Side) -> usize {
-        self.sides[index(side)].len()
+        self.sides[side.index()].len()
     }
 
     /// The next 20 ms: both sides' next samples summed with saturation, a
@@ -292,9 +280,7 @@ mod tests {
     }
 
     fn ulaw(byte: u8) -> i16 {
-        let mut v = Vec::new();
-        g711::decode(Codec::Pcmu, &[byte], &mut v);
-        v[0]
+        g711::decode_sample(Codec::Pcmu, byte)
     }
 
     #[test]

@@ -44,10 +44,13 @@ pub struct Voice {
     queues: [Option<VecDeque<i16>>; 2],
 }
 
-fn index(side: Side) -> usize {
-    match side {
-        Side::Caller => 0,
-        Side::Agent => 1,
+/// Appends `samples` to `queue`, keeping at most `max` (the oldest go):
+/// a source faster than the reader never builds up delay.
+pub(crate) fn push_bounded(queue: &mut VecDeque<i16>, samples: &[i16], max: usize) {
+    queue.extend(samples.iter().copied());
+    if queue.len() > max {
+        let excess = queue.len() - max;
+        queue.drain(..excess);
     }
 }
 
@@ -85,11 +88,7 @@ impl Voices {
             match v.rx.try_recv() {
                 Ok(frame) => {
                     for q in v.queues.iter_mut().flatten() {
-                        q.extend(frame.iter().copied());
-                        if q.len() > MAX_QUEUED {
-                            let excess = q.len() - MAX_QUEUED;
-                            q.drain(..excess);
-                        }
+                        push_bounded(q, &frame, MAX_QUEUED);
                     }
                 }
                 Err(TryRecvError::Empty) => break true,
@@ -101,7 +100,7 @@ impl Voices {
     /// Mixes the voices waiting for `to` into `payload` (G.711 in
     /// `codec`), in place; `pcm` is scratch space. Untouched if none waits.
     pub fn mix_into(&mut self, to: Side, codec: Codec, payload: &mut [u8], pcm: &mut Vec<i16>) {
-        let i = index(to);
+        let i = to.index();
         if !self
             .0
             .iter()
@@ -128,9 +127,7 @@ mod tests {
     use super::*;
 
     fn ulaw(byte: u8) -> i16 {
-        let mut v = Vec::new();
-        g711::decode(Codec::Pcmu, &[byte], &mut v);
-        v[0]
+        g711::decode_sample(Codec::Pcmu, byte)
     }
 
     #[test]
