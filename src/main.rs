@@ -340,17 +340,10 @@ async fn qc_command(cfg: &Config, action: QcAction) -> anyhow::Result<()> {
             };
             let (f, t) = (day("from", &from)?, day("to", &to)?);
             anyhow::ensure!(f <= t, "--from must be on or before --to");
-            let from = hotline::qc::local_midnight(f, tz);
-            let to = hotline::qc::local_midnight(t + chrono::Days::new(1), tz);
+            let (from, _) = hotline::qc::sample_run::day_period(tz, f);
+            let (_, to) = hotline::qc::sample_run::day_period(tz, t);
             let store = open_store(cfg).await?;
-            store.finalize_scores(chrono::Utc::now()).await?;
-            let scores = store
-                .scores(hotline::store::ScoreFilter {
-                    from: Some(from),
-                    to: Some(to),
-                    ..Default::default()
-                })
-                .await?;
+            let scores = store.scores_given(from, to, chrono::Utc::now()).await?;
             store.close().await;
             let report = hotline::qc::report::build(&scores, from, to, &cfg.qc);
             if csv {

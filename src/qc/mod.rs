@@ -206,12 +206,17 @@ impl QcConfig {
 }
 
 /// The UTC instant of local midnight starting `day` in `tz` (the earliest,
-/// should a clock change make it ambiguous).
+/// should a clock change make it ambiguous; an hour later in a zone whose
+/// clock skips midnight).
 pub fn local_midnight(day: chrono::NaiveDate, tz: Tz) -> chrono::DateTime<chrono::Utc> {
     use chrono::TimeZone;
     let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&midnight)
-        .earliest()
-        .map(|t| t.with_timezone(&chrono::Utc))
+    let at = |naive: chrono::NaiveDateTime| {
+        tz.from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    at(midnight)
+        .or_else(|| at(midnight + chrono::Duration::hours(1)))
         .unwrap_or_else(|| midnight.and_utc())
 }

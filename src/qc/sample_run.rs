@@ -62,14 +62,10 @@ fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
 
 /// The local day `date` in `tz` (a day in a clock change is 23 or 25 h).
 pub fn day_period(tz: Tz, date: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
-    let midnight = |d: NaiveDate| {
-        let m = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-        // A zone whose clock skips midnight starts the day an hour later.
-        local_to_utc(m, tz)
-            .or_else(|| local_to_utc(m + Duration::hours(1), tz))
-            .unwrap_or_else(|| Utc.from_utc_datetime(&m))
-    };
-    (midnight(date), midnight(date + Duration::days(1)))
+    (
+        super::local_midnight(date, tz),
+        super::local_midnight(date + Duration::days(1), tz),
+    )
 }
 
 /// A period a run may cover.

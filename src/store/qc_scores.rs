@@ -243,6 +243,23 @@ impl Store {
         .await
     }
 
+    /// The scores given in `from..to` as they stand at `now` (open ones
+    /// whose window closed made final first): what a QC report counts.
+    pub async fn scores_given(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScoreRow>, StoreError> {
+        self.finalize_scores(now).await?;
+        self.scores(ScoreFilter {
+            from: Some(from),
+            to: Some(to),
+            ..ScoreFilter::default()
+        })
+        .await
+    }
+
     /// Scores matching `filter` with their items, comments and dispute,
     /// oldest first.
     pub async fn scores(&self, filter: ScoreFilter) -> Result<Vec<ScoreRow>, StoreError> {

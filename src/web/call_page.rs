@@ -192,10 +192,11 @@ pub async fn score(
         auto_failed: scored.auto_failed,
         status: ScoreStatus::Open,
         final_total: None,
-        dispute_until: Some(
-            qc.working_days()
-                .deadline(now, qc.dispute_working_days, qc.tz()),
-        ),
+        dispute_until: Some(state.web.working_days.deadline(
+            now,
+            qc.dispute_working_days,
+            state.web.tz,
+        )),
         created_at: now,
         items: scored
             .items
@@ -289,7 +290,7 @@ pub async fn dispute(
         ));
     }
     let now = Utc::now();
-    let tz = state.web.qc.tz();
+    let tz = state.web.tz;
     if score.status != ScoreStatus::Open {
         return Err(WebError::Conflict(format!(
             "this score is {} and cannot be disputed",
@@ -544,7 +545,7 @@ pub async fn call_page(
     let rec = visible_recording(&state, &authed, &id).await?;
     let store = &state.store;
     let web = &state.web;
-    let tz = web.qc.tz();
+    let tz = web.tz;
     let now = Utc::now();
     store.finalize_scores(now).await?;
     let marks = store.recording_marks(&id).await?;

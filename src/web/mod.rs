@@ -47,18 +47,30 @@ pub use roles::{Permission, Role};
 /// The web pages' state: the daemon's HTTP state.
 pub type WebState = AppState;
 
-/// What the pages know of the configuration.
-#[derive(Debug, Clone, Default)]
+/// What the pages know of the configuration, parsed once at start.
+#[derive(Debug, Clone)]
 pub struct WebContext {
     pub qc: QcConfig,
+    /// The center's time zone (`qc.sampling.timezone`).
+    pub tz: chrono_tz::Tz,
+    /// `[qc.calendar]`: the dispute window's working days.
+    pub working_days: crate::qc::WorkingDays,
     /// Agent id → (name, team).
     pub agents: BTreeMap<String, (String, Option<String>)>,
+}
+
+impl Default for WebContext {
+    fn default() -> Self {
+        WebContext::new(&QcConfig::default(), &crate::acd::AcdConfig::default())
+    }
 }
 
 impl WebContext {
     pub fn new(qc: &QcConfig, acd: &crate::acd::AcdConfig) -> WebContext {
         WebContext {
             qc: qc.clone(),
+            tz: qc.tz(),
+            working_days: qc.working_days(),
             agents: acd
                 .agents
                 .iter()

@@ -15,7 +15,6 @@ use super::session::Authed;
 use super::worklist_page::day_start;
 use super::{Permission, WebError, WebState};
 use crate::qc::report::{bar_chart, build, Report};
-use crate::store::ScoreFilter;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct ReportQuery {
@@ -31,7 +30,7 @@ async fn report_of(
     q: &ReportQuery,
 ) -> Result<(Report, String, String), WebError> {
     authed.require(Permission::Report)?;
-    let tz = state.web.qc.tz();
+    let tz = state.web.tz;
     let today = Utc::now().with_timezone(&tz).date_naive();
     let from_s = if q.from.trim().is_empty() {
         (today - Days::new(6)).to_string()
@@ -50,14 +49,9 @@ async fn report_of(
             "`from` must be on or before `to`".into(),
         ));
     }
-    state.store.finalize_scores(Utc::now()).await?;
     let scores: Vec<_> = state
         .store
-        .scores(ScoreFilter {
-            from: Some(from),
-            to: Some(to),
-            ..ScoreFilter::default()
-        })
+        .scores_given(from, to, Utc::now())
         .await?
         .into_iter()
         .filter(|s| authed.sees_agent(&state.web, s.agent.as_deref()))

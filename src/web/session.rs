@@ -354,7 +354,7 @@ pub async fn login_post(
             store
                 .insert_audit(&[audit("login_locked", Some(format!("locked until {until}")))])
                 .await?;
-            let local = until.with_timezone(&state.web.qc.tz()).format("%H:%M");
+            let local = until.with_timezone(&state.web.tz).format("%H:%M");
             Ok(login_page(
                 &state,
                 &next,

@@ -61,7 +61,7 @@ pub async fn worklist(
 ) -> Result<Response, WebError> {
     authed.require(Permission::Listen)?;
     let web = &state.web;
-    let tz = web.qc.tz();
+    let tz = web.tz;
     let scored = match q.scored.as_str() {
         "yes" => Some(true),
         "no" => Some(false),
