@@ -10,12 +10,11 @@ use std::fmt::Write;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::Utc;
 use tracing::info;
 
 use super::html::{esc, page, url, with_page_headers};
-use super::session::Authed;
+use super::session::{form_field as field, Authed, Posted};
 use super::{Permission, Role, WebError, WebState};
 use crate::qc::scorecard::Answer;
 use crate::qc::waveform::clock;
@@ -143,19 +142,11 @@ fn parse_comments(text: &str) -> Result<Vec<ScoreCommentRow>, WebError> {
     Ok(out)
 }
 
-fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 pub async fn score(
     State(state): State<WebState>,
-    authed: Authed,
     Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
+    Posted { authed, form }: Posted,
 ) -> Result<Response, WebError> {
-    authed.check_csrf(field(&form, "csrf"))?;
     authed.require(Permission::Score)?;
     let rec = visible_recording(&state, &authed, &id).await?;
     let qc = &state.web.qc;
@@ -252,16 +243,14 @@ async fn visible_score(
     Ok((score, rec))
 }
 
-/// A form posted about score `id`: its CSRF token checked, `perm` required,
-/// the score and its recording visible to the user.
+/// A form posted about score `id`: `perm` required, the score and its
+/// recording visible to the user.
 async fn score_form(
     state: &WebState,
     authed: &Authed,
     id: &str,
-    form: &[(String, String)],
     perm: Permission,
 ) -> Result<(ScoreRow, RecordingRow), WebError> {
-    authed.check_csrf(field(form, "csrf"))?;
     authed.require(perm)?;
     visible_score(state, authed, id).await
 }
@@ -278,11 +267,10 @@ fn to_score(recording_id: &str, score_id: &str) -> Response {
 
 pub async fn dispute(
     State(state): State<WebState>,
-    authed: Authed,
     Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
+    Posted { authed, form }: Posted,
 ) -> Result<Response, WebError> {
-    let (score, rec) = score_form(&state, &authed, &id, &form, Permission::Dispute).await?;
+    let (score, rec) = score_form(&state, &authed, &id, Permission::Dispute).await?;
     let reason = field(&form, "reason").trim().to_string();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(WebError::BadRequest(
@@ -331,11 +319,10 @@ pub async fn dispute(
 
 pub async fn settle(
     State(state): State<WebState>,
-    authed: Authed,
     Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
+    Posted { authed, form }: Posted,
 ) -> Result<Response, WebError> {
-    let (score, rec) = score_form(&state, &authed, &id, &form, Permission::Settle).await?;
+    let (score, rec) = score_form(&state, &authed, &id, Permission::Settle).await?;
     if score.scorer == authed.user.name {
         return Err(WebError::Forbidden(
             "a dispute is settled by a reviewer other than the scorer".into(),

@@ -7,12 +7,11 @@ use std::fmt::Write;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 use tracing::info;
 
 use super::html::{esc, page, url};
-use super::session::{Authed, CsrfForm};
+use super::session::{Authed, Posted};
 use super::{Permission, WebError, WebState};
 use crate::call::monitor::{MonitorMode, MonitorRequest};
 
@@ -82,11 +81,9 @@ pub async fn live(
 
 pub async fn start(
     State(state): State<WebState>,
-    authed: Authed,
     Path((agent, mode)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    Posted { authed, .. }: Posted,
 ) -> Result<Response, WebError> {
-    authed.check_csrf(&form.csrf)?;
     authed.require(Permission::Monitor)?;
     let mode = match mode.as_str() {
         "listen" => MonitorMode::Listen,

@@ -7,7 +7,8 @@
 //!   at log-out, and when the user's password changes or the user is
 //!   disabled.
 //! - Every form a session posts carries the session's CSRF token (a
-//!   hidden `csrf` field), compared in constant time; the log-in form, made
+//!   hidden `csrf` field), compared in constant time by the [`Posted`]
+//!   extractor every POST handler takes its form through; the log-in form, made
 //!   before there is a session, pairs its token with a `hotline_login`
 //!   cookie (double submit). A POST whose `Origin` is not this site is
 //!   refused as well.
@@ -17,7 +18,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -432,18 +433,40 @@ pub async fn login_post(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
+/// A form posted by a logged-in user, its CSRF token (the `csrf` field)
+/// already checked against the session's: every POST of the pages after
+/// log-in takes its form through this, so none can skip the check.
+pub struct Posted {
+    pub authed: Authed,
+    pub form: Vec<(String, String)>,
+}
+
+/// The value of field `name` of a posted form ("" when absent).
+pub fn form_field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+impl FromRequest<WebState> for Posted {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &WebState) -> Result<Self, WebError> {
+        let (mut parts, body) = req.into_parts();
+        let authed = Authed::from_request_parts(&mut parts, state).await?;
+        let Form(form) =
+            Form::<Vec<(String, String)>>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(|e| WebError::BadRequest(e.body_text()))?;
+        authed.check_csrf(form_field(&form, "csrf"))?;
+        Ok(Posted { authed, form })
+    }
 }
 
 pub async fn logout(
     State(state): State<WebState>,
-    authed: Authed,
-    Form(form): Form<CsrfForm>,
+    Posted { authed, .. }: Posted,
 ) -> Result<Response, WebError> {
-    authed.check_csrf(&form.csrf)?;
     let store = &state.store;
     store
         .end_sessions(Some(&authed.session.token_hash), None, Utc::now())
