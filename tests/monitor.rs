@@ -199,25 +199,7 @@ async fn the_supervisor_hanging_up_leaves_the_call_alone() {
     let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
-    let (r, _, _) = tokio::join!(
-        http.post("/api/agents/1001/monitor", LISTEN_2001),
-        call.pump(secs(1)),
-        agent.pump(secs(1))
-    );
-    assert_eq!(r.status, 202, "{}", body(&r));
-    let (inv, _, _) = tokio::join!(
-        sup.wait_invite(secs(5)),
-        call.pump(secs(1)),
-        agent.pump(secs(1))
-    );
-    inv.expect("the supervisor is rung");
-    sup.answer().await;
-    let (acked, _, _) = tokio::join!(
-        sup.wait_ack(secs(5)),
-        call.pump(secs(1)),
-        agent.pump(secs(1))
-    );
-    assert!(acked);
+    monitor_answered(&http, LISTEN_2001, &mut sup, &mut call, &mut agent).await;
     tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
     let (bye, _, _) = tokio::join!(sup.bye(), call.pump(secs(1)), agent.pump(secs(1)));
     assert_eq!(bye, Some(200));
@@ -236,6 +218,36 @@ async fn the_supervisor_hanging_up_leaves_the_call_alone() {
     assert_eq!(r.status, 202, "{}", body(&r));
     assert_eq!(call.bye().await, 200);
     ts.shutdown().await;
+}
+
+/// Starts a monitor of agent 1001 through the API (`req`), keeping the
+/// call's media going, and has `sup` answer it and get its ACK.
+async fn monitor_answered(
+    http: &HttpClient,
+    req: &str,
+    sup: &mut AgentPhone,
+    call: &mut support::Call,
+    agent: &mut AgentPhone,
+) {
+    let (r, _, _) = tokio::join!(
+        http.post("/api/agents/1001/monitor", req),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    assert_eq!(r.status, 202, "{req}: {}", body(&r));
+    let (inv, _, _) = tokio::join!(
+        sup.wait_invite(secs(5)),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    inv.expect("the supervisor is rung");
+    sup.answer().await;
+    let (acked, _, _) = tokio::join!(
+        sup.wait_ack(secs(5)),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    assert!(acked, "the monitor leg is ACKed");
 }
 
 /// Frames of `frames` that are all `byte`, out of how many.
@@ -259,25 +271,7 @@ async fn a_whisper_reaches_the_agent_only_and_a_barge_both_parties() {
 
     for mode in ["whisper", "barge"] {
         let req = monitor_body("2001", mode);
-        let (r, _, _) = tokio::join!(
-            http.post("/api/agents/1001/monitor", &req),
-            call.pump(secs(1)),
-            agent.pump(secs(1))
-        );
-        assert_eq!(r.status, 202, "{mode}: {}", body(&r));
-        let (inv, _, _) = tokio::join!(
-            sup.wait_invite(secs(5)),
-            call.pump(secs(1)),
-            agent.pump(secs(1))
-        );
-        inv.expect("the supervisor is rung");
-        sup.answer().await;
-        let (acked, _, _) = tokio::join!(
-            sup.wait_ack(secs(5)),
-            call.pump(secs(1)),
-            agent.pump(secs(1))
-        );
-        assert!(acked);
+        monitor_answered(&http, &req, &mut sup, &mut call, &mut agent).await;
         sup.fill(0x11).await;
         tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
         let (caller_from, agent_from, sup_from) = (
