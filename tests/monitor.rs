@@ -112,6 +112,12 @@ async fn a_supervisor_listens_to_both_parties_mixed_and_neither_hears_it() {
     );
     assert_eq!(r.status, 202, "{}", body(&r));
     let leg = r.json()["call_id"].as_str().expect("call_id").to_string();
+    let audit = monitor_audit(&ts).await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(
+        audit[0].starts_with("wang agent:1001 listen call ") && audit[0].ends_with(" to 2001"),
+        "{audit:?}"
+    );
     let invite = tokio::select! {
         inv = sup.wait_invite(secs(10)) => inv.expect("the supervisor is rung"),
         _ = async { tokio::join!(call.pump(secs(10)), agent.pump(secs(10))) } => panic!("no INVITE to 2001"),
@@ -250,6 +256,29 @@ async fn monitor_answered(
     assert!(acked, "the monitor leg is ACKed");
 }
 
+/// The monitor starts in the audit log: "actor object detail".
+async fn monitor_audit(ts: &TestServer) -> Vec<String> {
+    ts.server.flush_records().await;
+    ts.server
+        .store
+        .audit_log(hotline::store::AuditFilter {
+            action: Some("monitor".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a.actor,
+                a.object.unwrap_or_default(),
+                a.detail.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 /// Frames of `frames` that are all `byte`, out of how many.
 fn share(frames: &[[u8; 160]], byte: u8) -> (usize, usize) {
     (support::has_frame(frames, byte), frames.len())
@@ -345,6 +374,12 @@ async fn an_allowed_softphone_dials_the_monitor_code_and_listens() {
     );
     let ok = ok.expect("a final response");
     assert_eq!(ok.status, 200);
+    let audit = monitor_audit(&ts).await;
+    assert_eq!(audit.len(), 1, "refused codes are not audited: {audit:?}");
+    assert!(
+        audit[0].starts_with("2001 agent:1001 listen call "),
+        "{audit:?}"
+    );
     sup.talk_placed(&ok);
     sup.fill_placed(0x11).await;
     tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));

@@ -876,6 +876,7 @@ async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
         "{mixed} of {} frames are the mix",
         heard.len()
     );
+    ts.server.flush_records().await;
     let audit = ts
         .server
         .store

@@ -128,7 +128,7 @@ pub struct MonitorRequest {
     /// The supervisor's extension (its registered softphone is rung).
     pub extension: String,
     pub mode: MonitorMode,
-    /// The QC user or team lead (for the log).
+    /// The QC user or team lead (for the log and the audit entry).
     pub by: String,
 }
 
@@ -149,6 +149,8 @@ pub enum MonitorError {
     NoPort,
     #[error("the INVITE to extension {0} could not be sent")]
     NotSent(String),
+    #[error("the audit log is not being written: monitoring refused")]
+    NotAudited,
 }
 
 /// The monitors running and who may dial the monitor codes; shared by
@@ -243,6 +245,30 @@ async fn prepare(
     Ok((live, slot))
 }
 
+/// Writes the audit entry of a monitor that is going ahead (ringing, or
+/// answered from a dialed code), whichever way it was started — the QC
+/// page, the API, a code — before the supervisor hears anything: through
+/// the record writer, so never lost and never on the media path.
+async fn audit_start(
+    ctx: &CallContext,
+    req: &MonitorRequest,
+    live: &LiveCall,
+) -> Result<(), MonitorError> {
+    let audit = crate::store::AuditRow::now(
+        &req.by,
+        "monitor",
+        Some(format!("agent:{}", req.agent)),
+        Some(format!(
+            "{} call {} to {}",
+            req.mode, live.call_id, req.extension
+        )),
+    );
+    ctx.records
+        .submit_audit(audit)
+        .await
+        .map_err(|_| MonitorError::NotAudited)
+}
+
 fn span_of(req: &MonitorRequest, live: &LiveCall, leg: &str) -> tracing::Span {
     info_span!(
         "monitor",
@@ -295,7 +321,7 @@ impl MonitorHandle {
         };
         let leg_call_id = format!("{}-mon", new_tag());
         let (events_tx, events) = mpsc::channel(LEG_EVENTS);
-        let leg = ring_agent(
+        let mut leg = ring_agent(
             &self.ctx.sip,
             AgentId(req.extension.clone()),
             &req.extension,
@@ -309,6 +335,10 @@ impl MonitorHandle {
             RingError::NoContact => MonitorError::NotRegistered(req.extension.clone()),
             RingError::NotSent => MonitorError::NotSent(req.extension.clone()),
         })?;
+        if let Err(e) = audit_start(&self.ctx, &req, &live).await {
+            run_leg_outputs(&self.ctx.sip, leg.cancel()).await;
+            return Err(e);
+        }
         let span = span_of(&req, &live, &leg_call_id);
         info!(parent: &span, extension = %req.extension, "monitor: ringing the supervisor");
         let task = MonitorLeg {
@@ -410,6 +440,10 @@ pub async fn run_dialed(
         ctx.sip.respond(call.key.clone(), reject(400)).await;
         return;
     };
+    if audit_start(&ctx, &req, &live).await.is_err() {
+        ctx.sip.respond(call.key.clone(), reject(503)).await;
+        return;
+    }
     let mut ok = reject(200);
     ok.headers
         .push("Contact", ctx.sip.local.contact("monitor", call.peer.kind));

@@ -45,7 +45,9 @@ impl From<MonitorError> for ApiError {
             | MonitorError::NotAnswered(_)
             | MonitorError::OwnExtension(_)
             | MonitorError::TooMany { .. } => StatusCode::CONFLICT,
-            MonitorError::NoPort | MonitorError::NotSent(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MonitorError::NoPort | MonitorError::NotSent(_) | MonitorError::NotAudited => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         ApiError::new(status, e.to_string())
     }

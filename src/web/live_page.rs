@@ -1,7 +1,8 @@
 //! Live monitoring from the QC pages (同步监听): the agents' calls in
 //! progress, and a button per mode — listen silently, whisper to the agent,
 //! barge in — that makes the daemon ring the user's softphone (the user's
-//! `extension`) and join it to the call. Every start is audited.
+//! `extension`) and join it to the call. Every start is audited (by the
+//! monitor itself, `crate::call::monitor`, however it is started).
 
 use std::fmt::Write;
 
@@ -85,12 +86,9 @@ pub async fn start(
     Posted { authed, .. }: Posted,
 ) -> Result<Response, WebError> {
     authed.require(Permission::Monitor)?;
-    let mode = match mode.as_str() {
-        "listen" => MonitorMode::Listen,
-        "whisper" => MonitorMode::Whisper,
-        "barge" => MonitorMode::Barge,
-        other => return Err(WebError::NotFound(format!("no monitoring mode {other:?}"))),
-    };
+    let mode: MonitorMode = mode
+        .parse()
+        .map_err(|e: crate::call::monitor::UnknownMode| WebError::NotFound(e.to_string()))?;
     if !authed.sees_agent(&state.web, Some(&agent)) {
         return Err(WebError::NotFound(format!(
             "no live call of agent {agent:?}"
@@ -101,15 +99,6 @@ pub async fn start(
         .extension
         .clone()
         .ok_or_else(|| WebError::Conflict("you have no softphone extension to ring".into()))?;
-    // Audited before the softphone rings: no unaudited listening.
-    state
-        .store
-        .insert_audit(&[authed.audit(
-            "monitor",
-            format!("agent:{agent}"),
-            Some(format!("{mode:?}")),
-        )])
-        .await?;
     let call_id = state
         .monitor
         .start(MonitorRequest {
