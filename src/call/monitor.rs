@@ -297,11 +297,6 @@ impl MonitorHandle {
         MonitorHandle { ctx }
     }
 
-    /// Monitors running on `agent` now.
-    pub fn active(&self, agent: &str) -> usize {
-        self.ctx.monitors.active(agent)
-    }
-
     /// Rings `req.extension` to monitor `req.agent`'s live call; returns
     /// the monitor leg's Call-ID once the INVITE is sent. The leg runs on
     /// as its own task (see the module).

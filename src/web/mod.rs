@@ -59,12 +59,6 @@ pub struct WebContext {
     pub agents: BTreeMap<String, (String, Option<String>)>,
 }
 
-impl Default for WebContext {
-    fn default() -> Self {
-        WebContext::new(&QcConfig::default(), &crate::acd::AcdConfig::default())
-    }
-}
-
 impl WebContext {
     pub fn new(qc: &QcConfig, acd: &crate::acd::AcdConfig) -> WebContext {
         WebContext {
