@@ -2,7 +2,7 @@
 # Bridged-call and ACD benchmark: SIPp callers queued to SIPp agents through
 # the daemon on 127.0.0.1; prints Markdown tables.
 #
-#   bash bench/bridged.sh [bridged|recorded|offers|all]   (default: all, < 15 min)
+#   bash bench/bridged.sh [bridged|recorded|cost|offers|all]   (default: all, < 15 min)
 #
 # Binary, build and ports as in bench/run.sh (HOTLINE_BENCH_BIN,
 # HOTLINE_BENCH_BUILD, HOTLINE_BENCH_KEEP, HOTLINE_BENCH_OUT); the base port is
@@ -44,6 +44,8 @@
 #             (talk_ms), frames of the call missing from the recording (gap
 #             fill), megabytes written. CPU compared with the plain step of
 #             the same size when both ran.
+#   cost      the plain steps at RECORDED_STEPS, then the recorded ones: the
+#             CPU cost of recording over plain bridging, step by step.
 #   offers    200 agents; callers at OFFER_RATES (50 100 150 200) calls/s for
 #             10 s each, INVITE, 200, ACK, 1 s, BYE
 #             (tests/interop/sipp/simple_call.xml); offers per second from
@@ -58,8 +60,8 @@
 set -uo pipefail
 
 MODE=${1:-all}
-case "$MODE" in bridged|recorded|offers|all) ;; *)
-  echo "usage: $0 [bridged|recorded|offers|all]" >&2; exit 2 ;;
+case "$MODE" in bridged|recorded|cost|offers|all) ;; *)
+  echo "usage: $0 [bridged|recorded|cost|offers|all]" >&2; exit 2 ;;
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -367,6 +369,7 @@ emit "## hotline bridged-call benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(npr
 case "$MODE" in
   bridged) bench_bridged ;;
   recorded) bench_bridged recorded ;;
+  cost) BRIDGED_STEPS=$RECORDED_STEPS BRIDGED_MORE="" bench_bridged; bench_bridged recorded ;;
   offers) bench_offers ;;
   all) bench_bridged; bench_bridged recorded; bench_offers ;;
 esac

@@ -205,8 +205,28 @@ async fn the_supervisor_hanging_up_leaves_the_call_alone() {
     let mut call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
-    monitor_answered(&http, LISTEN_2001, &mut sup, &mut call, &mut agent).await;
+    let leg = monitor_answered(&http, LISTEN_2001, &mut sup, &mut call, &mut agent).await;
     tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
+
+    // The supervisor's phone holds: the re-INVITE is answered (not 488) and
+    // it is sent nothing; resumed, it hears the call again.
+    let (hold, _, _) = tokio::join!(sup.hold(), call.pump(secs(1)), agent.pump(secs(1)));
+    assert_eq!(hold, Some(200), "the supervisor's hold is answered");
+    tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
+    let before = sup.received_frames().len();
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)), sup.pump(secs(2)));
+    assert_eq!(
+        sup.received_frames().len(),
+        before,
+        "nothing is sent to the held phone"
+    );
+    let (resume, _, _) = tokio::join!(sup.resume(), call.pump(secs(1)), agent.pump(secs(1)));
+    assert_eq!(resume, Some(200));
+    let before = sup.received_frames().len();
+    tokio::join!(call.pump(secs(2)), agent.pump(secs(2)), sup.pump(secs(2)));
+    let (n, of) = share(&sup.received_frames()[before..], mix(0x42, 0x24));
+    assert!(of >= 80 && n * 10 >= of * 8, "after resume: {n}/{of}");
+
     let (bye, _, _) = tokio::join!(sup.bye(), call.pump(secs(1)), agent.pump(secs(1)));
     assert_eq!(bye, Some(200));
     // The call goes on: both still hear each other.
@@ -223,59 +243,52 @@ async fn the_supervisor_hanging_up_leaves_the_call_alone() {
     );
     assert_eq!(r.status, 202, "{}", body(&r));
     assert_eq!(call.bye().await, 200);
+
+    // The leg that was answered has its record: the supervisor hung up.
+    let rec = ts.record(&leg).await;
+    assert_eq!(rec.disposition, hotline::store::Disposition::Monitor);
+    assert_eq!(
+        (rec.caller.as_str(), rec.dialed.as_str()),
+        ("2001", "monitor")
+    );
+    assert_eq!(rec.acd.agent.as_deref(), Some("1001"));
+    assert_eq!(rec.queue.as_deref(), Some("12345"));
+    assert_eq!(rec.hangup_by, hotline::store::HangupBy::Caller);
+    assert_eq!(rec.hangup_reason, "bye");
+    assert_eq!(rec.self_service_result.as_deref(), Some("listen by wang"));
+    assert_eq!(rec.sip_status, 200);
+    assert!(rec.answered_at.is_some());
+    assert!(rec.duration_ms >= 8000, "{} ms", rec.duration_ms);
     ts.shutdown().await;
 }
 
 /// Starts a monitor of agent 1001 through the API (`req`), keeping the
-/// call's media going, and has `sup` answer it and get its ACK.
+/// call's media going, and has `sup` answer it and get its ACK; the
+/// monitor leg's Call-ID.
 async fn monitor_answered(
     http: &HttpClient,
     req: &str,
     sup: &mut AgentPhone,
     call: &mut support::Call,
     agent: &mut AgentPhone,
-) {
+) -> String {
     let (r, _, _) = tokio::join!(
         http.post("/api/agents/1001/monitor", req),
         call.pump(secs(1)),
         agent.pump(secs(1))
     );
     assert_eq!(r.status, 202, "{req}: {}", body(&r));
-    let (inv, _, _) = tokio::join!(
-        sup.wait_invite(secs(5)),
-        call.pump(secs(1)),
-        agent.pump(secs(1))
-    );
-    inv.expect("the supervisor is rung");
-    sup.answer().await;
-    let (acked, _, _) = tokio::join!(
-        sup.wait_ack(secs(5)),
-        call.pump(secs(1)),
-        agent.pump(secs(1))
-    );
-    assert!(acked, "the monitor leg is ACKed");
+    let leg = r.json()["call_id"].as_str().expect("call_id").to_string();
+    support::answer_rung(sup, call, agent).await;
+    leg
 }
 
 /// The monitor starts in the audit log: "actor object detail".
 async fn monitor_audit(ts: &TestServer) -> Vec<String> {
-    ts.server.flush_records().await;
-    ts.server
-        .store
-        .audit_log(hotline::store::AuditFilter {
-            action: Some("monitor".into()),
-            ..Default::default()
-        })
+    support::monitor_audit(ts)
         .await
-        .unwrap()
         .into_iter()
-        .map(|a| {
-            format!(
-                "{} {} {}",
-                a.actor,
-                a.object.unwrap_or_default(),
-                a.detail.unwrap_or_default()
-            )
-        })
+        .map(|(actor, object, detail)| format!("{actor} {object} {detail}"))
         .collect()
 }
 
@@ -298,9 +311,10 @@ async fn a_whisper_reaches_the_agent_only_and_a_barge_both_parties() {
     call.fill(0x42).await;
     agent.fill(0x24).await;
 
+    let mut legs = Vec::new();
     for mode in ["whisper", "barge"] {
         let req = monitor_body("2001", mode);
-        monitor_answered(&http, &req, &mut sup, &mut call, &mut agent).await;
+        legs.push(monitor_answered(&http, &req, &mut sup, &mut call, &mut agent).await);
         sup.fill(0x11).await;
         tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
         let (caller_from, agent_from, sup_from) = (
@@ -340,7 +354,54 @@ async fn a_whisper_reaches_the_agent_only_and_a_barge_both_parties() {
             .iter()
             .all(|f| f.iter().all(|b| *b == 0x42)));
     }
+    let call_id = call.call_id.clone();
     assert_eq!(call.bye().await, 200);
+    agent.pump(secs(1)).await;
+
+    // The recording holds what the supervisor said, in the right channel
+    // (the center's side) only, and marks both monitors.
+    let rows = support::finished_recordings(&ts, &call_id).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let reader = hound::WavReader::open(ts.dir.path().join(&rows[0].path)).unwrap();
+    let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
+    let (left, right) = (support::channel(&samples, 0), support::channel(&samples, 1));
+    let agent_and_supervisor = ulaw(0x24).saturating_add(ulaw(0x11));
+    let with_voice = right.iter().filter(|&&v| v == agent_and_supervisor).count();
+    assert!(
+        with_voice > 2 * 3 * 8000 * 8 / 10,
+        "{with_voice} samples of agent + supervisor on the right"
+    );
+    let caller_and_supervisor = ulaw(0x42).saturating_add(ulaw(0x11));
+    assert!(
+        !left
+            .iter()
+            .any(|&v| v == caller_and_supervisor || v == ulaw(0x11)),
+        "nothing of the supervisor on the caller's channel"
+    );
+    let marks = ts.server.store.recording_marks(&rows[0].id).await.unwrap();
+    let kinds: Vec<(&str, &str)> = marks
+        .iter()
+        .filter(|m| m.kind.starts_with("monitor"))
+        .map(|m| (m.kind.as_str(), m.detail.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("monitor", "whisper by wang (extension 2001)"),
+            ("monitor_end", "wang"),
+            ("monitor", "barge by wang (extension 2001)"),
+            ("monitor_end", "wang"),
+        ]
+    );
+    for (leg, mode) in legs.iter().zip(["whisper", "barge"]) {
+        let rec = ts.record(leg).await;
+        assert_eq!(rec.disposition, hotline::store::Disposition::Monitor);
+        assert_eq!(
+            rec.self_service_result.as_deref(),
+            Some(format!("{mode} by wang").as_str())
+        );
+        assert_eq!(rec.hangup_reason, "bye");
+    }
     ts.shutdown().await;
 }
 
@@ -402,5 +463,13 @@ async fn an_allowed_softphone_dials_the_monitor_code_and_listens() {
     assert_eq!(call.bye().await, 200);
     let (bye, _) = tokio::join!(sup.wait_placed_bye(secs(5)), agent.pump(secs(1)));
     assert!(bye, "2001 gets a BYE when the call ends");
+    let rec = ts.record(ok.call_id().unwrap()).await;
+    assert_eq!(rec.disposition, hotline::store::Disposition::Monitor);
+    assert_eq!(
+        (rec.caller.as_str(), rec.dialed.as_str()),
+        ("2001", "*311001")
+    );
+    assert_eq!(rec.hangup_by, hotline::store::HangupBy::System);
+    assert_eq!(rec.hangup_reason, "call_over");
     ts.shutdown().await;
 }

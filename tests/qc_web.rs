@@ -708,8 +708,9 @@ async fn qc_pages_log_in_listen_score_dispute_settle_and_refuse_what_they_must()
 /// Debian's `chromium` and `chromium-driver`; without them the test says so
 /// and passes, unless `HOTLINE_TEST_BROWSER=1` (CI's browser stage), where
 /// their absence fails it.
-#[tokio::test]
-async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() {
+/// Whether chromium and chromedriver are there to run the browser tests;
+/// their absence fails the test under `HOTLINE_TEST_BROWSER=1`.
+fn browser_available() -> bool {
     let required = std::env::var("HOTLINE_TEST_BROWSER").is_ok_and(|v| v == "1");
     let have = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
         .iter()
@@ -720,18 +721,19 @@ async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() 
             "HOTLINE_TEST_BROWSER=1 but chromium/chromedriver are missing"
         );
         eprintln!("skipped: install chromium and chromium-driver to run the browser test");
-        return;
     }
-    let s = setup().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/qc_pages.py");
+    have
+}
+
+/// Runs `tests/browser/<script>` against the server with `args`, and
+/// checks that it passed every step (within 3 minutes).
+async fn run_browser(script: &str, base: std::net::SocketAddr, args: &[&str]) {
+    let path = format!("{}/tests/browser/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new("python3")
-        .arg(script)
+        .arg(path)
         .arg("--base")
-        .arg(format!("http://{}", s.ts.server.http))
-        .arg("--recording")
-        .arg(&s.recording_id)
-        .arg("--password")
-        .arg(PASSWORD)
+        .arg(format!("http://{base}"))
+        .args(args)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(secs(180), out)
@@ -745,6 +747,20 @@ async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() 
     );
     assert!(out.status.success(), "{log}");
     assert!(log.contains("all steps passed"), "{log}");
+}
+
+#[tokio::test]
+async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() {
+    if !browser_available() {
+        return;
+    }
+    let s = setup().await;
+    run_browser(
+        "qc_pages.py",
+        s.ts.server.http,
+        &["--recording", &s.recording_id, "--password", PASSWORD],
+    )
+    .await;
     // What the browser did is in the database.
     let store = &s.ts.server.store;
     let score = store
@@ -769,47 +785,29 @@ async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() 
     s.ts.shutdown().await;
 }
 
-/// Live monitoring from the QC page: a QC user's button rings the user's
-/// softphone (2001) into agent 1001's call, silently; wrong role, another
-/// team, no softphone and no CSRF token are refused; the start is audited.
-#[tokio::test]
-async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
+/// Agent 1001 on a call (the caller sends 0x42, the agent 0x24), the
+/// softphone 2001 registered, and `users` (name, role, the extra arguments
+/// of `hotline user add`) made.
+struct LiveCall {
+    ts: TestServer,
+    agent: AgentPhone,
+    sup: AgentPhone,
+    call: support::Call,
+}
+
+async fn live_call(users: &[(&str, &str, &[&str])]) -> LiveCall {
     let mut opts = options();
     opts.extra_toml = format!(
         "{}\n[[registrar.users]]\nuser = \"2001\"\nha1_md5 = \"7fee6d3ffbe2e83983da26d6ac9d9dc0\"\n",
         opts.extra_toml
     );
     let ts = TestServer::start_with(opts).await;
-    let mut agent = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
-    assert_eq!(agent.register().await, 200);
+    let mut agent = support::ready_agent(&ts, "1001").await;
     let mut sup = AgentPhone::new(ts.sip_udp(), Transport::Udp, "2001").await;
     assert_eq!(sup.register().await, 200);
-    let until = Instant::now() + secs(5);
-    while !ts
-        .server
-        .acd()
-        .snapshot()
-        .await
-        .unwrap()
-        .agents
-        .iter()
-        .any(|a| a.id == "1001" && a.state == "ready")
-    {
-        assert!(Instant::now() < until, "agent not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (name, role, extra) in [
-        ("qc1", "qc", vec!["--extension", "2001"]),
-        ("qc3", "qc", vec![]),
-        (
-            "lead_b",
-            "team_lead",
-            vec!["--team", "B", "--extension", "2001"],
-        ),
-        ("admin1", "admin", vec![]),
-    ] {
+    for (name, role, extra) in users {
         let mut args = vec!["user", "add", name, "--role", role];
-        args.extend(extra);
+        args.extend(extra.iter());
         let out = hotline(&ts, &args, &format!("{PASSWORD}\n"));
         assert!(
             out.status.success(),
@@ -817,10 +815,39 @@ async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let http = HttpClient::new(ts.server.http);
-    let mut call = support::answered_call(&ts, &mut agent).await;
+    let call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
+    LiveCall {
+        ts,
+        agent,
+        sup,
+        call,
+    }
+}
+
+/// Live monitoring from the QC page: a QC user's button rings the user's
+/// softphone (2001) into agent 1001's call, silently; wrong role, another
+/// team, no softphone and no CSRF token are refused; the start is audited.
+#[tokio::test]
+async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
+    let LiveCall {
+        ts,
+        mut agent,
+        mut sup,
+        mut call,
+    } = live_call(&[
+        ("qc1", "qc", &["--extension", "2001"]),
+        ("qc3", "qc", &[]),
+        (
+            "lead_b",
+            "team_lead",
+            &["--team", "B", "--extension", "2001"],
+        ),
+        ("admin1", "admin", &[]),
+    ])
+    .await;
+    let http = HttpClient::new(ts.server.http);
 
     let qc = login(&http, "qc1").await;
     let page = body(&qc.get("/qc/live", &[]).await);
@@ -855,17 +882,7 @@ async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
         .header("location")
         .unwrap()
         .starts_with("/qc/live?started="));
-    tokio::select! {
-        inv = sup.wait_invite(secs(10)) => { inv.expect("2001 is rung"); }
-        _ = async { tokio::join!(call.pump(secs(10)), agent.pump(secs(10))) } => panic!("no INVITE to 2001"),
-    }
-    sup.answer().await;
-    let (acked, _, _) = tokio::join!(
-        sup.wait_ack(secs(5)),
-        call.pump(secs(1)),
-        agent.pump(secs(1))
-    );
-    assert!(acked);
+    support::answer_rung(&mut sup, &mut call, &mut agent).await;
     tokio::join!(call.pump(secs(2)), agent.pump(secs(2)), sup.pump(secs(2)));
     let heard = sup.received_frames();
     let ulaw = |b: u8| hotline::media::g711::decode_sample(hotline::media::Codec::Pcmu, b);
@@ -876,19 +893,69 @@ async fn the_live_page_rings_the_qc_users_softphone_into_the_call() {
         "{mixed} of {} frames are the mix",
         heard.len()
     );
-    ts.server.flush_records().await;
-    let audit = ts
-        .server
-        .store
-        .audit_log(hotline::store::AuditFilter {
-            action: Some("monitor".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let audit = support::monitor_audit(&ts).await;
     assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!(audit[0].actor, "qc1");
-    assert_eq!(audit[0].object.as_deref(), Some("agent:1001"));
+    assert_eq!(
+        (audit[0].0.as_str(), audit[0].1.as_str()),
+        ("qc1", "agent:1001")
+    );
+    assert!(audit[0].2.starts_with("listen call "), "{audit:?}");
+    assert_eq!(call.bye().await, 200);
+    ts.shutdown().await;
+}
+
+/// The live page in headless Chromium (tests/browser/qc_live.py): qc1
+/// presses "Whisper" on agent 1001's call; the daemon rings qc1's
+/// softphone, which answers and talks (0x11): the agent hears caller and
+/// qc1, the caller only the agent.
+#[tokio::test]
+async fn browser_whispers_to_an_agent_from_the_live_page() {
+    if !browser_available() {
+        return;
+    }
+    let LiveCall {
+        ts,
+        mut agent,
+        mut sup,
+        mut call,
+    } = live_call(&[("qc1", "qc", &["--extension", "2001"])]).await;
+    // The call's media goes on while the browser works.
+    let browser = run_browser(
+        "qc_live.py",
+        ts.server.http,
+        &["--agent", "1001", "--password", PASSWORD],
+    );
+    tokio::pin!(browser);
+    loop {
+        tokio::select! {
+            _ = &mut browser => break,
+            _ = async { tokio::join!(call.pump(secs(1)), agent.pump(secs(1))) } => {}
+        }
+    }
+    support::answer_rung(&mut sup, &mut call, &mut agent).await;
+    sup.fill(0x11).await;
+    tokio::join!(call.pump(secs(1)), agent.pump(secs(1)), sup.pump(secs(1)));
+    let (caller_from, agent_from) = (call.frames().len(), agent.received_frames().len());
+    tokio::join!(call.pump(secs(3)), agent.pump(secs(3)), sup.pump(secs(3)));
+    let ulaw = |b: u8| hotline::media::g711::decode_sample(hotline::media::Codec::Pcmu, b);
+    let whisper = audio_codec_algorithms::encode_ulaw(ulaw(0x42).saturating_add(ulaw(0x11)));
+    let agent_heard = &agent.received_frames()[agent_from..];
+    let n = support::has_frame(agent_heard, whisper);
+    assert!(
+        agent_heard.len() >= 100 && n * 10 >= agent_heard.len() * 7,
+        "the agent hears caller + qc1 in {n} of {} frames",
+        agent_heard.len()
+    );
+    assert!(
+        call.frames()[caller_from..]
+            .iter()
+            .all(|f| f.iter().all(|b| *b == 0x24)),
+        "the caller hears only the agent"
+    );
+    let audit = support::monitor_audit(&ts).await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].0, "qc1");
+    assert!(audit[0].2.starts_with("whisper call "), "{audit:?}");
     assert_eq!(call.bye().await, 200);
     ts.shutdown().await;
 }

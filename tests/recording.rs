@@ -49,38 +49,12 @@ fn ulaw(byte: u8) -> i16 {
     hotline::media::g711::decode_sample(hotline::media::Codec::Pcmu, byte)
 }
 
-/// Samples of one channel of a stereo file.
-fn channel(samples: &[i16], ch: usize) -> Vec<i16> {
-    samples.iter().skip(ch).step_by(2).copied().collect()
-}
-
 /// Samples equal to `v` in `s[from_ms..to_ms]`.
 fn count(s: &[i16], from_ms: usize, to_ms: usize, v: i16) -> usize {
     s[from_ms * 8..(to_ms * 8).min(s.len())]
         .iter()
         .filter(|&&x| x == v)
         .count()
-}
-
-async fn recordings_of(ts: &TestServer, call_id: &str) -> Vec<hotline::store::RecordingRow> {
-    let until = Instant::now() + secs(10);
-    loop {
-        ts.server.flush_records().await;
-        let rows = ts
-            .server
-            .store
-            .recordings(RecordingFilter {
-                call_id: Some(call_id.to_string()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if !rows.is_empty() && rows.iter().all(|r| r.status != RecordingStatus::Recording) {
-            return rows;
-        }
-        assert!(Instant::now() < until, "recording not finished: {rows:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -111,7 +85,7 @@ async fn a_bridged_call_is_recorded_caller_left_agent_right_with_holds_and_masks
 
     let rec = ts.record(&call_id).await;
     let talk_ms = rec.acd.talk_ms.expect("talk time");
-    let rows = recordings_of(&ts, &rec.call_id).await;
+    let rows = support::finished_recordings(&ts, &rec.call_id).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     let r = &rows[0];
     assert_eq!(r.kind, RecordingKind::Call);
@@ -138,7 +112,7 @@ async fn a_bridged_call_is_recorded_caller_left_agent_right_with_holds_and_masks
     assert_eq!(reader.spec().sample_rate, 8000);
     assert_eq!(reader.duration() as i64, dur * 8);
     let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
-    let (left, right) = (channel(&samples, 0), channel(&samples, 1));
+    let (left, right) = (support::channel(&samples, 0), support::channel(&samples, 1));
     let (caller_v, agent_v) = (ulaw(0x42), ulaw(0x24));
     assert_ne!(caller_v, agent_v);
     // Second 1-3: both talk, each in its own channel only.
@@ -270,7 +244,7 @@ async fn the_agent_desktop_masks_the_recording_through_the_api() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let call_id = call.call_id.clone();
     assert_eq!(call.bye().await, 200);
-    let rows = recordings_of(&ts, &call_id).await;
+    let rows = support::finished_recordings(&ts, &call_id).await;
     let row = &rows[0];
     assert!(
         (1900..=3200).contains(&row.masked_ms),
@@ -282,7 +256,7 @@ async fn the_agent_desktop_masks_the_recording_through_the_api() {
         .into_samples()
         .map(Result::unwrap)
         .collect();
-    let left = channel(&samples, 0);
+    let left = support::channel(&samples, 0);
     assert!(left[(masked_at + 50) * 8..(masked_at + 1900) * 8]
         .iter()
         .all(|&s| s == 0));

@@ -215,7 +215,7 @@ async fn insert_and_read_back_every_field(db: TestDb) {
     // Newest first, limited.
     let recent = store.recent_call_records(3).await.unwrap();
     let ids: Vec<&str> = recent.iter().map(|r| r.call_id.as_str()).collect();
-    assert_eq!(ids, ["d8", "d7", "d6"]);
+    assert_eq!(ids, ["d9", "d8", "d7"]);
     assert_eq!(
         store.recent_call_records(100).await.unwrap().len(),
         2 + Disposition::ALL.len()

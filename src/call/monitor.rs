@@ -26,11 +26,16 @@
 //! one agent at a time.
 //!
 //! A supervisor's phone that sends no RTP for `[rtp] timeout_secs` is
-//! hung up (it vanished without a BYE).
+//! hung up (it vanished without a BYE). Its re-INVITEs (hold, resume, a
+//! new address or codec) are answered and applied to the feed; while it
+//! holds, it is sent nothing.
 //!
-//! Known limits: mid-call re-INVITEs from the supervisor's phone are
-//! refused with 488; the recording holds what caller and agent sent, not
-//! a whisper or barge-in.
+//! A recorded call keeps what the supervisor says: whispering or barging
+//! in, it is summed into the recording's right channel (the center's side),
+//! and every monitor puts marks on the recording's timeline (`monitor`
+//! when connected, with mode and user; `monitor_end`). Each monitor leg
+//! writes its own call record (disposition `monitor`; the monitored agent
+//! and queue, the supervisor's extension as the caller).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -38,7 +43,9 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
@@ -51,9 +58,9 @@ use super::ringing::{
 };
 use super::CallContext;
 use crate::acd::AgentId;
-use crate::media::monitor_feed::{self, FeedEnd};
+use crate::media::monitor_feed::{self, FeedEnd, SupervisorVoice};
 use crate::media::port_pool::RtpSocket;
-use crate::media::sdp::LocalMedia;
+use crate::media::sdp::{LocalMedia, Negotiated};
 use crate::media::session::{LegMedia, SessionConfig};
 use crate::media::tap::TapEvent;
 use crate::media::voice_mix::{Voice, VoiceTo};
@@ -61,6 +68,8 @@ use crate::sip::dialog::Dialog;
 use crate::sip::endpoint::{new_tag, DialogEvent, IncomingCall, SipHandle, ALLOW};
 use crate::sip::message::{reason_phrase, response_to, Method, Request};
 use crate::sip::transaction::TransactionKey;
+use crate::sip::transport::TransportKind;
+use crate::store::{CallRecord, Disposition, HangupBy, QueueOutcome};
 
 /// At most this many monitors listen to one agent at a time.
 pub const MAX_PER_AGENT: usize = 2;
@@ -347,9 +356,22 @@ impl MonitorHandle {
             events,
             _events_tx: events_tx,
             _slot: slot,
+            media: None,
+            arrived: self.ctx.clock.now(),
+            answered: None,
+            dialed: "monitor".to_string(),
         };
         tokio::spawn(task.run().instrument(span));
         Ok(leg_call_id)
+    }
+}
+
+/// The digit after `*3` that dials `mode`.
+fn mode_digit(mode: MonitorMode) -> char {
+    match mode {
+        MonitorMode::Listen => '1',
+        MonitorMode::Whisper => '2',
+        MonitorMode::Barge => '3',
     }
 }
 
@@ -380,6 +402,8 @@ pub async fn run_dialed(
     agent_extension: &str,
 ) {
     let call_id = call.request.call_id().unwrap_or("").to_string();
+    let arrived = ctx.clock.now();
+    let dialed = format!("*3{}{agent_extension}", mode_digit(mode));
     let local_tag = new_tag();
     let reject = |status: u16| {
         let mut r = response_to(&call.request, status, reason_phrase(status));
@@ -444,7 +468,7 @@ pub async fn run_dialed(
         .push("Contact", ctx.sip.local.contact("monitor", call.peer.kind));
     ok.headers.push("Allow", ALLOW);
     ok.headers.push("Content-Type", "application/sdp");
-    ok.body = bytes::Bytes::from(answer);
+    ok.body = Bytes::from(answer);
     ctx.sip.respond(call.key.clone(), ok).await;
     let (events_tx, events) = mpsc::channel(LEG_EVENTS);
     super::ringing::forward(call_id.clone(), call.events, events_tx.clone());
@@ -464,6 +488,10 @@ pub async fn run_dialed(
         events,
         _events_tx: events_tx,
         _slot: slot,
+        media: None,
+        arrived,
+        answered: None,
+        dialed,
     };
     task.run_answered().instrument(span).await;
 }
@@ -500,6 +528,13 @@ struct MonitorLeg {
     /// Kept so the channel stays open while the leg runs.
     _events_tx: mpsc::Sender<LegEvent>,
     _slot: Slot,
+    /// The leg's offer/answer, to the feed (re-INVITEs), once connected.
+    media: Option<watch::Sender<Negotiated>>,
+    /// For the leg's call record: when it began, when it was connected
+    /// (the supervisor hears the call), what was dialed.
+    arrived: DateTime<Utc>,
+    answered: Option<(Instant, DateTime<Utc>)>,
+    dialed: String,
 }
 
 /// A dialed leg whose 2xx was never ACKed is over (we still BYE it);
@@ -574,6 +609,54 @@ impl MonitorLeg {
                 info!(why = %why, "{}", MonitorError::NotAnswered(self.req.extension.clone()))
             }
             other => info!(ended = ?other, "monitor ended"),
+        }
+        if self.answered.is_some() {
+            if let Some(rec) = &self.live.recorder {
+                let _ = rec.mark("monitor_end", Some(self.req.by.clone())).await;
+            }
+        }
+        let record = self.record(&ended);
+        if self.ctx.records.submit(record).await.is_err() {
+            warn!("monitor: the record writer is closed; the leg's record is lost");
+        }
+    }
+
+    /// The monitor leg's call record.
+    fn record(&self, ended: &Ended) -> CallRecord {
+        let now = self.ctx.clock.now();
+        let (hangup_by, reason) = match ended {
+            Ended::NotAnswered(_) => (HangupBy::System, "not_answered"),
+            Ended::SupervisorHungUp => (HangupBy::Caller, "bye"),
+            Ended::SupervisorSilent => (HangupBy::System, "rtp_timeout"),
+            Ended::CallOver => (HangupBy::System, "call_over"),
+            Ended::Shutdown => (HangupBy::System, "shutdown"),
+            Ended::Failed(why) => (HangupBy::System, *why),
+        };
+        let talk_ms = self.answered.map(|(at, _)| at.elapsed().as_millis() as i64);
+        CallRecord {
+            call_id: self.call_id.clone(),
+            caller: self.req.extension.clone(),
+            dialed: self.dialed.clone(),
+            arrived_at: self.arrived,
+            answered_at: self.answered.map(|(_, wall)| wall),
+            ended_at: now,
+            duration_ms: talk_ms.unwrap_or(0),
+            ivr_path: Vec::new(),
+            self_service_result: Some(format!("{} by {}", self.req.mode, self.req.by)),
+            disposition: Disposition::Monitor,
+            hangup_by,
+            hangup_reason: reason.to_string(),
+            sip_status: if self.answered.is_some() { 200 } else { 0 },
+            codec: self.oa.current.as_ref().map(|n| n.codec.name().to_string()),
+            language: None,
+            queue: self.live.queue.clone(),
+            voice_message: None,
+            voice_message_ms: None,
+            acd: QueueOutcome {
+                agent: Some(self.req.agent.clone()),
+                talk_ms,
+                ..Default::default()
+            },
         }
     }
 
@@ -674,14 +757,28 @@ impl MonitorLeg {
                     self.bye().await;
                     return Ended::CallOver;
                 }
-                Some(tx)
+                Some(SupervisorVoice {
+                    bridge: tx,
+                    recording: self.live.recorder.as_ref().map(|r| r.voice_tap()),
+                })
             }
         };
         let mut cfg = SessionConfig::negotiated(socket, &n);
         cfg.rtp_timeout = self.ctx.rtp.timeout;
         cfg.inband_dtmf = false;
         let stop = CancellationToken::new();
-        let mut feed = monitor_feed::spawn(LegMedia::new(cfg), tap_rx, voice, stop.clone());
+        let (media_tx, media_rx) = watch::channel(n.clone());
+        self.media = Some(media_tx);
+        let mut feed =
+            monitor_feed::spawn(LegMedia::new(cfg), tap_rx, voice, media_rx, stop.clone());
+        self.answered = Some((Instant::now(), self.ctx.clock.now()));
+        if let Some(rec) = &self.live.recorder {
+            let detail = format!(
+                "{} by {} (extension {})",
+                self.req.mode, self.req.by, self.req.extension
+            );
+            let _ = rec.mark("monitor", Some(detail)).await;
+        }
         info!(
             codec = n.codec.name(),
             "monitor: supervisor answered; connected"
@@ -736,12 +833,70 @@ impl MonitorLeg {
                 }
                 false
             }
+            DialogEvent::Request {
+                request, key, peer, ..
+            } if request.method == Method::Invite => {
+                self.on_reinvite(request, key, peer.kind).await;
+                false
+            }
             DialogEvent::Request { request, key, .. } => self.in_dialog(request, key).await,
+            DialogEvent::Ack { request } => {
+                // The answer to the offer we made in a 200 to an offerless
+                // re-INVITE.
+                if self.oa.awaiting_answer() && !request.body.is_empty() {
+                    match self.oa.accept_answer(&request.body) {
+                        Ok(()) => self.renegotiated(),
+                        Err(e) => info!(error = %e, "monitor: the ACK's SDP answer is unusable"),
+                    }
+                }
+                false
+            }
             DialogEvent::AckTimeout => {
                 info!("monitor: our 2xx was never ACKed");
                 false_or_hangup(&mut self.leg)
             }
             _ => false,
+        }
+    }
+
+    /// The supervisor's phone re-INVITEs (hold, resume, a new address or
+    /// codec): answered with our SDP (an offer if it sent none) and applied
+    /// to the feed; an unusable offer gets 488 and changes nothing.
+    async fn on_reinvite(&mut self, request: Request, key: TransactionKey, kind: TransportKind) {
+        let sdp = if request.body.is_empty() {
+            Ok(self.oa.offer())
+        } else {
+            self.oa.answer(&request.body)
+        };
+        let sdp = match sdp {
+            Ok(sdp) => sdp,
+            Err(e) => {
+                info!(error = %e, "monitor: the supervisor's re-INVITE refused");
+                let resp = response_to(&request, 488, reason_phrase(488));
+                self.ctx.sip.respond(key, resp).await;
+                return;
+            }
+        };
+        let mut ok = response_to(&request, 200, "OK");
+        ok.headers
+            .push("Contact", self.ctx.sip.local.contact("monitor", kind));
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = Bytes::from(sdp);
+        self.ctx.sip.respond(key, ok).await;
+        if !request.body.is_empty() {
+            self.renegotiated();
+        }
+    }
+
+    /// The leg's current offer/answer, to the feed.
+    fn renegotiated(&self) {
+        if let (Some(tx), Some(n)) = (&self.media, &self.oa.current) {
+            info!(
+                held = self.oa.held(),
+                codec = n.codec.name(),
+                "monitor: the supervisor's media changed"
+            );
+            let _ = tx.send(n.clone());
         }
     }
 

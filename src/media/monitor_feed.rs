@@ -28,13 +28,14 @@
 use std::collections::VecDeque;
 use std::io;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::bridge::Side;
 use super::latch::Verdict;
+use super::sdp::Negotiated;
 use super::session::{LegMedia, FRAME_DURATION, PT_COMFORT_NOISE, RECV_BUF};
 use super::tap::TapEvent;
 use super::voice_mix::{push_bounded, VoiceTx};
@@ -96,6 +97,8 @@ impl Mixer {
                     self.sides[i].clear();
                 }
             }
+            // Another monitor's voice is not on this tap.
+            TapEvent::Voice { .. } => {}
         }
     }
 
@@ -116,17 +119,30 @@ impl Mixer {
     }
 }
 
+/// Where what the supervisor says goes, whispering or barging in.
+#[derive(Debug)]
+pub struct SupervisorVoice {
+    /// Into the bridge, mixed into what the agent (or both) hear.
+    pub bridge: VoiceTx,
+    /// Into the call's recording, if it is recorded
+    /// ([`crate::recording::RecorderControl::voice_tap`]).
+    pub recording: Option<mpsc::Sender<TapEvent>>,
+}
+
 /// Starts the feed task for the supervisor's leg `leg`, mixing what `tap`
 /// receives, until the tap closes or `stop` fires; what the supervisor says
-/// goes to `voice` if given (whisper, barge), else nowhere. The leg's
-/// socket is closed (its port back in the pool) when the task ends.
+/// goes to `voice` if given (whisper, barge), else nowhere. A new
+/// offer/answer on the leg (the supervisor's phone holds, resumes or moves:
+/// a re-INVITE) comes on `media` and applies from the next frame. The
+/// leg's socket is closed (its port back in the pool) when the task ends.
 pub fn spawn(
     leg: LegMedia,
     tap: mpsc::Receiver<TapEvent>,
-    voice: Option<VoiceTx>,
+    voice: Option<SupervisorVoice>,
+    media: watch::Receiver<Negotiated>,
     stop: CancellationToken,
 ) -> JoinHandle<FeedEnd> {
-    tokio::spawn(Feed::new(leg, voice).run(tap, stop))
+    tokio::spawn(Feed::new(leg, voice).run(tap, media, stop))
 }
 
 struct Feed {
@@ -137,12 +153,12 @@ struct Feed {
     tx_buf: [u8; rtp::HEADER_LEN + FRAME_SAMPLES],
     rx_buf: Box<[u8]>,
     talkspurt: bool,
-    voice: Option<VoiceTx>,
+    voice: Option<SupervisorVoice>,
     last_rx: Instant,
 }
 
 impl Feed {
-    fn new(leg: LegMedia, voice: Option<VoiceTx>) -> Self {
+    fn new(leg: LegMedia, voice: Option<SupervisorVoice>) -> Self {
         Feed {
             leg,
             mixer: Mixer::new(),
@@ -156,7 +172,13 @@ impl Feed {
         }
     }
 
-    async fn run(mut self, mut tap: mpsc::Receiver<TapEvent>, stop: CancellationToken) -> FeedEnd {
+    async fn run(
+        mut self,
+        mut tap: mpsc::Receiver<TapEvent>,
+        mut media: watch::Receiver<Negotiated>,
+        stop: CancellationToken,
+    ) -> FeedEnd {
+        let mut media_open = true;
         // The leg's media clock ran on since it was made.
         let elapsed = Instant::now() - self.leg.clock_at;
         self.leg.sender.advance(super::session::samples_in(elapsed));
@@ -170,6 +192,13 @@ impl Feed {
                     Some(ev) => self.mixer.push(&ev),
                     None => return FeedEnd::TapClosed,
                 },
+                changed = media.changed(), if media_open => match changed {
+                    Ok(()) => {
+                        let n = media.borrow_and_update().clone();
+                        self.renegotiated(&n);
+                    }
+                    Err(_) => media_open = false,
+                },
                 at = tick.tick() => {
                     if Instant::now().saturating_duration_since(at) > FRAME_DURATION * MAX_CATCH_UP {
                         tick.reset();
@@ -180,6 +209,26 @@ impl Feed {
                 }
             }
         }
+    }
+
+    /// The leg's new offer/answer: codec, where to send, hold (RFC 3264
+    /// §8.4: while the supervisor's phone holds, nothing is sent to it and
+    /// its silence is no timeout).
+    fn renegotiated(&mut self, n: &Negotiated) {
+        let held = n.remote_rtp.is_none() || !n.direction.sends();
+        if n.remote_rtp != self.leg.sdp_remote {
+            self.leg.latch.reset();
+        }
+        if self.leg.held && !held {
+            self.last_rx = Instant::now();
+            self.talkspurt = true;
+        }
+        self.leg.codec = n.codec;
+        self.leg.audio_pt = n.audio_pt;
+        self.leg.dtmf_pt = n.dtmf_pt;
+        self.leg.sdp_remote = n.remote_rtp;
+        self.leg.held = held;
+        tracing::debug!(held, remote = ?n.remote_rtp, codec = n.codec.name(), "monitor leg renegotiated");
     }
 
     /// One frame to the supervisor; false once it has been silent for the
@@ -243,10 +292,21 @@ impl Feed {
                     if pt != self.leg.audio_pt {
                         continue;
                     }
-                    if let Some(voice) = &self.voice {
+                    if let Some(voice) = &mut self.voice {
                         let mut pcm = Vec::with_capacity(packet.payload.len());
                         g711::decode(self.leg.codec, packet.payload, &mut pcm);
-                        if let Err(mpsc::error::TrySendError::Closed(_)) = voice.try_send(pcm) {
+                        if let Some(rec) = &voice.recording {
+                            let event = TapEvent::Voice {
+                                at: now,
+                                pcm: pcm.as_slice().into(),
+                            };
+                            if let Err(mpsc::error::TrySendError::Closed(_)) = rec.try_send(event) {
+                                voice.recording = None;
+                            }
+                        }
+                        if let Err(mpsc::error::TrySendError::Closed(_)) =
+                            voice.bridge.try_send(pcm)
+                        {
                             self.voice = None;
                         }
                     }
@@ -262,9 +322,11 @@ impl Feed {
 mod tests {
     use super::*;
     use crate::media::port_pool::RtpSocket;
+    use crate::media::sdp::Direction;
     use crate::media::session::SessionConfig;
     use crate::media::Codec;
     use bytes::Bytes;
+    use std::net::SocketAddr;
     use std::time::Duration;
     use tokio::net::UdpSocket;
 
@@ -281,6 +343,22 @@ mod tests {
 
     fn ulaw(byte: u8) -> i16 {
         g711::decode_sample(Codec::Pcmu, byte)
+    }
+
+    fn negotiated(remote: SocketAddr, codec: Codec, direction: Direction) -> Negotiated {
+        Negotiated {
+            codec,
+            audio_pt: codec.payload_type(),
+            remote_rtp: Some(remote),
+            dtmf_pt: None,
+            direction,
+            remote_direction: Direction::SendRecv,
+        }
+    }
+
+    /// A leg whose offer/answer never changes (the sender is gone at once).
+    fn fixed_media(remote: SocketAddr, codec: Codec) -> watch::Receiver<Negotiated> {
+        watch::channel(negotiated(remote, codec, Direction::SendRecv)).1
     }
 
     #[test]
@@ -343,7 +421,13 @@ mod tests {
         cfg.rtp_timeout = Duration::from_secs(2);
         let (_tap_tx, tap_rx) = mpsc::channel(64);
         let started = Instant::now();
-        let feed = spawn(LegMedia::new(cfg), tap_rx, None, CancellationToken::new());
+        let feed = spawn(
+            LegMedia::new(cfg),
+            tap_rx,
+            None,
+            fixed_media(supervisor.local_addr().unwrap(), Codec::Pcmu),
+            CancellationToken::new(),
+        );
         let end = tokio::time::timeout(Duration::from_secs(10), feed)
             .await
             .expect("the feed ends")
@@ -359,7 +443,13 @@ mod tests {
         let ours = socket.local_addr();
         let cfg = SessionConfig::new(socket, Some(supervisor.local_addr().unwrap()), Codec::Pcma);
         let (tap_tx, tap_rx) = mpsc::channel(64);
-        let feed = spawn(LegMedia::new(cfg), tap_rx, None, CancellationToken::new());
+        let feed = spawn(
+            LegMedia::new(cfg),
+            tap_rx,
+            None,
+            fixed_media(supervisor.local_addr().unwrap(), Codec::Pcma),
+            CancellationToken::new(),
+        );
         // The supervisor talks; nobody gets it (nothing to assert but no
         // crash), and the feed latches to it.
         let mut pkt = [0u8; rtp::HEADER_LEN + FRAME_SAMPLES];
@@ -396,5 +486,55 @@ mod tests {
             .expect("the feed ends")
             .unwrap();
         assert_eq!(end, FeedEnd::TapClosed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_supervisor_on_hold_is_sent_nothing_and_its_silence_is_no_timeout() {
+        let supervisor = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = supervisor.local_addr().unwrap();
+        let socket = RtpSocket::unpooled(UdpSocket::bind("127.0.0.1:0").await.unwrap()).unwrap();
+        let mut cfg = SessionConfig::new(socket, Some(to), Codec::Pcmu);
+        cfg.rtp_timeout = Duration::from_secs(2);
+        let (media_tx, media_rx) = watch::channel(negotiated(to, Codec::Pcmu, Direction::SendRecv));
+        let (_tap_tx, tap_rx) = mpsc::channel(64);
+        let feed = spawn(
+            LegMedia::new(cfg),
+            tap_rx,
+            None,
+            media_rx,
+            CancellationToken::new(),
+        );
+        let mut buf = [0u8; 1500];
+        let (len, _) = tokio::time::timeout(Duration::from_secs(1), supervisor.recv_from(&mut buf))
+            .await
+            .expect("a frame before the hold")
+            .unwrap();
+        assert_eq!(rtp::parse(&buf[..len]).unwrap().payload_type, 0);
+        // The phone holds (its re-INVITE: sendonly, our answer recvonly).
+        media_tx
+            .send(negotiated(to, Codec::Pcmu, Direction::RecvOnly))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while supervisor.try_recv_from(&mut buf).is_ok() {}
+        // 5 s on hold, silent: no frame to it, and the feed goes on.
+        let quiet =
+            tokio::time::timeout(Duration::from_secs(5), supervisor.recv_from(&mut buf)).await;
+        assert!(quiet.is_err(), "nothing is sent to a held phone");
+        assert!(!feed.is_finished(), "silence while held is no timeout");
+        // Resumed, now with PCMA: frames come again, in the new codec.
+        media_tx
+            .send(negotiated(to, Codec::Pcma, Direction::SendRecv))
+            .unwrap();
+        let (len, _) = tokio::time::timeout(Duration::from_secs(1), supervisor.recv_from(&mut buf))
+            .await
+            .expect("frames after resume")
+            .unwrap();
+        assert_eq!(rtp::parse(&buf[..len]).unwrap().payload_type, 8);
+        // And the RTP timeout counts from the resume: 2 s later it ends.
+        let end = tokio::time::timeout(Duration::from_secs(10), feed)
+            .await
+            .expect("the feed ends")
+            .unwrap();
+        assert_eq!(end, FeedEnd::SupervisorSilent);
     }
 }

@@ -8,6 +8,8 @@
 //! file), and the side's codec, so it can decode. Hold and resume are
 //! reported in the same stream, in order with the audio.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::Instant;
@@ -30,6 +32,10 @@ pub enum TapEvent {
     },
     /// `side` put the call on hold (`held`) or resumed it.
     Hold { side: Side, held: bool, at: Instant },
+    /// A live monitor's voice (whisper, barge), decoded, as it reached the
+    /// daemon. Not from the bridge: the monitor's feed sends it straight to
+    /// the call's recorder ([`crate::recording::RecorderControl::voice_tap`]).
+    Voice { at: Instant, pcm: Arc<[i16]> },
 }
 
 /// Frames a recorder's tap holds: 5 s of both sides at 20 ms.

@@ -108,6 +108,8 @@ pub fn build(
                 "resume" => format!("{by} resumed the call"),
                 "mask" => format!("recording masked by {by}"),
                 "unmask" => format!("recording unmasked by {by}"),
+                "monitor" => format!("live monitor: {by}"),
+                "monitor_end" => format!("live monitor by {by} ended"),
                 other => format!("{other} {by}"),
             };
             push(base + m.at_ms, &m.kind, text);

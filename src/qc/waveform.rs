@@ -5,10 +5,15 @@
 //! shaded, and a time axis.
 //!
 //! [`peaks`] reads the file (blocking: call it from `spawn_blocking`);
-//! [`svg`] is pure.
+//! [`svg`] is pure. [`PeaksCache`] keeps the peaks of the recordings viewed
+//! last, so a recording is read once, not on every view: a finished
+//! recording does not change, and its key holds its checksum, so a file
+//! repaired or rewritten is read again.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use crate::store::RecordingMarkRow;
 
@@ -21,6 +26,56 @@ pub struct Peaks {
     pub channels: Vec<Vec<f32>>,
     /// Length of the recording.
     pub duration_ms: u64,
+}
+
+/// Peaks of this many recordings are kept (about 6 KiB each).
+pub const CACHED: usize = 256;
+
+/// The peaks of the recordings viewed last, by key (the recording's id and
+/// checksum); the oldest entry goes when [`CACHED`] are kept.
+#[derive(Debug, Default)]
+pub struct PeaksCache {
+    inner: Mutex<CacheEntries>,
+}
+
+/// The entries, and their keys oldest first.
+#[derive(Debug, Default)]
+struct CacheEntries {
+    map: HashMap<String, Arc<Peaks>>,
+    order: VecDeque<String>,
+}
+
+impl PeaksCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Peaks>> {
+        self.inner.lock().ok()?.map.get(key).cloned()
+    }
+
+    pub fn put(&self, key: String, peaks: Arc<Peaks>) {
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
+        let CacheEntries { map, order } = &mut *guard;
+        if map.insert(key.clone(), peaks).is_none() {
+            order.push_back(key);
+        }
+        while order.len() > CACHED {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.map.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Reads `path` (a 16-bit PCM WAV) into `columns` peaks per channel.
@@ -178,6 +233,28 @@ mod tests {
             kind: kind.into(),
             detail: None,
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_the_last_recordings_viewed() {
+        let cache = PeaksCache::new();
+        let p = |ms| {
+            Arc::new(Peaks {
+                channels: vec![vec![0.5; 4]],
+                duration_ms: ms,
+            })
+        };
+        assert!(cache.get("r0").is_none());
+        for i in 0..CACHED + 10 {
+            cache.put(format!("r{i}"), p(i as u64));
+        }
+        assert_eq!(cache.len(), CACHED);
+        assert!(cache.get("r9").is_none(), "the oldest went");
+        assert_eq!(cache.get("r10").map(|x| x.duration_ms), Some(10));
+        // Put again under the same key: replaced, not counted twice.
+        cache.put("r10".into(), p(7));
+        assert_eq!(cache.len(), CACHED);
+        assert_eq!(cache.get("r10").map(|x| x.duration_ms), Some(7));
     }
 
     #[test]

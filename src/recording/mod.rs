@@ -199,7 +199,7 @@ impl Recordings {
             row,
             self.data_dir.join(&path),
             t0,
-            taps,
+            (tap.clone(), taps),
             self.sink.clone(),
         );
         StartedRecording {

@@ -63,6 +63,8 @@ pub struct RecorderGone;
 pub struct RecorderControl {
     pub id: String,
     tx: mpsc::Sender<Control>,
+    /// Into the recorder's tap, for monitors' voices.
+    tap: mpsc::Sender<TapEvent>,
 }
 
 impl RecorderControl {
@@ -87,6 +89,13 @@ impl RecorderControl {
         .await
     }
 
+    /// Where a live monitor's feed sends what the supervisor says
+    /// ([`TapEvent::Voice`]) while whispering or barging in: it is summed
+    /// into the right channel. Offer with `try_send`: a full tap loses it.
+    pub fn voice_tap(&self) -> mpsc::Sender<TapEvent> {
+        self.tap.clone()
+    }
+
     /// Ends the recording now (the bridge has ended). Does not wait for the
     /// file to be finished.
     pub async fn stop(&self) {
@@ -99,13 +108,14 @@ impl RecorderControl {
 }
 
 /// Starts the recorder of `row` (status `recording`), writing `file`, with
-/// the recording's clock starting at `t0`.
+/// the recording's clock starting at `t0`, reading the tap `taps` (`tap`:
+/// its sender, kept for monitors' voices).
 pub(super) fn spawn(
     tasks: &TaskTracker,
     row: RecordingRow,
     file: PathBuf,
     t0: Instant,
-    taps: mpsc::Receiver<TapEvent>,
+    (tap, taps): (mpsc::Sender<TapEvent>, mpsc::Receiver<TapEvent>),
     sink: RecordSink,
 ) -> RecorderControl {
     let (tx, rx) = mpsc::channel(CONTROL_CAPACITY);
@@ -125,7 +135,7 @@ pub(super) fn spawn(
         }
         .run(taps, rx),
     );
-    RecorderControl { id, tx }
+    RecorderControl { id, tx, tap }
 }
 
 struct Recorder {
@@ -216,6 +226,10 @@ impl Recorder {
                     };
                     let pos = self.position(at);
                     self.timeline.push(ch, pos, ssrc, timestamp, &self.pcm);
+                }
+                TapEvent::Voice { at, pcm } => {
+                    let pos = self.position(at);
+                    self.timeline.push_voice(pos, &pcm);
                 }
                 TapEvent::Hold { side, held, at } => {
                     let who = match side {

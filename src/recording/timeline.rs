@@ -16,6 +16,11 @@
 //! the rest, up to the end, so a recording is exactly as long as the
 //! bridged time whatever either side sent. Masked spans are silence on
 //! both channels.
+//!
+//! A live monitor's voice (a supervisor whispering or barging in,
+//! [`Timeline::push_voice`]) is placed by its arrival and summed, with
+//! saturation, into the right channel: the center's side of the call, what
+//! the agent and the supervisor said. It never holds the output back.
 
 use std::collections::VecDeque;
 
@@ -25,6 +30,8 @@ const PER_MS: u64 = 8;
 pub const LAG: u64 = 300 * PER_MS;
 /// A stream this far from the wall clock is re-placed by arrival time.
 pub const DRIFT: u64 = 400 * PER_MS;
+/// A monitor's voice frame this late still follows the one before it.
+const VOICE_JITTER: u64 = 60 * PER_MS;
 /// The longest timestamp gap taken as loss within one stream.
 const MAX_GAP: u32 = 5 * 8000;
 
@@ -49,6 +56,10 @@ struct Lane {
 #[derive(Debug, Default)]
 pub struct Timeline {
     lanes: [Lane; 2],
+    /// Monitors' voices, from `written` on, added to the right channel.
+    voice: VecDeque<i16>,
+    /// Where the next voice frame goes (at the earliest).
+    voice_next: u64,
     /// Output so far (frames).
     written: u64,
     /// Masked spans: start, end (None while open).
@@ -86,7 +97,6 @@ impl Timeline {
     /// received at position `arrival`.
     pub fn push(&mut self, ch: Channel, arrival: u64, ssrc: u32, timestamp: u32, pcm: &[i16]) {
         let n = pcm.len() as u64;
-        let written = self.written;
         let lane = &mut self.lanes[ch as usize];
         let by_arrival = arrival.saturating_sub(n).max(lane.next);
         let mut pos = match lane.stream {
@@ -112,18 +122,60 @@ impl Timeline {
         }
         lane.stream = Some((ssrc, timestamp.wrapping_add(n as u32)));
         lane.next = lane.next.max(pos + n);
-        // What is before `written` is out already.
-        let skip = written.saturating_sub(pos).min(n) as usize;
+        if let Some((start, skip)) = self.place(pos, n) {
+            let lane = &mut self.lanes[ch as usize];
+            let end = start + pcm.len() - skip;
+            if lane.buf.len() < end {
+                lane.buf.resize(end, 0);
+            }
+            for (slot, &s) in lane.buf.range_mut(start..end).zip(&pcm[skip..]) {
+                *slot = s;
+            }
+        }
+    }
+
+    /// Where a frame of `n` samples at `pos` goes in the buffers (which
+    /// start at `written`), and how many of its first samples are before
+    /// that (out already: cut); `None` if all of it is (dropped). Either
+    /// counts as late.
+    fn place(&mut self, pos: u64, n: u64) -> Option<(usize, usize)> {
+        if pos + n <= self.written && n > 0 {
+            self.late_dropped += 1;
+            return None;
+        }
+        let skip = self.written.saturating_sub(pos).min(n);
         if skip > 0 {
             self.late_dropped += 1;
         }
-        let start = (pos + skip as u64 - written) as usize;
-        let end = (pos + n - written) as usize;
-        if lane.buf.len() < end {
-            lane.buf.resize(end, 0);
+        Some(((pos + skip - self.written) as usize, skip as usize))
+    }
+
+    /// A frame of a monitor's voice (decoded), received at position
+    /// `arrival`: summed into the right channel there, after the voice
+    /// frame before it. What falls before the output is dropped.
+    pub fn push_voice(&mut self, arrival: u64, pcm: &[i16]) {
+        let n = pcm.len() as u64;
+        let by_arrival = arrival.saturating_sub(n);
+        // Jitter (up to VOICE_JITTER late) keeps the voice contiguous; a
+        // longer gap is a pause in what the phone sent.
+        let mut pos = if by_arrival > self.voice_next + VOICE_JITTER {
+            by_arrival
+        } else {
+            self.voice_next.max(by_arrival.saturating_sub(VOICE_JITTER))
+        };
+        if pos > arrival + DRIFT {
+            pos = by_arrival;
         }
-        for (i, &s) in pcm[skip..].iter().enumerate() {
-            lane.buf[start + i] = s;
+        self.voice_next = pos + n;
+        let Some((start, skip)) = self.place(pos, n) else {
+            return;
+        };
+        let end = start + pcm.len() - skip;
+        if self.voice.len() < end {
+            self.voice.resize(end, 0);
+        }
+        for (slot, &s) in self.voice.range_mut(start..end).zip(&pcm[skip..]) {
+            *slot = slot.saturating_add(s);
         }
     }
 
@@ -166,6 +218,7 @@ impl Timeline {
         for lane in &mut self.lanes {
             lane.buf.clear();
         }
+        self.voice.clear();
     }
 
     fn output(&mut self, upto: u64, out: &mut Vec<i16>) {
@@ -180,7 +233,10 @@ impl Timeline {
             let [l, r] = &mut self.lanes;
             let (a, b) = (
                 l.buf.pop_front().unwrap_or(0),
-                r.buf.pop_front().unwrap_or(0),
+                r.buf
+                    .pop_front()
+                    .unwrap_or(0)
+                    .saturating_add(self.voice.pop_front().unwrap_or(0)),
             );
             let masked = self
                 .masks
@@ -283,6 +339,27 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_wholly_before_the_output_is_dropped_not_a_crash() {
+        let mut t = Timeline::new();
+        for i in 0..10u64 {
+            t.push(Channel::Right, (i + 1) * 160, 1, i as u32 * 160, &[4; F]);
+        }
+        let mut out = Vec::new();
+        // The other side sent nothing: the output runs past the right
+        // lane's next place (by the lag) to 1800.
+        t.flush(1800 + LAG, &mut out);
+        assert_eq!(out.len() as u64, 1800 * 2);
+        // The stream goes on by its timestamps (late, but within the
+        // drift): its place, 1600..1760, is wholly written.
+        let late = 1800 + LAG + 100;
+        t.push(Channel::Right, late, 1, 1600, &[5; F]);
+        assert_eq!(t.late_dropped(), 1);
+        t.finish(late, &mut out);
+        assert_eq!(out.len() as u64, late * 2);
+        assert!(!right(&out).contains(&5), "dropped, not placed");
+    }
+
+    #[test]
     fn a_new_stream_or_a_stalled_one_is_placed_by_arrival() {
         let mut t = Timeline::new();
         t.push(Channel::Right, 160, 1, 0, &[1; F]);
@@ -298,6 +375,43 @@ mod tests {
         assert!(r[160..16000].iter().all(|&s| s == 0));
         assert!(r[16000..16160].iter().all(|&s| s == 2));
         assert!(r[24000..].iter().all(|&s| s == 3));
+    }
+
+    #[test]
+    fn a_monitors_voice_is_summed_into_the_right_channel_by_arrival() {
+        let mut t = Timeline::new();
+        for i in 0..50u64 {
+            t.push(Channel::Left, (i + 1) * 160, 1, i as u32 * 160, &[7; F]);
+            t.push(Channel::Right, (i + 1) * 160, 2, i as u32 * 160, &[8; F]);
+        }
+        // The supervisor whispers from 0.2 s to 0.6 s, its frames jittery:
+        // two arrive together, each still goes after the one before.
+        for i in 0..20u64 {
+            let arrival = 1600 + (i + 1) * 160 + if i == 5 { 160 } else { 0 };
+            t.push_voice(arrival, &[100; F]);
+        }
+        // Near saturation: summed with saturation.
+        t.push(Channel::Right, 8000 + 160, 2, 50 * 160, &[i16::MAX - 10; F]);
+        t.push_voice(8000 + 160, &[100; F]);
+        let mut out = Vec::new();
+        t.finish(8000 + 160, &mut out);
+        let (l, r) = (left(&out), right(&out));
+        assert!(
+            l[..8000].iter().all(|&s| s == 7),
+            "the caller's channel untouched"
+        );
+        assert!(r[..1600].iter().all(|&s| s == 8));
+        assert!(
+            r[1600..4800].iter().all(|&s| s == 108),
+            "{:?}",
+            &r[1590..1610]
+        );
+        assert!(r[4800..8000].iter().all(|&s| s == 8));
+        assert!(r[8000..].iter().all(|&s| s == i16::MAX));
+        // A voice frame for what is written already is dropped.
+        let before = t.late_dropped();
+        t.push_voice(160, &[1; F]);
+        assert_eq!(t.late_dropped(), before + 1);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum Disposition {
     Rejected,
     /// The daemon stopped with the call up.
     Interrupted,
+    /// A supervisor's live-monitor leg (listen, whisper, barge), not a
+    /// citizen's call: left out of the center's call figures.
+    Monitor,
 }
 
 impl Disposition {
@@ -38,6 +41,7 @@ impl Disposition {
             Disposition::VoiceMessage => "voice_message",
             Disposition::Rejected => "rejected",
             Disposition::Interrupted => "interrupted",
+            Disposition::Monitor => "monitor",
         }
     }
 
@@ -53,12 +57,13 @@ impl Disposition {
             "voice_message" => Disposition::VoiceMessage,
             "rejected" => Disposition::Rejected,
             "interrupted" => Disposition::Interrupted,
+            "monitor" => Disposition::Monitor,
             _ => return None,
         })
     }
 
     /// Every variant, for tests and reports.
-    pub const ALL: [Disposition; 9] = [
+    pub const ALL: [Disposition; 10] = [
         Disposition::SelfServed,
         Disposition::AbandonedInIvr,
         Disposition::ToQueue,
@@ -68,6 +73,7 @@ impl Disposition {
         Disposition::VoiceMessage,
         Disposition::Rejected,
         Disposition::Interrupted,
+        Disposition::Monitor,
     ];
 }
 

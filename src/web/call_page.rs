@@ -19,8 +19,8 @@ use super::{Permission, Role, WebError, WebState};
 use crate::qc::scorecard::Answer;
 use crate::qc::waveform::clock;
 use crate::store::{
-    DisputeRow, EventFilter, RecordingRow, ScoreCommentRow, ScoreFilter, ScoreItemRow, ScoreRow,
-    ScoreStatus,
+    DisputeRow, EventFilter, RecordingRow, RecordingStatus, ScoreCommentRow, ScoreFilter,
+    ScoreItemRow, ScoreRow, ScoreStatus,
 };
 
 /// The recording `id`, if it exists, is not deleted and `authed` may hear
@@ -91,13 +91,30 @@ pub async fn waveform(
         .await
         .ok_or_else(|| WebError::NotFound("the recording's file is missing".into()))?;
     let marks = state.store.recording_marks(&id).await?;
-    let svg = tokio::task::spawn_blocking(move || {
-        crate::qc::waveform::peaks(&file, 800)
-            .map(|p| crate::qc::waveform::svg(&p, &marks, &["caller 市民", "agent 坐席"]))
-    })
-    .await
-    .map_err(|_| WebError::Unavailable("drawing the waveform failed".into()))?
-    .map_err(|e| WebError::Unavailable(format!("the recording cannot be read: {e}")))?;
+    // A finished recording does not change: its peaks are read once (the
+    // key holds its checksum). One still being written is read each time.
+    let key = match (&rec.status, &rec.sha256) {
+        (RecordingStatus::Complete, Some(sum)) => Some(format!("{id}:{sum}")),
+        _ => None,
+    };
+    let cached = key.as_deref().and_then(|k| state.web.peaks.get(k));
+    let peaks = match cached {
+        Some(p) => p,
+        None => {
+            let p = tokio::task::spawn_blocking(move || {
+                crate::qc::waveform::peaks(&file, crate::qc::waveform::COLUMNS)
+            })
+            .await
+            .map_err(|_| WebError::Unavailable("drawing the waveform failed".into()))?
+            .map_err(|e| WebError::Unavailable(format!("the recording cannot be read: {e}")))?;
+            let p = std::sync::Arc::new(p);
+            if let Some(k) = key {
+                state.web.peaks.put(k, p.clone());
+            }
+            p
+        }
+    };
+    let svg = crate::qc::waveform::svg(&peaks, &marks, &["caller 市民", "agent 坐席"]);
     Ok(with_page_headers(svg.into_response(), "image/svg+xml"))
 }
 

@@ -57,6 +57,8 @@ pub struct WebContext {
     pub working_days: crate::qc::WorkingDays,
     /// Agent id → (name, team).
     pub agents: BTreeMap<String, (String, Option<String>)>,
+    /// Waveform peaks of the recordings viewed last.
+    pub peaks: std::sync::Arc<crate::qc::waveform::PeaksCache>,
 }
 
 impl WebContext {
@@ -70,6 +72,7 @@ impl WebContext {
                 .iter()
                 .map(|a| (a.id.clone(), (a.name.clone(), a.team.clone())))
                 .collect(),
+            peaks: Default::default(),
         }
     }
 

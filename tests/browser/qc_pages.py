@@ -139,14 +139,19 @@ def logout(b):
     wait_for(b, "return location.pathname === '/qc/login'", "logged out to the log-in page")
 
 
-def main():
+def parse_args(*required):
+    """--base, --password and `required` (all needed), --chromium and
+    --chromedriver (Debian's paths by default)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", required=True)
-    ap.add_argument("--recording", required=True)
-    ap.add_argument("--password", required=True)
+    for name in ("base", "password") + required:
+        ap.add_argument(f"--{name}", required=True)
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--chromedriver", default=os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    a = parse_args("recording")
     base, rec = a.base.rstrip("/"), a.recording
     b = Browser(a.chromium, a.chromedriver)
     try:

@@ -162,6 +162,81 @@ impl TestServer {
     }
 }
 
+/// Samples of one channel of a stereo file.
+pub fn channel(samples: &[i16], ch: usize) -> Vec<i16> {
+    samples.iter().skip(ch).step_by(2).copied().collect()
+}
+
+/// The recordings of `call_id` once every one is finished (waits up to 10 s).
+pub async fn finished_recordings(
+    ts: &TestServer,
+    call_id: &str,
+) -> Vec<hotline::store::RecordingRow> {
+    use hotline::store::{RecordingFilter, RecordingStatus};
+    use tokio::time::Instant;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        ts.server.flush_records().await;
+        let rows = ts
+            .server
+            .store
+            .recordings(RecordingFilter {
+                call_id: Some(call_id.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if !rows.is_empty() && rows.iter().all(|r| r.status != RecordingStatus::Recording) {
+            return rows;
+        }
+        assert!(Instant::now() < until, "recording not finished: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A softphone (`phone`) rung by the daemon while `call`'s media goes on
+/// (caller and `agent`): it answers and gets its ACK.
+pub async fn answer_rung(
+    phone: &mut agent::AgentPhone,
+    call: &mut Call,
+    agent: &mut agent::AgentPhone,
+) {
+    let secs = Duration::from_secs;
+    tokio::select! {
+        inv = phone.wait_invite(secs(10)) => { inv.expect("the softphone is rung"); }
+        _ = async { tokio::join!(call.pump(secs(10)), agent.pump(secs(10))) } => panic!("no INVITE to the softphone"),
+    }
+    phone.answer().await;
+    let (acked, _, _) = tokio::join!(
+        phone.wait_ack(secs(5)),
+        call.pump(secs(1)),
+        agent.pump(secs(1))
+    );
+    assert!(acked, "the answered leg is ACKed");
+}
+
+/// The live monitors started, from the audit log: (actor, object, detail).
+pub async fn monitor_audit(ts: &TestServer) -> Vec<(String, String, String)> {
+    ts.server.flush_records().await;
+    ts.server
+        .store
+        .audit_log(hotline::store::AuditFilter {
+            action: Some("monitor".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| {
+            (
+                a.actor,
+                a.object.unwrap_or_default(),
+                a.detail.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 /// [`test_config`], on a database of the test's own: under
 /// `HOTLINE_TEST_DATABASE=postgres://…` a fresh schema, so the agents, queue
 /// events and recordings of parallel tests never meet.
@@ -240,6 +315,19 @@ async fn fresh_pg_schema(admin: &str) -> String {
 
 /// A config for a test daemon: everything on 127.0.0.1, ports from the OS,
 /// the shipped prompts and flows, a fresh SQLite file.
+/// A weekday morning in the shipped lines' time zone (the 12345 line is
+/// open), the clock a test runs on unless it sets its own `[clock]`: what
+/// a call does must not depend on the time of day the tests run.
+pub const TEST_CLOCK: &str = "2026-11-24T10:00:00+08:00";
+
+fn with_test_clock(extra: String) -> String {
+    if extra.contains("[clock]") {
+        extra
+    } else {
+        format!("{extra}\n[clock]\nstart = \"{TEST_CLOCK}\"\n")
+    }
+}
+
 pub fn test_config(dir: &Path, opts: &ServerOptions) -> Config {
     let db = opts
         .database
@@ -310,7 +398,7 @@ ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
             .clone()
             .unwrap_or_else(|| repo().join("config/flows"))
             .display(),
-        extra = if opts.extra_toml.contains("[acd") {
+        extra = with_test_clock(if opts.extra_toml.contains("[acd") {
             opts.extra_toml.clone()
         } else {
             // The shipped flows' queue, with no agents: callers are refused
@@ -320,7 +408,7 @@ ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
                  [[acd.queues]]\nname = \"12333\"\nwhen_no_agents = \"refuse\"\n",
                 opts.extra_toml
             )
-        },
+        }),
     );
     let path = dir.join("hotline.toml");
     std::fs::write(&path, &text).expect("write config");
