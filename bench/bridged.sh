@@ -39,11 +39,13 @@
 #   recorded  the same steps (RECORDED_STEPS: 500 1000 1350) with the queue
 #             recording every call: besides the above, the daemon's disk
 #             writes (/proc/PID/io) over the 5 s window, and after the calls
-#             ended every recording against its call
-#             (bench/recording_gaps.py): file length vs bridged time
-#             (talk_ms), frames of the call missing from the recording (gap
-#             fill), megabytes written. CPU compared with the plain step of
-#             the same size when both ran.
+#             ended (waiting up to 60 s for the recorders to finish) every
+#             recording against its call (bench/recording_gaps.py): file
+#             length vs bridged time (talk_ms), the call's numbered frames
+#             missing from the recording, split into those that never
+#             reached the daemon (the bridge's sequence gaps, from its log)
+#             and gaps (received, not recorded), megabytes written. CPU
+#             compared with the plain step of the same size when both ran.
 #   cost      the plain steps at RECORDED_STEPS, then the recorded ones: the
 #             CPU cost of recording over plain bridging, step by step.
 #   offers    200 agents; callers at OFFER_RATES (50 100 150 200) calls/s for
@@ -137,6 +139,18 @@ for c in hotline hotline-rec; do
 done
 CONFIG=$WORK/hotline.toml
 
+# udp_drops FILE LOW HIGH: of the /proc/net/udp snapshots in FILE, the
+# drops of the sockets bound to LOW..HIGH (each socket's last count, by
+# inode, summed).
+udp_drops() {
+  awk -v lo="$2" -v hi="$3" '
+    $1 ~ /^[0-9]+:$/ {
+      split($2, a, ":"); port = strtonum("0x" a[2])
+      if (port >= lo && port <= hi) d[$10] = $NF
+    }
+    END { s = 0; for (i in d) s += d[i]; print s }' "$1"
+}
+
 # db SQL ARGS...: one value from the SQLite file (read-only).
 db() {
   python3 - "$WORK/data/hotline.db" "$@" <<'EOF_PY'
@@ -210,6 +224,10 @@ bench_bridged() {
     sipp_bg "$name" $((HOLD_SECS + ramp + 20)) -sf "$HERE/ivr_hold.xml" -s bridge \
       -r "$RATE" -m "$calls" -l "$calls" -d $((HOLD_SECS * 1000)) -cid_str "$prefix%u-%p@%s"
     local sp; sp=$(sipp_proc)
+    # The daemon's RTP sockets' kernel drops (a full receive queue), sampled
+    # every second while the calls run.
+    ( while kill -0 "$SIPP_PID" 2>/dev/null; do cat /proc/net/udp; sleep 1; done ) > "$WORK/$name.udp" &
+    local uw=$!; hl_track "$uw"
     sleep $((ramp + 3))
     local ld d0 s0 a0 t0 d1 s1 a1 t1 rss up bridged b0 b1
     ld=$(load)
@@ -243,19 +261,27 @@ bench_bridged() {
     ca=$(echo "$res" | grep '^dir=c2a'); ac=$(echo "$res" | grep '^dir=a2c')
     v() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
     wait "$SIPP_PID" 2>/dev/null
-    local ok failed
+    wait "$uw" 2>/dev/null
+    local ok failed sockdrops
     ok=$(stat_field "$WORK/$name.stat.csv" "SuccessfulCall(C)")
     failed=$((calls - ok))
+    sockdrops=$(udp_drops "$WORK/$name.udp" "$RTP_LOW" "$RTP_HIGH")
     rows+=("| $calls | $up | $bridged | $failed | $dcpu | $idle | $rss | $per_call | $scpu | $acpu | $ocpu | $LOGINS | $ld |")
     if [ "$rec" = recorded ]; then
-      # The recordings are finished once the calls' BYEs are through.
-      sleep 5
-      local g mbs plain
-      g=$(python3 "$HERE/recording_gaps.py" "$WORK/data" "$prefix" 2>&1)
+      # The recordings are finished once the calls' BYEs are through and
+      # the recorders have written what they hold (up to 60 s more).
+      local g mbs plain left drain=0
+      for drain in $(seq 1 60); do
+        left=$(db "SELECT count(*) FROM recordings WHERE call_id LIKE '$prefix%' AND status = 'recording'" 2>/dev/null || echo 1)
+        [ "$left" = 0 ] && break
+        sleep 1
+      done
+      g=$(python3 -W ignore "$HERE/recording_gaps.py" "$WORK/data" "$prefix" "$WORK/daemon.log.$name" 2>&1)
+      g="$g drain_s=$drain sockdrops=$sockdrops"
       echo "$g" > "$WORK/$name.gaps.txt"
       mbs=$(awk -v a="$w0" -v b="$w1" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / s / 1e6 }')
       plain=${PLAIN_CPU[$calls]:-}
-      recs+=("| $calls | $(v "$g" calls) | $(v "$g" recordings) | $(v "$g" files) | $(v "$g" len_diff_max) | $(v "$g" len_over_60) | $(v "$g" gap_frames) | $(v "$g" gap_calls) | $mbs | $(v "$g" mb) | $dcpu | ${plain:-not run} |")
+      recs+=("| $calls | $(v "$g" calls) | $(v "$g" recordings) | $(v "$g" files) | $(v "$g" drain_s) | $(v "$g" len_diff_max) | $(v "$g" len_over_60) | $(v "$g" missing) | $(v "$g" lost_in) | $sockdrops | $(v "$g" gaps) | $(v "$g" gap_calls) | $mbs | $(v "$g" mb) | $dcpu | ${plain:-not run} |")
       hl_log "recorded $calls: $g; $mbs MB/s"
     else
       PLAIN_CPU[$calls]=$dcpu
@@ -289,11 +315,11 @@ bench_bridged() {
     emit ""
     emit "Every recording against its call (bench/recording_gaps.py), after the calls ended:"
     emit ""
-    emit "| calls | bridged calls | recordings complete | files playable | max abs(length - bridged time) ms | calls > 60 ms off | gap frames | calls with gaps | disk MB/s (5 s window) | MB written | daemon CPU % recorded | daemon CPU % plain (same step) |"
-    emit "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    emit "| calls | bridged calls | recordings complete | files playable | finished within s of the last BYE | max abs(length - bridged time) ms | calls > 60 ms off | frames missing | of them never reached the daemon | of those, dropped at the daemon's sockets | gaps (received, not recorded) | calls with gaps | disk MB/s (5 s window) | MB written | daemon CPU % recorded | daemon CPU % plain (same step) |"
+    emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for r in "${recs[@]}"; do emit "$r"; done
     emit ""
-    emit "Gap frames: 20 ms frames of pure digital silence inside a call in either channel (SIPp's audio never decodes to 0). Target: 1,350 recorded calls, zero gaps."
+    emit "Frames missing: the bench's numbered frames (both channels, 300 ms in to 300 ms before the end) not found in the recording; never reached the daemon: the sequence gaps the bridge saw on that side (its \"bridge ended\" log line); dropped at the daemon's sockets: the kernel's drop count of the daemon's RTP sockets (a full receive queue: the daemon read too late; the rest were lost by SIPp or the kernel before); gaps: the rest, frames the daemon received that the recording lacks. Target: 1,350 recorded calls, zero gaps."
   fi
 }
 

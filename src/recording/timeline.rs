@@ -225,32 +225,42 @@ impl Timeline {
         if upto <= self.written {
             return;
         }
-        out.reserve(((upto - self.written) * 2) as usize);
-        // Masks wholly before the output are done with.
+        let n = (upto - self.written) as usize;
+        let start = out.len();
+        out.reserve(n * 2);
+        // Interleave both lanes (the voice summed into the right), taking
+        // what each holds and silence past it.
+        {
+            let [l, r] = &mut self.lanes;
+            let voice = take(&mut self.voice, n);
+            let right = take(&mut r.buf, n)
+                .zip(voice)
+                .map(|(a, v)| a.saturating_add(v));
+            for (a, b) in take(&mut l.buf, n).zip(right) {
+                out.push(a);
+                out.push(b);
+            }
+        }
+        // Masked spans: silence on both channels.
         let written = self.written;
         self.masks.retain(|m| m.1.is_none_or(|end| end > written));
-        for pos in self.written..upto {
-            let [l, r] = &mut self.lanes;
-            let (a, b) = (
-                l.buf.pop_front().unwrap_or(0),
-                r.buf
-                    .pop_front()
-                    .unwrap_or(0)
-                    .saturating_add(self.voice.pop_front().unwrap_or(0)),
-            );
-            let masked = self
-                .masks
-                .iter()
-                .any(|&(s, e)| pos >= s && e.is_none_or(|e| pos < e));
-            if masked {
-                self.masked += 1;
-                out.extend_from_slice(&[0, 0]);
-            } else {
-                out.extend_from_slice(&[a, b]);
+        for &(s, e) in &self.masks {
+            let from = s.max(written);
+            let to = e.unwrap_or(upto).min(upto);
+            if from < to {
+                let (a, b) = ((from - written) as usize, (to - written) as usize);
+                out[start + 2 * a..start + 2 * b].fill(0);
+                self.masked += to - from;
             }
         }
         self.written = upto;
     }
+}
+
+/// The first `n` samples of `buf` (taken out), then silence.
+fn take(buf: &mut VecDeque<i16>, n: usize) -> impl Iterator<Item = i16> + '_ {
+    let k = n.min(buf.len());
+    buf.drain(..k).chain(std::iter::repeat(0)).take(n)
 }
 
 #[cfg(test)]

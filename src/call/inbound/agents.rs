@@ -455,6 +455,21 @@ impl InboundCall {
         if let Some(r) = &c.recorder {
             r.stop().await;
         }
+        // What each side sent and what of it was lost on the way here (its
+        // sequence gaps) or by the recording's tap: an operator (and the
+        // recording benchmark) tells the network's loss from ours.
+        if let Ok(st) = c.bridge.stats().await {
+            info!(
+                call_id = %self.record.call_id,
+                agent = %c.leg.agent,
+                caller_received = st.caller.received,
+                caller_lost = st.caller.stream.seq_gaps,
+                agent_received = st.agent.received,
+                agent_lost = st.agent.stream.seq_gaps,
+                tap_dropped = st.caller.tap_dropped + st.agent.tap_dropped,
+                "bridge ended"
+            );
+        }
         self.ctx.live.remove(&c.leg.agent.0, &self.record.call_id);
     }
 
