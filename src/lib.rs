@@ -11,6 +11,7 @@ pub mod http;
 pub mod ivr;
 pub mod lang;
 pub mod media;
+pub mod metrics;
 pub mod qc;
 pub mod recording;
 pub mod server;

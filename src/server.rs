@@ -320,6 +320,7 @@ impl Server {
                     .filter(|u| u.monitor)
                     .map(|u| u.user.clone()),
             ),
+            metrics: Default::default(),
         });
         tokio::spawn(crate::recording::maintenance::run_retention(
             store.clone(),
@@ -350,7 +351,7 @@ impl Server {
         let monitor = crate::call::monitor::MonitorHandle::new(ctx.clone());
         let calls = TaskTracker::new();
         tokio::spawn(run_manager(
-            ctx,
+            ctx.clone(),
             incoming_rx,
             cfg.sip.max_calls,
             calls.clone(),
@@ -376,6 +377,7 @@ impl Server {
             live: live.clone(),
             monitor,
             web: std::sync::Arc::new(crate::web::WebContext::new(&cfg.qc, &cfg.acd)),
+            calls: ctx.clone(),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {

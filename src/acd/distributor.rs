@@ -366,6 +366,17 @@ impl Acd {
     pub fn entry(&self, call: &CallId) -> Option<&Entry> {
         self.by_call.get(call).and_then(|e| self.entries.get(e))
     }
+    /// How long the caller who has waited longest in queue `q` (an index
+    /// into [`Acd::queues`]) has waited at `now`: callers on the line
+    /// only, not callback requests keeping a place.
+    pub fn longest_wait(&self, q: usize, now: Instant) -> Option<std::time::Duration> {
+        self.queues[q]
+            .entries()
+            .filter_map(|id| self.entries.get(&id))
+            .filter(|e| e.is_live())
+            .map(|e| now.saturating_duration_since(e.enqueued()))
+            .max()
+    }
     /// The call's 1-based position, while it holds a place.
     pub fn position(&self, call: &CallId) -> Option<u32> {
         let e = self.entry(call)?;

@@ -104,6 +104,8 @@ pub struct QueueView {
     pub callbacks: usize,
     /// Agents logged in and reachable.
     pub staffed: usize,
+    /// The longest a caller now in the queue has waited, in ms (0: none).
+    pub longest_wait_ms: u64,
 }
 
 /// A picture of the ACD for the API.
@@ -676,14 +678,20 @@ impl Service {
                 skills: a.skills().clone(),
             })
             .collect();
+        let now = Instant::now();
         let queues = queues
             .iter()
-            .map(|q| QueueView {
+            .enumerate()
+            .map(|(i, q)| QueueView {
                 name: q.name().to_string(),
                 strategy: q.strategy().as_str(),
                 waiting: q.live(),
                 callbacks: q.callbacks(),
                 staffed: q.staffed(),
+                longest_wait_ms: self
+                    .acd
+                    .longest_wait(i, now)
+                    .map_or(0, |d| d.as_millis() as u64),
             })
             .collect();
         AcdSnapshot { agents, queues }

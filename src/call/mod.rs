@@ -96,6 +96,8 @@ pub struct CallContext {
     pub live: live::LiveCalls,
     /// Live monitors running, and who may dial the monitor codes.
     pub monitors: monitor::Monitors,
+    /// What `/metrics` reports of the calls.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// See [`CallContext::consults`]. A std mutex: held only to insert, remove
@@ -150,6 +152,7 @@ pub async fn run_manager(
                 call_id = call.request.call_id().unwrap_or(""),
                 "call limit reached; 503"
             );
+            ctx.metrics.call_refused();
             let mut resp = response_to(&call.request, 503, "Service Unavailable");
             resp.set_to_tag(&crate::sip::endpoint::new_tag());
             resp.headers.push("Retry-After", "5");
@@ -161,7 +164,10 @@ pub async fn run_manager(
         };
         let ctx = ctx.clone();
         tracker.spawn(async move {
+            let metrics = ctx.metrics.clone();
+            let active = metrics.call_started();
             inbound::run(ctx, call).await;
+            drop(active);
             drop(permit);
         });
     }

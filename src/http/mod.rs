@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | GET | `/healthz` | `ok` while the process runs (never needs a token) |
 //! | GET | `/readyz` | `ready`, or 503 when the database does not answer (never needs a token) |
+//! | GET | `/metrics` | Prometheus metrics ([`crate::metrics`]); needs a token when tokens are configured |
 //! | GET | `/api/calls?limit=` | the newest call records (default 50, at most 1000) |
 //! | GET | `/api/agents` | every agent: id, name, extension, state, reason, call_id, reachable, misses, calls_today, queues, skills |
 //! | GET | `/api/agents/{id}` | one agent; 404 if unknown |
@@ -68,6 +69,8 @@ pub struct AppState {
     pub monitor: crate::call::monitor::MonitorHandle,
     /// The QC pages' configuration.
     pub web: Arc<crate::web::WebContext>,
+    /// The calls' shared context: what `/metrics` reads.
+    pub calls: Arc<crate::call::CallContext>,
 }
 
 /// The accepted bearer tokens, kept as SHA-256 digests so that comparing
@@ -155,6 +158,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .route("/api/calls", get(recent_calls))
         .merge(agents::routes())
         .merge(recording_mask::routes())
@@ -171,6 +175,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Prometheus metrics (see [`crate::metrics`]); behind the API tokens
+/// like `/api/` when tokens are configured.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let ctx = &state.calls;
+    let scraped = crate::metrics::Scraped {
+        acd: state.acd.snapshot().await.ok(),
+        store: ctx.records.stats(),
+        recordings_active: ctx.recordings.active(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&ctx.metrics, &scraped),
+    )
+        .into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such resource")
 }
@@ -185,7 +208,7 @@ async fn method_not_allowed() -> ApiError {
 /// Lets `/api/` requests through only with a configured bearer token.
 async fn require_token(State(tokens): State<ApiTokens>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if tokens.is_open() || !(path == "/api" || path.starts_with("/api/")) {
+    if tokens.is_open() || !(path == "/api" || path.starts_with("/api/") || path == "/metrics") {
         return next.run(req).await;
     }
     let presented = req

@@ -69,6 +69,7 @@ use super::dtmf::inband::InbandDetector;
 use super::dtmf::rfc4733::Rfc4733Receiver;
 use super::dtmf::DtmfSource;
 use super::events::Outbox;
+use super::jitter::Jitter;
 use super::latch::{SymmetricLatch, Verdict};
 use super::player::Player;
 use super::port_pool::RtpSocket;
@@ -191,6 +192,8 @@ pub struct SideStats {
     pub max_forward_delay: Duration,
     /// Audio packets a full tap (the recorder) could not take.
     pub tap_dropped: u64,
+    /// The interarrival jitter of this side's audio (RFC 3550 §6.4.1), now.
+    pub jitter: Duration,
 }
 
 /// Both sides' counters.
@@ -398,6 +401,8 @@ struct Leg {
     timed_out: bool,
     /// Counters of the packets this leg sent.
     stats: SideStats,
+    /// The jitter of its audio.
+    jitter: Jitter,
 }
 
 impl Leg {
@@ -421,6 +426,7 @@ impl Leg {
             last_rx: now,
             timed_out: false,
             stats: SideStats::default(),
+            jitter: Jitter::new(),
         };
         (leg.socket, state)
     }
@@ -655,6 +661,7 @@ impl Bridge {
         let side = |s: Side| SideStats {
             // The mapping of `s`'s packets lives in the stream to the other.
             stream: self.leg(s.other()).out.stats(),
+            jitter: self.leg(s).jitter.value(),
             ..self.leg(s).stats
         };
         BridgeStats {
@@ -768,6 +775,7 @@ impl Bridge {
                 });
             }
         } else if audio {
+            a.jitter.on_packet(now, packet.ssrc, packet.timestamp);
             tap_frame(&mut a.tap, &packet);
             if !taps.is_empty() {
                 a.stats.tap_dropped += taps.send(&TapEvent::Audio {

@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod dtmf;
 pub mod events;
 pub mod g711;
+pub mod jitter;
 pub mod latch;
 pub mod monitor_feed;
 pub mod player;

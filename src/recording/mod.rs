@@ -153,6 +153,11 @@ impl Recordings {
         }
     }
 
+    /// Recordings being written now (finishing ones included).
+    pub fn active(&self) -> usize {
+        self.tasks.len()
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
     }

@@ -68,6 +68,12 @@ pub struct WriterStats {
     /// Records given up because the [`Store`] was closed while they were
     /// queued (a shutdown-order bug: close the sink first). Always 0 otherwise.
     pub abandoned: u64,
+    /// Writer passes (each writes what was queued, records and rows of
+    /// every kind), and the time they took in all, in microseconds.
+    pub passes: u64,
+    pub pass_micros: u64,
+    /// Messages queued for the writer now.
+    pub backlog: usize,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +82,8 @@ struct Counters {
     batches: AtomicU64,
     failed_attempts: AtomicU64,
     abandoned: AtomicU64,
+    passes: AtomicU64,
+    pass_micros: AtomicU64,
 }
 
 /// Where call handling hands finished call records. Cheap to clone.
@@ -203,6 +211,9 @@ impl RecordSink {
             batches: self.counters.batches.load(Ordering::Relaxed),
             failed_attempts: self.counters.failed_attempts.load(Ordering::Relaxed),
             abandoned: self.counters.abandoned.load(Ordering::Relaxed),
+            passes: self.counters.passes.load(Ordering::Relaxed),
+            pass_micros: self.counters.pass_micros.load(Ordering::Relaxed),
+            backlog: self.tx.max_capacity() - self.tx.capacity(),
         }
     }
 }
@@ -267,6 +278,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
                 next = rx.try_recv().ok();
             }
         }
+        let started = tokio::time::Instant::now();
         if !batch.records.is_empty() {
             write_batch(&store, &batch.records, &counters).await;
             batch.records.clear();
@@ -332,6 +344,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>)
             })
             .await;
         }
+        counters.passes.fetch_add(1, Ordering::Relaxed);
+        counters
+            .pass_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }

@@ -467,8 +467,18 @@ impl InboundCall {
                 agent_received = st.agent.received,
                 agent_lost = st.agent.stream.seq_gaps,
                 tap_dropped = st.caller.tap_dropped + st.agent.tap_dropped,
+                caller_jitter_us = st.caller.jitter.as_micros() as u64,
+                agent_jitter_us = st.agent.jitter.as_micros() as u64,
                 "bridge ended"
             );
+            let side = |s: &crate::media::bridge::SideStats| crate::metrics::SideFigures {
+                received: s.received,
+                lost: s.stream.seq_gaps,
+                jitter: s.jitter,
+            };
+            self.ctx
+                .metrics
+                .bridge_ended(side(&st.caller), side(&st.agent));
         }
         self.ctx.live.remove(&c.leg.agent.0, &self.record.call_id);
     }
