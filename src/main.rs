@@ -75,6 +75,29 @@ enum Command {
         #[command(subcommand)]
         action: QcAction,
     },
+    /// The center's KPIs (answer rate, service level, ASA, abandons, AHT,
+    /// ACW, occupancy, satisfaction, FCR) of the local days FROM to TO,
+    /// both included: total, per queue, agent, hour and day.
+    Report {
+        /// First day, YYYY-MM-DD (the center's time zone).
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD, included: one day is --from D --to D.
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Only the calls of this queue.
+        #[arg(long)]
+        queue: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +210,12 @@ fn main() -> ExitCode {
             Command::Ha1 { user } => print_ha1(&cfg, &user),
             Command::User { action } => user_command(&cfg, action).await,
             Command::Qc { action } => qc_command(&cfg, action).await,
+            Command::Report {
+                from,
+                to,
+                format,
+                queue,
+            } => kpi_report(&cfg, &from, &to, format, queue.as_deref()).await,
         }
     });
     match result {
@@ -354,6 +383,28 @@ async fn qc_command(cfg: &Config, action: QcAction) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn kpi_report(
+    cfg: &Config,
+    from: &str,
+    to: &str,
+    format: ReportFormat,
+    queue: Option<&str>,
+) -> anyhow::Result<()> {
+    let settings = cfg.report.settings(cfg.qc.tz());
+    let (from, to) =
+        hotline::kpi::day_period(from, to, settings.tz, "--").map_err(anyhow::Error::msg)?;
+    let store = open_store(cfg).await?;
+    let kpis = hotline::kpi::load(&store, &settings, from, to, chrono::Utc::now(), queue).await;
+    store.close().await;
+    let kpis = kpis?;
+    match format {
+        ReportFormat::Table => print!("{}", kpis.text()),
+        ReportFormat::Csv => print!("{}", kpis.csv()),
+        ReportFormat::Json => println!("{:#}", kpis.json()),
+    }
+    Ok(())
 }
 
 fn print_ha1(cfg: &Config, user: &str) -> anyhow::Result<()> {
