@@ -375,7 +375,9 @@ impl Server {
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
             live: live.clone(),
             monitor,
-            web: std::sync::Arc::new(crate::web::WebContext::new(&cfg.qc, &cfg.acd)),
+            web: std::sync::Arc::new(
+                crate::web::WebContext::new(&cfg.qc, &cfg.acd).with_report(&cfg.report),
+            ),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {
