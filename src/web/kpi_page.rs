@@ -165,6 +165,7 @@ pub async fn kpi(
         &hours,
         most,
     ));
+    s.push_str("</section><section>");
     let days: Vec<(String, f64)> = k
         .days
         .iter()
@@ -183,7 +184,7 @@ pub async fn kpi(
         &days,
         100.0,
     ));
-    s.push_str("</section><section>");
+    s.push_str("</section></div>");
     let mut head = vec!["Queue"];
     head.extend(CALL_HEAD);
     let mut rows = vec![("total".to_string(), {
@@ -210,7 +211,7 @@ pub async fn kpi(
             })
             .collect(),
     );
-    s.push_str("</section></div><h2>Per hour 每小时</h2>");
+    s.push_str("<h2>Per hour 每小时</h2>");
     let mut head = vec!["Hour"];
     head.extend(CALL_HEAD);
     table(&mut s, "kpi-hours", &head, call_rows("hour", &k.hours));
