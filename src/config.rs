@@ -70,6 +70,7 @@ struct FileConfig {
     acd: crate::acd::AcdConfig,
     qc: crate::qc::QcConfig,
     recording: crate::recording::RecordingConfig,
+    report: crate::kpi::ReportConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +398,8 @@ pub struct Config {
     pub qc: crate::qc::QcConfig,
     /// Call recording (`[recording]`).
     pub recording: crate::recording::RecordingConfig,
+    /// The KPIs' thresholds and time zone (`[report]`).
+    pub report: crate::kpi::ReportConfig,
     /// Things that work but may surprise (shown by `check-config` and
     /// logged at start).
     pub warnings: Vec<String>,
@@ -790,6 +793,11 @@ impl Validator {
             }
         }
         self.qc_queues(&f.qc, &f.acd);
+        if let Err(errs) = f.report.validate() {
+            for e in errs {
+                self.error(&format!("report.{}", e.key), e.message);
+            }
+        }
         let outbound = self.outbound(f.sip.outbound.as_ref());
         let mut acd = f.acd;
         // A trunk with errors is reported as such, not as missing.
@@ -847,6 +855,7 @@ impl Validator {
             acd,
             qc: f.qc,
             recording: f.recording,
+            report: f.report,
             warnings: self.warnings,
         })
     }
@@ -1194,6 +1203,37 @@ mod tests {
                 .contains("hotline.toml: qc.sampling.rules[0].queues[1]: \"12345-complaints\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn report_defaults_and_errors_name_their_key() {
+        let c = load("").unwrap();
+        assert_eq!(c.report, crate::kpi::ReportConfig::default());
+        assert_eq!(
+            (c.report.service_level_secs, c.report.short_abandon_secs),
+            (15, 5)
+        );
+        assert_eq!(c.report.repeat_days, 3);
+        let err = load(
+            "[report]\ntimezone = \"Mars/Olympus\"\nservice_level_secs = 0\nrepeat_days = 400\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "report.timezone",
+                "report.service_level_secs",
+                "report.repeat_days"
+            ]
+        );
+        assert!(
+            err.to_string()
+                .contains("hotline.toml: report.timezone: \"Mars/Olympus\" is not a time zone"),
+            "{err}"
+        );
+        let err = load("[report]\nservice_level = 20\n").unwrap_err();
+        assert_eq!(err.0[0].key, "report.service_level");
     }
 
     #[test]

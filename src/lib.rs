@@ -9,6 +9,7 @@ pub mod call;
 pub mod config;
 pub mod http;
 pub mod ivr;
+pub mod kpi;
 pub mod lang;
 pub mod media;
 pub mod metrics;

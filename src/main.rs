@@ -75,6 +75,29 @@ enum Command {
         #[command(subcommand)]
         action: QcAction,
     },
+    /// The center's KPIs (answer rate, service level, ASA, abandons, AHT,
+    /// ACW, occupancy, satisfaction, FCR) of the local days FROM to TO,
+    /// both included: total, per queue, agent, hour and day.
+    Report {
+        /// First day, YYYY-MM-DD (the center's time zone).
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD, included: one day is --from D --to D.
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Only the calls of this queue.
+        #[arg(long)]
+        queue: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -160,7 +183,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&cfg);
+    // `report` prints CSV and JSON for other programs: its log goes to
+    // standard error.
+    init_tracing(&cfg, matches!(cli.command, Command::Report { .. }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,6 +212,12 @@ fn main() -> ExitCode {
             Command::Ha1 { user } => print_ha1(&cfg, &user),
             Command::User { action } => user_command(&cfg, action).await,
             Command::Qc { action } => qc_command(&cfg, action).await,
+            Command::Report {
+                from,
+                to,
+                format,
+                queue,
+            } => kpi_report(&cfg, &from, &to, format, queue.as_deref()).await,
         }
     });
     match result {
@@ -199,15 +230,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(cfg: &Config) {
+fn init_tracing(cfg: &Config, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    match cfg.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    match (cfg.log_format, to_stderr) {
+        (LogFormat::Json, false) => builder.json().init(),
+        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Json, true) => builder.json().with_writer(std::io::stderr).init(),
+        (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
     }
 }
 
@@ -354,6 +387,28 @@ async fn qc_command(cfg: &Config, action: QcAction) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn kpi_report(
+    cfg: &Config,
+    from: &str,
+    to: &str,
+    format: ReportFormat,
+    queue: Option<&str>,
+) -> anyhow::Result<()> {
+    let settings = cfg.report.settings(cfg.qc.tz());
+    let (from, to) =
+        hotline::kpi::day_period(from, to, settings.tz, "--").map_err(anyhow::Error::msg)?;
+    let store = open_store(cfg).await?;
+    let kpis = hotline::kpi::load(&store, &settings, from, to, chrono::Utc::now(), queue).await;
+    store.close().await;
+    let kpis = kpis?;
+    match format {
+        ReportFormat::Table => print!("{}", kpis.text()),
+        ReportFormat::Csv => print!("{}", kpis.csv()),
+        ReportFormat::Json => println!("{:#}", kpis.json()),
+    }
+    Ok(())
 }
 
 fn print_ha1(cfg: &Config, user: &str) -> anyhow::Result<()> {

@@ -376,7 +376,9 @@ impl Server {
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
             live: live.clone(),
             monitor,
-            web: std::sync::Arc::new(crate::web::WebContext::new(&cfg.qc, &cfg.acd)),
+            web: std::sync::Arc::new(
+                crate::web::WebContext::new(&cfg.qc, &cfg.acd).with_report(&cfg.report),
+            ),
             calls: ctx.clone(),
         });
         let http_shutdown = shutdown.clone();

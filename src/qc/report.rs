@@ -169,7 +169,9 @@ pub fn build(scores: &[ScoreRow], from: DateTime<Utc>, to: DateTime<Utc>, qc: &Q
     }
 }
 
-fn csv_field(s: &str) -> String {
+/// One CSV field: quoted when it holds a comma, quote or line end, and
+/// defused (a leading `'`) when a spreadsheet would run it as a formula.
+pub fn csv_field(s: &str) -> String {
     // A leading = + - @ would run as a formula in a spreadsheet.
     let s = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")
@@ -346,6 +348,72 @@ pub fn bar_chart(title: &str, bars: &[(String, f64)], max: f64) -> String {
     s
 }
 
+/// A horizontal bar chart of several series as SVG: per row one bar per
+/// series (colours named in a legend), all scaled to `max`, each value
+/// printed after its bar.
+pub fn grouped_bar_chart(
+    title: &str,
+    series: &[&str],
+    rows: &[(String, Vec<f64>)],
+    max: f64,
+) -> String {
+    const COLOURS: [&str; 4] = ["#4a78a8", "#d08c2c", "#5a9a5a", "#a05a8a"];
+    const BAR: f64 = 12.0;
+    const LABEL: f64 = 110.0;
+    const WIDTH: f64 = 420.0;
+    let max = if max > 0.0 { max } else { 1.0 };
+    let n = series.len().max(1) as f64;
+    let row = BAR * n + 8.0;
+    let top = 40.0;
+    let height = top + row * rows.len().max(1) as f64;
+    let esc = crate::web::html::esc;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {w} {height}" role="img" aria-label="{t}"><text x="0" y="14" font-size="13" font-weight="bold">{t}</text>"##,
+        w = LABEL + WIDTH + 60.0,
+        t = esc(title)
+    );
+    for (i, name) in series.iter().enumerate() {
+        let x = LABEL + 120.0 * i as f64;
+        let _ = write!(
+            s,
+            r##"<rect x="{x}" y="22" width="10" height="10" fill="{c}"/><text x="{tx}" y="31" font-size="12">{n}</text>"##,
+            c = COLOURS[i % COLOURS.len()],
+            tx = x + 14.0,
+            n = esc(name)
+        );
+    }
+    for (r, (label, values)) in rows.iter().enumerate() {
+        let y0 = top + row * r as f64;
+        let _ = write!(
+            s,
+            r##"<text x="0" y="{ty}" font-size="12">{l}</text>"##,
+            ty = y0 + row / 2.0 + 2.0,
+            l = esc(label)
+        );
+        for (i, value) in values.iter().enumerate() {
+            let y = y0 + BAR * i as f64;
+            let w = (value / max).clamp(0.0, 1.0) * WIDTH;
+            let _ = write!(
+                s,
+                r##"<rect class="bar" x="{LABEL}" y="{y}" width="{w:.1}" height="{h}" fill="{c}"/><text x="{vx:.1}" y="{ty}" font-size="11">{v}</text>"##,
+                h = BAR - 2.0,
+                c = COLOURS[i % COLOURS.len()],
+                vx = LABEL + w + 4.0,
+                ty = y + BAR - 3.0,
+                v = if value.fract() == 0.0 {
+                    format!("{value:.0}")
+                } else {
+                    format!("{value:.1}")
+                }
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +503,14 @@ mod tests {
         assert!(csv.contains("\ncoach,rec-b,,0.0,1001 auto-fail lost: greeting close\n"));
         let svg = bar_chart("bands", &[("a<b".into(), 2.0)], 4.0);
         assert!(svg.contains("a&lt;b") && svg.contains(r#"width="210.0""#));
+        let svg = grouped_bar_chart(
+            "hours",
+            &["in", "out"],
+            &[("09".into(), vec![4.0, 1.0])],
+            4.0,
+        );
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 2);
+        assert!(svg.contains(r#"width="420.0""#) && svg.contains(r#"width="105.0""#));
     }
 
     #[test]

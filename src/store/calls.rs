@@ -327,6 +327,29 @@ impl Store {
         ))
     }
 
+    /// Every record that arrived at or after `from` and before `to`, oldest
+    /// first (monitor legs included: the caller decides what counts), for
+    /// the center's figures (`crate::kpi`).
+    pub async fn call_records_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let this = self.clone();
+        off_runtime(async move {
+            Ok(select_records!(
+                &this.db,
+                StoreError::query("reading the call records of a period"),
+                sqlite: "WHERE arrived_at >= $1 AND arrived_at < $2 ORDER BY arrived_at, id",
+                postgres: "WHERE arrived_at >= $1::timestamptz AND arrived_at < $2::timestamptz \
+                           ORDER BY arrived_at, id",
+                time_text(&from),
+                time_text(&to)
+            ))
+        })
+        .await
+    }
+
     /// How many call records are stored.
     pub async fn count_call_records(&self) -> Result<i64, StoreError> {
         let this = self.clone();

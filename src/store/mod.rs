@@ -33,6 +33,7 @@ pub mod callbacks;
 mod calls;
 mod demo;
 pub mod events;
+pub mod kpi;
 mod lookup;
 mod migrate;
 pub mod qc_samples;

@@ -13,6 +13,7 @@
 //! | POST | `/qc/scores/{id}/dispute` | dispute a score (own team, within the window) | dispute |
 //! | POST | `/qc/scores/{id}/settle` | settle a dispute (uphold or revise) | settle |
 //! | GET | `/qc/report`, `/qc/report.csv` | the QC report of a period (`from`, `to`) | report |
+//! | GET | `/qc/kpi`, `/qc/kpi.csv` | the center's KPIs of a period (`from`, `to`, `queue`) | kpi (team lead: own team's agents) |
 //! | GET | `/qc/live` | the agents' calls in progress | monitor |
 //! | POST | `/qc/live/{agent}/{listen,whisper,barge}` | ring the user's softphone into that call; audited | monitor (team lead: own team) |
 //!
@@ -23,6 +24,7 @@
 
 pub mod call_page;
 pub mod html;
+pub mod kpi_page;
 pub mod live_page;
 pub mod password;
 pub mod report_page;
@@ -59,6 +61,8 @@ pub struct WebContext {
     pub agents: BTreeMap<String, (String, Option<String>)>,
     /// Waveform peaks of the recordings viewed last.
     pub peaks: std::sync::Arc<crate::qc::waveform::PeaksCache>,
+    /// `[report]`: the KPIs' thresholds and time zone.
+    pub kpi: crate::kpi::KpiSettings,
 }
 
 impl WebContext {
@@ -73,7 +77,15 @@ impl WebContext {
                 .map(|a| (a.id.clone(), (a.name.clone(), a.team.clone())))
                 .collect(),
             peaks: Default::default(),
+            kpi: crate::kpi::ReportConfig::default().settings(qc.tz()),
         }
+    }
+
+    /// With the KPI settings of `[report]` (time zone: `[report]`'s, else
+    /// `qc.sampling.timezone`).
+    pub fn with_report(mut self, report: &crate::kpi::ReportConfig) -> WebContext {
+        self.kpi = report.settings(self.tz);
+        self
     }
 
     pub fn team_of(&self, agent: &str) -> Option<&str> {
@@ -157,5 +169,7 @@ pub fn routes() -> Router<WebState> {
         .route("/qc/live/{agent}/{mode}", post(live_page::start))
         .route("/qc/report", get(report_page::report))
         .route("/qc/report.csv", get(report_page::report_csv))
+        .route("/qc/kpi", get(kpi_page::kpi))
+        .route("/qc/kpi.csv", get(kpi_page::kpi_csv))
         .route("/qc/static/{file}", get(static_files::serve))
 }

@@ -8,6 +8,7 @@
 //! | settle a dispute | | | ✓ | |
 //! | report | ✓ | ✓ | ✓ | ✓ |
 //! | live monitoring | ✓ | ✓ (own team) | ✓ | |
+//! | KPIs (`/qc/kpi`) | | ✓ (own team's agents) | ✓ | ✓ |
 //!
 //! The administrator runs the system (users, configuration, the audit log)
 //! and hears no citizen: recordings are for the people whose work is QC.
@@ -30,6 +31,8 @@ pub enum Permission {
     Settle,
     Report,
     Monitor,
+    /// The center's KPIs (a team lead: only the own team's agents).
+    Kpi,
 }
 
 impl Role {
@@ -52,9 +55,9 @@ impl Role {
         use Permission::*;
         match self {
             Role::Qc => matches!(p, Listen | Score | Report | Monitor),
-            Role::TeamLead => matches!(p, Listen | Dispute | Report | Monitor),
-            Role::Supervisor => matches!(p, Listen | Score | Settle | Report | Monitor),
-            Role::Admin => matches!(p, Report),
+            Role::TeamLead => matches!(p, Listen | Dispute | Report | Monitor | Kpi),
+            Role::Supervisor => matches!(p, Listen | Score | Settle | Report | Monitor | Kpi),
+            Role::Admin => matches!(p, Report | Kpi),
         }
     }
 
@@ -80,5 +83,9 @@ mod tests {
         assert!(!Role::TeamLead.allows(Permission::Score));
         assert!(!Role::Qc.allows(Permission::Settle));
         assert!(Role::Supervisor.allows(Permission::Settle));
+        assert!(!Role::Qc.allows(Permission::Kpi));
+        for r in [Role::TeamLead, Role::Supervisor, Role::Admin] {
+            assert!(r.allows(Permission::Kpi));
+        }
     }
 }
