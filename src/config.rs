@@ -130,6 +130,32 @@ struct FileSip {
     max_message_bytes: usize,
     trunks: Vec<FileTrunk>,
     outbound: Option<FileOutbound>,
+    guard: FileGuard,
+}
+
+/// `[sip.guard]`: per-source rate limits and bans (scanners, floods,
+/// password guessing); trunks are exempt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileGuard {
+    rate_per_sec: u32,
+    burst: u32,
+    max_failures: u32,
+    ban_secs: u64,
+    max_sources: usize,
+}
+
+impl Default for FileGuard {
+    fn default() -> Self {
+        let d = crate::sip::source_guard::GuardConfig::default();
+        FileGuard {
+            rate_per_sec: d.rate_per_sec,
+            burst: d.burst,
+            max_failures: d.max_failures,
+            ban_secs: d.ban.as_secs(),
+            max_sources: d.max_sources,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +185,7 @@ impl Default for FileSip {
             max_message_bytes: 65_535,
             trunks: Vec::new(),
             outbound: None,
+            guard: FileGuard::default(),
         }
     }
 }
@@ -336,6 +363,8 @@ pub struct SipConfig {
     pub trunks: Vec<Trunk>,
     /// The trunk callbacks to citizens go out through; none: no callbacks.
     pub outbound: Option<OutboundTrunk>,
+    /// `[sip.guard]`.
+    pub guard: crate::sip::source_guard::GuardConfig,
 }
 
 /// The carrier trunk or PSTN gateway the daemon calls citizens through
@@ -639,6 +668,22 @@ impl Validator {
         if f.sip.max_message_bytes < 1500 || f.sip.max_message_bytes > 65_535 {
             self.error("sip.max_message_bytes", "must be between 1500 and 65535");
         }
+        let g = &f.sip.guard;
+        if g.rate_per_sec == 0 {
+            self.error("sip.guard.rate_per_sec", "must be at least 1");
+        }
+        if g.burst == 0 {
+            self.error("sip.guard.burst", "must be at least 1");
+        }
+        if g.ban_secs == 0 || g.ban_secs > 7 * 86_400 {
+            self.error(
+                "sip.guard.ban_secs",
+                "must be between 1 and 604800 (a week)",
+            );
+        }
+        if g.max_sources < 100 {
+            self.error("sip.guard.max_sources", "must be at least 100");
+        }
         let mut trunks = Vec::new();
         for (i, t) in f.sip.trunks.iter().enumerate() {
             if t.name.trim().is_empty() {
@@ -832,6 +877,13 @@ impl Validator {
                 max_message_bytes: f.sip.max_message_bytes,
                 trunks,
                 outbound,
+                guard: crate::sip::source_guard::GuardConfig {
+                    rate_per_sec: f.sip.guard.rate_per_sec,
+                    burst: f.sip.guard.burst,
+                    max_failures: f.sip.guard.max_failures,
+                    ban: Duration::from_secs(f.sip.guard.ban_secs),
+                    max_sources: f.sip.guard.max_sources,
+                },
             },
             rtp: RtpConfig {
                 bind: rtp_bind,

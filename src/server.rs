@@ -200,6 +200,7 @@ impl Server {
             max_transactions: max_transactions(cfg.sip.max_calls),
             timers: TimerConfig::default(),
             registrar: cfg.registrar.clone(),
+            guard: cfg.sip.guard.clone(),
         };
         let bindings = store.load_bindings().await.map_err(|e| StartError::Store {
             url: redact_url(&cfg.database_url),

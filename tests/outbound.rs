@@ -332,6 +332,7 @@ impl BareEndpoint {
             max_transactions: 1024,
             timers: TimerConfig::default(),
             registrar: cfg.registrar.clone(),
+            guard: cfg.sip.guard.clone(),
         };
         let (changes, changes_rx) = mpsc::channel(64);
         let (presence_tx, presence) = mpsc::channel(64);

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | GET | `/healthz` | `ok` while the process runs (never needs a token) |
 //! | GET | `/readyz` | `ready`, or 503 when the database does not answer (never needs a token) |
+//! | GET | `/api/bans` | the SIP sources banned now (flood, repeated refusals): address, port (none: every port), reason, age, time left, messages dropped |
 //! | GET | `/metrics` | Prometheus metrics ([`crate::metrics`]); needs a token when tokens are configured |
 //! | GET | `/api/calls?limit=` | the newest call records (default 50, at most 1000) |
 //! | GET | `/api/agents` | every agent: id, name, extension, state, reason, call_id, reachable, misses, calls_today, queues, skills |
@@ -159,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/api/bans", get(bans))
         .route("/api/calls", get(recent_calls))
         .merge(agents::routes())
         .merge(recording_mask::routes())
@@ -192,6 +194,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
         crate::metrics::render(&ctx.metrics, &scraped),
     )
         .into_response()
+}
+
+/// The SIP sources banned now ([`crate::sip::source_guard`]).
+async fn bans(State(state): State<AppState>) -> Response {
+    let now = tokio::time::Instant::now();
+    let list: Vec<serde_json::Value> = match state.calls.sip.guard.lock() {
+        Ok(g) => g
+            .bans(now)
+            .into_iter()
+            .map(|b| {
+                serde_json::json!({
+                    "ip": b.ip.to_string(),
+                    "port": b.port,
+                    "reason": b.reason.as_str(),
+                    "banned_secs_ago": now.saturating_duration_since(b.since).as_secs(),
+                    "remaining_secs": b.until.saturating_duration_since(now).as_secs(),
+                    "dropped": b.dropped,
+                })
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    axum::Json(serde_json::json!({ "bans": list })).into_response()
 }
 
 async fn not_found() -> ApiError {

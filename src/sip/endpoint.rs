@@ -103,6 +103,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
 
+use super::source_guard::{GuardConfig, SourceGuard, Verdict};
+
 /// Methods we answer (for Allow headers).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REGISTER";
 /// Bodies we accept.
@@ -120,6 +122,8 @@ pub struct EndpointConfig {
     pub max_transactions: usize,
     pub timers: TimerConfig,
     pub registrar: crate::config::RegistrarSettings,
+    /// Rate limits and bans per source ([`super::source_guard`]).
+    pub guard: GuardConfig,
 }
 
 /// What the registrar starts from, and where its changes go (in order).
@@ -257,7 +261,14 @@ enum Command {
 pub struct SipHandle {
     cmd: mpsc::Sender<Command>,
     pub local: Arc<LocalAddrs>,
+    /// The sources' rate limits and bans (shared with the endpoint: read
+    /// it for the bans in force).
+    pub guard: SharedGuard,
 }
+
+/// The endpoint's [`SourceGuard`]: locked by the endpoint for each message
+/// (never across an await) and by the HTTP API to list the bans.
+pub type SharedGuard = Arc<std::sync::Mutex<SourceGuard>>;
 
 impl SipHandle {
     /// Answers the server transaction `key`.
@@ -410,7 +421,15 @@ pub async fn start(
         .iter()
         .map(|u| (u.user.clone(), u.clone()))
         .collect();
+    let guard: SharedGuard = {
+        let trunks = acl.clone();
+        Arc::new(std::sync::Mutex::new(SourceGuard::new(
+            cfg.guard.clone(),
+            move |ip| trunks.trunk_for(ip).is_some(),
+        )))
+    };
     let endpoint = Endpoint {
+        guard: guard.clone(),
         digest: DigestRealm::with_random_secret(cfg.registrar.realm.clone()),
         registrar,
         users,
@@ -434,7 +453,14 @@ pub async fn start(
     let mut endpoint = endpoint;
     endpoint.keepalive_sync();
     let task = tokio::spawn(endpoint.run(cmd_rx, tcp_rx, shutdown));
-    Ok((SipHandle { cmd: cmd_tx, local }, task))
+    Ok((
+        SipHandle {
+            cmd: cmd_tx,
+            local,
+            guard,
+        },
+        task,
+    ))
 }
 
 /// Binds UDP and TCP on the configured address. With port 0 both must share
@@ -508,6 +534,7 @@ struct Endpoint {
     /// Our INVITEs still in their client transaction: as sent (to build
     /// the CANCEL and the non-2xx ACK), and the §9.1 CANCEL state.
     client_invites: HashMap<TransactionKey, SentInvite>,
+    guard: SharedGuard,
 }
 
 /// Who a client transaction's outcome goes to.
@@ -955,6 +982,21 @@ impl Endpoint {
     }
 
     fn on_bytes(&mut self, peer: Peer, bytes: Bytes) {
+        let verdict = match self.guard.lock() {
+            Ok(mut g) => {
+                let (verdict, ban) = g.check(Instant::now(), peer.addr);
+                if let Some(ban) = ban {
+                    warn!(ip = %ban.ip, port = ?ban.port, reason = ban.reason.as_str(),
+                        secs = self.cfg.guard.ban.as_secs(), "source banned: it flooded us");
+                }
+                verdict
+            }
+            Err(_) => Verdict::Allow,
+        };
+        if verdict != Verdict::Allow {
+            trace!(from = %peer.addr, ?verdict, "message dropped by the source guard");
+            return;
+        }
         if bytes.len() > self.cfg.max_message_bytes {
             debug!(from = %peer.addr, len = bytes.len(), "message over size limit dropped");
             return;
@@ -978,6 +1020,21 @@ impl Endpoint {
                     None => debug!(from = %peer.addr, error = %e, "unparseable message dropped"),
                 }
             }
+        }
+    }
+
+    /// A request from `peer` was refused (bad credentials, not a trunk,
+    /// unknown user): counted against its address, which is banned after
+    /// too many.
+    fn refused(&self, peer: Peer) {
+        let ban = self
+            .guard
+            .lock()
+            .ok()
+            .and_then(|mut g| g.failure(Instant::now(), peer.addr));
+        if let Some(ban) = ban {
+            warn!(ip = %ban.ip, reason = ban.reason.as_str(), secs = self.cfg.guard.ban.as_secs(),
+                "source banned: too many refused requests");
         }
     }
 
@@ -1150,10 +1207,12 @@ impl Endpoint {
             Err(e) => return e.response(req),
         };
         if !self.users.contains_key(&aor) {
+            self.refused(peer);
             return response_to(req, 404, "Not Found");
         }
         if auth.user != aor {
             info!(user = %auth.user, aor, "REGISTER for another user's extension refused");
+            self.refused(peer);
             return response_to(req, 403, "Forbidden");
         }
         match self.registrar.on_register(now, &aor, req, peer) {
@@ -1198,6 +1257,12 @@ impl Endpoint {
                 if !matches!(e, AuthError::Missing) {
                     info!(from = %peer.addr, method = %req.method, error = %e, "credentials refused");
                 }
+                (resp, !matches!(e, AuthError::Missing) && !e.stale())
+            })
+            .map_err(|(resp, failed)| {
+                if failed {
+                    self.refused(peer);
+                }
                 resp
             })
     }
@@ -1212,12 +1277,14 @@ impl Endpoint {
     fn authenticate_invite(&mut self, peer: Peer, req: &Request) -> Result<String, Response> {
         if self.users.is_empty() {
             info!(from = %peer.addr, "INVITE from an untrusted source refused (403)");
+            self.refused(peer);
             return Err(response_to(req, 403, "Forbidden"));
         }
         let auth = self.authenticate(peer, req)?;
         let from_user = req.from().ok().and_then(|f| f.uri.user.clone());
         if from_user.as_deref() != Some(auth.user.as_str()) {
             info!(user = %auth.user, from = ?from_user, "INVITE in another user's name refused");
+            self.refused(peer);
             return Err(response_to(req, 403, "Forbidden"));
         }
         Ok(auth.user)

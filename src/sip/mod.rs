@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod parse;
 pub mod presence;
 pub mod registrar;
+pub mod source_guard;
 pub mod transaction;
 pub mod transport;
 pub mod uri;
