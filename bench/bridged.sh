@@ -276,7 +276,7 @@ bench_bridged() {
         [ "$left" = 0 ] && break
         sleep 1
       done
-      g=$(python3 -W ignore "$HERE/recording_gaps.py" "$WORK/data" "$prefix" "$WORK/daemon.log.$name" 2>&1)
+      g=$(timeout 300 python3 -W ignore "$HERE/recording_gaps.py" "$WORK/data" "$prefix" "$WORK/daemon.log.$name" 2>&1)
       g="$g drain_s=$drain sockdrops=$sockdrops"
       echo "$g" > "$WORK/$name.gaps.txt"
       mbs=$(awk -v a="$w0" -v b="$w1" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / s / 1e6 }')

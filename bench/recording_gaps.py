@@ -87,7 +87,9 @@ def missing_frames(chan_bytes, n):
         if a[o:o + 4] != SILENCE and counter(a, o - 160) == c - 1:
             end = (o, c)
             break
-    if end is None or end[1] < start[1]:
+    # A numbering that does not fit the file (a false match) counts the
+    # whole span as missing rather than looping over a wrong range.
+    if end is None or end[1] < start[1] or end[1] - start[1] > (hi - lo) // 160 + 50:
         return max(0, (hi - lo) // 160)
     missing = 0
     o, c = start
