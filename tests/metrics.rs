@@ -36,22 +36,7 @@ async fn scrape(http: &HttpClient) -> String {
 async fn metrics_count_calls_queues_agents_rtp_and_the_store() {
     let ts = TestServer::start_with(ServerOptions {
         api_tokens: vec![TOKEN.into()],
-        extra_toml: r#"
-[[acd.queues]]
-name = "12345"
-ring_timeout_secs = 5
-[[acd.queues]]
-name = "12333"
-when_no_agents = "refuse"
-[[acd.agents]]
-id = "1001"
-name = "Agent One"
-extension = "1001"
-queues = ["12345"]
-wrap_up_secs = 5
-login_on_register = true
-"#
-        .to_string(),
+        extra_toml: support::AGENT_1001.to_string(),
         ..Default::default()
     })
     .await;

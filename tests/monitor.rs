@@ -25,21 +25,9 @@ fn options() -> ServerOptions {
 user = "2001"
 ha1_md5 = "7fee6d3ffbe2e83983da26d6ac9d9dc0"
 monitor = true
-[[acd.queues]]
-name = "12345"
-ring_timeout_secs = 5
-[[acd.queues]]
-name = "12333"
-when_no_agents = "refuse"
-[[acd.agents]]
-id = "1001"
-name = "Agent One"
-extension = "1001"
-queues = ["12345"]
-wrap_up_secs = 5
-login_on_register = true
 "#
-        .to_string(),
+        .to_string()
+            + support::AGENT_1001,
         ..Default::default()
     }
 }

@@ -159,7 +159,7 @@ impl SourceGuard {
             return (Verdict::Allow, None);
         }
         self.checks += 1;
-        if self.checks % 4096 == 0 {
+        if self.checks.is_multiple_of(4096) {
             self.sweep(now);
         }
         if self.banned(now, src) {

@@ -315,6 +315,24 @@ async fn fresh_pg_schema(admin: &str) -> String {
 
 /// A config for a test daemon: everything on 127.0.0.1, ports from the OS,
 /// the shipped prompts and flows, a fresh SQLite file.
+/// The queues 12345 (ring timeout 5 s) and 12333 (refuses without agents)
+/// and agent 1001 in 12345 (wrap-up 5 s, logged in when it registers).
+pub const AGENT_1001: &str = r#"
+[[acd.queues]]
+name = "12345"
+ring_timeout_secs = 5
+[[acd.queues]]
+name = "12333"
+when_no_agents = "refuse"
+[[acd.agents]]
+id = "1001"
+name = "Agent One"
+extension = "1001"
+queues = ["12345"]
+wrap_up_secs = 5
+login_on_register = true
+"#;
+
 /// A weekday morning in the shipped lines' time zone (the 12345 line is
 /// open), the clock a test runs on unless it sets its own `[clock]`: what
 /// a call does must not depend on the time of day the tests run.
