@@ -97,6 +97,10 @@ def missing_frames(chan_bytes, n):
         pat = c.to_bytes(4, "big")
         found = a.find(pat, max(0, o - 200), o + 400)
         if found < 0:
+            # Re-placed by arrival (a stream that drifted or stalled moves
+            # by up to a few seconds): look further before calling it lost.
+            found = a.find(pat, max(0, o - 8000), o + 40000)
+        if found < 0:
             missing += 1
             o += 160
         else:
