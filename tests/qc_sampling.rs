@@ -340,6 +340,39 @@ async fn the_daily_run_samples_a_day_once(db: TestDb) {
     assert!(run_if_due(&store, &cfg, &plan, now + Duration::days(1))
         .await
         .unwrap());
+    let scheduled = |store: &hotline::store::Store| {
+        let store = store.clone();
+        async move {
+            store
+                .sample_runs(SampleRunFilter {
+                    source: Some(SampleSource::Scheduled),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(scheduled(&store).await.len(), 2, "the 8th and the 9th");
+    // Down for three nights: the 10th to the 13th are sampled when it is
+    // back, once each.
+    assert!(run_if_due(&store, &cfg, &plan, now + Duration::days(5))
+        .await
+        .unwrap());
+    let runs = scheduled(&store).await;
+    assert_eq!(runs.len(), 6);
+    let mut days: Vec<_> = runs.iter().map(|r| r.period_from).collect();
+    days.sort();
+    assert_eq!(days[2], t("2026-10-10T00:00:00+08:00"));
+    assert_eq!(days[5], t("2026-10-13T00:00:00+08:00"));
+    // Down for a month: only the last 7 days are caught up.
+    assert!(run_if_due(&store, &cfg, &plan, now + Duration::days(35))
+        .await
+        .unwrap());
+    let runs = scheduled(&store).await;
+    assert_eq!(runs.len(), 6 + 7);
+    assert!(!run_if_due(&store, &cfg, &plan, now + Duration::days(35))
+        .await
+        .unwrap());
     store.close().await;
 }
 

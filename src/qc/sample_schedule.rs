@@ -2,8 +2,9 @@
 //! time) it samples the previous local day, source `scheduled`, actor
 //! `system`. A run already stored for that day (source `scheduled`) is not
 //! made again, so a restart never samples a day twice; a daemon that was
-//! down at the scheduled time samples the last due day when it starts.
-//! (Days missed before that are left to `hotline qc sample`.)
+//! down at the scheduled time samples, when it starts, the days missed
+//! since its last scheduled run, up to [`CATCH_UP_DAYS`] (older ones are
+//! left to `hotline qc sample`).
 
 use std::time::Duration as StdDuration;
 
@@ -54,14 +55,60 @@ pub fn next_run(plan: &SamplingPlan, now: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-/// Samples the due day if no scheduled run has; returns whether it ran.
+/// At most this many days are sampled when the daemon catches up after
+/// being down (the most recent ones).
+pub const CATCH_UP_DAYS: i64 = 7;
+
+/// Samples the due day, and the days missed since the last scheduled run
+/// (at most [`CATCH_UP_DAYS`], oldest first), each unless a scheduled run
+/// has it already; returns whether any ran. With no scheduled run ever,
+/// only the due day.
 pub async fn run_if_due(
     store: &Store,
     config: &SamplingConfig,
     plan: &SamplingPlan,
     now: DateTime<Utc>,
 ) -> Result<bool, super::sample_run::SampleError> {
-    let (from, to) = due_period(plan, now);
+    let (due_from, _) = due_period(plan, now);
+    let due_day = due_from.with_timezone(&plan.tz).date_naive();
+    let last = store
+        .sample_runs(SampleRunFilter {
+            source: Some(SampleSource::Scheduled),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .next();
+    let first_day = match &last {
+        Some(r) => r
+            .period_to
+            .with_timezone(&plan.tz)
+            .date_naive()
+            .max(due_day - Duration::days(CATCH_UP_DAYS - 1)),
+        None => due_day,
+    };
+    let mut ran = false;
+    let mut day = first_day;
+    while day <= due_day {
+        ran |= sample_day(store, config, plan, day, now).await?;
+        day += Duration::days(1);
+    }
+    if !ran {
+        debug!(day = %due_day, "QC sample of the day already made");
+    }
+    Ok(ran)
+}
+
+/// Samples local day `day` unless a scheduled run has it.
+async fn sample_day(
+    store: &Store,
+    config: &SamplingConfig,
+    plan: &SamplingPlan,
+    day: chrono::NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<bool, super::sample_run::SampleError> {
+    let (from, to) = day_period(plan.tz, day);
     let done = store
         .sample_runs(SampleRunFilter {
             period: Some((from, to)),
@@ -70,7 +117,6 @@ pub async fn run_if_due(
         })
         .await?;
     if !done.is_empty() {
-        debug!(from = %from, to = %to, "QC sample of the day already made");
         return Ok(false);
     }
     let out = run_sample(
