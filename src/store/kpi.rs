@@ -66,7 +66,6 @@ impl Store {
             k = kinds_in("e"),
         );
         let err = StoreError::query("reading the agents' state events");
-        let get = |e| StoreError::query("decoding a queue event")(e);
         let mut out = Vec::new();
         with_pool!(db, |pool| {
             let first = sqlx::query(sqlx::AssertSqlSafe(before))
@@ -81,19 +80,7 @@ impl Store {
                 .await
                 .map_err(StoreError::query("reading the agents' state events"))?;
             for row in first.iter().chain(then.iter()) {
-                let at: String = row.try_get("at").map_err(get)?;
-                out.push(QueueEventRow {
-                    uid: row.try_get("uid").map_err(get)?,
-                    at: parse_time("queue event", &at)?,
-                    kind: row.try_get("kind").map_err(get)?,
-                    queue: row.try_get("queue").map_err(get)?,
-                    call_id: row.try_get("call_id").map_err(get)?,
-                    agent: row.try_get("agent").map_err(get)?,
-                    position: row.try_get("position").map_err(get)?,
-                    wait_ms: row.try_get("wait_ms").map_err(get)?,
-                    talk_ms: row.try_get("talk_ms").map_err(get)?,
-                    reason: row.try_get("reason").map_err(get)?,
-                });
+                out.push(event_from_row!(row));
             }
         });
         // Stable: each agent's event before the period stays first.

@@ -32,6 +32,7 @@ pub mod audit;
 pub mod callbacks;
 mod calls;
 mod demo;
+#[macro_use]
 pub mod events;
 pub mod kpi;
 mod lookup;
