@@ -41,7 +41,7 @@ use std::process::{Command, Output, Stdio};
 use chrono::{DateTime, Duration, Utc};
 use hotline::kpi::{day_period, KpiSettings, Kpis};
 use hotline::store::{CallRecord, Disposition, HangupBy, QueueEventRow, QueueOutcome, Store};
-use support::http::{HttpClient, HttpResponse};
+use support::http::{body, form, set_cookie, HttpClient, HttpResponse};
 use support::{ServerOptions, TestServer};
 
 #[macro_use]
@@ -582,42 +582,12 @@ fn user_add(ts: &TestServer, name: &str, role: &str, team: Option<&str>) {
     );
 }
 
-fn body(r: &HttpResponse) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
-fn set_cookie(r: &HttpResponse, name: &str) -> Option<String> {
-    r.headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .filter_map(|(_, v)| v.split(';').next())
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 /// Logs `name` in; its session cookie.
 async fn login(http: &HttpClient, name: &str) -> String {
     let page = http.get("/qc/login").await;
     assert_eq!(page.status, 200);
     let token = set_cookie(&page, "hotline_login").expect("login cookie");
-    let enc = |v: &str| -> String {
-        v.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    let form = format!(
-        "name={}&password={}&csrf={}",
-        enc(name),
-        enc(PASSWORD),
-        enc(&token)
-    );
+    let form = form(&[("name", name), ("password", PASSWORD), ("csrf", &token)]);
     let r = http
         .request(
             "POST",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hotline::store::{RecordingFilter, RecordingStatus, ScoreFilter, ScoreStatus};
 use support::agent::AgentPhone;
-use support::http::{HttpClient, HttpResponse};
+use support::http::{body, form, set_cookie, HttpClient, HttpResponse};
 use support::{ServerOptions, TestServer, Transport};
 
 fn secs(n: u64) -> Duration {
@@ -182,45 +182,11 @@ pub async fn setup() -> Setup {
 }
 
 /// `Set-Cookie` value of `name`.
-fn set_cookie(r: &HttpResponse, name: &str) -> Option<String> {
-    r.headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .filter_map(|(_, v)| v.split(';').next())
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-fn body(r: &HttpResponse) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
 /// The first `name="csrf" value="…"` of a page.
 fn csrf_of(page: &str) -> String {
     let at = page.find(r#"name="csrf" value=""#).expect("a csrf field");
     let rest = &page[at + r#"name="csrf" value=""#.len()..];
     rest[..rest.find('"').unwrap()].to_string()
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            let enc: String = v
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            format!("{k}={enc}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// A logged-in browser: its session cookie and CSRF token.
