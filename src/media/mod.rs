@@ -23,6 +23,7 @@ pub mod session;
 pub mod tap;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod udp_batch;
 pub mod voice_mix;
 
 /// The audio codecs the daemon speaks (static payload types, RFC 3551).
