@@ -111,7 +111,8 @@ hl_config "$ROOT" "$HERE/flows-bridged" "$WORK/hotline.toml" \
   's#^timeout_secs = .*#timeout_secs = 20#' \
   's#^address = "0.0.0.0"#address = "127.0.0.1"#' \
   's#^seed_demo = .*#seed_demo = false#' \
-  's#^keepalive_secs = .*#keepalive_secs = 0#'
+  's#^keepalive_secs = .*#keepalive_secs = 0#' \
+  's#^max_bindings_per_source = .*#max_bindings_per_source = 10000#'
 python3 - "$WORK" "$AGENTS" <<'EOF_PY' || exit 2
 import hashlib, sys
 work, n = sys.argv[1], int(sys.argv[2])

@@ -82,6 +82,7 @@ struct FileRegistrar {
     max_expires: u32,
     default_expires: u32,
     max_contacts: usize,
+    max_bindings_per_source: usize,
     keepalive_secs: u64,
     users: Vec<FileSipUser>,
 }
@@ -95,6 +96,7 @@ impl Default for FileRegistrar {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 3,
+            max_bindings_per_source: 1000,
             keepalive_secs: 30,
             users: Vec::new(),
         }
@@ -126,6 +128,8 @@ struct FileSip {
     transports: Vec<String>,
     user_agent: String,
     max_calls: usize,
+    max_calls_per_user: usize,
+    max_calls_per_source: usize,
     answer_delay_ms: u64,
     max_message_bytes: usize,
     trunks: Vec<FileTrunk>,
@@ -181,6 +185,8 @@ impl Default for FileSip {
             transports: vec!["udp".into(), "tcp".into()],
             user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
             max_calls: 4000,
+            max_calls_per_user: 4,
+            max_calls_per_source: 200,
             answer_delay_ms: 0,
             max_message_bytes: 65_535,
             trunks: Vec::new(),
@@ -357,6 +363,9 @@ pub struct SipConfig {
     pub tcp: bool,
     pub user_agent: String,
     pub max_calls: usize,
+    /// Softphone calls up at once per authenticated user, and per source
+    /// address (trunks' calls are not counted); more get 403.
+    pub call_limits: crate::call::call_limits::CallLimitConfig,
     /// Ring for this long (180 Ringing) before answering; 0 answers at once.
     pub answer_delay: Duration,
     pub max_message_bytes: usize,
@@ -665,6 +674,12 @@ impl Validator {
         if f.sip.max_calls == 0 {
             self.error("sip.max_calls", "must be at least 1");
         }
+        if f.sip.max_calls_per_user == 0 {
+            self.error("sip.max_calls_per_user", "must be at least 1");
+        }
+        if f.sip.max_calls_per_source == 0 {
+            self.error("sip.max_calls_per_source", "must be at least 1");
+        }
         if f.sip.max_message_bytes < 1500 || f.sip.max_message_bytes > 65_535 {
             self.error("sip.max_message_bytes", "must be between 1500 and 65535");
         }
@@ -873,6 +888,10 @@ impl Validator {
                 tcp,
                 user_agent: f.sip.user_agent,
                 max_calls: f.sip.max_calls,
+                call_limits: crate::call::call_limits::CallLimitConfig {
+                    per_user: f.sip.max_calls_per_user,
+                    per_source: f.sip.max_calls_per_source,
+                },
                 answer_delay: Duration::from_millis(f.sip.answer_delay_ms),
                 max_message_bytes: f.sip.max_message_bytes,
                 trunks,
@@ -1076,6 +1095,9 @@ impl Validator {
                 "must be at least 1 and at most max_expires",
             );
         }
+        if r.max_bindings_per_source == 0 {
+            self.error("registrar.max_bindings_per_source", "must be at least 1");
+        }
         if r.max_contacts == 0 {
             self.error("registrar.max_contacts", "must be at least 1");
         }
@@ -1131,6 +1153,7 @@ impl Validator {
                 max_expires: r.max_expires,
                 default_expires: r.default_expires,
                 max_contacts_per_aor: r.max_contacts,
+                max_bindings_per_source: r.max_bindings_per_source,
             },
             keepalive_secs: r.keepalive_secs,
             users,

@@ -355,6 +355,7 @@ impl Server {
             ctx.clone(),
             incoming_rx,
             cfg.sip.max_calls,
+            cfg.sip.call_limits,
             calls.clone(),
         ));
 

@@ -1,7 +1,8 @@
 //! The SIP source guard end to end: a flood from one socket is answered up
 //! to its burst, then dropped and banned, while other sources (a softphone
 //! registering, a probe) go on; repeated wrong passwords ban the address;
-//! `GET /api/bans` lists both.
+//! `GET /api/bans` lists both. The softphone limits: calls per user and
+//! per address, registrations per address (refused with 403, no ban).
 
 mod support;
 
@@ -112,5 +113,68 @@ async fn repeated_wrong_passwords_ban_the_address() {
     assert_eq!(list[0]["port"], serde_json::Value::Null);
     assert_eq!(list[0]["reason"], "failures");
     assert!(list[0]["dropped"].as_u64().unwrap() >= 1);
+    ts.shutdown().await;
+}
+
+#[tokio::test]
+async fn softphone_calls_are_limited_per_user_and_per_address_and_come_back() {
+    let ts = TestServer::start_with(ServerOptions {
+        sip_toml: "max_calls_per_user = 2\nmax_calls_per_source = 3\n".into(),
+        ..options()
+    })
+    .await;
+    let server = ts.sip_udp();
+    let mut a = AgentPhone::new(server, Transport::Udp, "1001").await;
+    let mut b = AgentPhone::new(server, Transport::Udp, "1002").await;
+    let first = a.invite("12345").await.expect("a final response");
+    assert_eq!(first.status, 200);
+    let second = a.invite("12345").await.expect("a final response");
+    assert_eq!(second.status, 200);
+    let r = a.invite("12345").await.expect("a final response");
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (403, "Too Many Calls From This User")
+    );
+    let third = b.invite("12345").await.expect("a final response");
+    assert_eq!(third.status, 200, "1002 has its own count");
+    let r = b.invite("12345").await.expect("a final response");
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (403, "Too Many Calls From This Address")
+    );
+    // A call that ends gives its place back.
+    assert_eq!(a.bye_placed(&first).await, Some(200));
+    let mut again = None;
+    for _ in 0..20 {
+        let r = b.invite("12345").await.expect("a final response");
+        if r.status == 200 {
+            again = Some(r);
+            break;
+        }
+        // The call task may not have ended yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a place came back after the BYE");
+    // Refusals are policy: the address is not banned for them.
+    assert!(bans(&ts).await.is_empty());
+    ts.shutdown().await;
+}
+
+#[tokio::test]
+async fn registrations_from_one_address_are_limited_across_users() {
+    let ts = TestServer::start_with(ServerOptions {
+        registrar_toml: "max_bindings_per_source = 1\n".into(),
+        ..options()
+    })
+    .await;
+    let server = ts.sip_udp();
+    let mut a = AgentPhone::new(server, Transport::Udp, "1001").await;
+    let mut b = AgentPhone::new(server, Transport::Udp, "1002").await;
+    assert_eq!(a.register().await, 200);
+    assert_eq!(a.register().await, 200, "a refresh passes at the limit");
+    assert_eq!(b.register().await, 403, "a second binding from 127.0.0.1");
+    assert_eq!(a.unregister().await, 200);
+    assert_eq!(b.register().await, 200, "the place came back");
+    assert!(bans(&ts).await.is_empty());
     ts.shutdown().await;
 }

@@ -5,6 +5,7 @@
 
 pub mod acd_service;
 pub mod agent_leg;
+pub mod call_limits;
 pub mod callback;
 pub mod feature_codes;
 pub mod inbound;
@@ -143,23 +144,37 @@ pub async fn run_manager(
     ctx: Arc<CallContext>,
     mut incoming: mpsc::Receiver<IncomingCall>,
     max_calls: usize,
+    per_softphone: call_limits::CallLimitConfig,
     tracker: TaskTracker,
 ) {
     let limit = Arc::new(Semaphore::new(max_calls));
+    let softphone_limits = call_limits::CallLimits::new(per_softphone);
     while let Some(call) = incoming.recv().await {
+        let slot = match softphone_limits.admit(
+            !call.trunk.is_empty(),
+            call.user.as_deref(),
+            call.peer.addr.ip(),
+        ) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                warn!(
+                    call_id = call.request.call_id().unwrap_or(""),
+                    from = %call.peer.addr,
+                    error = %refusal,
+                    "softphone call limit reached; 403"
+                );
+                ctx.metrics.call_refused();
+                refuse(&ctx, &call, 403, refusal.reason(), None).await;
+                continue;
+            }
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             warn!(
                 call_id = call.request.call_id().unwrap_or(""),
                 "call limit reached; 503"
             );
             ctx.metrics.call_refused();
-            let mut resp = response_to(&call.request, 503, "Service Unavailable");
-            resp.set_to_tag(&crate::sip::endpoint::new_tag());
-            resp.headers.push("Retry-After", "5");
-            ctx.sip.respond(call.key.clone(), resp).await;
-            ctx.sip
-                .end_dialog(call.request.call_id().unwrap_or("").to_string())
-                .await;
+            refuse(&ctx, &call, 503, "Service Unavailable", Some(5)).await;
             continue;
         };
         let ctx = ctx.clone();
@@ -168,7 +183,27 @@ pub async fn run_manager(
             let active = metrics.call_started();
             inbound::run(ctx, call).await;
             drop(active);
-            drop(permit);
+            drop((permit, slot));
         });
     }
+}
+
+/// Answers an INVITE that will not be taken with `status`, and forgets
+/// its dialog.
+async fn refuse(
+    ctx: &CallContext,
+    call: &IncomingCall,
+    status: u16,
+    reason: &str,
+    retry_after: Option<u32>,
+) {
+    let mut resp = response_to(&call.request, status, reason);
+    resp.set_to_tag(&crate::sip::endpoint::new_tag());
+    if let Some(secs) = retry_after {
+        resp.headers.push("Retry-After", secs.to_string());
+    }
+    ctx.sip.respond(call.key.clone(), resp).await;
+    ctx.sip
+        .end_dialog(call.request.call_id().unwrap_or("").to_string())
+        .await;
 }

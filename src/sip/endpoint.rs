@@ -84,7 +84,7 @@ use super::outbound;
 use super::parse::parse_message;
 pub use super::presence::Presence;
 use super::presence::PresenceTracker;
-use super::registrar::{aor_of, Binding, BindingChange, Registrar};
+use super::registrar::{aor_of, Binding, BindingChange, RegisterError, Registrar};
 use super::transaction::{
     ClientDisposition, IncomingRequest, LayerConfig, Output, OutputKind, Role, ServerDisposition,
     TimerConfig, TransactionKey, TransactionLayer,
@@ -1224,7 +1224,17 @@ impl Endpoint {
                 }
                 outcome.response(req)
             }
-            Err(e) => e.response(req),
+            Err(e) => {
+                // Limits are the operator's business; the rest is the phone's.
+                match e {
+                    RegisterError::TooManyContacts { .. }
+                    | RegisterError::TooManyFromSource { .. } => {
+                        warn!(aor, from = %peer.addr, error = %e, "registration refused")
+                    }
+                    _ => debug!(aor, from = %peer.addr, error = %e, "registration refused"),
+                }
+                e.response(req)
+            }
         }
     }
 

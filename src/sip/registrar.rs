@@ -63,6 +63,10 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
     /// Live bindings per AOR.
     pub max_contacts_per_aor: usize,
+    /// Live bindings, over all AORs, whose REGISTER came from one IP
+    /// address (a NAT'd office shares one; a stolen password does not get
+    /// to bind thousands of contacts).
+    pub max_bindings_per_source: usize,
 }
 
 impl Default for RegistrarConfig {
@@ -72,6 +76,7 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts_per_aor: 5,
+            max_bindings_per_source: 1000,
         }
     }
 }
@@ -86,6 +91,7 @@ impl RegistrarConfig {
             .default_expires
             .clamp(self.min_expires, self.max_expires);
         self.max_contacts_per_aor = self.max_contacts_per_aor.max(1);
+        self.max_bindings_per_source = self.max_bindings_per_source.max(1);
         self
     }
 }
@@ -233,6 +239,12 @@ pub enum RegisterError {
     /// More live contacts than allowed for one AOR.
     #[error("more than {max} contacts for one AOR")]
     TooManyContacts { max: usize },
+    /// More live bindings from one source address than allowed.
+    #[error("more than {max} bindings from {address}")]
+    TooManyFromSource {
+        max: usize,
+        address: std::net::IpAddr,
+    },
     /// §10.3 steps 6–7: same Call-ID, CSeq not higher than the binding's.
     #[error("out-of-order REGISTER: CSeq {cseq} not above {stored} for Call-ID {call_id}")]
     OutOfOrder {
@@ -248,6 +260,7 @@ impl RegisterError {
             RegisterError::BadRequest(_) => 400,
             RegisterError::IntervalTooBrief { .. } => 423,
             RegisterError::TooManyContacts { .. } => 403,
+            RegisterError::TooManyFromSource { .. } => 403,
             RegisterError::OutOfOrder { .. } => 500,
         }
     }
@@ -257,6 +270,7 @@ impl RegisterError {
             RegisterError::BadRequest(_) => "Bad Request",
             RegisterError::IntervalTooBrief { .. } => "Interval Too Brief",
             RegisterError::TooManyContacts { .. } => "Too Many Contacts",
+            RegisterError::TooManyFromSource { .. } => "Too Many Registrations From This Address",
             RegisterError::OutOfOrder { .. } => "Out Of Order Request",
         }
     }
@@ -594,6 +608,44 @@ impl Registrar {
         Ok(self.outcome(aor, now, changes))
     }
 
+    /// Fails if the request would leave more than `max_bindings_per_source`
+    /// live bindings from `source`'s address, counting every AOR; a request
+    /// that does not add to that count (a refresh) always passes, even if
+    /// the limit was lowered below what is bound.
+    fn check_source_limit(
+        &self,
+        now: DateTime<Utc>,
+        aor: &str,
+        before: &[Entry],
+        after: &[Entry],
+        source: Peer,
+    ) -> Result<(), RegisterError> {
+        let ip = source.addr.ip();
+        let from_ip = |entries: &[Entry]| {
+            entries
+                .iter()
+                .filter(|e| e.binding.source.addr.ip() == ip)
+                .count()
+        };
+        let (mine_before, mine_after) = (from_ip(before), from_ip(after));
+        if mine_after <= mine_before {
+            return Ok(());
+        }
+        // Bounded by the configured users: only they get this far.
+        let others: usize = self
+            .aors
+            .iter()
+            .filter(|(a, _)| a.as_str() != aor)
+            .flat_map(|(_, entries)| entries)
+            .filter(|e| e.binding.is_live(now) && e.binding.source.addr.ip() == ip)
+            .count();
+        let max = self.config.max_bindings_per_source;
+        if others + mine_after > max {
+            return Err(RegisterError::TooManyFromSource { max, address: ip });
+        }
+        Ok(())
+    }
+
     /// §10.3 step 7 for each contact, on a tentative copy; committed by
     /// the caller only if every contact succeeded.
     #[allow(clippy::too_many_arguments)]
@@ -675,6 +727,7 @@ impl Registrar {
                 max: self.config.max_contacts_per_aor,
             });
         }
+        self.check_source_limit(now, aor, before, &after, source)?;
         // Changes as the store sees them, keyed by (aor, contact_uri).
         for e in before {
             if !after
@@ -936,6 +989,7 @@ mod tests {
             max_expires: 3600,
             default_expires: 600,
             max_contacts_per_aor: 3,
+            max_bindings_per_source: 4,
         })
     }
 
@@ -1299,6 +1353,91 @@ mod tests {
     }
 
     #[test]
+    fn bindings_per_source_address_are_limited_across_aors_and_refreshes_pass() {
+        let mut r = registrar(); // 4 per source address
+        let at = |r: &mut Registrar, aor: &str, call_id: &str, cseq, contacts: &[&str], src| {
+            r.on_register(t0(), aor, &reg(call_id, cseq, contacts, None), udp(src))
+        };
+        at(
+            &mut r,
+            "1001",
+            "a",
+            1,
+            &["<sip:a@10.0.0.1>", "<sip:b@10.0.0.1>"],
+            SRC,
+        )
+        .unwrap();
+        at(
+            &mut r,
+            "1002",
+            "b",
+            1,
+            &["<sip:c@10.0.0.1>"],
+            "203.0.113.7:40999",
+        )
+        .unwrap();
+        // Another address does not count.
+        at(
+            &mut r,
+            "1003",
+            "c",
+            1,
+            &["<sip:d@10.0.0.9>"],
+            "198.51.100.1:5060",
+        )
+        .unwrap();
+        // 3 bound from 203.0.113.7: two more in one request are one too many,
+        // and nothing of the request is kept.
+        let e = at(
+            &mut r,
+            "1004",
+            "d",
+            1,
+            &["<sip:e@10.0.0.1>", "<sip:f@10.0.0.1>"],
+            SRC,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            RegisterError::TooManyFromSource {
+                max: 4,
+                address: "203.0.113.7".parse().unwrap()
+            }
+        );
+        assert_eq!(
+            (e.status(), e.reason()),
+            (403, "Too Many Registrations From This Address")
+        );
+        assert!(r.bindings("1004", t0()).is_empty());
+        at(&mut r, "1004", "d", 2, &["<sip:e@10.0.0.1>"], SRC).unwrap();
+        // At the limit: a refresh of what is bound passes, a new one fails.
+        at(
+            &mut r,
+            "1001",
+            "a",
+            2,
+            &["<sip:a@10.0.0.1>", "<sip:b@10.0.0.1>"],
+            SRC,
+        )
+        .unwrap();
+        assert!(at(&mut r, "1003", "c", 2, &["<sip:g@10.0.0.1>"], SRC).is_err());
+        // Moving a binding from another address to this one adds to it.
+        assert_eq!(r.bindings("1003", t0()).len(), 1);
+        // Unregistering frees a place.
+        at(&mut r, "1002", "b", 2, &["<sip:c@10.0.0.1>;expires=0"], SRC).unwrap();
+        at(&mut r, "1003", "c", 3, &["<sip:g@10.0.0.1>"], SRC).unwrap();
+        // Expired bindings do not count.
+        let later = t0() + secs(601);
+        r.on_register(
+            later,
+            "1002",
+            &reg("b", 3, &["<sip:h@10.0.0.1>"], None),
+            udp(SRC),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn too_many_contacts_is_403_and_atomic() {
         let mut r = registrar();
         ok(
@@ -1523,14 +1662,16 @@ mod tests {
                 min_expires: 0,
                 max_expires: 10,
                 default_expires: 99999,
-                max_contacts_per_aor: 0
+                max_contacts_per_aor: 0,
+                max_bindings_per_source: 0,
             }
             .normalized(),
             RegistrarConfig {
                 min_expires: 1,
                 max_expires: 10,
                 default_expires: 10,
-                max_contacts_per_aor: 1
+                max_contacts_per_aor: 1,
+                max_bindings_per_source: 1,
             }
         );
     }

@@ -46,6 +46,9 @@ pub struct ServerOptions {
     /// Flows folder; the shipped `config/flows` by default.
     pub flows_dir: Option<PathBuf>,
     pub extra_toml: String,
+    /// More keys of `[sip]` and of `[registrar]`.
+    pub sip_toml: String,
+    pub registrar_toml: String,
     /// `[http] api_tokens`.
     pub api_tokens: Vec<String>,
 }
@@ -60,6 +63,8 @@ impl Default for ServerOptions {
             trunks: vec!["127.0.0.1/32".into(), "::1/128".into()],
             flows_dir: None,
             extra_toml: String::new(),
+            sip_toml: String::new(),
+            registrar_toml: String::new(),
             api_tokens: Vec::new(),
         }
     }
@@ -367,6 +372,7 @@ pub fn test_config(dir: &Path, opts: &ServerOptions) -> Config {
 listen = "127.0.0.1:0"
 answer_delay_ms = {answer}
 max_calls = {max_calls}
+{sip_toml}
 [[sip.trunks]]
 name = "test"
 addresses = [{trunks}]
@@ -388,6 +394,7 @@ flows = "{flows}"
 filter = "warn"
 [registrar]
 algorithms = ["SHA-256", "MD5"]
+{registrar_toml}
 [[registrar.users]]
 user = "1001"
 ha1_md5 = "fe91a8312069f3ec33658a70e139d0d1"
@@ -405,6 +412,8 @@ ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
             .join(", "),
         answer = opts.answer_delay_ms,
         max_calls = opts.max_calls,
+        sip_toml = opts.sip_toml,
+        registrar_toml = opts.registrar_toml,
         rtp_timeout = opts.rtp_timeout_secs,
         lo = base,
         hi = base + 4999,
