@@ -233,9 +233,19 @@ fn main() -> ExitCode {
 fn init_tracing(cfg: &Config, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_filter));
+    // Colours only for a person at a terminal: the journal, `docker logs`
+    // and log files get plain lines (and NO_COLOR is honoured).
+    use std::io::IsTerminal;
+    let terminal = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    let ansi = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     match (cfg.log_format, to_stderr) {
         (LogFormat::Json, false) => builder.json().init(),
         (LogFormat::Text, false) => builder.init(),
