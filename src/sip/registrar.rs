@@ -1355,86 +1355,71 @@ mod tests {
     #[test]
     fn bindings_per_source_address_are_limited_across_aors_and_refreshes_pass() {
         let mut r = registrar(); // 4 per source address
-        let at = |r: &mut Registrar, aor: &str, call_id: &str, cseq, contacts: &[&str], src| {
-            r.on_register(t0(), aor, &reg(call_id, cseq, contacts, None), udp(src))
-        };
-        at(
-            &mut r,
-            "1001",
-            "a",
-            1,
-            &["<sip:a@10.0.0.1>", "<sip:b@10.0.0.1>"],
-            SRC,
-        )
-        .unwrap();
-        at(
-            &mut r,
-            "1002",
-            "b",
-            1,
-            &["<sip:c@10.0.0.1>"],
-            "203.0.113.7:40999",
-        )
-        .unwrap();
-        // Another address does not count.
-        at(
-            &mut r,
-            "1003",
-            "c",
-            1,
-            &["<sip:d@10.0.0.9>"],
-            "198.51.100.1:5060",
-        )
-        .unwrap();
-        // 3 bound from 203.0.113.7: two more in one request are one too many,
-        // and nothing of the request is kept.
-        let e = at(
-            &mut r,
-            "1004",
-            "d",
-            1,
-            &["<sip:e@10.0.0.1>", "<sip:f@10.0.0.1>"],
-            SRC,
-        )
-        .unwrap_err();
-        assert_eq!(
-            e,
-            RegisterError::TooManyFromSource {
-                max: 4,
-                address: "203.0.113.7".parse().unwrap()
+        const OTHER_PORT: &str = "203.0.113.7:40999";
+        const ELSEWHERE: &str = "198.51.100.1:5060";
+        // (aor, call-id, cseq, contacts, source, admitted?), in order.
+        let steps: &[(&str, &str, u32, &[&str], &str, bool)] = &[
+            (
+                "1001",
+                "a",
+                1,
+                &["<sip:a@10.0.0.1>", "<sip:b@10.0.0.1>"],
+                SRC,
+                true,
+            ),
+            // The address counts, whatever the port.
+            ("1002", "b", 1, &["<sip:c@10.0.0.1>"], OTHER_PORT, true),
+            // Another address does not count.
+            ("1003", "c", 1, &["<sip:d@10.0.0.9>"], ELSEWHERE, true),
+            // 3 bound from 203.0.113.7: two more at once are one too many,
+            // and nothing of the request is kept (checked below).
+            (
+                "1004",
+                "d",
+                1,
+                &["<sip:e@10.0.0.1>", "<sip:f@10.0.0.1>"],
+                SRC,
+                false,
+            ),
+            ("1004", "d", 2, &["<sip:e@10.0.0.1>"], SRC, true),
+            // At the limit: a refresh of what is bound passes, a new one
+            // fails (moving 1003's binding here would add one).
+            (
+                "1001",
+                "a",
+                2,
+                &["<sip:a@10.0.0.1>", "<sip:b@10.0.0.1>"],
+                SRC,
+                true,
+            ),
+            ("1003", "c", 2, &["<sip:g@10.0.0.1>"], SRC, false),
+            // Unregistering frees a place.
+            ("1002", "b", 2, &["<sip:c@10.0.0.1>;expires=0"], SRC, true),
+            ("1003", "c", 3, &["<sip:g@10.0.0.1>"], SRC, true),
+        ];
+        for (i, &(aor, call_id, cseq, contacts, src, admitted)) in steps.iter().enumerate() {
+            let result = r.on_register(t0(), aor, &reg(call_id, cseq, contacts, None), udp(src));
+            assert_eq!(result.is_ok(), admitted, "step {i}: {result:?}");
+            if let Err(e) = result {
+                assert_eq!(
+                    e,
+                    RegisterError::TooManyFromSource {
+                        max: 4,
+                        address: "203.0.113.7".parse().unwrap()
+                    }
+                );
+                assert_eq!(e.status(), 403);
+                assert_eq!(e.reason(), "Too Many Registrations From This Address");
             }
-        );
-        assert_eq!(
-            (e.status(), e.reason()),
-            (403, "Too Many Registrations From This Address")
-        );
-        assert!(r.bindings("1004", t0()).is_empty());
-        at(&mut r, "1004", "d", 2, &["<sip:e@10.0.0.1>"], SRC).unwrap();
-        // At the limit: a refresh of what is bound passes, a new one fails.
-        at(
-            &mut r,
-            "1001",
-            "a",
-            2,
-            &["<sip:a@10.0.0.1>", "<sip:b@10.0.0.1>"],
-            SRC,
-        )
-        .unwrap();
-        assert!(at(&mut r, "1003", "c", 2, &["<sip:g@10.0.0.1>"], SRC).is_err());
-        // Moving a binding from another address to this one adds to it.
-        assert_eq!(r.bindings("1003", t0()).len(), 1);
-        // Unregistering frees a place.
-        at(&mut r, "1002", "b", 2, &["<sip:c@10.0.0.1>;expires=0"], SRC).unwrap();
-        at(&mut r, "1003", "c", 3, &["<sip:g@10.0.0.1>"], SRC).unwrap();
+            if i == 3 {
+                assert!(r.bindings("1004", t0()).is_empty());
+            }
+        }
+        assert_eq!(r.bindings("1003", t0()).len(), 2);
         // Expired bindings do not count.
         let later = t0() + secs(601);
-        r.on_register(
-            later,
-            "1002",
-            &reg("b", 3, &["<sip:h@10.0.0.1>"], None),
-            udp(SRC),
-        )
-        .unwrap();
+        let req = reg("b", 3, &["<sip:h@10.0.0.1>"], None);
+        r.on_register(later, "1002", &req, udp(SRC)).unwrap();
     }
 
     #[test]
