@@ -282,6 +282,8 @@ impl Server {
                 presence_acd.presence(p.aor, p.reachable).await;
             }
         });
+        // Calls and monitor legs: shutdown drains both.
+        let calls = TaskTracker::new();
         let ctx = Arc::new(CallContext {
             sip: sip.clone(),
             prompts,
@@ -320,6 +322,7 @@ impl Server {
                     .iter()
                     .filter(|u| u.monitor)
                     .map(|u| u.user.clone()),
+                calls.clone(),
             ),
             metrics: Default::default(),
         });
@@ -350,7 +353,6 @@ impl Server {
         }
         tokio::spawn(crate::call::callback::run_dialer(ctx.clone(), callback_rx));
         let monitor = crate::call::monitor::MonitorHandle::new(ctx.clone());
-        let calls = TaskTracker::new();
         tokio::spawn(run_manager(
             ctx.clone(),
             incoming_rx,

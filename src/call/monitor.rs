@@ -48,6 +48,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::agent_leg::{AgentLeg, LegOutput};
@@ -170,13 +171,17 @@ pub struct Monitors {
     /// Extensions allowed to dial `*31`…`*33` (`[[registrar.users]]
     /// monitor = true`).
     allowed: Arc<HashSet<String>>,
+    /// The legs run here, beside the calls: shutdown waits for them (their
+    /// BYE and call record) as for any call.
+    tasks: TaskTracker,
 }
 
 impl Monitors {
-    pub fn new(allowed: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(allowed: impl IntoIterator<Item = String>, tasks: TaskTracker) -> Self {
         Monitors {
             active: Arc::default(),
             allowed: Arc::new(allowed.into_iter().collect()),
+            tasks,
         }
     }
 
@@ -361,7 +366,7 @@ impl MonitorHandle {
             answered: None,
             dialed: "monitor".to_string(),
         };
-        tokio::spawn(task.run().instrument(span));
+        self.ctx.monitors.tasks.spawn(task.run().instrument(span));
         Ok(leg_call_id)
     }
 }
@@ -943,7 +948,7 @@ mod tests {
 
     #[test]
     fn at_most_two_monitors_per_agent_and_slots_come_back() {
-        let m = Monitors::new(["2001".to_string()]);
+        let m = Monitors::new(["2001".to_string()], TaskTracker::new());
         assert!(m.may_monitor("2001"));
         assert!(!m.may_monitor("1002"));
         let a = m.reserve("1001").unwrap();
