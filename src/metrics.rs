@@ -279,17 +279,10 @@ pub fn render(m: &Metrics, s: &Scraped) -> String {
             );
         }
         head(&mut o, "hotline_agents", "gauge", "Agents by state.");
-        let mut states: std::collections::BTreeMap<&str, usize> = [
-            "logged_out",
-            "ready",
-            "ringing",
-            "talking",
-            "wrap_up",
-            "paused",
-        ]
-        .into_iter()
-        .map(|st| (st, 0))
-        .collect();
+        let mut states: std::collections::BTreeMap<&str, usize> = crate::acd::AgentState::NAMES
+            .into_iter()
+            .map(|st| (st, 0))
+            .collect();
         for a in &acd.agents {
             *states.entry(a.state).or_insert(0) += 1;
         }

@@ -373,6 +373,19 @@ impl Server {
                 addr: cfg.http_listen,
                 source,
             })?;
+        let web = std::sync::Arc::new(
+            crate::web::WebContext::new(&cfg.qc, &cfg.acd).with_report(&cfg.report),
+        );
+        let wallboard = crate::web::wallboard_hub::Wallboard::new(
+            acd.clone(),
+            store.clone(),
+            ctx.clock.clone(),
+            web.kpi,
+            Duration::from_secs(cfg.qc.web.wallboard_refresh_secs.into()),
+            cfg.qc.web.wallboard_max_streams as usize,
+            shutdown.clone(),
+        );
+        tokio::spawn(wallboard.clone().run());
         let router = crate::http::router(crate::http::AppState {
             store: store.clone(),
             acd: acd.clone(),
@@ -380,10 +393,9 @@ impl Server {
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
             live: live.clone(),
             monitor,
-            web: std::sync::Arc::new(
-                crate::web::WebContext::new(&cfg.qc, &cfg.acd).with_report(&cfg.report),
-            ),
+            web,
             calls: ctx.clone(),
+            wallboard,
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -5,6 +5,8 @@
 //! its settlement, the report — and the refusals: wrong role, no CSRF
 //! token, another site's form, another team's recording, path traversal.
 //! The same flow in headless Chromium is `browser_*` (tests/browser/).
+//! The wallboard (`/qc/wallboard` and its event stream) is tested over
+//! HTTP and in Chromium at the end.
 
 mod support;
 
@@ -924,4 +926,292 @@ async fn browser_whispers_to_an_agent_from_the_live_page() {
     assert!(audit[0].2.starts_with("whisper call "), "{audit:?}");
     assert_eq!(call.bye().await, 200);
     ts.shutdown().await;
+}
+
+/// A daemon for the wallboard: today's figures refreshed every second, at
+/// most two streams, and `users` (name, role, extra `user add` arguments).
+/// Agent 1001 (queue 12345) is not registered: logged out.
+async fn wallboard_server(users: &[(&str, &str, &[&str])]) -> TestServer {
+    let mut opts = options();
+    opts.extra_toml
+        .push_str("\n[qc.web]\nwallboard_refresh_secs = 1\nwallboard_max_streams = 2\n");
+    let ts = TestServer::start_with(opts).await;
+    for (name, role, extra) in users {
+        let mut args = vec!["user", "add", name, "--role", role];
+        args.extend(extra.iter());
+        let out = hotline(&ts, &args, &format!("{PASSWORD}\n"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ts
+}
+
+/// Queue `name`'s row of a pushed board.
+fn board_queue(board: &serde_json::Value, name: &str) -> serde_json::Value {
+    board["queues"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["queue"] == name))
+        .unwrap_or_else(|| panic!("no queue {name} in {board:#}"))
+        .clone()
+}
+
+/// `f` while `call`'s media and signalling go on.
+async fn pumping<T>(call: &mut support::Call, f: impl std::future::Future<Output = T>) -> T {
+    tokio::select! {
+        v = f => v,
+        _ = call.pump(secs(120)) => panic!("still waiting after 120 s"),
+    }
+}
+
+/// The wallboard over HTTP: who may see it, the page without JavaScript,
+/// the stream's first board at once, a caller waiting (its wait growing
+/// from event to event), the agent answering (talking 1, waiting 0), the
+/// ended call in today's figures, the limit on streams (503), and the
+/// stream's end at shutdown.
+#[tokio::test]
+async fn the_wallboard_pushes_waiting_callers_agents_and_todays_figures() {
+    let ts = wallboard_server(&[
+        ("qc1", "qc", &[]),
+        ("lead_a", "team_lead", &["--team", "A"]),
+        ("sup", "supervisor", &[]),
+        ("admin1", "admin", &[]),
+    ])
+    .await;
+    let http = HttpClient::new(ts.server.http);
+
+    // Logged out: to the log-in page; a QC user: refused.
+    for path in ["/qc/wallboard", "/qc/wallboard/events"] {
+        let r = http.get(path).await;
+        assert_eq!(r.status, 303, "{path}");
+        assert!(
+            r.header("location")
+                .is_some_and(|l| l.starts_with("/qc/login?next=")),
+            "{path}: {:?}",
+            r.header("location")
+        );
+    }
+    let qc = login(&http, "qc1").await;
+    assert_eq!(qc.get("/qc/wallboard", &[]).await.status, 403);
+    assert_eq!(qc.get("/qc/wallboard/events", &[]).await.status, 403);
+
+    // The page is whole without JavaScript.
+    for name in ["lead_a", "admin1"] {
+        let s = login(&http, name).await;
+        let r = s.get("/qc/wallboard", &[]).await;
+        assert_eq!(r.status, 200, "{name}");
+        let page = body(&r);
+        assert!(page.contains(r#"<tr data-queue="12345"><th>12345</th><td data-f="waiting">0</td><td data-f="longest_wait">00:00</td><td data-f="staffed">0</td>"#), "{page}");
+        assert!(page.contains(r#"<td data-f="logged_out">1</td>"#), "{page}");
+        assert!(page.contains(r#"id="wb-day">2026-11-23<"#), "{page}");
+        assert!(
+            page.contains(r#"<td data-f="service_level">-</td>"#),
+            "{page}"
+        );
+        assert!(page.contains("/qc/static/wallboard.js"), "{page}");
+    }
+    let js = http.get("/qc/static/wallboard.js").await;
+    assert_eq!(js.status, 200);
+    assert!(body(&js).contains("EventSource"));
+
+    // The stream: a board at once.
+    let sup = login(&http, "sup").await;
+    let cookie = [("Cookie", sup.cookie.as_str())];
+    let mut sse = http.sse("/qc/wallboard/events", &cookie).await;
+    assert_eq!(sse.status, 200);
+    assert!(sse
+        .header("content-type")
+        .is_some_and(|v| v.starts_with("text/event-stream")));
+    let first = sse
+        .next_event(secs(3))
+        .await
+        .expect("a board as soon as the stream opens");
+    assert_eq!(first.event, "board");
+    let j = first.json();
+    let q = board_queue(&j, "12345");
+    assert_eq!(
+        (q["waiting"].as_u64(), q["staffed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(q["agents"]["logged_out"], 1);
+    assert_eq!(
+        (q["offered"].as_u64(), j["day"].as_str()),
+        (Some(0), Some("2026-11-23"))
+    );
+    assert!(
+        j["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| !q["queue"].as_str().unwrap().contains(':')),
+        "no personal queues: {j:#}"
+    );
+
+    // Two streams at most: the third is refused, clearly.
+    let lead = login(&http, "lead_a").await;
+    let second = http
+        .sse("/qc/wallboard/events", &[("Cookie", lead.cookie.as_str())])
+        .await;
+    assert_eq!(second.status, 200);
+    let third = http
+        .sse("/qc/wallboard/events", &[("Cookie", lead.cookie.as_str())])
+        .await;
+    assert_eq!(third.status, 503);
+    assert!(
+        String::from_utf8_lossy(&third.body).contains("too many wallboard streams"),
+        "{:?}",
+        String::from_utf8_lossy(&third.body)
+    );
+    drop((second, third));
+
+    // A caller into 12345, no agent logged in: waiting, and the wait grows.
+    let mut call = ts.phone().build().await.call("12345").await;
+    let waiting = pumping(
+        &mut call,
+        sse.wait_for(secs(20), "a caller waiting", |j| {
+            board_queue(j, "12345")["waiting"] == 1
+        }),
+    )
+    .await;
+    assert_eq!(waiting["total"]["waiting"], 1);
+    let w1 = board_queue(&waiting, "12345")["longest_wait_ms"]
+        .as_u64()
+        .unwrap();
+    let later = pumping(
+        &mut call,
+        sse.wait_for(secs(5), "a longer wait", |j| {
+            board_queue(j, "12345")["longest_wait_ms"].as_u64().unwrap() >= w1 + 900
+        }),
+    )
+    .await;
+    let q = board_queue(&later, "12345");
+    assert_eq!(q["waiting"], 1);
+    assert_eq!(
+        q["cells"]["longest_wait"],
+        format!("00:{:02}", q["longest_wait_ms"].as_u64().unwrap() / 1000)
+    );
+
+    // Agent 1001 registers (logged in), is offered the caller, answers.
+    let mut agent = AgentPhone::new(ts.sip_udp(), Transport::Udp, "1001").await;
+    assert_eq!(agent.register().await, 200);
+    pumping(&mut call, agent.wait_invite(secs(30)))
+        .await
+        .expect("the agent is rung");
+    agent.answer().await;
+    assert!(pumping(&mut call, agent.wait_ack(secs(5))).await);
+    let talking = tokio::select! {
+        j = sse.wait_for(secs(10), "the agent talking", |j| {
+            let q = board_queue(j, "12345");
+            q["agents"]["talking"] == 1 && q["waiting"] == 0
+        }) => j,
+        _ = async { tokio::join!(call.pump(secs(30)), agent.pump(secs(30))) } => panic!("no board"),
+    };
+    assert_eq!(talking["total"]["agents"]["talking"], 1);
+    assert_eq!(board_queue(&talking, "12345")["staffed"], 1);
+    assert_eq!(
+        board_queue(&talking, "12345")["cells"]["longest_wait"],
+        "00:00"
+    );
+
+    // The call ends: today's figures, read again within a second here, count it.
+    assert_eq!(call.bye().await, 200);
+    let today = sse
+        .wait_for(secs(15), "the call in today's figures", |j| {
+            board_queue(j, "12345")["answered"] == 1
+        })
+        .await;
+    let q = board_queue(&today, "12345");
+    assert_eq!(
+        (q["offered"].as_u64(), q["abandoned"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        q["service_level"].as_f64(),
+        Some(1.0),
+        "answered within 15 s"
+    );
+    assert_eq!(q["cells"]["service_level"], "100.0%");
+    assert_eq!(today["total"]["offered"], 1);
+
+    // Shutdown ends the stream (it does not hold the daemon up).
+    let (_, ended) = tokio::join!(
+        async {
+            tokio::time::timeout(secs(30), ts.shutdown())
+                .await
+                .expect("the daemon stops with a wallboard stream open")
+        },
+        sse.ends_within(secs(30))
+    );
+    assert!(ended, "the stream ends at shutdown");
+}
+
+/// The wallboard in headless Chromium (tests/browser/qc_wallboard.py): a
+/// supervisor opens it; when the script says so, a caller waits in 12345
+/// (nobody logged in) and the page must show 1 waiting without a reload
+/// (pushed), then the caller hangs up and it shows 0; then the daemon
+/// stops and the page says the connection is lost.
+#[tokio::test]
+async fn browser_wallboard_shows_a_waiting_caller_without_reloading() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    if !browser_available() {
+        return;
+    }
+    let ts = wallboard_server(&[("sup", "supervisor", &[])]).await;
+    let path = format!(
+        "{}/tests/browser/qc_wallboard.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .arg(path)
+        .arg("--base")
+        .arg(format!("http://{}", ts.server.http))
+        .args(["--queue", "12345", "--password", PASSWORD])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    let mut ts = Some(ts);
+    let mut call: Option<support::Call> = None;
+    let run = async {
+        loop {
+            let line = match call.as_mut() {
+                Some(c) => tokio::select! {
+                    l = lines.next_line() => l,
+                    _ = c.pump(secs(60)) => continue,
+                },
+                None => lines.next_line().await,
+            };
+            let Some(line) = line.expect("read the script's output") else {
+                break;
+            };
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("waiting for a caller") {
+                let t = ts.as_ref().expect("the daemon runs");
+                call = Some(t.phone().build().await.call("12345").await);
+            } else if line.contains("hang up now") {
+                let c = call.take().expect("a caller");
+                assert_eq!(c.bye().await, 200);
+            } else if line.contains("stop the daemon now") {
+                ts.take().expect("the daemon runs").shutdown().await;
+            }
+        }
+    };
+    tokio::time::timeout(secs(180), run)
+        .await
+        .expect("the browser run ends within 3 minutes");
+    let status = child.wait().await.expect("the script ends");
+    let mut err = String::new();
+    let _ = stderr.read_to_string(&mut err).await;
+    assert!(status.success(), "{log}{err}");
+    assert!(log.contains("all steps passed"), "{log}{err}");
+    if let Some(ts) = ts {
+        ts.shutdown().await;
+    }
 }

@@ -54,6 +54,16 @@ pub enum AgentState {
 }
 
 impl AgentState {
+    /// Every [`AgentState::name`], in the order the pages and metrics show them.
+    pub const NAMES: [&'static str; 6] = [
+        "logged_out",
+        "ready",
+        "ringing",
+        "talking",
+        "wrap_up",
+        "paused",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             AgentState::LoggedOut => "logged_out",

@@ -72,6 +72,8 @@ pub struct AppState {
     pub web: Arc<crate::web::WebContext>,
     /// The calls' shared context: what `/metrics` reads.
     pub calls: Arc<crate::call::CallContext>,
+    /// The wallboard's boards and streams (`/qc/wallboard`).
+    pub wallboard: Arc<crate::web::wallboard_hub::Wallboard>,
 }
 
 /// The accepted bearer tokens, kept as SHA-256 digests so that comparing

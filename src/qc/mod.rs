@@ -76,7 +76,7 @@ fn default_bands() -> Vec<Band> {
     .collect()
 }
 
-/// `[qc.web]`: the QC pages' log-in.
+/// `[qc.web]`: the QC pages' log-in and the wallboard.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
@@ -90,6 +90,11 @@ pub struct WebConfig {
     pub lock_minutes: u32,
     /// Mark cookies `Secure` (set when TLS is in front of the daemon).
     pub secure_cookies: bool,
+    /// The wallboard reads today's figures from the database this often
+    /// (seconds; the queues and agents are read every second).
+    pub wallboard_refresh_secs: u32,
+    /// At most this many wallboard streams at once; more get 503.
+    pub wallboard_max_streams: u32,
 }
 
 impl Default for WebConfig {
@@ -100,6 +105,8 @@ impl Default for WebConfig {
             lock_after_failures: 5,
             lock_minutes: 15,
             secure_cookies: false,
+            wallboard_refresh_secs: 20,
+            wallboard_max_streams: 64,
         }
     }
 }
@@ -144,6 +151,15 @@ impl QcConfig {
                 "web",
                 "session_idle_minutes and session_max_hours must be above 0".into(),
             );
+        }
+        if !(1..=600).contains(&w.wallboard_refresh_secs) {
+            err(
+                "web.wallboard_refresh_secs",
+                "must be 1 to 600 (seconds)".into(),
+            );
+        }
+        if !(1..=1024).contains(&w.wallboard_max_streams) {
+            err("web.wallboard_max_streams", "must be 1 to 1024".into());
         }
         if w.lock_after_failures == 0 || w.lock_minutes == 0 {
             err(

@@ -61,7 +61,7 @@ pub fn page(title: &str, viewer: Option<&Viewer<'_>>, body: &str) -> Response {
     if let Some(v) = viewer {
         let _ = write!(
             s,
-            r#"<nav><a href="/qc/">Worklist 待检</a> <a href="/qc/live">Live 监听</a> <a href="/qc/report">Report 报表</a> <a href="/qc/kpi">KPIs 指标</a></nav>
+            r#"<nav><a href="/qc/">Worklist 待检</a> <a href="/qc/live">Live 监听</a> <a href="/qc/report">Report 报表</a> <a href="/qc/kpi">KPIs 指标</a> <a href="/qc/wallboard">Wallboard 看板</a></nav>
 <form class="logout" method="post" action="/qc/logout"><input type="hidden" name="csrf" value="{c}"><span id="who">{n} ({r})</span> <button type="submit">Log out</button></form>"#,
             c = esc(v.csrf),
             n = esc(v.name),

@@ -16,6 +16,8 @@
 //! | GET | `/qc/kpi`, `/qc/kpi.csv` | the center's KPIs of a period (`from`, `to`, `queue`) | kpi (team lead: own team's agents) |
 //! | GET | `/qc/live` | the agents' calls in progress | monitor |
 //! | POST | `/qc/live/{agent}/{listen,whisper,barge}` | ring the user's softphone into that call; audited | monitor (team lead: own team) |
+//! | GET | `/qc/wallboard` | the queues now and today's figures ([`wallboard_page`]) | wallboard |
+//! | GET | `/qc/wallboard/events` | the same, pushed (Server-Sent Events) | wallboard |
 //!
 //! Roles and what they allow: [`roles`]. Log-in, sessions, CSRF and
 //! lock-out: [`session`]. Every listen, score, dispute and settlement is
@@ -32,6 +34,9 @@ pub mod roles;
 pub mod session;
 mod static_files;
 pub mod users_admin;
+pub mod wallboard_hub;
+pub mod wallboard_page;
+pub mod wallboard_state;
 pub mod worklist_page;
 
 use std::collections::BTreeMap;
@@ -171,5 +176,7 @@ pub fn routes() -> Router<WebState> {
         .route("/qc/report.csv", get(report_page::report_csv))
         .route("/qc/kpi", get(kpi_page::kpi))
         .route("/qc/kpi.csv", get(kpi_page::kpi_csv))
+        .route("/qc/wallboard", get(wallboard_page::wallboard))
+        .route("/qc/wallboard/events", get(wallboard_page::events))
         .route("/qc/static/{file}", get(static_files::serve))
 }

@@ -9,6 +9,7 @@
 //! | report | ✓ | ✓ | ✓ | ✓ |
 //! | live monitoring | ✓ | ✓ (own team) | ✓ | |
 //! | KPIs (`/qc/kpi`) | | ✓ (own team's agents) | ✓ | ✓ |
+//! | wallboard (`/qc/wallboard`) | | ✓ | ✓ | ✓ |
 //!
 //! The administrator runs the system (users, configuration, the audit log)
 //! and hears no citizen: recordings are for the people whose work is QC.
@@ -33,6 +34,9 @@ pub enum Permission {
     Monitor,
     /// The center's KPIs (a team lead: only the own team's agents).
     Kpi,
+    /// The wallboard: the queues now and today's figures, counts only
+    /// (no agent, no caller named), so a team lead sees the whole center.
+    Wallboard,
 }
 
 impl Role {
@@ -55,9 +59,14 @@ impl Role {
         use Permission::*;
         match self {
             Role::Qc => matches!(p, Listen | Score | Report | Monitor),
-            Role::TeamLead => matches!(p, Listen | Dispute | Report | Monitor | Kpi),
-            Role::Supervisor => matches!(p, Listen | Score | Settle | Report | Monitor | Kpi),
-            Role::Admin => matches!(p, Report | Kpi),
+            Role::TeamLead => matches!(p, Listen | Dispute | Report | Monitor | Kpi | Wallboard),
+            Role::Supervisor => {
+                matches!(
+                    p,
+                    Listen | Score | Settle | Report | Monitor | Kpi | Wallboard
+                )
+            }
+            Role::Admin => matches!(p, Report | Kpi | Wallboard),
         }
     }
 
@@ -84,8 +93,10 @@ mod tests {
         assert!(!Role::Qc.allows(Permission::Settle));
         assert!(Role::Supervisor.allows(Permission::Settle));
         assert!(!Role::Qc.allows(Permission::Kpi));
+        assert!(!Role::Qc.allows(Permission::Wallboard));
         for r in [Role::TeamLead, Role::Supervisor, Role::Admin] {
             assert!(r.allows(Permission::Kpi));
+            assert!(r.allows(Permission::Wallboard));
         }
     }
 }

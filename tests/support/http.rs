@@ -209,3 +209,229 @@ pub fn form(fields: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// One Server-Sent Event: its `event:` name (`message` when none) and its
+/// `data:` lines joined by newlines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data as JSON (panics with the data shown if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {:?}", self.data))
+    }
+}
+
+/// A `text/event-stream` response read as it comes: the head at once,
+/// then [`SseStream::next_event`]. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct SseStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// A refusal's whole body (status not 200); empty on a stream.
+    pub body: Vec<u8>,
+    conn: TcpStream,
+    chunked: bool,
+    /// Received and not yet de-chunked.
+    wire: Vec<u8>,
+    /// De-chunked and not yet parsed into events.
+    text: Vec<u8>,
+    ended: bool,
+}
+
+impl HttpClient {
+    /// A GET of an event stream with `headers` (e.g. the session cookie).
+    pub async fn sse(&self, path: &str, headers: &[(&str, &str)]) -> SseStream {
+        let mut head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n",
+            self.addr
+        );
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut conn = TcpStream::connect(self.addr).await.expect("connect");
+        conn.write_all(head.as_bytes()).await.expect("send head");
+        let mut raw = Vec::new();
+        let end = loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            let mut buf = [0u8; 4096];
+            let n = timeout(Duration::from_secs(10), conn.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("GET {path}: no response head in 10 s"))
+                .expect("read response head");
+            assert!(n > 0, "GET {path}: connection closed before the head");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let mut resp = parse_response(&raw[..end + 4], true)
+            .unwrap_or_else(|e| panic!("GET {path}: bad head ({e}): {raw:?}"));
+        let chunked = resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let mut s = SseStream {
+            status: resp.status,
+            headers: std::mem::take(&mut resp.headers),
+            body: Vec::new(),
+            conn,
+            chunked,
+            wire: raw[end + 4..].to_vec(),
+            text: Vec::new(),
+            ended: false,
+        };
+        if s.status != 200 {
+            // A refusal: its body, whole (the server closes or sends a length).
+            let _ = timeout(Duration::from_secs(5), async {
+                while s.wire.len() < s.content_length().unwrap_or(usize::MAX) {
+                    let mut buf = [0u8; 4096];
+                    match s.conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => s.wire.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .await;
+            s.body = if s.chunked {
+                dechunk(&s.wire).unwrap_or_default()
+            } else {
+                std::mem::take(&mut s.wire)
+            };
+        }
+        s
+    }
+}
+
+impl SseStream {
+    /// The first header of that (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn content_length(&self) -> Option<usize> {
+        self.header("content-length").and_then(|v| v.parse().ok())
+    }
+
+    /// Moves the complete chunks of `wire` into `text`.
+    fn dechunk_some(&mut self) {
+        if !self.chunked {
+            self.text.append(&mut self.wire);
+            return;
+        }
+        loop {
+            let Some(eol) = self.wire.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size_text = String::from_utf8_lossy(&self.wire[..eol]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+            if size == 0 {
+                self.ended = true;
+                self.wire.clear();
+                return;
+            }
+            if self.wire.len() < eol + 2 + size + 2 {
+                return;
+            }
+            self.text
+                .extend_from_slice(&self.wire[eol + 2..eol + 2 + size]);
+            self.wire.drain(..eol + 2 + size + 2);
+        }
+    }
+
+    /// The next complete event already received (comments and `retry:`
+    /// only — keep-alives — are skipped).
+    fn parsed(&mut self) -> Option<SseEvent> {
+        loop {
+            let end = self.text.windows(2).position(|w| w == b"\n\n")?;
+            let block = String::from_utf8_lossy(&self.text[..end]).into_owned();
+            self.text.drain(..end + 2);
+            let mut event = None;
+            let mut data: Vec<&str> = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = Some(v.trim_start().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            if event.is_some() || !data.is_empty() {
+                return Some(SseEvent {
+                    event: event.unwrap_or_else(|| "message".into()),
+                    data: data.join("\n"),
+                });
+            }
+        }
+    }
+
+    /// The next event within `within`; `None` when the stream ended (the
+    /// server closed it) or nothing came in time.
+    pub async fn next_event(&mut self, within: Duration) -> Option<SseEvent> {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            self.dechunk_some();
+            if let Some(e) = self.parsed() {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+            let mut buf = [0u8; 8192];
+            match tokio::time::timeout_at(until, self.conn.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    self.ended = true;
+                    return None;
+                }
+                Ok(Ok(n)) => self.wire.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Whether the server ended the stream within `within` (events
+    /// meanwhile are read and dropped).
+    pub async fn ends_within(&mut self, within: Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return self.ended;
+            }
+            if self.next_event(left).await.is_none() {
+                return self.ended;
+            }
+        }
+    }
+
+    /// The first event within `within` for which `pred` holds, as JSON.
+    pub async fn wait_for(
+        &mut self,
+        within: Duration,
+        what: &str,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = tokio::time::Instant::now() + within;
+        let mut last = None;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(e) => {
+                    let j = e.json();
+                    if pred(&j) {
+                        return j;
+                    }
+                    last = Some(j);
+                }
+                None => panic!("no event with {what} within {within:?}; last: {last:#?}"),
+            }
+        }
+    }
+}
