@@ -1358,7 +1358,8 @@ mod tests {
         const OTHER_PORT: &str = "203.0.113.7:40999";
         const ELSEWHERE: &str = "198.51.100.1:5060";
         // (aor, call-id, cseq, contacts, source, admitted?), in order.
-        let steps: &[(&str, &str, u32, &[&str], &str, bool)] = &[
+        type Step<'a> = (&'a str, &'a str, u32, &'a [&'a str], &'a str, bool);
+        let steps: &[Step] = &[
             (
                 "1001",
                 "a",
