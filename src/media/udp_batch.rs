@@ -106,9 +106,11 @@ impl RecvBatch {
     }
 
     fn recv_raw(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        use socket2::{SockAddr, SockAddrStorage};
         use std::os::fd::AsRawFd;
+        let mut addrs: [SockAddrStorage; BATCH] =
+            std::array::from_fn(|_| SockAddrStorage::zeroed());
         // SAFETY: plain C structs, valid when zeroed.
-        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         let base = self.bufs.as_mut_ptr();
@@ -118,8 +120,9 @@ impl RecvBatch {
                 iov_base: unsafe { base.add(i * self.size) }.cast(),
                 iov_len: self.size,
             };
-            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
+            msgs[i].msg_hdr.msg_namelen = addrs[i].size_of();
+            // SockAddrStorage is a transparent sockaddr_storage.
+            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut SockAddrStorage).cast();
             msgs[i].msg_hdr.msg_iov = &mut iovs[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
         }
@@ -138,36 +141,13 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for i in 0..n {
+        for (i, storage) in addrs.into_iter().enumerate().take(n) {
             self.lens[i] = (msgs[i].msg_len as usize).min(self.size);
-            self.from[i] = sockaddr_to_std(&addrs[i]);
+            // SAFETY: the kernel wrote an address of this length there.
+            let addr = unsafe { SockAddr::new(storage, msgs[i].msg_hdr.msg_namelen) };
+            self.from[i] = addr.as_socket();
         }
         Ok(n)
-    }
-}
-
-fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-    match i32::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let a: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let a: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const _) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
     }
 }
 
