@@ -54,14 +54,15 @@ pub enum AgentState {
 }
 
 impl AgentState {
-    /// Every [`AgentState::name`], in the order the pages and metrics show them.
+    /// Every [`AgentState::name`], in the order the wallboard's columns
+    /// show them.
     pub const NAMES: [&'static str; 6] = [
-        "logged_out",
         "ready",
         "ringing",
         "talking",
         "wrap_up",
         "paused",
+        "logged_out",
     ];
 
     pub fn name(&self) -> &'static str {

@@ -15,44 +15,43 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::acd::AgentState;
 use crate::call::acd_service::AcdSnapshot;
 use crate::kpi::render::pct;
 use crate::kpi::{Figures, Kpis};
 
-/// Agents by state ([`crate::acd::AgentState::NAMES`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct AgentCounts {
-    pub ready: u32,
-    pub ringing: u32,
-    pub talking: u32,
-    pub wrap_up: u32,
-    pub paused: u32,
-    pub logged_out: u32,
-}
+/// Agents by state, in [`AgentState::NAMES`] order (JSON: an object of
+/// state name → count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentCounts([u32; AgentState::NAMES.len()]);
 
 impl AgentCounts {
+    /// Counts an agent in `state` (an [`AgentState::name`]; anything else
+    /// counts as logged out).
     fn add(&mut self, state: &str) {
-        let n = match state {
-            "ready" => &mut self.ready,
-            "ringing" => &mut self.ringing,
-            "talking" => &mut self.talking,
-            "wrap_up" => &mut self.wrap_up,
-            "paused" => &mut self.paused,
-            _ => &mut self.logged_out,
-        };
-        *n += 1;
+        let i = AgentState::NAMES
+            .iter()
+            .position(|n| *n == state)
+            .unwrap_or(AgentState::NAMES.len() - 1);
+        self.0[i] += 1;
+    }
+
+    /// The count of agents in `state`.
+    pub fn get(&self, state: &str) -> u32 {
+        self.by_state()
+            .find(|(n, _)| *n == state)
+            .map_or(0, |(_, c)| c)
     }
 
     /// (state name, count), in the columns' order.
-    pub fn by_state(&self) -> [(&'static str, u32); 6] {
-        [
-            ("ready", self.ready),
-            ("ringing", self.ringing),
-            ("talking", self.talking),
-            ("wrap_up", self.wrap_up),
-            ("paused", self.paused),
-            ("logged_out", self.logged_out),
-        ]
+    pub fn by_state(&self) -> impl Iterator<Item = (&'static str, u32)> + '_ {
+        AgentState::NAMES.into_iter().zip(self.0)
+    }
+}
+
+impl Serialize for AgentCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.by_state())
     }
 }
 
@@ -114,7 +113,8 @@ pub fn mmss(ms: u64) -> String {
 }
 
 /// The column keys of a row, in order (`data-f` on the page, keys of
-/// `cells` in the pushed JSON).
+/// `cells` in the pushed JSON); the agents' states are
+/// [`AgentState::NAMES`], in its order (a test checks).
 pub const COLUMNS: [&str; 13] = [
     "waiting",
     "longest_wait",
@@ -132,28 +132,22 @@ pub const COLUMNS: [&str; 13] = [
 ];
 
 impl Row {
-    /// Every column's text, in [`COLUMNS`] order.
+    /// Every column's text, with its key, in [`COLUMNS`] order.
     pub fn cells(&self) -> Vec<(&'static str, String)> {
-        let mut c = vec![
-            ("waiting", self.waiting.to_string()),
-            ("longest_wait", mmss(self.longest_wait_ms)),
-            ("staffed", self.staffed.to_string()),
+        let mut values = vec![
+            self.waiting.to_string(),
+            mmss(self.longest_wait_ms),
+            self.staffed.to_string(),
         ];
-        c.extend(
-            self.agents
-                .by_state()
-                .into_iter()
-                .map(|(s, n)| (s, n.to_string())),
-        );
+        values.extend(self.agents.by_state().map(|(_, n)| n.to_string()));
         let today = |f: fn(&Figures) -> String| self.today.as_ref().map_or("-".to_string(), f);
-        c.push(("offered", today(|f| f.offered.to_string())));
-        c.push(("answered", today(|f| f.answered.to_string())));
-        c.push((
-            "abandoned",
+        values.extend([
+            today(|f| f.offered.to_string()),
+            today(|f| f.answered.to_string()),
             today(|f| (f.abandoned + f.short_abandoned).to_string()),
-        ));
-        c.push(("service_level", today(|f| pct(f.service_level()))));
-        c
+            today(|f| pct(f.service_level())),
+        ]);
+        COLUMNS.into_iter().zip(values).collect()
     }
 }
 
@@ -345,19 +339,14 @@ mod tests {
         assert_eq!(names, [Some("12345"), Some("12333")], "no personal queue");
         let q = &b.queues[0];
         assert_eq!((q.waiting, q.longest_wait_ms, q.staffed), (2, 65_400, 2));
-        assert_eq!(
-            (q.agents.talking, q.agents.ready, q.agents.logged_out),
-            (1, 1, 0)
-        );
-        assert_eq!(b.queues[1].agents.logged_out, 1);
-        assert_eq!(b.queues[1].agents.ready, 1);
+        let by = |a: &AgentCounts| (a.get("talking"), a.get("ready"), a.get("logged_out"));
+        assert_eq!(by(&q.agents), (1, 1, 0));
+        assert_eq!(b.queues[1].agents.get("logged_out"), 1);
+        assert_eq!(b.queues[1].agents.get("ready"), 1);
         // Each agent once in the totals, however many queues it is in.
         let t = &b.total;
         assert_eq!((t.waiting, t.longest_wait_ms, t.staffed), (3, 65_400, 2));
-        assert_eq!(
-            (t.agents.talking, t.agents.ready, t.agents.logged_out),
-            (1, 1, 1)
-        );
+        assert_eq!(by(&t.agents), (1, 1, 1));
         let cells: BTreeMap<_, _> = q.cells().into_iter().collect();
         assert_eq!(cells["longest_wait"], "01:05");
         assert_eq!(cells["offered"], "8");
@@ -365,6 +354,7 @@ mod tests {
         assert_eq!(cells["service_level"], "75.0%");
         let keys: Vec<_> = q.cells().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, COLUMNS);
+        assert_eq!(COLUMNS[3..9], AgentState::NAMES, "the states' columns");
         // A queue without calls today: zeros, and no service level.
         let cells: BTreeMap<_, _> = b.queues[1].cells().into_iter().collect();
         assert_eq!(
