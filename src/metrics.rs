@@ -20,9 +20,11 @@
 //! | `hotline_queue_staffed{queue}` | gauge | agents logged in and reachable |
 //! | `hotline_agents{state}` | gauge | agents by state |
 //! | `hotline_store_written_total` | counter | call records committed |
-//! | `hotline_store_failed_attempts_total` | counter | write attempts that failed (retried) |
+//! | `hotline_store_failed_attempts_total` | counter | write attempts that failed (retried or spooled) |
 //! | `hotline_store_passes_total`, `hotline_store_pass_seconds_total` | counter | writer passes and their time (latency = rate of the second ÷ rate of the first) |
 //! | `hotline_store_backlog` | gauge | messages queued for the writer |
+//! | `hotline_store_spooled_rows_total`, `hotline_store_unspooled_rows_total` | counter | rows spooled to disk while the database could not be written, and rows written from the spool once it was back |
+//! | `hotline_store_spool_rows` | gauge | rows waiting in the spool (0 when the database is healthy) |
 //! | `hotline_recordings_active` | gauge | recordings being written (incl. finishing) |
 
 use std::fmt::Write as _;
@@ -290,56 +292,67 @@ pub fn render(m: &Metrics, s: &Scraped) -> String {
             let _ = writeln!(o, "hotline_agents{{state=\"{}\"}} {n}", label(st));
         }
     }
-    head(
-        &mut o,
-        "hotline_store_written_total",
-        "counter",
-        "Call records committed.",
-    );
-    let _ = writeln!(o, "hotline_store_written_total {}", s.store.written);
-    head(
-        &mut o,
-        "hotline_store_failed_attempts_total",
-        "counter",
-        "Store write attempts that failed (retried).",
-    );
-    let _ = writeln!(
-        o,
-        "hotline_store_failed_attempts_total {}",
-        s.store.failed_attempts
-    );
-    head(
-        &mut o,
-        "hotline_store_passes_total",
-        "counter",
-        "Record writer passes.",
-    );
-    let _ = writeln!(o, "hotline_store_passes_total {}", s.store.passes);
-    head(
-        &mut o,
-        "hotline_store_pass_seconds_total",
-        "counter",
-        "Time the record writer's passes took.",
-    );
-    let _ = writeln!(
-        o,
-        "hotline_store_pass_seconds_total {}",
-        s.store.pass_micros as f64 / 1e6
-    );
-    head(
-        &mut o,
-        "hotline_store_backlog",
-        "gauge",
-        "Messages queued for the record writer.",
-    );
-    let _ = writeln!(o, "hotline_store_backlog {}", s.store.backlog);
-    head(
-        &mut o,
-        "hotline_recordings_active",
-        "gauge",
-        "Recordings being written.",
-    );
-    let _ = writeln!(o, "hotline_recordings_active {}", s.recordings_active);
+    let st = &s.store;
+    let store_metrics: [(&str, &str, &str, f64); 9] = [
+        (
+            "hotline_store_written_total",
+            "counter",
+            "Call records committed.",
+            st.written as f64,
+        ),
+        (
+            "hotline_store_failed_attempts_total",
+            "counter",
+            "Store write attempts that failed (retried or spooled).",
+            st.failed_attempts as f64,
+        ),
+        (
+            "hotline_store_passes_total",
+            "counter",
+            "Record writer passes.",
+            st.passes as f64,
+        ),
+        (
+            "hotline_store_pass_seconds_total",
+            "counter",
+            "Time the record writer's passes took.",
+            st.pass_micros as f64 / 1e6,
+        ),
+        (
+            "hotline_store_backlog",
+            "gauge",
+            "Messages queued for the record writer.",
+            st.backlog as f64,
+        ),
+        (
+            "hotline_store_spooled_rows_total",
+            "counter",
+            "Rows spooled to disk because the database could not be written.",
+            st.spooled as f64,
+        ),
+        (
+            "hotline_store_unspooled_rows_total",
+            "counter",
+            "Spooled rows written to the database once it was back.",
+            st.unspooled as f64,
+        ),
+        (
+            "hotline_store_spool_rows",
+            "gauge",
+            "Rows waiting in the spool for the database (0 when it is healthy).",
+            st.spool_pending as f64,
+        ),
+        (
+            "hotline_recordings_active",
+            "gauge",
+            "Recordings being written.",
+            s.recordings_active as f64,
+        ),
+    ];
+    for (name, kind, help, value) in store_metrics {
+        head(&mut o, name, kind, help);
+        let _ = writeln!(o, "{name} {value}");
+    }
     o
 }
 

@@ -11,7 +11,7 @@ use crate::media::prompts::PromptStore;
 use crate::sip::acl::Acl;
 use crate::sip::endpoint::{self, EndpointConfig, SipHandle};
 use crate::sip::transaction::TimerConfig;
-use crate::store::writer::{spawn_writer, RecordSink};
+use crate::store::writer::{spawn_spooling_writer, RecordSink};
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +48,11 @@ pub enum StartError {
     Store { url: String, message: String },
     #[error("agent queue: {0}")]
     Acd(String),
+    #[error("record spool {path}: {source}")]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("RTP ports: {0}")]
     Ports(String),
     #[error("SIP listen on {addr}: {source}")]
@@ -168,7 +173,15 @@ impl Server {
                 "demo accounts present (database.seed_demo = true)"
             );
         }
-        let (records, writer) = spawn_writer(store.clone(), 10_000);
+        // While the database cannot be written, records wait on disk here.
+        let spool_dir = cfg.data_dir.join("spool");
+        let (records, writer) =
+            spawn_spooling_writer(store.clone(), 10_000, &spool_dir).map_err(|source| {
+                StartError::Spool {
+                    path: spool_dir.clone(),
+                    source,
+                }
+            })?;
         // Recordings a killed daemon left half-written play again.
         let repaired = crate::recording::maintenance::repair_interrupted(&store, &cfg.data_dir)
             .await

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hotline::store::{
-    check_lookup_sql, spawn_writer, Backend, CallRecord, Disposition, HangupBy, SqlValue, Store,
-    StoreError, DEMO_ACCOUNTS,
+    check_lookup_sql, spawn_spooling_writer, spawn_writer, Backend, CallRecord, Disposition,
+    HangupBy, SqlValue, Store, StoreError, DEMO_ACCOUNTS,
 };
 use sqlx::Connection;
 
@@ -18,6 +18,8 @@ use sqlx::Connection;
 #[path = "support/test_db.rs"]
 mod test_db;
 use test_db::{run, TestDb};
+#[path = "support/tcp_proxy.rs"]
+mod tcp_proxy;
 
 both_backends!(
     open_creates_and_migrate_twice_is_noop,
@@ -31,6 +33,7 @@ both_backends!(
     writer_drains_on_drop_and_close,
     writer_survives_transient_failure,
     writer_ends_if_store_closed_first,
+    writer_spools_while_the_database_is_down_and_after_a_restart,
     callbacks_are_upserted_listed_and_their_attempts_kept,
     queue_events_and_agent_states_round_trip,
     voice_messages_between_bounds,
@@ -631,6 +634,145 @@ async fn writer_ends_if_store_closed_first(db: TestDb) {
         .expect("writer ends");
     assert_eq!(sink.stats().abandoned, 1);
     task.await.unwrap();
+}
+
+/// A database outage a test can start and end: PostgreSQL through a proxy
+/// that is cut (every connection dropped, new ones refused); SQLite by
+/// another connection holding the write lock (as a backup tool would)
+/// longer than the store waits for it.
+enum Outage {
+    Postgres(tcp_proxy::CutProxy),
+    Sqlite(Option<sqlx::SqliteConnection>),
+}
+
+impl Outage {
+    /// The store's URL, and the outage to start.
+    async fn prepare(db: &TestDb) -> (String, Outage) {
+        match db.backend {
+            Backend::Postgres => {
+                let proxy = tcp_proxy::CutProxy::start(tcp_proxy::upstream_of(&db.url)).await;
+                (
+                    tcp_proxy::through(&db.url, proxy.addr),
+                    Outage::Postgres(proxy),
+                )
+            }
+            Backend::Sqlite => (db.url.clone(), Outage::Sqlite(None)),
+        }
+    }
+
+    async fn start(&mut self, db: &TestDb) {
+        match self {
+            Outage::Postgres(proxy) => proxy.cut(),
+            Outage::Sqlite(lock) => {
+                let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                sqlx::raw_sql("BEGIN EXCLUSIVE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                *lock = Some(c);
+            }
+        }
+    }
+
+    async fn end(&mut self) {
+        match self {
+            Outage::Postgres(proxy) => proxy.restore(),
+            Outage::Sqlite(lock) => {
+                if let Some(mut c) = lock.take() {
+                    sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+                    c.close().await.unwrap();
+                }
+            }
+        }
+    }
+}
+
+async fn writer_spools_while_the_database_is_down_and_after_a_restart(db: TestDb) {
+    use hotline::store::{EventFilter, QueueEventRow};
+    let event = |i: usize| QueueEventRow {
+        uid: format!("spool-ev-{i}"),
+        // All at one time: the log's order is the order of insertion.
+        at: t("2026-11-23T02:00:00Z"),
+        kind: "enter".into(),
+        queue: Some("12345".into()),
+        call_id: Some(format!("during-{i}")),
+        agent: None,
+        position: Some(i as i64),
+        wait_ms: None,
+        talk_ms: None,
+        reason: None,
+    };
+    let spool = tempfile::tempdir().unwrap();
+    let pending = spool.path().join(hotline::store::spool::PENDING_FILE);
+    let (url, mut outage) = Outage::prepare(&db).await;
+    let store = Store::open(&url).await.unwrap();
+    let (sink, task) = spawn_spooling_writer(store.clone(), 64, spool.path()).unwrap();
+    for i in 0..20 {
+        sink.submit(record(&format!("before-{i}"))).await.unwrap();
+    }
+    sink.flush().await;
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM call_records").await, 20);
+
+    outage.start(&db).await;
+    // Calls go on: what they submit is taken (and made durable on disk)
+    // while the database cannot be written.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for i in 0..100 {
+            sink.submit(record(&format!("during-{i}"))).await.unwrap();
+            sink.submit_event(event(i)).await.unwrap();
+        }
+        sink.flush().await;
+    })
+    .await
+    .expect("submitting goes on while the database is down");
+    let stats = sink.stats();
+    assert!(stats.spooled >= 200, "{stats:?}");
+    assert!(stats.spool_pending >= 200, "{stats:?}");
+    assert!(std::fs::metadata(&pending).unwrap().len() > 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM call_records").await, 20);
+
+    // The daemon stops while the database is still down: the rows stay on
+    // disk.
+    tokio::time::timeout(Duration::from_secs(60), sink.close())
+        .await
+        .expect("close while the database is down");
+    task.await.unwrap();
+    assert!(std::fs::metadata(&pending).unwrap().len() > 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM call_records").await, 20);
+
+    // The database comes back and the daemon starts again: the spool is
+    // written first, then what is new.
+    outage.end().await;
+    let (sink, task) = spawn_spooling_writer(store.clone(), 64, spool.path()).unwrap();
+    for i in 0..10 {
+        sink.submit(record(&format!("after-{i}"))).await.unwrap();
+    }
+    sink.flush().await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while db.scalar("SELECT COUNT(*) FROM call_records").await < 130
+            || std::fs::metadata(&pending).unwrap().len() > 0
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the spool is written once the database is back");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM call_records").await, 130);
+    for id in ["before-0", "during-0", "during-99", "after-9"] {
+        assert!(store.call_record(id).await.unwrap().is_some(), "{id}");
+    }
+    let events = store.queue_events(EventFilter::default()).await.unwrap();
+    let expected: Vec<QueueEventRow> = (0..100).map(event).collect();
+    assert_eq!(events, expected, "every event once, in the order submitted");
+    let stats = sink.stats();
+    assert_eq!(stats.abandoned, 0, "{stats:?}");
+    sink.close().await;
+    task.await.unwrap();
+    assert!(!spool
+        .path()
+        .join(hotline::store::spool::REJECTED_FILE)
+        .exists());
+    store.close().await;
 }
 
 // ------------------------------------------------------- single backend --

@@ -11,7 +11,7 @@ use super::events::{parse_time, time_param, time_select};
 use super::{off_runtime, pg_text_nulls, Db, Store, StoreError};
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRow {
     /// Unique per entry (the writer's retry key).
     pub uid: String,

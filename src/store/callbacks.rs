@@ -18,7 +18,7 @@ use super::events::{parse_time, time_param, time_select};
 use super::{off_runtime, Db, Store, StoreError};
 
 /// One callback request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallbackRow {
     /// Call-ID of the call that asked for it.
     pub call_id: String,
@@ -38,7 +38,7 @@ pub struct CallbackRow {
 }
 
 /// One attempt at a callback.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallbackAttemptRow {
     pub call_id: String,
     /// 1 for the first attempt.

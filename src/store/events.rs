@@ -16,7 +16,7 @@ use super::calls::time_text;
 use super::{off_runtime, Db, Store, StoreError};
 
 /// One line of the queue event log, with wall-clock time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueEventRow {
     /// Unique per event (the writer's retry key).
     pub uid: String,
@@ -33,7 +33,7 @@ pub struct QueueEventRow {
 }
 
 /// An agent's last stable state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentStateRow {
     pub agent: String,
     /// `logged_out`, `ready` or `paused`.

@@ -42,6 +42,7 @@ pub mod qc_scores;
 pub mod recordings;
 pub mod records;
 mod registrations;
+pub mod spool;
 pub mod users;
 pub mod writer;
 
@@ -71,7 +72,7 @@ pub use recordings::{
 };
 pub use records::{CallRecord, Disposition, HangupBy, QueueOutcome};
 pub use users::{SessionRow, UserRow};
-pub use writer::{spawn_writer, RecordSink, WriterStats};
+pub use writer::{spawn_spooling_writer, spawn_writer, RecordSink, WriterStats};
 
 /// PostgreSQL cannot type a bare `$n IS NULL`: there it becomes
 /// `$n::text IS NULL` for each listed parameter (every optional filter
@@ -174,11 +175,56 @@ pub enum StoreError {
     /// The record writer has shut down; nothing more can be submitted.
     #[error("the call-record writer has stopped")]
     WriterClosed,
+    /// The record writer's spool on disk could not be written or read.
+    #[error("the record spool: {0}")]
+    Spool(std::io::Error),
 }
 
 impl StoreError {
     pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Query { context, source }
+    }
+
+    /// The database could not be reached or is refusing work for now
+    /// (network, server stopping, locked, disk full): trying again later
+    /// can succeed. False for errors in the data or the SQL.
+    pub fn is_unavailable(&self) -> bool {
+        let source = match self {
+            StoreError::Connect { .. } => return true,
+            StoreError::Query { source, .. } => source,
+            _ => return false,
+        };
+        match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                match self.backend_of(db.as_ref()) {
+                    // Connection exception, insufficient resources, operator
+                    // intervention (shutdown), system error, transaction
+                    // rollback (serialization, deadlock).
+                    Backend::Postgres => ["08", "53", "57", "58", "40"]
+                        .iter()
+                        .any(|class| code.starts_with(class)),
+                    // BUSY, LOCKED, IOERR, FULL, CANTOPEN (primary codes).
+                    Backend::Sqlite => code
+                        .parse::<u32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
+                }
+            }
+            _ => false,
+        }
+    }
+
+    fn backend_of(&self, db: &dyn sqlx::error::DatabaseError) -> Backend {
+        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
     }
 }
 
@@ -314,6 +360,19 @@ impl Store {
         Ok(Store {
             db: Db::Postgres(pool),
         })
+    }
+
+    /// Runs a trivial query: does the database answer now?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        off_runtime(async move {
+            with_pool!(&db, |pool| sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::query("checking the database answers")))
+        })
+        .await
     }
 
     /// Applies pending migrations of this backend (already done by

@@ -14,7 +14,8 @@ use super::events::{parse_time, time_param, time_select};
 use super::{off_runtime, pg_text_nulls, Db, Store, StoreError};
 
 /// What a recording holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RecordingKind {
     /// A bridged call: caller on the left channel, agent on the right.
     Call,
@@ -40,7 +41,8 @@ impl RecordingKind {
 }
 
 /// Where a recording is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RecordingStatus {
     /// Being written now (or the daemon died while it was: see `interrupted`).
     Recording,
@@ -78,7 +80,7 @@ impl RecordingStatus {
 }
 
 /// One recording.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordingRow {
     pub id: String,
     pub call_id: String,
@@ -105,7 +107,7 @@ pub struct RecordingRow {
 }
 
 /// A moment on a recording's timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordingMarkRow {
     /// Unique per mark (the writer's retry key).
     pub uid: String,

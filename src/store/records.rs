@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 
 /// How the call ended up, from the center's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Disposition {
     /// The caller was served by self-service and the call ended in the IVR.
     SelfServed,
@@ -78,7 +79,8 @@ impl Disposition {
 }
 
 /// Which side ended the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HangupBy {
     Caller,
     Agent,
@@ -114,7 +116,7 @@ impl HangupBy {
 ///
 /// The store keeps times to the microsecond (finer parts are truncated) and
 /// treats `call_id` as unique: inserting the same `call_id` again is a no-op.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallRecord {
     pub call_id: String,
     /// Caller's number or user part of the From URI.
@@ -152,7 +154,7 @@ pub struct CallRecord {
 }
 
 /// The agent-queue part of a call record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueOutcome {
     /// The agent who took the call (the last one, after transfers).
     pub agent: Option<String>,

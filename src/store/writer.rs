@@ -1,46 +1,76 @@
-//! The call-record writer: call handling submits finished records to a
+//! The call-record writer: call handling submits finished records (and
+//! queue events, agent states, recordings, audit entries…) to a
 //! [`RecordSink`] and goes on; one task writes them to the database in
 //! batches, off the call and media path.
 //!
 //! Guarantees:
-//! - **Back-pressure, never loss**: the channel is bounded; when it is full
-//!   `submit` waits. A failed write is retried with exponential backoff
-//!   (logged) until it succeeds — a record is never dropped. While retrying,
-//!   the writer takes nothing new, so memory stays bounded by the channel plus
-//!   one batch.
-//! - **No duplicates**: a batch is one transaction and inserts are idempotent
-//!   on `call_id`, so a retry after an ambiguous commit writes nothing twice.
+//! - **Nothing lost while the database is down**: with a spool
+//!   ([`spawn_spooling_writer`], what the daemon runs), a pass that cannot be
+//!   written goes to a file on disk ([`super::spool`]), and so does
+//!   everything after it, so calls never wait for the database. The writer
+//!   checks the database with a back-off (up to 5 s) and, once it answers,
+//!   writes the spooled rows in the order they came, then goes back to
+//!   writing directly. Rows left in the spool by a stop are written after
+//!   the next start, before anything new. Without a spool ([`spawn_writer`])
+//!   a failed write is retried with back-off until it succeeds, holding
+//!   the queue (back-pressure).
+//! - **No duplicates**: a batch is one transaction per kind of row and every
+//!   insert is idempotent on its row's key (`call_id`, `uid`, …), so
+//!   writing a pass again after an ambiguous commit, or a spool again after
+//!   a restart in the middle of its replay, writes nothing twice.
+//! - **A row the database refuses for good** (it fails alone, with an
+//!   error that is not about reaching the database) is kept in the spool's
+//!   rejected file and logged instead of blocking every row after it.
 //! - **Drain on shutdown**: when every sink is dropped, or after
-//!   [`RecordSink::close`], the task writes everything queued, then exits.
+//!   [`RecordSink::close`], the task writes everything queued, then exits;
+//!   what the database cannot take then stays in the spool.
+//!
+//! [`RecordSink::flush`] resolves once what was submitted before it is
+//! durable: committed, or (while spooling) in the spool on disk.
 //!
 //! Shutdown order: `sink.close().await` (or drop every sink and await the
-//! task), then `store.close().await`. Retrying cannot help once the store's
-//! pool is closed, so records still queued then are logged as an error and
-//! counted in [`WriterStats::abandoned`] instead of retried forever.
+//! task), then `store.close().await`. Once the store's pool is closed
+//! nothing can be written: rows still queued then are logged as an error
+//! and counted in [`WriterStats::abandoned`] (without a spool) or left in
+//! the spool.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::audit::AuditRow;
 use super::callbacks::{CallbackAttemptRow, CallbackRow};
 use super::events::{AgentStateRow, QueueEventRow};
 use super::recordings::{RecordingMarkRow, RecordingRow};
+use super::spool::Spool;
 use super::{CallRecord, Store, StoreError};
 
-/// Most records written in one transaction.
+/// Most rows written in one transaction.
 const MAX_BATCH: usize = 100;
-/// First retry delay after a failed write; doubles up to [`MAX_BACKOFF`].
+/// First retry delay after a failed write; doubles up to [`MAX_BACKOFF`]
+/// (without a spool) or [`MAX_PROBE_INTERVAL`] (checking the database while
+/// spooling).
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// A check that the database answers gives up after this long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Spool chunks written before the writer looks at its queue again.
+const CHUNKS_PER_PASS: usize = 10;
 
-enum Msg {
+/// One row for the database, as queued and as spooled.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "row", rename_all = "snake_case")]
+pub enum Row {
     Record(Box<CallRecord>),
     Event(Box<QueueEventRow>),
     AgentState(AgentStateRow),
+    /// The after-call work of a call whose record was queued before.
     WrapUp {
         call_id: String,
         ms: i64,
@@ -50,7 +80,11 @@ enum Msg {
     Recording(Box<RecordingRow>),
     RecordingMark(Box<RecordingMarkRow>),
     Audit(Box<AuditRow>),
-    /// Answered once everything queued before it is written.
+}
+
+enum Msg {
+    Row(Row),
+    /// Answered once everything queued before it is durable.
     Flush(oneshot::Sender<()>),
     /// Stop taking records; answered when everything queued is written.
     Close(oneshot::Sender<()>),
@@ -63,7 +97,7 @@ pub struct WriterStats {
     pub written: u64,
     /// Batches committed.
     pub batches: u64,
-    /// Write attempts that failed (and were retried).
+    /// Write attempts that failed (and were retried or spooled).
     pub failed_attempts: u64,
     /// Records given up because the [`Store`] was closed while they were
     /// queued (a shutdown-order bug: close the sink first). Always 0 otherwise.
@@ -74,6 +108,11 @@ pub struct WriterStats {
     pub pass_micros: u64,
     /// Messages queued for the writer now.
     pub backlog: usize,
+    /// Rows put in the spool, and rows written from it to the database.
+    pub spooled: u64,
+    pub unspooled: u64,
+    /// Rows in the spool now (the database could not be written).
+    pub spool_pending: u64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +123,9 @@ struct Counters {
     abandoned: AtomicU64,
     passes: AtomicU64,
     pass_micros: AtomicU64,
+    spooled: AtomicU64,
+    unspooled: AtomicU64,
+    spool_pending: AtomicU64,
 }
 
 /// Where call handling hands finished call records. Cheap to clone.
@@ -101,93 +143,105 @@ impl std::fmt::Debug for RecordSink {
     }
 }
 
-/// Starts the writer task with a queue of `capacity` records (at least 1).
-/// The task ends after every [`RecordSink`] is dropped or one is closed, once
-/// all queued records are written.
+/// Starts the writer task with a queue of `capacity` rows (at least 1) and
+/// no spool: a failed write is retried until it succeeds. The task ends
+/// after every [`RecordSink`] is dropped or one is closed, once all queued
+/// rows are written.
 pub fn spawn_writer(store: Store, capacity: usize) -> (RecordSink, JoinHandle<()>) {
+    start(store, capacity, None)
+}
+
+/// Starts the writer with its spool in `spool_dir` (created if missing):
+/// while the database cannot be written, rows go there. Rows left there by
+/// an earlier run are written first. Fails when the folder or its file
+/// cannot be created or read.
+pub fn spawn_spooling_writer(
+    store: Store,
+    capacity: usize,
+    spool_dir: &Path,
+) -> std::io::Result<(RecordSink, JoinHandle<()>)> {
+    let spool = Spool::open(spool_dir)?;
+    if !spool.is_empty() {
+        tracing::warn!(path = %spool.path().display(), bytes = spool.pending_bytes(),
+            "the spool holds rows an earlier run could not write; writing them first");
+    }
+    Ok(start(store, capacity, Some(spool)))
+}
+
+fn start(store: Store, capacity: usize, spool: Option<Spool<Row>>) -> (RecordSink, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let counters = Arc::new(Counters::default());
-    let task = tokio::spawn(run(store, rx, counters.clone()));
+    let spooling = spool.as_ref().is_some_and(|s| !s.is_empty());
+    let writer = Writer {
+        store,
+        counters: counters.clone(),
+        spool,
+        spooling,
+        backoff: FIRST_BACKOFF,
+        probe_at: Instant::now(),
+    };
+    let task = tokio::spawn(writer.run(rx));
     (RecordSink { tx, counters }, task)
 }
 
 impl RecordSink {
+    async fn send(&self, row: Row) -> Result<(), StoreError> {
+        self.tx
+            .send(Msg::Row(row))
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
     /// Queues a record for writing; waits while the queue is full. Fails only
     /// when the writer has been closed.
     pub async fn submit(&self, rec: CallRecord) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::Record(Box::new(rec)))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::Record(Box::new(rec))).await
     }
 
     /// Queues a queue event (same guarantees and order as records).
     pub async fn submit_event(&self, event: QueueEventRow) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::Event(Box::new(event)))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::Event(Box::new(event))).await
     }
 
     /// Queues an agent's new stable state.
     pub async fn submit_agent_state(&self, state: AgentStateRow) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::AgentState(state))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::AgentState(state)).await
     }
 
     /// Queues the after-call work of a call whose record was submitted
     /// before (records are written before wrap-ups queued after them).
     pub async fn submit_wrap_up(&self, call_id: String, ms: i64) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::WrapUp { call_id, ms })
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::WrapUp { call_id, ms }).await
     }
 
     /// Queues a callback request's new state (insert or update).
     pub async fn submit_callback(&self, row: CallbackRow) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::Callback(Box::new(row)))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::Callback(Box::new(row))).await
     }
 
     /// Queues one callback attempt.
     pub async fn submit_callback_attempt(&self, row: CallbackAttemptRow) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::CallbackAttempt(Box::new(row)))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::CallbackAttempt(Box::new(row))).await
     }
 
     /// Queues a recording's new state (insert or update on its id).
     pub async fn submit_recording(&self, row: RecordingRow) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::Recording(Box::new(row)))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::Recording(Box::new(row))).await
     }
 
     /// Queues a mark on a recording's timeline.
     pub async fn submit_recording_mark(&self, row: RecordingMarkRow) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::RecordingMark(Box::new(row)))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::RecordingMark(Box::new(row))).await
     }
 
     /// Queues an audit-log entry.
     pub async fn submit_audit(&self, row: AuditRow) -> Result<(), StoreError> {
-        self.tx
-            .send(Msg::Audit(Box::new(row)))
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.send(Row::Audit(Box::new(row))).await
     }
 
-    /// Resolves when every record submitted before this call is committed
-    /// (returns at once if the writer has stopped: then all were written).
+    /// Resolves when every row submitted before this call is durable:
+    /// committed, or in the spool while the database is down (returns at
+    /// once if the writer has stopped: then all were written).
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Flush(ack)).await.is_ok() {
@@ -206,14 +260,18 @@ impl RecordSink {
     }
 
     pub fn stats(&self) -> WriterStats {
+        let c = &self.counters;
         WriterStats {
-            written: self.counters.written.load(Ordering::Relaxed),
-            batches: self.counters.batches.load(Ordering::Relaxed),
-            failed_attempts: self.counters.failed_attempts.load(Ordering::Relaxed),
-            abandoned: self.counters.abandoned.load(Ordering::Relaxed),
-            passes: self.counters.passes.load(Ordering::Relaxed),
-            pass_micros: self.counters.pass_micros.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
+            abandoned: c.abandoned.load(Ordering::Relaxed),
+            passes: c.passes.load(Ordering::Relaxed),
+            pass_micros: c.pass_micros.load(Ordering::Relaxed),
             backlog: self.tx.max_capacity() - self.tx.capacity(),
+            spooled: c.spooled.load(Ordering::Relaxed),
+            unspooled: c.unspooled.load(Ordering::Relaxed),
+            spool_pending: c.spool_pending.load(Ordering::Relaxed),
         }
     }
 }
@@ -248,208 +306,402 @@ impl Batch {
             + self.marks.len()
             + self.audit.len()
     }
-}
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, counters: Arc<Counters>) {
-    let mut batch = Batch::default();
-    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    let mut close_acks: Vec<oneshot::Sender<()>> = Vec::new();
-    // `recv` yields what is still queued after `rx.close()`, then `None`.
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record(rec) => batch.records.push(*rec),
-                Msg::Event(e) => batch.events.push(*e),
-                Msg::AgentState(s) => batch.states.push(s),
-                Msg::WrapUp { call_id, ms } => batch.wrap_ups.push((call_id, ms)),
-                Msg::Callback(r) => batch.callbacks.push(*r),
-                Msg::CallbackAttempt(a) => batch.attempts.push(*a),
-                Msg::Recording(r) => batch.recordings.push(*r),
-                Msg::RecordingMark(m) => batch.marks.push(*m),
-                Msg::Audit(a) => batch.audit.push(*a),
-                Msg::Flush(ack) => acks.push(ack),
-                Msg::Close(ack) => {
-                    rx.close();
-                    close_acks.push(ack);
-                }
-            }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
+    fn push(&mut self, row: Row) {
+        match row {
+            Row::Record(rec) => self.records.push(*rec),
+            Row::Event(e) => self.events.push(*e),
+            Row::AgentState(s) => self.states.push(s),
+            Row::WrapUp { call_id, ms } => self.wrap_ups.push((call_id, ms)),
+            Row::Callback(r) => self.callbacks.push(*r),
+            Row::CallbackAttempt(a) => self.attempts.push(*a),
+            Row::Recording(r) => self.recordings.push(*r),
+            Row::RecordingMark(m) => self.marks.push(*m),
+            Row::Audit(a) => self.audit.push(*a),
         }
-        let started = tokio::time::Instant::now();
-        if !batch.records.is_empty() {
-            write_batch(&store, &batch.records, &counters).await;
-            batch.records.clear();
+    }
+
+    fn from_rows(rows: impl IntoIterator<Item = Row>) -> Batch {
+        let mut batch = Batch::default();
+        for row in rows {
+            batch.push(row);
         }
-        if !batch.events.is_empty() {
-            let events = std::mem::take(&mut batch.events);
-            retry("queue events", events.len(), &counters, || {
-                store.insert_queue_events(&events)
-            })
-            .await;
+        batch
+    }
+
+    /// The rows in the order they are written.
+    fn into_rows(self) -> Vec<Row> {
+        let mut rows = Vec::with_capacity(self.len());
+        rows.extend(self.records.into_iter().map(|r| Row::Record(Box::new(r))));
+        rows.extend(self.events.into_iter().map(|e| Row::Event(Box::new(e))));
+        rows.extend(self.states.into_iter().map(Row::AgentState));
+        rows.extend(
+            self.wrap_ups
+                .into_iter()
+                .map(|(call_id, ms)| Row::WrapUp { call_id, ms }),
+        );
+        rows.extend(
+            self.callbacks
+                .into_iter()
+                .map(|r| Row::Callback(Box::new(r))),
+        );
+        rows.extend(
+            self.attempts
+                .into_iter()
+                .map(|a| Row::CallbackAttempt(Box::new(a))),
+        );
+        rows.extend(
+            self.recordings
+                .into_iter()
+                .map(|r| Row::Recording(Box::new(r))),
+        );
+        rows.extend(
+            self.marks
+                .into_iter()
+                .map(|m| Row::RecordingMark(Box::new(m))),
+        );
+        rows.extend(self.audit.into_iter().map(|a| Row::Audit(Box::new(a))));
+        rows
+    }
+
+    /// Writes the batch once, kind by kind; the first failure is returned
+    /// (kinds written before it stay written: writing them again is a no-op).
+    async fn write(&self, store: &Store, counters: &Counters) -> Result<(), StoreError> {
+        if !self.records.is_empty() {
+            store.insert_call_records(&self.records).await?;
+            counters
+                .written
+                .fetch_add(self.records.len() as u64, Ordering::Relaxed);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
         }
-        if !batch.states.is_empty() {
-            let states = std::mem::take(&mut batch.states);
-            retry("agent states", states.len(), &counters, || {
-                store.save_agent_states(&states)
-            })
-            .await;
+        if !self.events.is_empty() {
+            store.insert_queue_events(&self.events).await?;
         }
-        for (call_id, ms) in std::mem::take(&mut batch.wrap_ups) {
-            let done = retry("a wrap-up time", 1, &counters, || {
-                store.set_wrap_up(&call_id, ms)
-            })
-            .await;
-            if done == Some(0) {
+        if !self.states.is_empty() {
+            store.save_agent_states(&self.states).await?;
+        }
+        for (call_id, ms) in &self.wrap_ups {
+            if store.set_wrap_up(call_id, *ms).await? == 0 {
                 tracing::debug!(
                     call_id,
                     "wrap-up time for a call with no record; kept in the event log only"
                 );
             }
         }
-        if !batch.callbacks.is_empty() {
-            let rows = std::mem::take(&mut batch.callbacks);
-            retry("callback requests", rows.len(), &counters, || {
-                store.save_callbacks(&rows)
-            })
-            .await;
+        if !self.callbacks.is_empty() {
+            store.save_callbacks(&self.callbacks).await?;
         }
-        if !batch.attempts.is_empty() {
-            let rows = std::mem::take(&mut batch.attempts);
-            retry("callback attempts", rows.len(), &counters, || {
-                store.insert_callback_attempts(&rows)
-            })
-            .await;
+        if !self.attempts.is_empty() {
+            store.insert_callback_attempts(&self.attempts).await?;
         }
-        if !batch.recordings.is_empty() {
-            let rows = std::mem::take(&mut batch.recordings);
-            retry("recordings", rows.len(), &counters, || {
-                store.save_recordings(&rows)
-            })
-            .await;
+        if !self.recordings.is_empty() {
+            store.save_recordings(&self.recordings).await?;
         }
-        if !batch.marks.is_empty() {
-            let rows = std::mem::take(&mut batch.marks);
-            retry("recording marks", rows.len(), &counters, || {
-                store.insert_recording_marks(&rows)
-            })
-            .await;
+        if !self.marks.is_empty() {
+            store.insert_recording_marks(&self.marks).await?;
         }
-        if !batch.audit.is_empty() {
-            let rows = std::mem::take(&mut batch.audit);
-            retry("audit entries", rows.len(), &counters, || {
-                store.insert_audit(&rows)
-            })
-            .await;
+        if !self.audit.is_empty() {
+            store.insert_audit(&self.audit).await?;
         }
-        counters.passes.fetch_add(1, Ordering::Relaxed);
-        counters
-            .pass_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        for ack in acks.drain(..) {
+        Ok(())
+    }
+
+    /// A pointer for logs: the first call id of the batch (rows hold no PIN
+    /// in any case, but are not logged whole).
+    fn first_call_id(&self) -> Option<&str> {
+        self.records.first().map(|r| r.call_id.as_str())
+    }
+}
+
+fn store_closed(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Query {
+            source: sqlx::Error::PoolClosed,
+            ..
+        }
+    )
+}
+
+struct Writer {
+    store: Store,
+    counters: Arc<Counters>,
+    spool: Option<Spool<Row>>,
+    /// The database could not be written: rows go to the spool until it
+    /// is empty again.
+    spooling: bool,
+    backoff: Duration,
+    /// When to check the database next while spooling.
+    probe_at: Instant,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut close_acks: Vec<oneshot::Sender<()>> = Vec::new();
+        loop {
+            // `recv` yields what is still queued after `rx.close()`, then `None`.
+            let first = if self.spooling {
+                tokio::select! {
+                    biased;
+                    m = rx.recv() => m,
+                    _ = tokio::time::sleep_until(self.probe_at) => {
+                        self.drain_spool().await;
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(first) = first else { break };
+            let mut batch = Batch::default();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Row(row) => batch.push(row),
+                    Msg::Flush(ack) => acks.push(ack),
+                    Msg::Close(ack) => {
+                        rx.close();
+                        close_acks.push(ack);
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let started = Instant::now();
+            if batch.len() > 0 {
+                self.take(batch).await;
+            }
+            if self.spooling && Instant::now() >= self.probe_at {
+                self.drain_spool().await;
+            }
+            self.counters.passes.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .pass_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+        }
+        if self.spooling {
+            self.drain_spool().await;
+            if let Some(spool) = self.spool.as_ref().filter(|s| !s.is_empty()) {
+                tracing::warn!(path = %spool.path().display(), bytes = spool.pending_bytes(),
+                    "the database cannot be written at shutdown; the spooled rows stay on disk and are written after the next start");
+            }
+        }
+        tracing::debug!(
+            written = self.counters.written.load(Ordering::Relaxed),
+            "call-record writer drained and stopped"
+        );
+        for ack in close_acks {
             let _ = ack.send(());
         }
     }
-    tracing::debug!(
-        written = counters.written.load(Ordering::Relaxed),
-        "call-record writer drained and stopped"
-    );
-    for ack in close_acks {
-        let _ = ack.send(());
-    }
-}
 
-/// Runs `write` until it succeeds (backing off), or the store is closed
-/// (then `None`, logged as an error).
-async fn retry<T, F, Fut>(what: &str, items: usize, counters: &Counters, write: F) -> Option<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1u32;
-    loop {
-        match write().await {
-            Ok(v) => return Some(v),
-            Err(StoreError::Query {
-                source: sqlx::Error::PoolClosed,
-                ..
-            }) => {
-                counters
-                    .abandoned
-                    .fetch_add(items as u64, Ordering::Relaxed);
-                tracing::error!(
-                    what,
-                    items,
-                    "store closed before the writer drained; not written"
-                );
-                return None;
+    /// Writes a pass directly, or spools it.
+    async fn take(&mut self, batch: Batch) {
+        if !self.spooling {
+            let error = match batch.write(&self.store, &self.counters).await {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            self.counters
+                .failed_attempts
+                .fetch_add(1, Ordering::Relaxed);
+            if self.spool.is_none() || store_closed(&error) {
+                return self.retry_until_written(batch, error).await;
             }
-            Err(error) => {
-                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, what, items, attempt, retry_in_ms = backoff.as_millis() as u64,
-                    "write failed; will retry");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                attempt = attempt.saturating_add(1);
+            tracing::warn!(%error, rows = batch.len(), first_call_id = batch.first_call_id(),
+                "the database cannot be written; spooling rows to disk until it is back");
+            self.spooling = true;
+            self.backoff = FIRST_BACKOFF;
+            self.probe_at = Instant::now() + self.backoff;
+        }
+        let rows = batch.into_rows();
+        let n = rows.len() as u64;
+        let (rows, appended) = self
+            .with_spool(move |s| {
+                let r = s.append(rows.iter());
+                (rows, r)
+            })
+            .await;
+        match appended {
+            Ok(_) => {
+                self.counters.spooled.fetch_add(n, Ordering::Relaxed);
+                self.counters.spool_pending.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e,
+                    "cannot write the spool; holding the rows in memory and retrying the database");
+                let error = StoreError::Spool(e);
+                self.retry_until_written(Batch::from_rows(rows), error)
+                    .await;
             }
         }
     }
-}
 
-/// Writes one batch, retrying until it commits.
-async fn write_batch(store: &Store, batch: &[CallRecord], counters: &Counters) {
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1u32;
-    loop {
-        match store.insert_call_records(batch).await {
-            Ok(()) => {
-                counters
-                    .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                counters.batches.fetch_add(1, Ordering::Relaxed);
-                if attempt > 1 {
-                    tracing::info!(
-                        records = batch.len(),
-                        attempt,
-                        "call records written after retrying"
-                    );
-                }
-                return;
-            }
-            Err(StoreError::Query {
-                source: sqlx::Error::PoolClosed,
-                ..
-            }) => {
-                // The store was closed under the writer: no retry can succeed.
-                counters
+    /// Without a spool (or when it cannot be written): retries with
+    /// back-off until the batch commits or the store is closed.
+    async fn retry_until_written(&self, batch: Batch, mut error: StoreError) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1u32;
+        loop {
+            if store_closed(&error) {
+                self.counters
                     .abandoned
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 tracing::error!(
-                    records = batch.len(),
-                    "store closed before the call-record writer drained; records not written \
+                    rows = batch.len(),
+                    "store closed before the call-record writer drained; rows not written \
                      (close the RecordSink before the Store)"
                 );
                 return;
             }
-            Err(error) => {
-                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                // Records are not logged (call ids only in the first one, as
-                // a pointer); they hold no PIN in any case.
-                tracing::warn!(
-                    %error,
-                    records = batch.len(),
-                    first_call_id = %batch[0].call_id,
-                    attempt,
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "writing call records failed; will retry"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                attempt = attempt.saturating_add(1);
+            tracing::warn!(%error, rows = batch.len(), first_call_id = batch.first_call_id(),
+                attempt, retry_in_ms = backoff.as_millis() as u64, "write failed; will retry");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            attempt = attempt.saturating_add(1);
+            match batch.write(&self.store, &self.counters).await {
+                Ok(()) => {
+                    tracing::info!(rows = batch.len(), attempt, "rows written after retrying");
+                    return;
+                }
+                Err(e) => {
+                    self.counters
+                        .failed_attempts
+                        .fetch_add(1, Ordering::Relaxed);
+                    error = e;
+                }
             }
         }
+    }
+
+    /// While spooling: if the database answers, writes spooled rows in
+    /// order (a few chunks, then the queue gets its turn); otherwise backs
+    /// off.
+    async fn drain_spool(&mut self) {
+        let answers = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, self.store.ping()).await,
+            Ok(Ok(()))
+        );
+        if !answers {
+            return self.back_off();
+        }
+        for _ in 0..CHUNKS_PER_PASS {
+            let chunk = match self.with_spool(|s| s.read(MAX_BATCH)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool; will retry");
+                    return self.back_off();
+                }
+            };
+            let (end, n) = (chunk.end, chunk.rows.len() as u64);
+            if !self.write_spooled(chunk.rows).await {
+                return self.back_off();
+            }
+            if let Err(e) = self.with_spool(move |s| s.consume(end, n as usize)).await {
+                tracing::error!(error = %e, "cannot truncate the spool; will retry");
+                return self.back_off();
+            }
+            self.counters.unspooled.fetch_add(n, Ordering::Relaxed);
+            let _ = self.counters.spool_pending.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |p| Some(p.saturating_sub(n)),
+            );
+            if self.spool.as_ref().is_none_or(|s| s.is_empty()) {
+                self.spooling = false;
+                self.backoff = FIRST_BACKOFF;
+                self.counters.spool_pending.store(0, Ordering::Relaxed);
+                tracing::info!(
+                    rows = self.counters.unspooled.load(Ordering::Relaxed),
+                    "the database is back: every spooled row is written; writing directly again"
+                );
+                return;
+            }
+        }
+        // More to write: after the queue's turn.
+        self.probe_at = Instant::now();
+    }
+
+    fn back_off(&mut self) {
+        self.probe_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_PROBE_INTERVAL);
+    }
+
+    /// Writes one chunk read from the spool. A chunk that fails for a
+    /// reason other than reaching the database is written row by row; a row
+    /// that fails alone that way, while others of its chunk are written, is
+    /// set aside in the rejected file. When no row can be written the fault
+    /// is the database's (a table gone, permissions), not the rows': they
+    /// stay spooled. False when the chunk is not written (try again later).
+    async fn write_spooled(&mut self, rows: Vec<Row>) -> bool {
+        let n = rows.len();
+        let batch = Batch::from_rows(rows);
+        let error = match batch.write(&self.store, &self.counters).await {
+            Ok(()) => return true,
+            Err(e) => e,
+        };
+        self.counters
+            .failed_attempts
+            .fetch_add(1, Ordering::Relaxed);
+        if error.is_unavailable() || store_closed(&error) {
+            tracing::debug!(%error, "spooled rows not written yet");
+            return false;
+        }
+        let mut refused = Vec::new();
+        for row in batch.into_rows() {
+            let single = Batch::from_rows([row]);
+            let Err(error) = single.write(&self.store, &self.counters).await else {
+                continue;
+            };
+            if error.is_unavailable() || store_closed(&error) {
+                return false;
+            }
+            refused.push((single.into_rows().remove(0), error));
+        }
+        if refused.len() == n {
+            tracing::warn!(rows = n, error = %refused[0].1,
+                "the database refuses every spooled row of a chunk; keeping them spooled");
+            return false;
+        }
+        for (row, error) in refused {
+            let (_, kept) = self
+                .with_spool(move |s| {
+                    let r = s.reject_row(&row, &error);
+                    (row, r)
+                })
+                .await;
+            if let Err(e) = kept {
+                tracing::error!(error = %e, "cannot write the rejected file; will retry");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Runs blocking spool I/O off the runtime's workers.
+    async fn with_spool<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Spool<Row>) -> R + Send + 'static,
+    ) -> R {
+        let mut spool = self
+            .spool
+            .take()
+            .expect("spool I/O only happens with a spool");
+        let (spool, r) = match tokio::task::spawn_blocking(move || {
+            let r = f(&mut spool);
+            (spool, r)
+        })
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        self.spool = Some(spool);
+        r
     }
 }
