@@ -370,6 +370,7 @@ impl InboundCall {
         self.record.sip_status = 200;
         self.state = LegState::Answered;
         self.record.codec = oa.current.as_ref().map(|n| n.codec.name().to_string());
+        self.note_open().await;
 
         let mut cfg = match &oa.current {
             Some(n) => SessionConfig::negotiated(socket, n),
@@ -937,6 +938,25 @@ impl InboundCall {
         self.record.hangup_reason = reason.to_string();
     }
 
+    /// Copies what the IVR knows (path, result, language) into the record.
+    fn fill_ivr_outcome(&mut self) {
+        if let Some(ivr) = &self.ivr {
+            self.record.ivr_path = ivr.path().to_vec();
+            self.record.self_service_result = ivr.result().map(str::to_string);
+            self.record.language = Some(ivr.language().code().to_string());
+        }
+    }
+
+    /// Journals the call as up, with its record so far, so a record of it
+    /// survives the daemon being killed (after answer; again once an agent
+    /// has it).
+    pub(super) async fn note_open(&mut self) {
+        self.fill_ivr_outcome();
+        if let Err(e) = self.ctx.records.submit_open(self.record.clone()).await {
+            warn!(error = %e, "open call could not be journaled");
+        }
+    }
+
     /// Releases the media and hands the record to the writer.
     async fn finish(mut self) {
         let by = match self.record.hangup_by {
@@ -967,11 +987,7 @@ impl InboundCall {
             .answered
             .map(|a| (now - a).as_millis() as i64)
             .unwrap_or(0);
-        if let Some(ivr) = &self.ivr {
-            self.record.ivr_path = ivr.path().to_vec();
-            self.record.self_service_result = ivr.result().map(str::to_string);
-            self.record.language = Some(ivr.language().code().to_string());
-        }
+        self.fill_ivr_outcome();
         if self.answered.is_some() && self.record.disposition != Disposition::Interrupted {
             self.record.disposition = if self.record.voice_message.is_some() {
                 Disposition::VoiceMessage

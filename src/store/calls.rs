@@ -21,6 +21,10 @@ const POSTGRES_INSERT: &str = "INSERT INTO call_records (call_id, caller, dialed
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
      ON CONFLICT (call_id) DO NOTHING";
 
+/// A call's record ends its row in the open-call journal
+/// ([`super::open_calls`]).
+const DELETE_OPEN: &str = "DELETE FROM open_calls WHERE call_id = $1";
+
 /// Columns read back; times come out as the same fixed-width UTC text in both
 /// backends.
 const SQLITE_COLUMNS: &str = "call_id, caller, dialed, arrived_at, answered_at, ended_at, \
@@ -194,14 +198,18 @@ impl Store {
     }
 
     /// Inserts records in one transaction (all or none), each idempotent on
-    /// `call_id` as in [`Store::insert_call_record`].
+    /// `call_id` as in [`Store::insert_call_record`]; each ends its call's
+    /// row in the open-call journal.
     pub async fn insert_call_records(&self, recs: &[CallRecord]) -> Result<(), StoreError> {
         let this = self.clone();
         let recs = recs.to_vec();
         off_runtime(async move { this.insert_call_records_now(&recs).await }).await
     }
 
-    async fn insert_call_records_now(&self, recs: &[CallRecord]) -> Result<(), StoreError> {
+    pub(super) async fn insert_call_records_now(
+        &self,
+        recs: &[CallRecord],
+    ) -> Result<(), StoreError> {
         let err = StoreError::query("inserting call records");
         match &self.db {
             Db::Sqlite { pool, .. } => {
@@ -211,6 +219,11 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::query("inserting call records"))?;
+                    sqlx::query(DELETE_OPEN)
+                        .bind(&rec.call_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("closing open calls"))?;
                 }
                 tx.commit()
                     .await
@@ -223,6 +236,11 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::query("inserting call records"))?;
+                    sqlx::query(DELETE_OPEN)
+                        .bind(&rec.call_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("closing open calls"))?;
                 }
                 tx.commit()
                     .await

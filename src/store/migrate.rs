@@ -52,6 +52,7 @@ const SQLITE: &[Embedded] = &[
         "users_sessions_scoring",
         "0009_users_sessions_scoring.sql"
     ),
+    embedded!("sqlite", 10, "open_calls", "0010_open_calls.sql"),
 ];
 
 const POSTGRES: &[Embedded] = &[
@@ -74,6 +75,7 @@ const POSTGRES: &[Embedded] = &[
         "users_sessions_scoring",
         "0009_users_sessions_scoring.sql"
     ),
+    embedded!("postgres", 10, "open_calls", "0010_open_calls.sql"),
 ];
 
 fn embedded_for(backend: Backend) -> &'static [Embedded] {

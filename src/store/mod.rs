@@ -37,6 +37,7 @@ pub mod events;
 pub mod kpi;
 mod lookup;
 mod migrate;
+pub mod open_calls;
 pub mod qc_samples;
 pub mod qc_scores;
 pub mod recordings;

@@ -62,11 +62,16 @@ const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Spool chunks written before the writer looks at its queue again.
 const CHUNKS_PER_PASS: usize = 10;
+/// How often the open-call rows of this run are marked still up (the most
+/// a recovered record's end can be early).
+const OPEN_CALL_REFRESH: Duration = Duration::from_secs(5);
 
 /// One row for the database, as queued and as spooled.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "row", rename_all = "snake_case")]
 pub enum Row {
+    /// A call answered and still up, as known so far ([`super::open_calls`]).
+    CallOpen(Box<CallRecord>),
     Record(Box<CallRecord>),
     Event(Box<QueueEventRow>),
     AgentState(AgentStateRow),
@@ -113,6 +118,8 @@ pub struct WriterStats {
     pub unspooled: u64,
     /// Rows in the spool now (the database could not be written).
     pub spool_pending: u64,
+    /// Calls an earlier run left up, recorded as interrupted at this start.
+    pub recovered: u64,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +133,7 @@ struct Counters {
     spooled: AtomicU64,
     unspooled: AtomicU64,
     spool_pending: AtomicU64,
+    recovered: AtomicU64,
 }
 
 /// Where call handling hands finished call records. Cheap to clone.
@@ -179,6 +187,13 @@ fn start(store: Store, capacity: usize, spool: Option<Spool<Row>>) -> (RecordSin
         spooling,
         backoff: FIRST_BACKOFF,
         probe_at: Instant::now(),
+        ids: RunIds {
+            node: super::open_calls::this_node(),
+            run: super::new_uid(),
+        },
+        open: std::collections::HashSet::new(),
+        refresh_at: Instant::now() + OPEN_CALL_REFRESH,
+        recovered: false,
     };
     let task = tokio::spawn(writer.run(rx));
     (RecordSink { tx, counters }, task)
@@ -190,6 +205,12 @@ impl RecordSink {
             .send(Msg::Row(row))
             .await
             .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// Notes a call answered (or changed: reached an agent) and still up,
+    /// so that a record of it survives the daemon being killed.
+    pub async fn submit_open(&self, rec: CallRecord) -> Result<(), StoreError> {
+        self.send(Row::CallOpen(Box::new(rec))).await
     }
 
     /// Queues a record for writing; waits while the queue is full. Fails only
@@ -272,17 +293,19 @@ impl RecordSink {
             spooled: c.spooled.load(Ordering::Relaxed),
             unspooled: c.unspooled.load(Ordering::Relaxed),
             spool_pending: c.spool_pending.load(Ordering::Relaxed),
+            recovered: c.recovered.load(Ordering::Relaxed),
         }
     }
 }
 
-/// What one pass of the writer collected, written in this order: call
-/// records, queue events, agent states, wrap-up times (whose records were
+/// What one pass of the writer collected, written in this order: open
+/// calls (a call's final record, later, deletes its row), call records, queue events, agent states, wrap-up times (whose records were
 /// queued before them), then callback requests (in the order queued: a
 /// later state of a request wins) and attempts, then recordings (likewise)
 /// and their marks, then audit entries.
 #[derive(Default)]
 struct Batch {
+    opens: Vec<CallRecord>,
     records: Vec<CallRecord>,
     events: Vec<QueueEventRow>,
     states: Vec<AgentStateRow>,
@@ -296,7 +319,8 @@ struct Batch {
 
 impl Batch {
     fn len(&self) -> usize {
-        self.records.len()
+        self.opens.len()
+            + self.records.len()
             + self.events.len()
             + self.states.len()
             + self.wrap_ups.len()
@@ -309,6 +333,7 @@ impl Batch {
 
     fn push(&mut self, row: Row) {
         match row {
+            Row::CallOpen(rec) => self.opens.push(*rec),
             Row::Record(rec) => self.records.push(*rec),
             Row::Event(e) => self.events.push(*e),
             Row::AgentState(s) => self.states.push(s),
@@ -332,6 +357,7 @@ impl Batch {
     /// The rows in the order they are written.
     fn into_rows(self) -> Vec<Row> {
         let mut rows = Vec::with_capacity(self.len());
+        rows.extend(self.opens.into_iter().map(|r| Row::CallOpen(Box::new(r))));
         rows.extend(self.records.into_iter().map(|r| Row::Record(Box::new(r))));
         rows.extend(self.events.into_iter().map(|e| Row::Event(Box::new(e))));
         rows.extend(self.states.into_iter().map(Row::AgentState));
@@ -366,7 +392,17 @@ impl Batch {
 
     /// Writes the batch once, kind by kind; the first failure is returned
     /// (kinds written before it stay written: writing them again is a no-op).
-    async fn write(&self, store: &Store, counters: &Counters) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        store: &Store,
+        ids: &RunIds,
+        counters: &Counters,
+    ) -> Result<(), StoreError> {
+        if !self.opens.is_empty() {
+            store
+                .save_open_calls(&ids.node, &ids.run, chrono::Utc::now(), &self.opens)
+                .await?;
+        }
         if !self.records.is_empty() {
             store.insert_call_records(&self.records).await?;
             counters
@@ -423,8 +459,22 @@ fn store_closed(e: &StoreError) -> bool {
     )
 }
 
+/// Who writes open-call rows: this host, and this start of the daemon.
+struct RunIds {
+    node: String,
+    run: String,
+}
+
 struct Writer {
     store: Store,
+    ids: RunIds,
+    /// Calls of this run with an open-call row (refreshed every
+    /// [`OPEN_CALL_REFRESH`] while any is up).
+    open: std::collections::HashSet<String>,
+    refresh_at: Instant,
+    /// Calls earlier runs left up have been recorded (done once the
+    /// spool from before is written).
+    recovered: bool,
     counters: Arc<Counters>,
     spool: Option<Spool<Row>>,
     /// The database could not be written: rows go to the spool until it
@@ -439,6 +489,7 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
         let mut close_acks: Vec<oneshot::Sender<()>> = Vec::new();
+        self.recover_open_calls().await;
         loop {
             // `recv` yields what is still queued after `rx.close()`, then `None`.
             let first = if self.spooling {
@@ -451,7 +502,14 @@ impl Writer {
                     }
                 }
             } else {
-                rx.recv().await
+                tokio::select! {
+                    biased;
+                    m = rx.recv() => m,
+                    _ = tokio::time::sleep_until(self.refresh_at), if !self.open.is_empty() => {
+                        self.refresh_open_calls().await;
+                        continue;
+                    }
+                }
             };
             let Some(first) = first else { break };
             let mut batch = Batch::default();
@@ -470,9 +528,16 @@ impl Writer {
                 }
             }
             let started = Instant::now();
+            for rec in &batch.opens {
+                self.open.insert(rec.call_id.clone());
+            }
+            for rec in &batch.records {
+                self.open.remove(&rec.call_id);
+            }
             if batch.len() > 0 {
                 self.take(batch).await;
             }
+            self.recover_open_calls().await;
             if self.spooling && Instant::now() >= self.probe_at {
                 self.drain_spool().await;
             }
@@ -500,10 +565,57 @@ impl Writer {
         }
     }
 
+    /// Once the spool from before is written: records the calls an
+    /// earlier run of this node left up as interrupted (their open-call
+    /// rows). Tried again after the next pass if the database fails.
+    async fn recover_open_calls(&mut self) {
+        if self.recovered || self.spooling {
+            return;
+        }
+        match self
+            .store
+            .recover_open_calls(&self.ids.node, &self.ids.run)
+            .await
+        {
+            Ok(recs) => {
+                self.recovered = true;
+                for rec in &recs {
+                    tracing::warn!(call_id = %rec.call_id, dialed = %rec.dialed,
+                        agent = rec.acd.agent.as_deref().unwrap_or(""),
+                        duration_ms = rec.duration_ms,
+                        "a call was up when the daemon last stopped (killed or crashed): recorded as interrupted");
+                }
+                self.counters
+                    .recovered
+                    .store(recs.len() as u64, Ordering::Relaxed);
+                if !recs.is_empty() {
+                    tracing::warn!(calls = recs.len(), node = %self.ids.node,
+                        "calls left up by an earlier run recorded as interrupted");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the calls an earlier run left up; will retry");
+            }
+        }
+    }
+
+    /// Marks this run's open calls still up (the end of their record if
+    /// the daemon is killed now).
+    async fn refresh_open_calls(&mut self) {
+        self.refresh_at = Instant::now() + OPEN_CALL_REFRESH;
+        if let Err(error) = self
+            .store
+            .touch_open_calls(&self.ids.run, chrono::Utc::now())
+            .await
+        {
+            tracing::debug!(%error, "cannot refresh the open calls");
+        }
+    }
+
     /// Writes a pass directly, or spools it.
     async fn take(&mut self, batch: Batch) {
         if !self.spooling {
-            let error = match batch.write(&self.store, &self.counters).await {
+            let error = match batch.write(&self.store, &self.ids, &self.counters).await {
                 Ok(()) => return,
                 Err(e) => e,
             };
@@ -564,7 +676,7 @@ impl Writer {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             attempt = attempt.saturating_add(1);
-            match batch.write(&self.store, &self.counters).await {
+            match batch.write(&self.store, &self.ids, &self.counters).await {
                 Ok(()) => {
                     tracing::info!(rows = batch.len(), attempt, "rows written after retrying");
                     return;
@@ -641,7 +753,7 @@ impl Writer {
     async fn write_spooled(&mut self, rows: Vec<Row>) -> bool {
         let n = rows.len();
         let batch = Batch::from_rows(rows);
-        let error = match batch.write(&self.store, &self.counters).await {
+        let error = match batch.write(&self.store, &self.ids, &self.counters).await {
             Ok(()) => return true,
             Err(e) => e,
         };
@@ -655,7 +767,7 @@ impl Writer {
         let mut refused = Vec::new();
         for row in batch.into_rows() {
             let single = Batch::from_rows([row]);
-            let Err(error) = single.write(&self.store, &self.counters).await else {
+            let Err(error) = single.write(&self.store, &self.ids, &self.counters).await else {
                 continue;
             };
             if error.is_unavailable() || store_closed(&error) {

@@ -382,6 +382,7 @@ impl InboundCall {
         let (bridge, events) = self.bridge_to_agent(caller_leg, LegMedia::new(agent_cfg));
         info!(agent = %agent, codec_agent = n.codec.name(), wait_ms = wait.as_millis() as u64, "agent answered; bridged");
         self.record.acd.agent = Some(agent.0.clone());
+        self.note_open().await;
         if self.from_softphone {
             // An agent's consultation call: it may be taken over by an
             // attended transfer from the agent's other call.
@@ -730,6 +731,7 @@ impl InboundCall {
         forward(h.leg.call_id.clone(), rx, self.agent_tx.clone());
         let (bridge, events) = self.bridge_to_agent(caller_leg, h.media);
         self.record.acd.agent = Some(h.leg.agent.0.clone());
+        self.note_open().await;
         self.connected = Some(Connected {
             leg: h.leg,
             oa: h.oa,
