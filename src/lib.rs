@@ -15,6 +15,7 @@ pub mod media;
 pub mod metrics;
 pub mod qc;
 pub mod recording;
+pub mod reload;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -198,7 +198,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { drain_secs, .. } => serve(cfg, Duration::from_secs(drain_secs)).await,
+            Command::Serve { drain_secs, .. } => {
+                let reload = Reload {
+                    path: cli.common.config.clone(),
+                    overrides: overrides.clone(),
+                };
+                serve(cfg, Duration::from_secs(drain_secs), reload).await
+            }
             Command::CheckConfig => {
                 if let Err(e) = check_config(&cfg) {
                     // Flows and prompts are configuration too: same exit code.
@@ -254,14 +260,49 @@ fn init_tracing(cfg: &Config, to_stderr: bool) {
     }
 }
 
-async fn serve(cfg: Config, drain: Duration) -> anyhow::Result<()> {
+/// Where SIGHUP reads the configuration again: the same file and
+/// command-line overrides as at start.
+struct Reload {
+    path: std::path::PathBuf,
+    overrides: Overrides,
+}
+
+impl Reload {
+    fn apply(&self, server: &Server) {
+        tracing::info!(file = %self.path.display(), "SIGHUP: reloading the configuration");
+        let result = Config::load(&self.path, &self.overrides)
+            .map_err(|errors| errors.to_string())
+            .and_then(|cfg| server.reload(&cfg).map_err(|e| e.to_string()));
+        if let Err(error) = result {
+            tracing::error!(%error, "reload refused: the running configuration is kept");
+        }
+    }
+}
+
+async fn serve(cfg: Config, drain: Duration, reload: Reload) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create the data folder {}", cfg.data_dir.display()))?;
     // The handlers are in place before anything listens: a SIGTERM that
     // comes as soon as the daemon answers still drains it.
     let signal = stop_signal();
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     let server = Server::start(cfg).await?;
-    signal.await;
+    tokio::pin!(signal);
+    loop {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = hup.recv() => reload.apply(&server),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &reload;
+            (&mut signal).await;
+            break;
+        }
+    }
     server.shutdown(drain).await;
     Ok(())
 }

@@ -151,10 +151,16 @@ pub struct Server {
     recordings: crate::recording::Recordings,
     /// The daily QC sampling run; ends on `shutdown`.
     qc_sampling: tokio::task::JoinHandle<()>,
+    /// Where a reload puts new flows and prompts.
+    ctx: Arc<CallContext>,
+    /// The configuration the daemon started with (what a reload cannot
+    /// change is compared with it).
+    running: Config,
 }
 
 impl Server {
     pub async fn start(cfg: Config) -> Result<Server, StartError> {
+        let running = cfg.clone();
         let (prompts, flows) = load_media_and_flows(&cfg)?;
         info!(prompts = prompts.len(), "prompts loaded");
         let store = Store::open(&cfg.database_url)
@@ -299,8 +305,8 @@ impl Server {
         let calls = TaskTracker::new();
         let ctx = Arc::new(CallContext {
             sip: sip.clone(),
-            prompts,
-            flows,
+            prompts: crate::reload::Live::new(prompts),
+            flows: crate::reload::Live::new(flows),
             store: store.clone(),
             records: records.clone(),
             ports: Arc::new(ports),
@@ -438,7 +444,35 @@ impl Server {
             acd_task,
             recordings,
             qc_sampling,
+            ctx,
+            running,
         })
+    }
+
+    /// Applies a new configuration's flows and prompts (SIGHUP): loaded
+    /// and checked as at start, then swapped in for calls that arrive from
+    /// now on; calls up keep theirs. On any error nothing changes. Settings
+    /// only read at start that differ are listed in the report (and
+    /// logged).
+    pub fn reload(&self, new: &Config) -> Result<crate::reload::ReloadReport, StartError> {
+        let (prompts, flows) = load_media_and_flows(new)?;
+        let report = crate::reload::ReloadReport {
+            prompts: prompts.len(),
+            flows: flows.len(),
+            restart_needed: crate::reload::needs_restart(&self.running, new),
+        };
+        self.ctx.prompts.set(prompts);
+        self.ctx.flows.set(flows);
+        info!(
+            prompts = report.prompts,
+            flows = report.flows,
+            "configuration reloaded: new calls get these flows and prompts; calls up keep theirs"
+        );
+        if !report.restart_needed.is_empty() {
+            tracing::warn!(sections = %report.restart_needed.join(", "),
+                "changed settings that are read at start only: they take effect at the next restart");
+        }
+        Ok(report)
     }
 
     /// The SIP endpoint's handle (to ring agents, look up their contacts).

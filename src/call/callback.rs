@@ -548,6 +548,7 @@ impl<'a> Attempt<'a> {
         let prompts: Vec<_> = self
             .ctx
             .prompts
+            .now()
             .get(Lang::default(), UNREACHABLE_PROMPT)
             .into_iter()
             .collect();
@@ -597,7 +598,7 @@ impl<'a> Attempt<'a> {
         let citizen_media = LegMedia::new(self.session_config(socket, &n));
         let (bridge, mut bridge_events) =
             bridge::spawn(BridgeConfig::new(citizen_media, agent_media));
-        if let Some(p) = self.ctx.prompts.get(Lang::default(), INTRO_PROMPT) {
+        if let Some(p) = self.ctx.prompts.now().get(Lang::default(), INTRO_PROMPT) {
             let _ = bridge.play(Side::Caller, 1, vec![p]).await;
         }
         let since = Instant::now();

@@ -115,6 +115,9 @@ enum LegState {
 
 struct InboundCall {
     ctx: Arc<CallContext>,
+    /// The prompts as when the call came (a reload does not change them
+    /// under a call).
+    prompts: Arc<crate::media::prompts::PromptStore>,
     invite: Request,
     invite_key: TransactionKey,
     peer: Peer,
@@ -193,6 +196,7 @@ impl InboundCall {
         let (lookups_tx, lookups_rx) = mpsc::channel(4);
         let (agent_tx, agent_rx) = mpsc::channel(agents::AGENT_EVENTS);
         InboundCall {
+            prompts: ctx.prompts.now(),
             ctx,
             invite: call.request,
             invite_key: call.key,
@@ -294,7 +298,7 @@ impl InboundCall {
         let flow = self
             .flow_override
             .take()
-            .or_else(|| self.ctx.flows.for_dialed(&self.record.dialed));
+            .or_else(|| self.ctx.flows.now().for_dialed(&self.record.dialed));
         let Some(flow) = flow else {
             self.reject(404, "no_flow").await;
             return false;
@@ -805,7 +809,7 @@ impl InboundCall {
     async fn play(&mut self, id: u64, lang: Lang, names: &[String]) {
         let mut prompts = Vec::with_capacity(names.len());
         for name in names {
-            match self.ctx.prompts.get(lang, name) {
+            match self.prompts.get(lang, name) {
                 Some(p) => prompts.push(p),
                 None => warn!(prompt = %name, %lang, "prompt missing at run time; skipped"),
             }

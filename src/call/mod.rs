@@ -64,8 +64,9 @@ pub const CALL_PROMPTS: &[&str] = &[
 /// Everything a call task needs, shared by all calls.
 pub struct CallContext {
     pub sip: SipHandle,
-    pub prompts: Arc<PromptStore>,
-    pub flows: Arc<FlowSet>,
+    /// Replaced by a reload (SIGHUP); a call takes both once, at its start.
+    pub prompts: crate::reload::Live<PromptStore>,
+    pub flows: crate::reload::Live<FlowSet>,
     pub store: Store,
     pub records: RecordSink,
     pub ports: Arc<PortPool>,

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod daemon;
 pub mod http;
 
 use bytes::Bytes;

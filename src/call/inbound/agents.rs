@@ -524,7 +524,7 @@ impl InboundCall {
             .queue
             .as_ref()
             .and_then(|q| self.ctx.queues.get(q))
-            .and_then(|q| self.ctx.prompts.get(lang, &q.hold_music));
+            .and_then(|q| self.prompts.get(lang, &q.hold_music));
         bridge::spawn(cfg)
     }
 
