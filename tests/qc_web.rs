@@ -156,25 +156,17 @@ pub async fn setup() -> Setup {
         "qc sample: {stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for (name, role, team) in [
-        ("qc1", "qc", None),
-        ("qc2", "qc", None),
-        ("lead_a", "team_lead", Some("A")),
-        ("lead_b", "team_lead", Some("B")),
-        ("sup", "supervisor", None),
-        ("admin1", "admin", None),
-    ] {
-        let mut args = vec!["user", "add", name, "--role", role];
-        if let Some(t) = team {
-            args.extend(["--team", t]);
-        }
-        let out = hotline(&ts, &args, &format!("{PASSWORD}\n"));
-        assert!(
-            out.status.success(),
-            "user add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    add_users(
+        &ts,
+        &[
+            ("qc1", "qc", &[]),
+            ("qc2", "qc", &[]),
+            ("lead_a", "team_lead", &["--team", "A"]),
+            ("lead_b", "team_lead", &["--team", "B"]),
+            ("sup", "supervisor", &[]),
+            ("admin1", "admin", &[]),
+        ],
+    );
     let http = HttpClient::new(ts.server.http);
     Setup {
         recording_id: rec.id,
@@ -695,15 +687,26 @@ fn browser_available() -> bool {
 
 /// Runs `tests/browser/<script>` against the server with `args`, and
 /// checks that it passed every step (within 3 minutes).
+/// `python3 tests/browser/SCRIPT --base http://BASE ARGS…`, killed if dropped.
+fn browser_command(
+    script: &str,
+    base: std::net::SocketAddr,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("python3");
+    c.arg(format!(
+        "{}/tests/browser/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg("--base")
+    .arg(format!("http://{base}"))
+    .args(args)
+    .kill_on_drop(true);
+    c
+}
+
 async fn run_browser(script: &str, base: std::net::SocketAddr, args: &[&str]) {
-    let path = format!("{}/tests/browser/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = tokio::process::Command::new("python3")
-        .arg(path)
-        .arg("--base")
-        .arg(format!("http://{base}"))
-        .args(args)
-        .kill_on_drop(true)
-        .output();
+    let out = browser_command(script, base, args).output();
     let out = tokio::time::timeout(secs(180), out)
         .await
         .expect("the browser run ends within 3 minutes")
@@ -773,16 +776,7 @@ async fn live_call(users: &[(&str, &str, &[&str])]) -> LiveCall {
     let mut agent = support::ready_agent(&ts, "1001").await;
     let mut sup = AgentPhone::new(ts.sip_udp(), Transport::Udp, "2001").await;
     assert_eq!(sup.register().await, 200);
-    for (name, role, extra) in users {
-        let mut args = vec!["user", "add", name, "--role", role];
-        args.extend(extra.iter());
-        let out = hotline(&ts, &args, &format!("{PASSWORD}\n"));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    add_users(&ts, users);
     let call = support::answered_call(&ts, &mut agent).await;
     call.fill(0x42).await;
     agent.fill(0x24).await;
@@ -928,6 +922,21 @@ async fn browser_whispers_to_an_agent_from_the_live_page() {
     ts.shutdown().await;
 }
 
+/// `hotline user add` for each (name, role, extra arguments), password
+/// [`PASSWORD`].
+fn add_users(ts: &TestServer, users: &[(&str, &str, &[&str])]) {
+    for (name, role, extra) in users {
+        let mut args = vec!["user", "add", name, "--role", role];
+        args.extend(extra.iter());
+        let out = hotline(ts, &args, &format!("{PASSWORD}\n"));
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A daemon for the wallboard: today's figures refreshed every second, at
 /// most two streams, and `users` (name, role, extra `user add` arguments).
 /// Agent 1001 (queue 12345) is not registered: logged out.
@@ -936,16 +945,7 @@ async fn wallboard_server(users: &[(&str, &str, &[&str])]) -> TestServer {
     opts.extra_toml
         .push_str("\n[qc.web]\nwallboard_refresh_secs = 1\nwallboard_max_streams = 2\n");
     let ts = TestServer::start_with(opts).await;
-    for (name, role, extra) in users {
-        let mut args = vec!["user", "add", name, "--role", role];
-        args.extend(extra.iter());
-        let out = hotline(&ts, &args, &format!("{PASSWORD}\n"));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    add_users(&ts, users);
     ts
 }
 
@@ -1159,20 +1159,15 @@ async fn browser_wallboard_shows_a_waiting_caller_without_reloading() {
         return;
     }
     let ts = wallboard_server(&[("sup", "supervisor", &[])]).await;
-    let path = format!(
-        "{}/tests/browser/qc_wallboard.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut child = tokio::process::Command::new("python3")
-        .arg(path)
-        .arg("--base")
-        .arg(format!("http://{}", ts.server.http))
-        .args(["--queue", "12345", "--password", PASSWORD])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 runs");
+    let mut child = browser_command(
+        "qc_wallboard.py",
+        ts.server.http,
+        &["--queue", "12345", "--password", PASSWORD],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("python3 runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = child.stderr.take().unwrap();
     let mut log = String::new();
