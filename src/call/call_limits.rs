@@ -130,6 +130,7 @@ impl CallLimits {
     }
 
     /// Keys with calls up (for tests: nothing leaks).
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
