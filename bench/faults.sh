@@ -2,11 +2,12 @@
 # Fault benchmarks: the daemon killed with calls up, and its database taken
 # away under load; SIPp on 127.0.0.1; prints Markdown tables.
 #
-#   bash bench/faults.sh [kill9|db-outage|all]     (default: all, < 8 min)
+#   bash bench/faults.sh [kill9|db-outage|flood|all]   (default: all, < 10 min)
 #
 # Binary, build, HOTLINE_BENCH_KEEP and HOTLINE_BENCH_OUT as in bench/run.sh;
 # ports from HOTLINE_BENCH_PORT_BASE (default 14000): SIP +0, HTTP +1,
-# callers' SIPp +2, agents' SIPp +3 (media +6), the database proxy +7,
+# callers' SIPp +2, agents' SIPp +3 (media +6), the flood's SIPp +4 (media
+# +16), the database proxy +7,
 # callers' media +10 upwards, daemon RTP +4000..+13999. Set-up (queue
 # `bench`, agents b0001.., their SIPp) as in bench/bridged.sh
 # (bench/bridged_setup.sh).
@@ -36,14 +37,27 @@
 #              peak (/metrics, each second), rows spooled and written from
 #              the spool, and how long after the database was back the
 #              spool was empty.
+#   flood      a scanner's sweep and a center's softphones on one machine:
+#              no trunk is trusted (sip.trunks only 192.0.2.1, a test
+#              address never used), so every source is limited. Softphone
+#              users b0001.. place LEGIT_RATE (10) authenticated calls/s
+#              for LEGIT_SECS (60) s (bench/sipp/auth_call.xml: digest,
+#              200, 1 s, BYE; 5 messages a call from one socket), and after
+#              5 s another socket sends OPTIONS at FLOOD_RATE (10,000)/s for
+#              FLOOD_SECS (30) s (bench/sipp/flood_options.xml, one message
+#              per SIPp call). The flood's messages sent and the rate SIPp
+#              achieved, the kernel's drops on the daemon's SIP socket
+#              (/proc/net/udp: a full receive queue), the bans listed at
+#              /api/bans (reason, messages dropped), the daemon's CPU while
+#              flooded, and the legitimate calls that completed.
 #
-# Needs: sipp, python3, psql (db-outage).
+# Needs: sipp, python3, curl, psql (db-outage).
 
 set -uo pipefail
 
 MODE=${1:-all}
-case "$MODE" in kill9|db-outage|all) ;; *)
-  echo "usage: $0 [kill9|db-outage|all]" >&2; exit 2 ;;
+case "$MODE" in kill9|db-outage|flood|all) ;; *)
+  echo "usage: $0 [kill9|db-outage|flood|all]" >&2; exit 2 ;;
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -63,6 +77,10 @@ OUTAGE_SECS=${OUTAGE_SECS:-60}
 OUTAGE_BEFORE=${OUTAGE_BEFORE:-20}
 OUTAGE_AFTER=${OUTAGE_AFTER:-20}
 PG=${HOTLINE_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
+FLOOD_RATE=${FLOOD_RATE:-10000}
+FLOOD_SECS=${FLOOD_SECS:-30}
+LEGIT_RATE=${LEGIT_RATE:-10}
+LEGIT_SECS=${LEGIT_SECS:-60}
 AGENTS=$KILL_CALLS
 
 BASE=${HOTLINE_BENCH_PORT_BASE:-14000}
@@ -71,6 +89,8 @@ HTTP_PORT=$((BASE + 1))
 SIPP_PORT=$((BASE + 2))
 AGENT_PORT=$((BASE + 3))
 AGENT_MEDIA=$((BASE + 6))
+FLOOD_PORT=$((BASE + 4))
+FLOOD_MEDIA=$((BASE + 16))
 PROXY_PORT=$((BASE + 7))
 SIPP_MEDIA=$((BASE + 10))
 RTP_LOW=$((BASE + 4000))
@@ -231,11 +251,64 @@ bench_db_outage() {
   emit "| $placed | $ok | $failed | $records | $distinct | $((placed - records)) | $peak | ${spooled:-?} | ${unspooled:-?} | $drain |"
 }
 
+# --- a flood beside legitimate calls -------------------------------------------
+bench_flood() {
+  sed 's#^addresses = \["127.0.0.1/32", "::1/128"\]#addresses = ["192.0.2.1/32"]#' \
+    "$WORK/hotline.toml" > "$WORK/flood.toml"
+  grep -q '^addresses = \["192.0.2.1/32"\]' "$WORK/flood.toml" ||
+    { hl_log "flood: could not untrust 127.0.0.1 in the config"; return; }
+  CONFIG=$WORK/flood.toml
+  start_daemon flood
+  local calls=$((LEGIT_RATE * LEGIT_SECS)) prefix=bench-legit-
+  sipp_bg flood-legit $((LEGIT_SECS + 40)) -sf "$HERE/sipp/auth_call.xml" -inf "$WORK/agents.csv" \
+    -s bridge -r "$LEGIT_RATE" -m "$calls" -l 100 -d 1000 -cid_str "$prefix%u-%p@%s"
+  local legit=$SIPP_PID
+  sleep 5
+  local d0 t0 d1 t1
+  d0=$(ticks "$DAEMON_PID"); t0=$(now)
+  SIPP_LOCAL_PORT=$FLOOD_PORT SIPP_LOCAL_MEDIA=$FLOOD_MEDIA \
+    sipp_bg flood $((FLOOD_SECS + 5)) -sf "$HERE/sipp/flood_options.xml" -s 12345 \
+    -r "$FLOOD_RATE" -rp 1000 -m $((FLOOD_RATE * FLOOD_SECS)) -l 10000
+  local flood=$SIPP_PID
+  wait "$flood" 2>/dev/null
+  d1=$(ticks "$DAEMON_PID"); t1=$(now)
+  local bans; bans=$(curl -s "http://127.0.0.1:$HTTP_PORT/api/bans")
+  cat /proc/net/udp /proc/net/udp6 > "$WORK/flood.udp" 2>/dev/null
+  wait "$legit" 2>/dev/null
+  local sent kdrops secs ok failed records
+  secs=$(elapsed "$t0" "$t1")
+  sent=$(stat_field "$WORK/flood.stat.csv" "OutgoingCall(C)")
+  # What the kernel dropped on the daemon's SIP socket (its receive queue full).
+  kdrops=$(udp_drops "$WORK/flood.udp" "$SIP_PORT" "$SIP_PORT")
+  ok=$(stat_field "$WORK/flood-legit.stat.csv" "SuccessfulCall(C)")
+  failed=$((calls - ok))
+  records=$(db "SELECT count(*) FROM call_records WHERE call_id LIKE '$prefix%'")
+  local banline
+  banline=$(echo "$bans" | python3 -c '
+import json, sys
+bans = json.load(sys.stdin)["bans"]
+port = int(sys.argv[1])
+mine = [b for b in bans if b["port"] == port]
+others = [b for b in bans if b["port"] != port]
+print(len(mine), mine[0]["reason"] if mine else "-", sum(b["dropped"] for b in mine), len(others))
+' "$FLOOD_PORT")
+  local nbans reason dropped other
+  read -r nbans reason dropped other <<< "$banline"
+  hl_daemon_stop
+  emit ""
+  emit "### A flood of OPTIONS from one socket beside $LEGIT_RATE authenticated calls/s from another (no trusted trunk)"
+  emit ""
+  emit "| flood messages sent | flood rate achieved /s | dropped by the kernel (SIP socket full) | bans of the flood socket (reason) | its messages dropped by the ban | other sources banned | daemon CPU % while flooded | legitimate calls | completed | completed % | their records |"
+  emit "|---|---|---|---|---|---|---|---|---|---|---|"
+  emit "| $sent | $(awk -v n="$sent" -v s="$secs" 'BEGIN { printf "%.0f", n / s }') | $kdrops | $nbans ($reason) | $dropped | $other | $(cpu_pct "$d0" "$d1" "$secs") | $calls | $ok | $(awk -v a="$ok" -v n="$calls" 'BEGIN { printf "%.2f", 100 * a / n }') | $records |"
+}
+
 emit "## hotline fault benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
 case "$MODE" in
   kill9) bench_kill9 ;;
   db-outage) bench_db_outage ;;
-  all) bench_kill9; bench_db_outage ;;
+  flood) bench_flood ;;
+  all) bench_kill9; bench_db_outage; bench_flood ;;
 esac
 [ -n "${HOTLINE_BENCH_OUT:-}" ] && cp "$OUT" "$HOTLINE_BENCH_OUT"
 hl_log "done"

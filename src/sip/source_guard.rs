@@ -7,8 +7,10 @@
 //! - **Rate**: each source (address *and* port: one scanner socket, one
 //!   softphone) has a token bucket of `burst` messages refilled at
 //!   `rate_per_sec`; what goes over is dropped unanswered. A source that
-//!   keeps going over (more than `burst` messages dropped in a row) is
-//!   banned.
+//!   keeps going over (more than `burst` messages dropped within
+//!   [`FLOOD_WINDOW`]) is banned: a steady flood also gets a token now and
+//!   then as the bucket refills, so drops are counted over a window, not
+//!   in a row.
 //! - **Failures**: `max_failures` refused requests from one address within
 //!   [`FAILURE_WINDOW`] ban that address (every port), as a sipvicious-style
 //!   sweep or a password guesser produces.
@@ -28,6 +30,8 @@ use tokio::time::Instant;
 
 /// Refused requests are counted over this window.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Over-rate drops are counted over this window.
+pub const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 /// A source idle this long is forgotten.
 pub const IDLE: Duration = Duration::from_secs(120);
 
@@ -99,8 +103,10 @@ pub type BanEvent = Ban;
 struct Bucket {
     tokens: f64,
     at: Instant,
-    /// Messages dropped over the rate since the last one let through.
+    /// Messages dropped over the rate since `over_since`.
     over: u32,
+    /// Start of the window `over` counts in ([`FLOOD_WINDOW`]).
+    over_since: Instant,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -184,13 +190,17 @@ impl SourceGuard {
             tokens: burst,
             at: now,
             over: 0,
+            over_since: now,
         });
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * rate).min(burst);
         b.at = now;
+        if now.saturating_duration_since(b.over_since) >= FLOOD_WINDOW {
+            b.over = 0;
+            b.over_since = now;
+        }
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            b.over = 0;
             return (Verdict::Allow, None);
         }
         b.over += 1;
@@ -313,6 +323,48 @@ mod tests {
         let later = t0 + Duration::from_secs(61);
         assert_eq!(g.check(later, src(5000)).0, Verdict::Allow);
         assert!(g.bans(later).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_flood_is_banned_though_the_bucket_lets_one_through_now_and_then() {
+        let mut g = guard();
+        let t0 = Instant::now();
+        // 100 messages/s, evenly spaced, against 10/s: a token comes back
+        // every 10th message, so drops are never more than 9 in a row.
+        let mut banned_at = None;
+        let mut passed = 0;
+        for i in 0..2_000u64 {
+            let at = t0 + Duration::from_millis(10 * i);
+            match g.check(at, src(7000)) {
+                (Verdict::Allow, _) => passed += 1,
+                (_, Some(ban)) => {
+                    assert_eq!(ban.reason, BanReason::Flood);
+                    banned_at = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        // The burst (20, and 2 refilled meanwhile), then 1 in 10, until
+        // more than 20 were dropped within the window.
+        let i = banned_at.expect("a steady flood is banned");
+        assert!(i < 60, "banned after {i} messages");
+        assert!(passed <= 26, "{passed} passed");
+        // Bursts over the rate now and then are limited, not banned: 25
+        // messages at once every 3 s drop 5 a time, 20 within a window.
+        let mut g = guard();
+        let mut dropped = 0;
+        for round in 0..30u64 {
+            let at = t0 + Duration::from_secs(3 * round);
+            for _ in 0..25 {
+                match g.check(at, src(7001)).0 {
+                    Verdict::Banned => panic!("banned in round {round}"),
+                    Verdict::OverRate => dropped += 1,
+                    Verdict::Allow => {}
+                }
+            }
+        }
+        assert_eq!(dropped, 30 * 5);
     }
 
     #[tokio::test(start_paused = true)]
