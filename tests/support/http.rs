@@ -19,14 +19,20 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+/// The first header of that (case-insensitive) name in `headers`
+/// (names lower-cased).
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
 impl HttpResponse {
     /// The first header of that (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// The body as JSON (panics with the body shown if it is not).
@@ -151,17 +157,23 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
     Ok(HttpResponse { body, ..resp })
 }
 
+/// The chunk-size line at the start of `buf`: the size and the line's
+/// length with its CRLF; `None` while the line is incomplete.
+fn chunk_head(buf: &[u8]) -> Result<Option<(usize, usize)>, String> {
+    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+        return Ok(None);
+    };
+    let size_text = String::from_utf8_lossy(&buf[..eol]);
+    let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+        .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+    Ok(Some((size, eol + 2)))
+}
+
 fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let eol = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("no chunk size line")?;
-        let size_text = std::str::from_utf8(&rest[..eol]).map_err(|e| e.to_string())?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        rest = &rest[eol + 2..];
+        let (size, line) = chunk_head(rest)?.ok_or("no chunk size line")?;
+        rest = &rest[line..];
         if size == 0 {
             return Ok(out);
         }
@@ -309,11 +321,7 @@ impl HttpClient {
 impl SseStream {
     /// The first header of that (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     fn content_length(&self) -> Option<usize> {
@@ -327,23 +335,20 @@ impl SseStream {
             return;
         }
         loop {
-            let Some(eol) = self.wire.windows(2).position(|w| w == b"\r\n") else {
+            let Some((size, line)) = chunk_head(&self.wire).unwrap_or_else(|e| panic!("{e}"))
+            else {
                 return;
             };
-            let size_text = String::from_utf8_lossy(&self.wire[..eol]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
             if size == 0 {
                 self.ended = true;
                 self.wire.clear();
                 return;
             }
-            if self.wire.len() < eol + 2 + size + 2 {
+            if self.wire.len() < line + size + 2 {
                 return;
             }
-            self.text
-                .extend_from_slice(&self.wire[eol + 2..eol + 2 + size]);
-            self.wire.drain(..eol + 2 + size + 2);
+            self.text.extend_from_slice(&self.wire[line..line + size]);
+            self.wire.drain(..line + size + 2);
         }
     }
 
