@@ -67,15 +67,10 @@ case "$MODE" in bridged|recorded|cost|offers|all) ;; *)
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-for tool in sipp tcpdump python3 timeout; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool not installed" >&2; exit 2; }
-done
-BIN=${HOTLINE_BENCH_BIN:-$ROOT/target/release/hotline}
-if [ "${HOTLINE_BENCH_BUILD:-0}" = 1 ] || { [ -z "${HOTLINE_BENCH_BIN:-}" ] && [ ! -x "$BIN" ]; }; then
-  (cd "$ROOT" && nice -n 19 cargo build --release) || exit 2
-fi
-BIN=$(readlink -f "$BIN")
-[ -x "$BIN" ] || { echo "bench: $BIN is not an executable" >&2; exit 2; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+bench_tools sipp tcpdump python3 timeout
+bench_bin "$ROOT"
 
 BRIDGED_STEPS=${BRIDGED_STEPS:-"100 500 1000 1500"}
 BRIDGED_MORE=${BRIDGED_MORE-"1750 2000"}
@@ -88,20 +83,11 @@ HOLD_SECS=30
 CAPTURE=5   # s
 
 BASE=${HOTLINE_BENCH_PORT_BASE:-12000}
-SIP_PORT=$BASE
-HTTP_PORT=$((BASE + 1))
-SIPP_PORT=$((BASE + 2))
-AGENT_PORT=$((BASE + 3))
-AGENT_MEDIA=$((BASE + 6))
-SIPP_MEDIA=$((BASE + 10))
-RTP_LOW=$((BASE + 4000))
-RTP_HIGH=$((BASE + 13999))
+bench_ports "$BASE"
 
 HL_NAME=bridged HL_KEEP=${HOTLINE_BENCH_KEEP:-0} HL_OWN_SESSION=1
 # shellcheck source=../tests/interop/lib.sh
 . "$ROOT/tests/interop/lib.sh"
-# shellcheck source=lib.sh
-. "$HERE/lib.sh"
 hl_ports_free "$BASE" 20
 CLK_TCK=$(getconf CLK_TCK)
 

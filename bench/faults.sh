@@ -61,15 +61,10 @@ case "$MODE" in kill9|db-outage|flood|all) ;; *)
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-for tool in sipp python3 timeout; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool not installed" >&2; exit 2; }
-done
-BIN=${HOTLINE_BENCH_BIN:-$ROOT/target/release/hotline}
-if [ "${HOTLINE_BENCH_BUILD:-0}" = 1 ] || { [ -z "${HOTLINE_BENCH_BIN:-}" ] && [ ! -x "$BIN" ]; }; then
-  (cd "$ROOT" && nice -n 19 cargo build --release) || exit 2
-fi
-BIN=$(readlink -f "$BIN")
-[ -x "$BIN" ] || { echo "bench: $BIN is not an executable" >&2; exit 2; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+bench_tools sipp python3 timeout
+bench_bin "$ROOT"
 
 KILL_CALLS=${KILL_CALLS:-100}
 OUTAGE_RATE=${OUTAGE_RATE:-50}
@@ -84,23 +79,14 @@ LEGIT_SECS=${LEGIT_SECS:-60}
 AGENTS=$KILL_CALLS
 
 BASE=${HOTLINE_BENCH_PORT_BASE:-14000}
-SIP_PORT=$BASE
-HTTP_PORT=$((BASE + 1))
-SIPP_PORT=$((BASE + 2))
-AGENT_PORT=$((BASE + 3))
-AGENT_MEDIA=$((BASE + 6))
+bench_ports "$BASE"
 FLOOD_PORT=$((BASE + 4))
 FLOOD_MEDIA=$((BASE + 16))
 PROXY_PORT=$((BASE + 7))
-SIPP_MEDIA=$((BASE + 10))
-RTP_LOW=$((BASE + 4000))
-RTP_HIGH=$((BASE + 13999))
 
 HL_NAME=faults HL_KEEP=${HOTLINE_BENCH_KEEP:-0} HL_OWN_SESSION=1
 # shellcheck source=../tests/interop/lib.sh
 . "$ROOT/tests/interop/lib.sh"
-# shellcheck source=lib.sh
-. "$HERE/lib.sh"
 hl_ports_free "$BASE" 20
 CLK_TCK=$(getconf CLK_TCK)
 # shellcheck source=bridged_setup.sh

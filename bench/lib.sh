@@ -1,8 +1,16 @@
-# Measuring helpers of the benchmarks (bench/bridged.sh; the same as
-# bench/run.sh's, which may source this file instead of its own copies).
-# Sourced after tests/interop/lib.sh, with SIP_PORT, SIPP_PORT, SIPP_MEDIA,
-# RTP_LOW, RTP_HIGH and CLK_TCK set.
+# Helpers of the benchmarks (bench/run.sh, bench/bridged.sh,
+# bench/faults.sh). Defines functions only; those that measure need
+# SIP_PORT, SIPP_PORT, SIPP_MEDIA, RTP_LOW, RTP_HIGH and CLK_TCK set when
+# they run.
 #
+#   bench_tools TOOL...     exit 2 unless every TOOL is installed
+#   bench_bin ROOT          sets BIN: HOTLINE_BENCH_BIN, or
+#                           ROOT/target/release/hotline (built with
+#                           `nice -n 19 cargo build --release` when missing,
+#                           or always with HOTLINE_BENCH_BUILD=1)
+#   bench_ports BASE        SIP_PORT +0, HTTP_PORT +1, SIPP_PORT +2,
+#                           AGENT_PORT +3, AGENT_MEDIA +6, SIPP_MEDIA +10,
+#                           RTP_LOW +4000 .. RTP_HIGH +13999
 #   ticks PID               utime+stime of PID (all threads), clock ticks
 #   cpu_pct T0 T1 SECS      ticks over SECS as % of one core
 #   now / elapsed A B       wall clock (s.ns) / B - A
@@ -18,6 +26,30 @@
 #                           SIPP_LOCAL_MEDIA override -p and -mp)
 #   sipp_proc               the sipp process under SIPP_PID (for its CPU)
 
+bench_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool not installed" >&2; exit 2; }
+  done
+}
+bench_bin() {
+  BIN=${HOTLINE_BENCH_BIN:-$1/target/release/hotline}
+  if [ "${HOTLINE_BENCH_BUILD:-0}" = 1 ] || { [ -z "${HOTLINE_BENCH_BIN:-}" ] && [ ! -x "$BIN" ]; }; then
+    (cd "$1" && nice -n 19 cargo build --release) || exit 2
+  fi
+  BIN=$(readlink -f "$BIN")
+  [ -x "$BIN" ] || { echo "bench: $BIN is not an executable" >&2; exit 2; }
+}
+bench_ports() {
+  SIP_PORT=$1
+  HTTP_PORT=$(($1 + 1))
+  SIPP_PORT=$(($1 + 2))
+  AGENT_PORT=$(($1 + 3))
+  AGENT_MEDIA=$(($1 + 6))
+  SIPP_MEDIA=$(($1 + 10))
+  RTP_LOW=$(($1 + 4000))
+  RTP_HIGH=$(($1 + 13999))
+}
 ticks() {
   local s
   s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
