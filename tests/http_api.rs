@@ -490,3 +490,96 @@ async fn tokens_guard_the_api_but_not_the_probes() {
     assert_eq!(anon.get("/readyz").await.status, 200);
     ts.shutdown().await;
 }
+
+/// A record for the search test: arrived `mins` after 09:00 UTC.
+fn search_record(
+    id: &str,
+    caller: &str,
+    agent: Option<&str>,
+    disposition: hotline::store::Disposition,
+    mins: i64,
+) -> hotline::store::CallRecord {
+    use hotline::store::{CallRecord, HangupBy};
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        + chrono::Duration::minutes(mins);
+    CallRecord {
+        call_id: id.into(),
+        caller: caller.into(),
+        dialed: "12345".into(),
+        arrived_at: at,
+        answered_at: Some(at),
+        ended_at: at + chrono::Duration::seconds(60),
+        duration_ms: 60_000,
+        ivr_path: vec!["welcome".into()],
+        self_service_result: None,
+        disposition,
+        hangup_by: HangupBy::Caller,
+        hangup_reason: "bye".into(),
+        sip_status: 200,
+        codec: Some("PCMA".into()),
+        language: Some("zh".into()),
+        queue: agent.map(|_| "12345".into()),
+        voice_message: None,
+        voice_message_ms: None,
+        acd: hotline::store::QueueOutcome {
+            agent: agent.map(str::to_string),
+            ..Default::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn call_records_are_searched_by_time_caller_agent_queue_and_disposition() {
+    use hotline::store::Disposition::{AbandonedInQueue, Answered, SelfServed};
+    let ts = TestServer::start_with(options(OPEN)).await;
+    let recs = [
+        search_record("s-1", "13800000001", Some("1001"), Answered, 0),
+        search_record("s-2", "13800000002", Some("1002"), Answered, 10),
+        search_record("s-3", "13800000001", None, AbandonedInQueue, 20),
+        search_record("s-4", "13800000003", None, SelfServed, 30),
+    ];
+    ts.server.store.insert_call_records(&recs).await.unwrap();
+    let c = api(&ts);
+    let ids = |q: &'static str| {
+        let c = c.clone();
+        async move {
+            let r = c.get(&format!("/api/calls?{q}")).await;
+            assert_eq!(r.status, 200, "{q}: {}", String::from_utf8_lossy(&r.body));
+            r.json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["call_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids("").await, ["s-4", "s-3", "s-2", "s-1"], "newest first");
+    assert_eq!(ids("limit=2").await, ["s-4", "s-3"]);
+    assert_eq!(ids("caller=13800000001").await, ["s-3", "s-1"]);
+    assert_eq!(ids("agent=1002").await, ["s-2"]);
+    assert_eq!(ids("queue=12345").await, ["s-2", "s-1"]);
+    assert_eq!(ids("disposition=answered").await, ["s-2", "s-1"]);
+    assert_eq!(
+        ids("from=2026-11-23T09:10:00Z&to=2026-11-23T09:30:00Z").await,
+        ["s-3", "s-2"]
+    );
+    assert_eq!(
+        ids("from=2026-11-23T17:05:00%2B08:00&caller=13800000001&disposition=abandoned_in_queue")
+            .await,
+        ["s-3"]
+    );
+    assert!(ids("caller=nobody").await.is_empty());
+    let r = c.get("/api/calls?disposition=lost").await;
+    assert_eq!(r.status, 400);
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("disposition") && err.contains("answered"),
+        "{err}"
+    );
+    let r = c.get("/api/calls?to=soon").await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("RFC 3339"));
+    ts.shutdown().await;
+}

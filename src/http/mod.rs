@@ -9,7 +9,7 @@
 //! | GET | `/readyz` | `ready`, or 503 when the database does not answer (never needs a token) |
 //! | GET | `/api/bans` | the SIP sources banned now (flood, repeated refusals): address, port (none: every port), reason, age, time left, messages dropped |
 //! | GET | `/metrics` | Prometheus metrics ([`crate::metrics`]); needs a token when tokens are configured |
-//! | GET | `/api/calls?limit=` | the newest call records (default 50, at most 1000) |
+//! | GET | `/api/calls?from=&to=&caller=&dialed=&agent=&queue=&disposition=&limit=` | call records, newest first (default 50, at most 1000); `from` ≤ arrival < `to` (RFC 3339); the others match exactly; 400 for a bad time or disposition |
 //! | GET | `/api/agents` | every agent: id, name, extension, state, reason, call_id, reachable, misses, calls_today, queues, skills |
 //! | GET | `/api/agents/{id}` | one agent; 404 if unknown |
 //! | POST | `/api/agents/{id}/login` | log in; `{"effect", "agent"}` |
@@ -273,17 +273,53 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// `GET /api/calls`: every field optional.
 #[derive(Deserialize)]
-struct Limit {
+struct CallSearch {
     limit: Option<i64>,
+    from: Option<String>,
+    to: Option<String>,
+    caller: Option<String>,
+    dialed: Option<String>,
+    agent: Option<String>,
+    queue: Option<String>,
+    disposition: Option<String>,
+}
+
+/// An empty parameter is no filter.
+fn given(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
 }
 
 async fn recent_calls(
     State(state): State<AppState>,
-    q: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<CallSearch>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = q?.limit.unwrap_or(50).clamp(1, 1000);
-    let rows = state.store.recent_call_records(limit).await?;
+    let q = q?.0;
+    let disposition = match given(q.disposition) {
+        None => None,
+        Some(d) => Some(crate::store::Disposition::parse(&d).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "disposition={d:?} is not one of: {}",
+                crate::store::Disposition::ALL
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?),
+    };
+    let filter = crate::store::CallFilter {
+        from: voice_messages::parse_bound("from", q.from)?,
+        to: voice_messages::parse_bound("to", q.to)?,
+        caller: given(q.caller),
+        dialed: given(q.dialed),
+        agent: given(q.agent),
+        queue: given(q.queue),
+        disposition,
+        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+    };
+    let rows = state.store.search_call_records(&filter).await?;
     let out: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {

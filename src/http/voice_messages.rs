@@ -29,7 +29,10 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-fn parse_bound(name: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(super) fn parse_bound(
+    name: &str,
+    v: Option<String>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     match v.filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(&s)

@@ -40,6 +40,21 @@ const POSTGRES_COLUMNS: &str = "call_id, caller, dialed, \
      CAST(sip_status AS BIGINT) AS sip_status, codec, language, queue, voice_message, voice_message_ms, \
      agent, wait_ms, offers, talk_ms, hold_ms, wrap_up_ms, transfer_target, survey_score";
 
+/// Which call records to find ([`Store::search_call_records`]).
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// `from` ≤ arrival < `to`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub caller: Option<String>,
+    pub dialed: Option<String>,
+    pub agent: Option<String>,
+    pub queue: Option<String>,
+    pub disposition: Option<Disposition>,
+    /// Most rows; 0 means 50, at most 1000.
+    pub limit: i64,
+}
+
 /// Formats a time as stored: fixed-width ISO-8601 UTC with microseconds.
 pub(crate) fn time_text(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -306,6 +321,41 @@ impl Store {
             postgres: tail,
             limit.max(0)
         ))
+    }
+
+    /// Records matching `f`, newest first (at most `f.limit`, clamped to
+    /// 1..=1000; 0 means 50). Every field left `None` matches all.
+    pub async fn search_call_records(&self, f: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
+        let this = self.clone();
+        let f = f.clone();
+        off_runtime(async move {
+            // Fixed SQL: a NULL value matches every row; values only bound.
+            let limit = if f.limit == 0 { 50 } else { f.limit.clamp(1, 1000) };
+            Ok(select_records!(
+                &this.db,
+                StoreError::query("searching call records"),
+                sqlite: "WHERE ($1 IS NULL OR arrived_at >= $1) AND ($2 IS NULL OR arrived_at < $2) \
+                         AND ($3 IS NULL OR caller = $3) AND ($4 IS NULL OR dialed = $4) \
+                         AND ($5 IS NULL OR agent = $5) AND ($6 IS NULL OR queue = $6) \
+                         AND ($7 IS NULL OR disposition = $7) \
+                         ORDER BY arrived_at DESC, id DESC LIMIT $8",
+                postgres: "WHERE ($1::timestamptz IS NULL OR arrived_at >= $1::timestamptz) \
+                         AND ($2::timestamptz IS NULL OR arrived_at < $2::timestamptz) \
+                         AND ($3::text IS NULL OR caller = $3) AND ($4::text IS NULL OR dialed = $4) \
+                         AND ($5::text IS NULL OR agent = $5) AND ($6::text IS NULL OR queue = $6) \
+                         AND ($7::text IS NULL OR disposition = $7) \
+                         ORDER BY arrived_at DESC, id DESC LIMIT $8",
+                f.from.as_ref().map(time_text),
+                f.to.as_ref().map(time_text),
+                f.caller.clone(),
+                f.dialed.clone(),
+                f.agent.clone(),
+                f.queue.clone(),
+                f.disposition.map(|d| d.as_str().to_string()),
+                limit
+            ))
+        })
+        .await
     }
 
     /// Calls that left a voice message, newest first: at most `limit`

@@ -31,6 +31,7 @@ macro_rules! with_pool {
 pub mod audit;
 pub mod callbacks;
 mod calls;
+pub use calls::CallFilter;
 mod demo;
 #[macro_use]
 pub mod events;
