@@ -583,3 +583,28 @@ async fn call_records_are_searched_by_time_caller_agent_queue_and_disposition() 
     assert!(r.json()["error"].as_str().unwrap().contains("RFC 3339"));
     ts.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_its_plain_get_paths_answer() {
+    let ts = TestServer::start_with(options(OPEN)).await;
+    let c = api(&ts);
+    let r = c.get("/api/openapi.json").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let doc = r.json();
+    let mut tried = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if path.contains('{') || ops.get("get").is_none() {
+            continue;
+        }
+        let r = c.get(path).await;
+        assert!(
+            r.status == 200 || (path == "/readyz" && r.status == 503),
+            "{path}: {}",
+            r.status
+        );
+        tried += 1;
+    }
+    assert!(tried >= 10, "{tried} paths tried");
+    ts.shutdown().await;
+}

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | GET | `/healthz` | `ok` while the process runs (never needs a token) |
 //! | GET | `/readyz` | `ready`, or 503 when the database does not answer (never needs a token) |
+//! | GET | `/api/openapi.json` | this API in OpenAPI 3.0 (every route below, its parameters, bodies, responses and schemas) |
 //! | GET | `/api/bans` | the SIP sources banned now (flood, repeated refusals): address, port (none: every port), reason, age, time left, messages dropped |
 //! | GET | `/metrics` | Prometheus metrics ([`crate::metrics`]); needs a token when tokens are configured |
 //! | GET | `/api/calls?from=&to=&caller=&dialed=&agent=&queue=&disposition=&limit=` | call records, newest first (default 50, at most 1000); `from` ≤ arrival < `to` (RFC 3339); the others match exactly; 400 for a bad time or disposition |
@@ -23,6 +24,8 @@
 //! | GET | `/api/events?call_id=&agent=&kind=&limit=` | the queue event log, oldest first (the newest `limit`, default 100, at most 1000) |
 //! | GET | `/api/voice-messages?from=&to=&limit=` | calls that left a voice message, newest first; `from` ≤ arrival < `to`, RFC 3339 |
 //! | GET | `/api/voice-messages/{call_id}/audio` | the message as `audio/wav`; `Range: bytes=` gives 206 |
+//! | GET | `/api/callbacks?state=&limit=` | callback requests, oldest first ([`callbacks`]) |
+//! | GET | `/api/callbacks/{call_id}/attempts` | the attempts at one callback |
 //!
 //! Agent operations answer 200 with `effect` `now`, `after_call` (it happens
 //! when the agent's call and wrap-up end) or `unchanged`, and the agent as
@@ -163,6 +166,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/bans", get(bans))
+        .route("/api/openapi.json", get(openapi))
         .route("/api/calls", get(recent_calls))
         .merge(agents::routes())
         .merge(recording_mask::routes())
@@ -219,6 +223,14 @@ async fn bans(State(state): State<AppState>) -> Response {
         Err(_) => Vec::new(),
     };
     axum::Json(serde_json::json!({ "bans": list })).into_response()
+}
+
+/// The API described in OpenAPI 3.0 (`src/http/openapi.json`, checked
+/// against the routes by a unit test).
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -359,6 +371,64 @@ async fn recent_calls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every route the HTTP modules register under `/api`, `/healthz`,
+    /// `/readyz` and `/metrics` (read from their source), with the agent
+    /// actions spelled out.
+    fn routed() -> std::collections::BTreeSet<String> {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("agents.rs"),
+            include_str!("monitor.rs"),
+            include_str!("recording_mask.rs"),
+            include_str!("voice_messages.rs"),
+            include_str!("callbacks.rs"),
+        ];
+        let mut out = std::collections::BTreeSet::new();
+        for src in sources {
+            for part in src.split(".route(\"").skip(1) {
+                let path = &part[..part.find('"').unwrap()];
+                if !(path.starts_with("/api")
+                    || ["/healthz", "/readyz", "/metrics"].contains(&path))
+                {
+                    continue;
+                }
+                if path == "/api/agents/{id}/{action}" {
+                    for a in ["login", "logout", "pause", "unpause", "ready"] {
+                        out.insert(format!("/api/agents/{{id}}/{a}"));
+                    }
+                } else {
+                    out.insert(path.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_route_and_only_those() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.0.3");
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: std::collections::BTreeSet<String> = paths.keys().cloned().collect();
+        assert_eq!(documented, routed());
+        // Every operation answers something and every reference resolves.
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(
+                    ["get", "post"].contains(&method.as_str()),
+                    "{path} {method}"
+                );
+                assert!(!op["responses"].as_object().unwrap().is_empty(), "{path}");
+                assert!(op["operationId"].is_string(), "{path}");
+            }
+        }
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for part in OPENAPI.split("\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "unresolved $ref {name}");
+        }
+    }
 
     #[test]
     fn tokens_match_exactly() {
