@@ -415,6 +415,8 @@ impl Server {
             web,
             calls: ctx.clone(),
             wallboard,
+            event_streams: crate::http::event_stream::stream_slots(),
+            stop: shutdown.clone(),
         });
         let http_shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -594,7 +594,10 @@ async fn the_openapi_document_is_served_and_its_plain_get_paths_answer() {
     let doc = r.json();
     let mut tried = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        if path.contains('{') || ops.get("get").is_none() {
+        let streams = ops["get"]["responses"]["200"]["content"]
+            .get("text/event-stream")
+            .is_some();
+        if path.contains('{') || ops.get("get").is_none() || streams {
             continue;
         }
         let r = c.get(path).await;
@@ -607,4 +610,63 @@ async fn the_openapi_document_is_served_and_its_plain_get_paths_answer() {
     }
     assert!(tried >= 10, "{tried} paths tried");
     ts.shutdown().await;
+}
+
+#[tokio::test]
+async fn queue_events_stream_as_they_happen_filtered_and_end_at_shutdown() {
+    let ts = TestServer::start_with(options(OPEN)).await;
+    let c = api(&ts);
+    let mut all = c.sse("/api/events/stream", &[]).await;
+    assert_eq!(all.status, 200);
+    assert_eq!(all.header("content-type"), Some("text/event-stream"));
+    let mut logouts = c
+        .sse("/api/events/stream?kind=logout&agent=1001", &[])
+        .await;
+    assert_eq!(logouts.status, 200);
+
+    assert_eq!(act(&c, "1002", "login", "").await.0, 200);
+    assert_eq!(act(&c, "1001", "login", "").await.0, 200);
+    assert_eq!(act(&c, "1001", "logout", "").await.0, 200);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = all
+            .next_event(Duration::from_secs(10))
+            .await
+            .expect("an event within 10 s");
+        if ev.event == "queue_event" {
+            let e = ev.json();
+            seen.push(format!(
+                "{} {}",
+                e["kind"].as_str().unwrap(),
+                e["agent"].as_str().unwrap()
+            ));
+            assert!(e["uid"].is_string() && e["at"].is_string(), "{e}");
+        }
+    }
+    assert_eq!(seen, ["login 1002", "login 1001", "logout 1001"]);
+    // The filtered stream got the logout only.
+    let ev = logouts
+        .next_event(Duration::from_secs(10))
+        .await
+        .expect("the logout");
+    assert_eq!(ev.event, "queue_event");
+    assert_eq!(ev.json()["kind"], "logout");
+    assert_eq!(ev.json()["agent"], "1001");
+    // What was streamed is in the log too (once written: the stream is
+    // told before the database).
+    ts.server.flush_records().await;
+    let r = c.get("/api/events?agent=1001").await;
+    let kinds: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["login", "logout"]);
+    ts.shutdown().await;
+    assert!(
+        all.next_event(Duration::from_secs(10)).await.is_none(),
+        "the stream ends when the daemon stops"
+    );
 }

@@ -142,7 +142,7 @@ struct EventsQuery {
 }
 
 /// An empty query value (`?agent=`) filters nothing.
-fn non_empty(v: Option<String>) -> Option<String> {
+pub(super) fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
 
@@ -158,24 +158,23 @@ async fn list_events(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let rows = state.store.queue_events(filter).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|e| {
-                serde_json::json!({
-                    "uid": e.uid,
-                    "at": e.at.to_rfc3339(),
-                    "kind": e.kind,
-                    "queue": e.queue,
-                    "call_id": e.call_id,
-                    "agent": e.agent,
-                    "position": e.position,
-                    "wait_ms": e.wait_ms,
-                    "talk_ms": e.talk_ms,
-                    "reason": e.reason,
-                })
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.iter().map(event_json).collect()))
+}
+
+/// A queue event as the API shows it.
+pub(super) fn event_json(e: &crate::store::QueueEventRow) -> serde_json::Value {
+    serde_json::json!({
+        "uid": e.uid,
+        "at": e.at.to_rfc3339(),
+        "kind": e.kind,
+        "queue": e.queue,
+        "call_id": e.call_id,
+        "agent": e.agent,
+        "position": e.position,
+        "wait_ms": e.wait_ms,
+        "talk_ms": e.talk_ms,
+        "reason": e.reason,
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! | POST | `/api/agents/{id}/monitor` | body `{"extension": "2001", "mode": "listen", "by": "wang"}` rings the extension to monitor the agent's live call: it hears caller and agent mixed; `listen`: nobody hears it, `whisper`: the agent does, `barge`: both do; 202 `{"call_id"}` of the monitor leg; 404 if not on a call, 409 if the extension has no registered softphone or the agent has its 2 monitors, 400 for a bad body or mode |
 //! | GET | `/api/queues` | every queue: name, strategy, waiting, callbacks, staffed |
 //! | GET | `/api/events?call_id=&agent=&kind=&limit=` | the queue event log, oldest first (the newest `limit`, default 100, at most 1000) |
+//! | GET | `/api/events/stream?call_id=&agent=&kind=` | the queue events as they happen, Server-Sent Events ([`event_stream`]); 503 beyond 64 streams |
 //! | GET | `/api/voice-messages?from=&to=&limit=` | calls that left a voice message, newest first; `from` ≤ arrival < `to`, RFC 3339 |
 //! | GET | `/api/voice-messages/{call_id}/audio` | the message as `audio/wav`; `Range: bytes=` gives 206 |
 //! | GET | `/api/callbacks?state=&limit=` | callback requests, oldest first ([`callbacks`]) |
@@ -39,6 +40,7 @@
 
 mod agents;
 pub(crate) mod audio_file;
+pub mod event_stream;
 mod monitor;
 mod recording_mask;
 mod voice_messages;
@@ -77,6 +79,10 @@ pub struct AppState {
     pub calls: Arc<crate::call::CallContext>,
     /// The wallboard's boards and streams (`/qc/wallboard`).
     pub wallboard: Arc<crate::web::wallboard_hub::Wallboard>,
+    /// Open `/api/events/stream` streams ([`event_stream::MAX_STREAMS`]).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// The daemon is stopping: streams end.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// The accepted bearer tokens, kept as SHA-256 digests so that comparing
@@ -169,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/api/calls", get(recent_calls))
         .merge(agents::routes())
+        .merge(event_stream::routes())
         .merge(recording_mask::routes())
         .merge(monitor::routes())
         .merge(voice_messages::routes())
@@ -298,17 +305,12 @@ struct CallSearch {
     disposition: Option<String>,
 }
 
-/// An empty parameter is no filter.
-fn given(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.is_empty())
-}
-
 async fn recent_calls(
     State(state): State<AppState>,
     q: Result<Query<CallSearch>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = q?.0;
-    let disposition = match given(q.disposition) {
+    let disposition = match agents::non_empty(q.disposition) {
         None => None,
         Some(d) => Some(crate::store::Disposition::parse(&d).ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -324,10 +326,10 @@ async fn recent_calls(
     let filter = crate::store::CallFilter {
         from: voice_messages::parse_bound("from", q.from)?,
         to: voice_messages::parse_bound("to", q.to)?,
-        caller: given(q.caller),
-        dialed: given(q.dialed),
-        agent: given(q.agent),
-        queue: given(q.queue),
+        caller: agents::non_empty(q.caller),
+        dialed: agents::non_empty(q.dialed),
+        agent: agents::non_empty(q.agent),
+        queue: agents::non_empty(q.queue),
         disposition,
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
     };
@@ -383,6 +385,7 @@ mod tests {
             include_str!("recording_mask.rs"),
             include_str!("voice_messages.rs"),
             include_str!("callbacks.rs"),
+            include_str!("event_stream.rs"),
         ];
         let mut out = std::collections::BTreeSet::new();
         for src in sources {

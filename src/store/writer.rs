@@ -136,11 +136,17 @@ struct Counters {
     recovered: AtomicU64,
 }
 
+/// Queue events kept for a slow live subscriber before it misses some.
+const LIVE_EVENTS: usize = 1024;
+
 /// Where call handling hands finished call records. Cheap to clone.
 #[derive(Clone)]
 pub struct RecordSink {
     tx: mpsc::Sender<Msg>,
     counters: Arc<Counters>,
+    /// Every queue event as it is submitted, for live subscribers
+    /// (`GET /api/events/stream`).
+    live: tokio::sync::broadcast::Sender<QueueEventRow>,
 }
 
 impl std::fmt::Debug for RecordSink {
@@ -196,7 +202,8 @@ fn start(store: Store, capacity: usize, spool: Option<Spool<Row>>) -> (RecordSin
         recovered: false,
     };
     let task = tokio::spawn(writer.run(rx));
-    (RecordSink { tx, counters }, task)
+    let (live, _) = tokio::sync::broadcast::channel(LIVE_EVENTS);
+    (RecordSink { tx, counters, live }, task)
 }
 
 impl RecordSink {
@@ -219,9 +226,19 @@ impl RecordSink {
         self.send(Row::Record(Box::new(rec))).await
     }
 
-    /// Queues a queue event (same guarantees and order as records).
+    /// Queues a queue event (same guarantees and order as records), and
+    /// shows it to live subscribers.
     pub async fn submit_event(&self, event: QueueEventRow) -> Result<(), StoreError> {
+        // No subscriber is no error.
+        let _ = self.live.send(event.clone());
         self.send(Row::Event(Box::new(event))).await
+    }
+
+    /// Every queue event submitted from now on, in order. A subscriber
+    /// that falls more than 1,024 events behind is told how many it missed
+    /// (`RecvError::Lagged`) and goes on from the oldest kept.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<QueueEventRow> {
+        self.live.subscribe()
     }
 
     /// Queues an agent's new stable state.
