@@ -64,10 +64,12 @@ mkdir -p "$LOGS"
 failed=()
 
 # Bounded fuzzing, JOBS targets at a time. New inputs go to a scratch
-# corpus under fuzz/target/, so the committed seeds are never touched;
-# crashers go to fuzz/artifacts/<target>/.
+# corpus in the target folder, emptied first so every run starts from the
+# seeds alone (and takes the same time); the committed seeds are never
+# touched. Crashers go to fuzz/artifacts/<target>/.
 fuzz_one() {
   local t=$1 scratch="$TARGET_DIR/corpus/$1" art="fuzz/artifacts/$1"
+  rm -rf "$scratch"
   local dict=()
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
   mkdir -p "$scratch" "$art"
