@@ -510,6 +510,16 @@ impl Config {
     }
 }
 
+/// How `log.filter` (and `HOTLINE_LOG`) are read: `RUST_LOG` syntax, but
+/// the values in `target[span{field=value}]` directives match as literal
+/// text, never as regular expressions. As a regular expression a value of
+/// a few hundred bytes can make tracing build a DFA of gigabytes (found by
+/// the `config` fuzz target, `fuzz/regressions/config/`), and tracing itself
+/// advises against regexes in filters from outside the program.
+pub fn log_filter_builder() -> tracing_subscriber::filter::Builder {
+    tracing_subscriber::EnvFilter::builder().with_regex(false)
+}
+
 /// Indexes of the `[[acd.queues]]` that set `callback_key` themselves
 /// (the file already parsed, so a parse error here cannot happen).
 fn explicit_callback_keys(text: &str) -> Vec<usize> {
@@ -836,7 +846,7 @@ impl Validator {
                 LogFormat::Text
             }
         };
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&f.log.filter) {
+        if let Err(e) = log_filter_builder().parse(&f.log.filter) {
             self.error("log.filter", format!("{e}"));
         }
 
@@ -1385,6 +1395,27 @@ ports = "30000-20000"
         };
         let err = Config::from_toml(&path, "", &bad).unwrap_err();
         assert_eq!(err.0[0].key, "--rtp-ports");
+    }
+
+    /// Fuzz crasher (`config` target, out of memory): a `log.filter` field
+    /// value that, compiled as a regular expression, grew past 7 GB in
+    /// 12 minutes. Field values now match literally, so the file is
+    /// checked at once (and still refused for its other errors).
+    #[test]
+    fn a_log_filter_field_value_is_not_compiled_as_a_regex() {
+        let text = include_str!("../fuzz/regressions/config/log-filter-regex-dfa-oom.toml");
+        let started = std::time::Instant::now();
+        let err = load(text).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"log.format"), "{keys:?}");
+        assert!(!keys.contains(&"log.filter"), "{keys:?}");
+        let ok = load("[log]\nfilter = \"hotline=debug,[call{id=.*}]=trace\"\n").unwrap();
+        assert_eq!(ok.log_filter, "hotline=debug,[call{id=.*}]=trace");
     }
 
     #[test]

@@ -237,8 +237,17 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(cfg: &Config, to_stderr: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_filter));
+    // As EnvFilter::try_from_env("HOTLINE_LOG"), falling back to
+    // EnvFilter::new(&cfg.log_filter), but without regexes (see
+    // `log_filter_builder`).
+    let filter = std::env::var("HOTLINE_LOG")
+        .ok()
+        .and_then(|v| hotline::config::log_filter_builder().parse(v).ok())
+        .unwrap_or_else(|| {
+            hotline::config::log_filter_builder()
+                .with_default_directive(tracing_subscriber::filter::LevelFilter::ERROR.into())
+                .parse_lossy(&cfg.log_filter)
+        });
     // Colours only for a person at a terminal: the journal, `docker logs`
     // and log files get plain lines (and NO_COLOR is honoured).
     use std::io::IsTerminal;

@@ -77,11 +77,11 @@
 
 use super::acl::Acl;
 use super::digest::{Algorithm, AuthError, AuthOk, DigestRealm};
-use super::headers::Via;
+use super::headers::{CSeq, Via};
 use super::keepalive::{BindingId, KeepAlive};
 use super::message::{response_to, Method, Request, Response, SipMessage};
 use super::outbound;
-use super::parse::parse_message;
+use super::parse::{parse_message, ParseError};
 pub use super::presence::Presence;
 use super::presence::PresenceTracker;
 use super::registrar::{aor_of, Binding, BindingChange, RegisterError, Registrar};
@@ -90,7 +90,7 @@ use super::transaction::{
     TimerConfig, TransactionKey, TransactionLayer,
 };
 use super::transport::{serve_tcp, Peer, TcpEvent, TransportKind};
-use super::validate::{check_request, error_response};
+use super::validate::{check_request, error_response, Rejection};
 use bytes::Bytes;
 use chrono::Utc;
 use std::collections::HashMap;
@@ -1005,21 +1005,37 @@ impl Endpoint {
         if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
             return;
         }
-        match parse_message(&bytes) {
-            Ok(SipMessage::Request(req)) => self.on_request(peer, req),
-            Ok(SipMessage::Response(resp)) => self.on_response(peer, resp),
-            Err(e) => {
+        match screen(&bytes, peer.addr) {
+            Screened::Unparsable { error, response } => {
                 // A request whose start line or framing is broken is still
                 // answered (400, or 505 for another SIP version) when enough
                 // of it can be read to address a response (RFC 4475 §3.1.2).
-                match super::validate::response_to_unparsable(&bytes, &e) {
+                match response {
                     Some(resp) => {
-                        debug!(from = %peer.addr, error = %e, status = resp.status, "unparseable request answered");
+                        debug!(from = %peer.addr, error = %error, status = resp.status, "unparseable request answered");
                         self.send(peer, resp.to_bytes());
                     }
-                    None => debug!(from = %peer.addr, error = %e, "unparseable message dropped"),
+                    None => {
+                        debug!(from = %peer.addr, error = %error, "unparseable message dropped")
+                    }
                 }
             }
+            Screened::Rejected {
+                request,
+                rejection,
+                response,
+            } => {
+                debug!(from = %peer.addr, method = %request.method, status = rejection.status, reason = %rejection.reason, "request rejected");
+                if let Some(resp) = response {
+                    self.send_stateless(peer, &request, resp);
+                }
+            }
+            Screened::Request {
+                request,
+                key: Some(key),
+            } => self.on_request(peer, request, key),
+            Screened::Request { key: None, .. } => {}
+            Screened::Response { response, key } => self.on_response(peer, response, key),
         }
     }
 
@@ -1057,20 +1073,9 @@ impl Endpoint {
         self.send(dest, resp.to_bytes());
     }
 
-    fn on_request(&mut self, peer: Peer, mut req: Request) {
-        stamp_via(&mut req, peer.addr);
-        if let Err(rej) = check_request(&req) {
-            debug!(from = %peer.addr, method = %req.method, status = rej.status, reason = %rej.reason, "request rejected");
-            if req.method != Method::Ack {
-                if let Some(resp) = error_response(&req, &rej) {
-                    self.send_stateless(peer, &req, resp);
-                }
-            }
-            return;
-        }
-        let Some(key) = server_key(&req) else {
-            return;
-        };
+    /// A request that passed [`screen`]: stamped, valid, with its server
+    /// transaction key.
+    fn on_request(&mut self, peer: Peer, req: Request, key: TransactionKey) {
         let call_id = req.call_id().map(str::to_string).unwrap_or_default();
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
         let now = Instant::now();
@@ -1389,17 +1394,10 @@ impl Endpoint {
         }
     }
 
-    fn on_response(&mut self, _peer: Peer, resp: Response) {
-        let Ok(via) = resp.top_via() else {
-            return;
-        };
-        let Some(branch) = via.branch() else {
-            return;
-        };
-        let Ok(cseq) = resp.cseq() else {
-            return;
-        };
-        let Ok(key) = TransactionKey::new(branch, &via.sent_by(), &cseq.method) else {
+    /// A response; `key` is its client transaction key and CSeq from
+    /// [`screen`] (`None`: it cannot match a transaction and is dropped).
+    fn on_response(&mut self, _peer: Peer, resp: Response, key: Option<(TransactionKey, CSeq)>) {
+        let Some((key, cseq)) = key else {
             return;
         };
         let call_id = resp.call_id().map(str::to_string).unwrap_or_default();
@@ -1508,6 +1506,87 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// What the endpoint makes of one received message (a UDP datagram, or a
+/// message framed on a TCP stream) before any transaction, dialog,
+/// registrar or source-guard state is involved: the result of [`screen`].
+#[derive(Debug)]
+pub enum Screened {
+    /// `parse_message` refused the bytes; `response` is the 400/505/513 to
+    /// send back to the source when they still read as an addressable
+    /// request (RFC 4475 §3.1.2), else they are dropped.
+    Unparsable {
+        error: ParseError,
+        response: Option<Response>,
+    },
+    /// A request (its top Via stamped) that `check_request` refused;
+    /// `response` is the error response to send (RFC 3261 §18.2.2), none
+    /// for an ACK or a request that cannot be addressed.
+    Rejected {
+        request: Request,
+        rejection: Rejection,
+        response: Option<Response>,
+    },
+    /// A valid request, its top Via stamped with the source (RFC 3261
+    /// §18.2.1, RFC 3581 §4), and its server transaction key (§17.2.3);
+    /// `None`: no key can be made and it is dropped.
+    Request {
+        request: Request,
+        key: Option<TransactionKey>,
+    },
+    /// A response, with the client transaction key and CSeq it is matched
+    /// by (§17.1.3); `None`: no usable top Via branch or CSeq, dropped.
+    Response {
+        response: Response,
+        key: Option<(TransactionKey, CSeq)>,
+    },
+}
+
+/// The stateless first steps for bytes received from `source`, exactly as
+/// the endpoint runs them on every message that passed the source guard
+/// and the size limit: parse, answer what cannot be parsed, stamp the top
+/// Via, validate (RFC 3261 §8.2), and find the transaction key. Pure: no
+/// I/O, nothing remembered (the `sip_message` fuzz target runs it).
+pub fn screen(bytes: &[u8], source: SocketAddr) -> Screened {
+    match parse_message(bytes) {
+        Err(error) => Screened::Unparsable {
+            response: super::validate::response_to_unparsable(bytes, &error),
+            error,
+        },
+        Ok(SipMessage::Request(mut request)) => {
+            stamp_via(&mut request, source);
+            match check_request(&request) {
+                Err(rejection) => Screened::Rejected {
+                    response: if request.method == Method::Ack {
+                        None
+                    } else {
+                        error_response(&request, &rejection)
+                    },
+                    request,
+                    rejection,
+                },
+                Ok(()) => Screened::Request {
+                    key: server_key(&request),
+                    request,
+                },
+            }
+        }
+        Ok(SipMessage::Response(response)) => Screened::Response {
+            key: client_key(&response),
+            response,
+        },
+    }
+}
+
+/// The client transaction key a response matches on (RFC 3261 §17.1.3):
+/// the top Via's branch and sent-by, and the CSeq method.
+fn client_key(resp: &Response) -> Option<(TransactionKey, CSeq)> {
+    let via = resp.top_via().ok()?;
+    let branch = via.branch()?;
+    let cseq = resp.cseq().ok()?;
+    let key = TransactionKey::new(branch, &via.sent_by(), &cseq.method).ok()?;
+    Some((key, cseq))
 }
 
 /// RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from
