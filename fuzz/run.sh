@@ -48,10 +48,18 @@ say "$(cargo fuzz --version)"
 # One build of every target. No sanitizer: the fuzzed code is safe Rust,
 # where AddressSanitizer finds nothing a panic would not, at half the speed;
 # 16 codegen units build several times faster than cargo-fuzz's default 1.
-TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/fuzz/target}"
+TARGET_DIR="${FUZZ_TARGET_DIR:-fuzz/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$PWD/$TARGET_DIR" ;; esac
 BUILD_FLAGS=(--sanitizer none --codegen-units 16 --target-dir "$TARGET_DIR")
-say "building ${TARGETS[*]}"
-"${CARGO[@]}" fuzz build "${BUILD_FLAGS[@]}" 2>&1 | grep -Ev '^\s+(Compiling|Downloaded|Downloading) ' || true
+LOGS="$TARGET_DIR/logs"
+mkdir -p "$LOGS"
+say "building ${ALL_TARGETS[*]}"
+if ! "${CARGO[@]}" fuzz build "${BUILD_FLAGS[@]}" >"$LOGS/build.log" 2>&1; then
+  tail -n 40 "$LOGS/build.log" >&2
+  echo "fuzz: FAILED to build the fuzz targets" >&2
+  exit 1
+fi
+grep -Ev '^\s+(Compiling|Downloaded|Downloading) ' "$LOGS/build.log" || true
 host=$(rustc -vV | sed -n 's/^host: //p')
 BIN="$TARGET_DIR/$host/release"
 for t in "${TARGETS[@]}"; do
@@ -59,8 +67,6 @@ for t in "${TARGETS[@]}"; do
 done
 say "built"
 
-LOGS="$TARGET_DIR/logs"
-mkdir -p "$LOGS"
 failed=()
 
 # Bounded fuzzing, JOBS targets at a time. New inputs go to a scratch
