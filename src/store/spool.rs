@@ -37,8 +37,7 @@ pub struct Spool<T> {
     /// Bytes of the file already handed out by [`Spool::read`] and consumed.
     read_pos: u64,
     len: u64,
-    /// Rows appended and not yet consumed (counted since open; rows left
-    /// from an earlier run are counted as they are read).
+    /// Lines not yet consumed (rows left by an earlier run included).
     rows: u64,
     _rows: PhantomData<fn() -> T>,
 }
@@ -49,6 +48,8 @@ pub struct Chunk<T> {
     pub rows: Vec<T>,
     /// Pass to [`Spool::consume`] once the rows are written.
     pub end: u64,
+    /// Lines the chunk covers: `rows` and the rejected ones.
+    pub lines: usize,
     /// Lines that did not parse (moved to the rejected file).
     pub rejected: usize,
 }
@@ -73,12 +74,13 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
             file.sync_data()?;
             len = whole;
         }
+        let rows = count_lines(&mut file, len)?;
         Ok(Spool {
             dir: dir.to_path_buf(),
             file,
             read_pos: 0,
             len,
-            rows: 0,
+            rows,
             _rows: PhantomData,
         })
     }
@@ -98,7 +100,7 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
         self.len - self.read_pos
     }
 
-    /// Rows appended since open and not yet consumed.
+    /// Rows waiting to be written (lines not yet consumed).
     pub fn pending_rows(&self) -> u64 {
         self.rows
     }
@@ -139,6 +141,7 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
         let mut chunk = Chunk {
             rows: Vec::new(),
             end: self.read_pos,
+            lines: 0,
             rejected: 0,
         };
         let mut line = Vec::new();
@@ -149,6 +152,7 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
                 break;
             }
             chunk.end += n as u64;
+            chunk.lines += 1;
             match serde_json::from_slice::<T>(&line) {
                 Ok(row) => chunk.rows.push(row),
                 Err(e) => {
@@ -160,11 +164,11 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
         Ok(chunk)
     }
 
-    /// Marks a chunk written: its `end`, and how many rows it had. Once
-    /// everything is, the file is emptied.
-    pub fn consume(&mut self, end: u64, rows: usize) -> io::Result<()> {
+    /// Marks a chunk written: its `end`, and how many lines it covered.
+    /// Once everything is, the file is emptied.
+    pub fn consume(&mut self, end: u64, lines: usize) -> io::Result<()> {
         self.read_pos = end.min(self.len);
-        self.rows = self.rows.saturating_sub(rows as u64);
+        self.rows = self.rows.saturating_sub(lines as u64);
         if self.read_pos == self.len {
             self.file.set_len(0)?;
             self.file.sync_data()?;
@@ -194,6 +198,22 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
         tracing::error!(path = %path.display(), %error,
             "a spooled row cannot be written to the database; kept in the rejected file");
         Ok(())
+    }
+}
+
+/// The newlines in the first `len` bytes of the file.
+fn count_lines(file: &mut File, len: u64) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(io::Read::take(&mut *file, len));
+    let mut n = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(n);
+        }
+        n += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let k = buf.len();
+        reader.consume(k);
     }
 }
 
@@ -244,12 +264,12 @@ mod tests {
         assert_eq!(ns(&a), [0, 1, 2, 3]);
         // Not consumed: read again from the same place.
         assert_eq!(ns(&s.read(4).unwrap()), [0, 1, 2, 3]);
-        s.consume(a.end, a.rows.len()).unwrap();
+        s.consume(a.end, a.lines).unwrap();
         // Appends while draining go after what is pending.
         s.append(&rows(7..8)).unwrap();
         let b = s.read(10).unwrap();
         assert_eq!(ns(&b), [4, 5, 6, 7]);
-        s.consume(b.end, b.rows.len()).unwrap();
+        s.consume(b.end, b.lines).unwrap();
         assert!(s.is_empty());
         assert_eq!(std::fs::metadata(s.path()).unwrap().len(), 0);
     }
@@ -270,10 +290,11 @@ mod tests {
         drop(f);
         let mut s = Spool::<R>::open(dir.path()).unwrap();
         assert!(!s.is_empty());
+        assert_eq!(s.pending_rows(), 3, "counted at open, the torn line not");
         let c = s.read(10).unwrap();
         assert_eq!(ns(&c), [0, 1, 2]);
         assert_eq!(c.rejected, 0);
-        s.consume(c.end, c.rows.len()).unwrap();
+        s.consume(c.end, c.lines).unwrap();
         assert!(s.is_empty());
     }
 
@@ -289,6 +310,8 @@ mod tests {
         let c = s.read(10).unwrap();
         assert_eq!(ns(&c), [1, 2]);
         assert_eq!(c.rejected, 1);
+        s.consume(c.end, c.lines).unwrap();
+        assert_eq!(s.pending_rows(), 0);
         let rejected = std::fs::read_to_string(dir.path().join(REJECTED_FILE)).unwrap();
         assert_eq!(rejected, "not json\n");
     }

@@ -201,6 +201,7 @@ fn start(store: Store, capacity: usize, spool: Option<Spool<Row>>) -> (RecordSin
         refresh_at: Instant::now() + OPEN_CALL_REFRESH,
         recovered: false,
     };
+    writer.publish_pending();
     let task = tokio::spawn(writer.run(rx));
     let (live, _) = tokio::sync::broadcast::channel(LIVE_EVENTS);
     (RecordSink { tx, counters, live }, task)
@@ -659,7 +660,7 @@ impl Writer {
         match appended {
             Ok(_) => {
                 self.counters.spooled.fetch_add(n, Ordering::Relaxed);
-                self.counters.spool_pending.fetch_add(n, Ordering::Relaxed);
+                self.publish_pending();
             }
             Err(e) => {
                 tracing::error!(error = %e,
@@ -727,24 +728,19 @@ impl Writer {
                     return self.back_off();
                 }
             };
-            let (end, n) = (chunk.end, chunk.rows.len() as u64);
+            let (end, lines, n) = (chunk.end, chunk.lines, chunk.rows.len() as u64);
             if !self.write_spooled(chunk.rows).await {
                 return self.back_off();
             }
-            if let Err(e) = self.with_spool(move |s| s.consume(end, n as usize)).await {
+            if let Err(e) = self.with_spool(move |s| s.consume(end, lines)).await {
                 tracing::error!(error = %e, "cannot truncate the spool; will retry");
                 return self.back_off();
             }
             self.counters.unspooled.fetch_add(n, Ordering::Relaxed);
-            let _ = self.counters.spool_pending.fetch_update(
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-                |p| Some(p.saturating_sub(n)),
-            );
+            self.publish_pending();
             if self.spool.as_ref().is_none_or(|s| s.is_empty()) {
                 self.spooling = false;
                 self.backoff = FIRST_BACKOFF;
-                self.counters.spool_pending.store(0, Ordering::Relaxed);
                 tracing::info!(
                     rows = self.counters.unspooled.load(Ordering::Relaxed),
                     "the database is back: every spooled row is written; writing directly again"
@@ -754,6 +750,12 @@ impl Writer {
         }
         // More to write: after the queue's turn.
         self.probe_at = Instant::now();
+    }
+
+    /// The spool's rows, for [`WriterStats::spool_pending`].
+    fn publish_pending(&self) {
+        let n = self.spool.as_ref().map_or(0, |s| s.pending_rows());
+        self.counters.spool_pending.store(n, Ordering::Relaxed);
     }
 
     fn back_off(&mut self) {
