@@ -139,9 +139,17 @@ async fn calls_up_at_a_kill_9_have_interrupted_records_and_playable_recordings_a
     // A second restart finds nothing more to recover.
     daemon.stop();
     let daemon = Daemon::start(&config);
-    HttpClient::new(daemon.http).get("/readyz").await;
-    assert!(!daemon.logged("recorded as interrupted"));
-    daemon.stop();
+    assert_eq!(
+        HttpClient::new(daemon.http).get("/readyz").await.status,
+        200
+    );
+    // The whole log of that run, to its stop: no call recovered.
+    let log = daemon.stop();
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.contains("recorded as interrupted")),
+        "{log:?}"
+    );
     assert_eq!(
         store
             .recent_call_records(10)

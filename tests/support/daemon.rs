@@ -15,6 +15,8 @@ pub struct Daemon {
     pub sip: SocketAddr,
     pub http: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// Reads the log until the daemon's standard output closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -39,7 +41,7 @@ impl Daemon {
         let (tx, rx) = mpsc::channel();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let keep = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 let _ = tx.send(line.clone());
                 keep.lock().unwrap().push(line);
@@ -61,6 +63,7 @@ impl Daemon {
             sip: sip.unwrap(),
             http: http.unwrap(),
             log,
+            reader: Some(reader),
         }
     }
 
@@ -91,12 +94,16 @@ impl Daemon {
         false
     }
 
-    /// SIGTERM, and a clean exit.
-    pub fn stop(mut self) {
+    /// SIGTERM, and a clean exit; the whole log, to its last line.
+    pub fn stop(mut self) -> Vec<String> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        std::mem::take(&mut *self.log.lock().unwrap())
     }
 }
 
