@@ -39,13 +39,8 @@ pub fn stream_slots() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(MAX_STREAMS))
 }
 
+/// The query, and the filter it is (an empty value matches all).
 #[derive(Deserialize)]
-struct StreamQuery {
-    call_id: Option<String>,
-    agent: Option<String>,
-    kind: Option<String>,
-}
-
 struct Filter {
     call_id: Option<String>,
     agent: Option<String>,
@@ -53,6 +48,14 @@ struct Filter {
 }
 
 impl Filter {
+    fn normalized(self) -> Filter {
+        Filter {
+            call_id: non_empty(self.call_id),
+            agent: non_empty(self.agent),
+            kind: non_empty(self.kind),
+        }
+    }
+
     fn matches(&self, e: &QueueEventRow) -> bool {
         let is = |want: &Option<String>, got: &Option<String>| {
             want.as_ref().is_none_or(|w| got.as_ref() == Some(w))
@@ -94,7 +97,7 @@ impl Feed {
 
 async fn stream(
     State(state): State<AppState>,
-    q: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let slot = state
@@ -108,11 +111,7 @@ async fn stream(
         })?;
     let feed = Feed {
         rx: state.calls.records.subscribe_events(),
-        filter: Filter {
-            call_id: non_empty(q.call_id),
-            agent: non_empty(q.agent),
-            kind: non_empty(q.kind),
-        },
+        filter: q.normalized(),
         stop: state.stop.clone(),
         _slot: slot,
     };

@@ -204,28 +204,20 @@ impl StoreError {
             | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                match self.backend_of(db.as_ref()) {
-                    // Connection exception, insufficient resources, operator
-                    // intervention (shutdown), system error, transaction
-                    // rollback (serialization, deadlock).
-                    Backend::Postgres => ["08", "53", "57", "58", "40"]
-                        .iter()
-                        .any(|class| code.starts_with(class)),
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                     // BUSY, LOCKED, IOERR, FULL, CANTOPEN (primary codes).
-                    Backend::Sqlite => code
-                        .parse::<u32>()
-                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
+                    code.parse::<u32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+                } else {
+                    // PostgreSQL: connection exception, insufficient
+                    // resources, operator intervention (shutdown), system
+                    // error, transaction rollback (serialization, deadlock).
+                    ["08", "53", "57", "58", "40"]
+                        .iter()
+                        .any(|class| code.starts_with(class))
                 }
             }
             _ => false,
-        }
-    }
-
-    fn backend_of(&self, db: &dyn sqlx::error::DatabaseError) -> Backend {
-        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
         }
     }
 }

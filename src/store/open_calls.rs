@@ -7,7 +7,6 @@
 //! ([`Store::recover_open_calls`]).
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use super::calls::time_text;
 use super::events::parse_time;
@@ -125,26 +124,13 @@ impl Store {
         off_runtime(async move {
             let sql = "SELECT call_id, opened_at, seen_at, record FROM open_calls \
                        WHERE node = $1 AND run <> $2 ORDER BY call_id";
-            let rows = with_pool!(&this.db, |pool| sqlx::query(sql)
-                .bind(&node)
-                .bind(&run)
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::query("reading open calls"))?
-                .into_iter()
-                .map(|row| {
-                    let get = StoreError::query("decoding an open call");
-                    Ok::<_, StoreError>((
-                        row.try_get::<String, _>("call_id").map_err(get)?,
-                        row.try_get::<String, _>("opened_at")
-                            .map_err(StoreError::query("decoding an open call"))?,
-                        row.try_get::<String, _>("seen_at")
-                            .map_err(StoreError::query("decoding an open call"))?,
-                        row.try_get::<String, _>("record")
-                            .map_err(StoreError::query("decoding an open call"))?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, _>>()?);
+            let rows: Vec<(String, String, String, String)> =
+                with_pool!(&this.db, |pool| sqlx::query_as(sql)
+                    .bind(&node)
+                    .bind(&run)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StoreError::query("reading open calls"))?);
             let mut recs = Vec::with_capacity(rows.len());
             for (call_id, opened_at, seen_at, json) in rows {
                 let opened = parse_time("open_calls.opened_at", &opened_at)?;
