@@ -8,6 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+#[path = "support/daemon.rs"]
+mod daemon;
+
 fn hotline() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hotline"));
     c.env_remove("HOTLINE_LOG");
@@ -103,16 +107,6 @@ fn wait_for_line(lines: &mut impl Iterator<Item = String>, what: &str) -> String
     panic!("the daemon never logged {what:?}");
 }
 
-fn field(line: &str, key: &str) -> String {
-    let start = line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len();
-    line[start..]
-        .trim_start_matches("Some(")
-        .split([')', ' '])
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn serve_runs_on_the_defaults_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
@@ -134,9 +128,9 @@ fn serve_runs_on_the_defaults_and_stops_on_sigterm() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
     let sip_line = wait_for_line(&mut lines, "SIP listening");
-    let udp: std::net::SocketAddr = field(&sip_line, "udp=").parse().unwrap();
+    let udp = daemon::field(&sip_line, "udp=");
     let http_line = wait_for_line(&mut lines, "HTTP listening");
-    let http: std::net::SocketAddr = field(&http_line, "http=").parse().unwrap();
+    let http = daemon::field(&http_line, "http=");
 
     // The database was created and migrated at start.
     assert!(data.path().join("hotline.db").exists());

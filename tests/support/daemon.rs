@@ -115,7 +115,8 @@ impl Drop for Daemon {
     }
 }
 
-fn field(line: &str, key: &str) -> SocketAddr {
+/// The address logged after `key` (`udp=127.0.0.1:5060`, `Some(…)` too).
+pub fn field(line: &str, key: &str) -> SocketAddr {
     let start = line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len();
     line[start..]
         .trim_start_matches("Some(")
