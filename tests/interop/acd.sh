@@ -33,7 +33,12 @@
 #                         each answered by a different agent; records say
 #                         answered, agent 1001/1002, talk_ms within 1 s of
 #                         the agent's own call length; the pcap's speech is
-#                         found in each agent's recording (heard.py)
+#                         found in each agent's recording (heard.py); each
+#                         agent's call found by the records search
+#                         (/api/calls?agent=&dialed=), and its `connect`
+#                         event, with that agent, pushed to a curl client
+#                         of /api/events/stream?kind=connect opened before
+#                         the calls
 #
 # Known daemon bug (src/media/relay.rs, OutStream::relay): a caller's stream
 # whose sequence number jumps back by MAX_MISORDER (100) or more with the same
@@ -315,6 +320,12 @@ t_sipp_answered() {
   local n1001 n1002
   n1001=$(ls "$WORK/a1001/snd"/dump-*-dec.wav 2>/dev/null | wc -l)
   n1002=$(ls "$WORK/a1002/snd"/dump-*-dec.wav 2>/dev/null | wc -l)
+  # A real HTTP client on the event stream while the calls come.
+  curl -sN --max-time 90 "http://127.0.0.1:$HTTP_PORT/api/events/stream?kind=connect" \
+    > "$WORK/connect.sse" 2> "$WORK/connect.curl.log" &
+  local sse=$!
+  hl_track "$sse"
+  sleep 0.5
   hl_sipp $name "$SIP_PORT" 60 -sf "$HERE/sipp/12345_agent_call.xml" -s 12345 \
     -p $((BASE + 10)) -mp $((BASE + 20)) -m 2 -l 2 -r 2 \
     -cid_str "interop-acd-%u-%p@%s"
@@ -336,12 +347,16 @@ t_sipp_answered() {
     n=$([ $a = 1001 ] && echo $((n1001 + 1)) || echo $((n1002 + 1)))
     est=$(ev_time a$a CALL_ESTABLISHED "$n" 1) && closed=$(ev_time a$a CALL_CLOSED "$n" 1) || {
       echo "agent $a: no call #$n"; ok=0; continue; }
-    cid=$(grep -oE 'interop-acd-[0-9]+-[0-9]+@127\.0\.0\.1' "$WORK/$name.sipp-msg.log" | sort -u |
-      while read -r c; do
-        [ "$($PY "$HERE/records.py" "$HTTP_PORT" field "$c" agent)" = $a ] && echo "$c"
-      done | head -n 1)
+    cid=$($PY "$HERE/records.py" "$HTTP_PORT" search "agent=$a&dialed=12345" interop-acd- | head -n 1)
     if [ -z "$cid" ]; then
-      echo "agent $a: no SIPp call's record names it"; ok=0; continue
+      echo "agent $a: the records search finds no SIPp call of it"; ok=0; continue
+    fi
+    grep -qF "$cid" "$WORK/$name.sipp-msg.log" || { echo "agent $a: $cid is not a call SIPp made"; ok=0; }
+    if grep '^data:' "$WORK/connect.sse" | grep -F "\"call_id\":\"$cid\"" |
+        grep -F '"kind":"connect"' | grep -qF "\"agent\":\"$a\""; then
+      echo "agent $a: its connect of $cid came on the event stream"
+    else
+      echo "agent $a: no connect of $cid on the event stream:"; cat "$WORK/connect.sse"; ok=0
     fi
     agents="$agents $a"
     talk=$($PY "$HERE/records.py" "$HTTP_PORT" field "$cid" talk_ms)
@@ -358,8 +373,9 @@ t_sipp_answered() {
       ok=0
     fi
   done
+  kill "$sse" 2>/dev/null; wait "$sse" 2>/dev/null
   if [ $ok = 1 ]; then
-    result $name ok "2 SIPp callers, one per agent (${agents# }): answered, talk_ms right, SIPp's pcap speech in each agent's recording"
+    result $name ok "2 SIPp callers, one per agent (${agents# }): answered, talk_ms right, SIPp's pcap speech in each agent's recording; found by the records search; connects pushed to curl on the event stream"
   else
     result $name fail "records, talk time or agents' recordings not as expected"
   fi

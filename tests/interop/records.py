@@ -13,6 +13,10 @@ usage:
   records.py PORT field CALL_ID FIELD
       print FIELD of the record whose call_id is CALL_ID ("null" for JSON
       null; exit 1 if there is no such record)
+  records.py PORT search QUERY CALL_ID_PREFIX
+      GET /api/calls?QUERY (the records search, e.g. agent=1001&dialed=12345)
+      and print the call_id of each record found that starts with
+      CALL_ID_PREFIX, one a line (exit 1 if the request fails)
 """
 
 import json
@@ -102,6 +106,18 @@ def field(port, call_id, name):
     return 1
 
 
+def search(port, query, prefix):
+    try:
+        recs = json.loads(get(port, f"/api/calls?{query}")[1])
+    except (OSError, ValueError) as e:
+        print(f"records: GET /api/calls?{query} failed: {e}", file=sys.stderr)
+        return 1
+    for r in recs:
+        if str(r.get("call_id", "")).startswith(prefix):
+            print(r["call_id"])
+    return 0
+
+
 def main():
     a = sys.argv[1:]
     if len(a) >= 3 and a[1] == "health":
@@ -110,6 +126,8 @@ def main():
         sys.exit(check(int(a[0]), a[2], int(a[3]), a[4:]))
     if len(a) == 4 and a[1] == "field":
         sys.exit(field(int(a[0]), a[2], a[3]))
+    if len(a) == 4 and a[1] == "search":
+        sys.exit(search(int(a[0]), a[2], a[3]))
     sys.exit(__doc__)
 
 
