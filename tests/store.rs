@@ -34,6 +34,7 @@ both_backends!(
     writer_survives_transient_failure,
     writer_ends_if_store_closed_first,
     writer_spools_while_the_database_is_down_and_after_a_restart,
+    spooling_writer_keeps_rows_on_disk_if_store_closed_first,
     callbacks_are_upserted_listed_and_their_attempts_kept,
     queue_events_and_agent_states_round_trip,
     voice_messages_between_bounds,
@@ -772,6 +773,38 @@ async fn writer_spools_while_the_database_is_down_and_after_a_restart(db: TestDb
         .path()
         .join(hotline::store::spool::REJECTED_FILE)
         .exists());
+    store.close().await;
+}
+
+async fn spooling_writer_keeps_rows_on_disk_if_store_closed_first(db: TestDb) {
+    // The same wrong shutdown order with a spool: nothing is given up.
+    let store = db.open().await;
+    let spool = tempfile::tempdir().unwrap();
+    let (sink, task) = spawn_spooling_writer(store.clone(), 10, spool.path()).unwrap();
+    store.close().await;
+    sink.submit(record("orphan")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), sink.close())
+        .await
+        .expect("writer ends");
+    task.await.unwrap();
+    let stats = sink.stats();
+    assert_eq!(stats.abandoned, 0, "{stats:?}");
+    assert_eq!(stats.spooled, 1, "{stats:?}");
+    let pending =
+        std::fs::read_to_string(spool.path().join(hotline::store::spool::PENDING_FILE)).unwrap();
+    assert!(pending.contains("\"orphan\""), "{pending}");
+    // The next start writes it.
+    let store = db.open().await;
+    let (sink, task) = spawn_spooling_writer(store.clone(), 10, spool.path()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while store.call_record("orphan").await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("written after the restart");
+    sink.close().await;
+    task.await.unwrap();
     store.close().await;
 }
 

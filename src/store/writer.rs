@@ -640,9 +640,11 @@ impl Writer {
             self.counters
                 .failed_attempts
                 .fetch_add(1, Ordering::Relaxed);
-            if self.spool.is_none() || store_closed(&error) {
+            if self.spool.is_none() {
                 return self.retry_until_written(batch, error).await;
             }
+            // With a spool even a closed store loses nothing: the rows wait
+            // on disk for the next start.
             tracing::warn!(%error, rows = batch.len(), first_call_id = batch.first_call_id(),
                 "the database cannot be written; spooling rows to disk until it is back");
             self.spooling = true;
