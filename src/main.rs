@@ -277,11 +277,12 @@ struct Reload {
 }
 
 impl Reload {
-    fn apply(&self, server: &Server) {
+    async fn apply(&self, server: &Server) {
         tracing::info!(file = %self.path.display(), "SIGHUP: reloading the configuration");
-        let result = Config::load(&self.path, &self.overrides)
-            .map_err(|errors| errors.to_string())
-            .and_then(|cfg| server.reload(&cfg).map_err(|e| e.to_string()));
+        let result = match Config::load(&self.path, &self.overrides) {
+            Ok(cfg) => server.reload(&cfg).await.map_err(|e| e.to_string()),
+            Err(errors) => Err(errors.to_string()),
+        };
         if let Err(error) = result {
             tracing::error!(%error, "reload refused: the running configuration is kept");
         }
@@ -303,7 +304,7 @@ async fn serve(cfg: Config, drain: Duration, reload: Reload) -> anyhow::Result<(
         #[cfg(unix)]
         tokio::select! {
             _ = &mut signal => break,
-            _ = hup.recv() => reload.apply(&server),
+            _ = hup.recv() => reload.apply(&server).await,
         }
         #[cfg(not(unix))]
         {

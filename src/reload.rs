@@ -1,17 +1,26 @@
 //! Reloading the configuration while running (SIGHUP).
 //!
-//! What a reload applies: the IVR flows and the prompts (a center records a
-//! new greeting, changes opening hours or a menu). They are loaded and
-//! checked exactly as at start — every flow against the new prompts, its
-//! look-up SQL, its loops — and only if all of it is good do they replace
-//! the running ones; otherwise the error is logged and the running
-//! configuration stays. Calls in progress keep the flow and the prompts
-//! they started with to their end (each holds its own `Arc`); calls that
-//! arrive after the reload get the new ones. No call is dropped.
+//! What a reload applies, all or nothing — it is loaded and checked
+//! exactly as at start, and only if all of it is good does it replace the
+//! running one; otherwise the error is logged and the running
+//! configuration stays:
+//! - the IVR **flows and prompts** (a center records a new greeting,
+//!   changes opening hours or a menu): every flow is checked against the
+//!   new prompts, its look-up SQL, its loops and the new queues. Calls in
+//!   progress keep the flow and the prompts they started with to their end
+//!   (each holds its own `Arc`); calls that arrive after the reload get the
+//!   new ones;
+//! - the **agents and queues** (`[[acd.agents]]`, `[[acd.queues]]`,
+//!   `[acd.settings]`): the ACD takes them without losing an agent's state
+//!   or a caller's place (`acd::distributor::reconfigure` says what
+//!   happens to those taken out); calls keep the queue settings (hold
+//!   music, survey, recording) of the queue they joined;
+//! - the **softphone users** (`[[registrar.users]]`, with `monitor`): new
+//!   ones may register; those taken out lose their registrations.
 //!
-//! What it does not apply (yet): everything else — SIP and RTP, HTTP,
-//! the database, the registrar's users, the agents and queues, QC and
-//! recording settings. A reload that finds any of them changed says so,
+//! No call is dropped. What it does not apply: SIP and RTP, HTTP, the
+//! database, the registrar's realm, algorithms and limits, QC, recording
+//! and report settings. A reload that finds any of them changed says so,
 //! section by section, in a warning: they take effect at the next
 //! restart.
 
@@ -41,22 +50,45 @@ impl<T> Live<T> {
     }
 }
 
+impl<T: Default> Default for Live<T> {
+    fn default() -> Live<T> {
+        Live::new(Arc::default())
+    }
+}
+
 /// What a reload applied, and what it could not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
     pub prompts: usize,
     pub flows: usize,
+    /// Softphone users now configured (`None`: not applied, the registrar
+    /// needs a restart).
+    pub users: Option<usize>,
+    /// Registrations of users taken out, removed.
+    pub bindings_removed: usize,
+    /// What changed among agents and queues.
+    pub acd: crate::acd::Reconfigured,
     /// Sections that differ from the running configuration but are only
     /// read at start.
     pub restart_needed: Vec<&'static str>,
 }
+
+/// The section name [`needs_restart`] gives the registrar's realm,
+/// algorithms, limits and keep-alive (its users are reloaded).
+pub const REGISTRAR: &str = "registrar (realm, algorithms, limits, keep-alive)";
 
 /// The sections of `new` a reload cannot apply that differ from `running`.
 pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     fn differs(a: &dyn Debug, b: &dyn Debug) -> bool {
         format!("{a:?}") != format!("{b:?}")
     }
-    let sections: [(&'static str, bool); 10] = [
+    let registrar = |r: &crate::config::RegistrarSettings| {
+        format!(
+            "{:?}",
+            (&r.realm, &r.algorithms, &r.limits, r.keepalive_secs)
+        )
+    };
+    let sections: [(&'static str, bool); 9] = [
         ("sip", differs(&running.sip, &new.sip)),
         ("rtp", differs(&running.rtp, &new.rtp)),
         (
@@ -82,8 +114,10 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
             ),
         ),
         ("clock", running.clock_start != new.clock_start),
-        ("registrar", differs(&running.registrar, &new.registrar)),
-        ("acd (agents and queues)", differs(&running.acd, &new.acd)),
+        (
+            REGISTRAR,
+            registrar(&running.registrar) != registrar(&new.registrar),
+        ),
         (
             "qc, recording and report",
             differs(

@@ -151,8 +151,10 @@ pub struct Server {
     recordings: crate::recording::Recordings,
     /// The daily QC sampling run; ends on `shutdown`.
     qc_sampling: tokio::task::JoinHandle<()>,
-    /// Where a reload puts new flows and prompts.
+    /// Where a reload puts new flows, prompts and queue settings.
     ctx: Arc<CallContext>,
+    /// Where a reload puts the agents' names and teams (QC pages).
+    web: Arc<crate::web::WebContext>,
     /// The configuration the daemon started with (what a reload cannot
     /// change is compared with it).
     running: Config,
@@ -316,23 +318,12 @@ impl Server {
             data_dir: cfg.data_dir.clone(),
             clock,
             acd: acd.clone(),
-            queues: Arc::new(
-                cfg.acd
-                    .with_personal_queues()
-                    .queues
-                    .iter()
-                    .map(|q| (q.name.clone(), q.clone()))
-                    .collect(),
-            ),
+            queues: crate::reload::Live::new(Arc::new(crate::call::queue_configs(&cfg.acd))),
             consults: Default::default(),
             outbound: cfg.sip.outbound.clone(),
-            callback_retry: cfg
-                .acd
-                .settings
-                .callback_retry_minutes
-                .iter()
-                .map(|&m| Duration::from_secs(u64::from(m) * 60))
-                .collect(),
+            callback_retry: crate::reload::Live::new(Arc::new(crate::call::callback_retry(
+                &cfg.acd,
+            ))),
             recordings: recordings.clone(),
             live: live.clone(),
             monitors: crate::call::monitor::Monitors::new(
@@ -412,7 +403,7 @@ impl Server {
             api_tokens: crate::http::ApiTokens::new(&cfg.api_tokens),
             live: live.clone(),
             monitor,
-            web,
+            web: web.clone(),
             calls: ctx.clone(),
             wallboard,
             event_streams: crate::http::event_stream::stream_slots(),
@@ -447,27 +438,75 @@ impl Server {
             recordings,
             qc_sampling,
             ctx,
+            web,
             running,
         })
     }
 
-    /// Applies a new configuration's flows and prompts (SIGHUP): loaded
-    /// and checked as at start, then swapped in for calls that arrive from
-    /// now on; calls up keep theirs. On any error nothing changes. Settings
-    /// only read at start that differ are listed in the report (and
-    /// logged).
-    pub fn reload(&self, new: &Config) -> Result<crate::reload::ReloadReport, StartError> {
+    /// Applies a new configuration (SIGHUP): the flows and prompts, the
+    /// agents and queues, and the softphone users, loaded and checked as at
+    /// start. On any error nothing changes. New calls get the new flows and
+    /// prompts; calls up keep theirs, their place in a queue and their
+    /// agent (see `acd::distributor::reconfigure` for what happens to
+    /// agents and queues taken out). Settings only read at start that
+    /// differ are listed in the report (and logged).
+    pub async fn reload(&self, new: &Config) -> Result<crate::reload::ReloadReport, StartError> {
         let (prompts, flows) = load_media_and_flows(new)?;
+        new.acd
+            .validate()
+            .map_err(|e| StartError::Acd(e.to_string()))?;
+        let restart_needed = crate::reload::needs_restart(&self.running, new);
+        // The users first: one taken out loses its registrations before
+        // the agents' are looked up. A new realm or algorithm needs a
+        // restart (the digest state is the endpoint's), and so do the users
+        // hashed for it.
+        let users_apply = !restart_needed.contains(&crate::reload::REGISTRAR);
+        let bindings_removed = if users_apply {
+            self.ctx.monitors.set_allowed(
+                new.registrar
+                    .users
+                    .iter()
+                    .filter(|u| u.monitor)
+                    .map(|u| u.user.clone()),
+            );
+            self.sip.set_users(new.registrar.users.clone()).await
+        } else {
+            0
+        };
+        let mut registered = std::collections::HashMap::new();
+        for a in &new.acd.agents {
+            let live = !self.sip.contacts(&a.extension).await.is_empty();
+            registered.insert(a.extension.clone(), live);
+        }
+        let acd = self
+            .acd
+            .reconfigure(new.acd.clone(), registered)
+            .await
+            .map_err(|e| StartError::Acd(e.to_string()))?
+            .map_err(|e| StartError::Acd(e.to_string()))?;
+        self.ctx
+            .queues
+            .set(Arc::new(crate::call::queue_configs(&new.acd)));
+        self.ctx
+            .callback_retry
+            .set(Arc::new(crate::call::callback_retry(&new.acd)));
+        self.web
+            .agents
+            .set(Arc::new(crate::web::agent_names(&new.acd)));
         let report = crate::reload::ReloadReport {
             prompts: prompts.len(),
             flows: flows.len(),
-            restart_needed: crate::reload::needs_restart(&self.running, new),
+            users: users_apply.then_some(new.registrar.users.len()),
+            bindings_removed,
+            acd,
+            restart_needed,
         };
         self.ctx.prompts.set(prompts);
         self.ctx.flows.set(flows);
         info!(
             prompts = report.prompts,
             flows = report.flows,
+            users = ?report.users,
             "configuration reloaded: new calls get these flows and prompts; calls up keep theirs"
         );
         if !report.restart_needed.is_empty() {

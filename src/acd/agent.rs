@@ -168,6 +168,9 @@ pub struct Agent {
     /// the longest-idle key.
     idle_since: Option<Instant>,
     calls_today: u32,
+    /// No longer in the configuration (a reload took it out): not found
+    /// by id, in no queue, logged out once its call is done.
+    removed: bool,
 }
 
 impl Agent {
@@ -184,7 +187,31 @@ impl Agent {
             pending: None,
             idle_since: None,
             calls_today: 0,
+            removed: false,
         }
+    }
+
+    /// Takes a reloaded config (same id): name, extension, skills and
+    /// wrap-up change; the state, misses and counts stay. A wrap-up under
+    /// way keeps the end it had.
+    pub(super) fn reconfigure(&mut self, cfg: &AgentConfig) {
+        debug_assert_eq!(cfg.id, self.id.0);
+        self.removed = false;
+        self.name = cfg.name.clone();
+        self.extension = cfg.extension.clone();
+        self.skills = cfg.skills.clone();
+        self.wrap_up = Duration::from_secs(cfg.wrap_up_secs);
+    }
+
+    /// Taken out of the configuration by a reload (until one puts it back).
+    pub(super) fn remove(&mut self) {
+        self.removed = true;
+    }
+
+    /// Taken out of the configuration by a reload: kept only while its
+    /// last call and wrap-up run.
+    pub fn removed(&self) -> bool {
+        self.removed
     }
 
     pub fn id(&self) -> &AgentId {

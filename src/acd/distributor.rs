@@ -32,7 +32,8 @@
 //!
 //! # Rules worth knowing
 //! - An agent takes a queue's calls only with all its skills at the
-//!   queue's minimum levels (membership is computed once, at start).
+//!   queue's minimum levels (membership is computed at start and at each
+//!   reload: [`Acd::reconfigure`], in `distributor/reconfigure.rs`).
 //! - After a miss the caller is offered to the next agent by the strategy,
 //!   not the same one again unless no one else is offerable.
 //! - Max wait reached while an agent rings: the ring runs on; if it fails,
@@ -60,6 +61,9 @@ use super::events::{EventKind, QueueEvent};
 use super::queue::Queue;
 use super::strategy::{self, Candidate, Strategy};
 use super::{AgentId, CallId, EntryId};
+
+mod reconfigure;
+pub use reconfigure::Reconfigured;
 
 /// How an offer ended, as the call task saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,13 +279,15 @@ pub struct Acd {
     timers: Timers,
     next_entry: u64,
     out: VecDeque<AcdCommand>,
+    /// The configuration applied (with the personal queues).
+    config: AcdConfig,
 }
 
 impl Acd {
     /// An ACD for a checked config; every agent logged out.
     pub fn new(config: &AcdConfig) -> Result<Acd, AcdConfigErrors> {
         config.validate()?;
-        let config = &config.with_personal_queues();
+        let config = config.with_personal_queues();
         let agents: Vec<Agent> = config.agents.iter().map(Agent::new).collect();
         let agent_ix = agents
             .iter()
@@ -294,33 +300,16 @@ impl Acd {
             .enumerate()
             .map(|(i, q)| (q.name.clone(), i))
             .collect();
-        let mut order: Vec<usize> = (0..agents.len()).collect();
-        order.sort_by(|&a, &b| agents[a].id().cmp(agents[b].id()));
-        let mut members = vec![Vec::new(); config.queues.len()];
-        let mut agent_queues = vec![Vec::new(); agents.len()];
-        for &ai in &order {
-            for name in &config.agents[ai].queues {
-                let qi = queue_ix[name];
-                if agents[ai].has_skills(&config.queues[qi].skills) {
-                    members[qi].push(ai);
-                    agent_queues[ai].push(qi);
-                } else {
-                    warn!(agent = %agents[ai].id(), queue = %name,
-                        "agent lacks the queue's skills: not offered its calls");
-                }
-            }
-        }
-        let queues = config
+        let queues: Vec<Queue> = config
             .queues
             .iter()
-            .zip(members)
-            .map(|(c, m)| Queue::new(c, m))
+            .map(|c| Queue::new(c, Vec::new()))
             .collect();
-        Ok(Acd {
+        let mut acd = Acd {
             settings: config.settings.clone(),
             agents,
             agent_ix,
-            agent_queues,
+            agent_queues: Vec::new(),
             queues,
             queue_ix,
             entries: HashMap::new(),
@@ -328,7 +317,10 @@ impl Acd {
             timers: Timers::default(),
             next_entry: 1,
             out: VecDeque::new(),
-        })
+            config,
+        };
+        acd.compute_members();
+        Ok(acd)
     }
 
     // ----- outputs ---------------------------------------------------------
@@ -350,8 +342,12 @@ impl Acd {
 
     // ----- views -------------------------------------------------------------
 
+    /// A configured agent (not one a reload removed).
     pub fn agent(&self, id: &AgentId) -> Option<&Agent> {
-        self.agent_ix.get(id).map(|&i| &self.agents[i])
+        self.agent_ix
+            .get(id)
+            .map(|&i| &self.agents[i])
+            .filter(|a| !a.removed())
     }
     pub fn agents(&self) -> &[Agent] {
         &self.agents
@@ -402,7 +398,7 @@ impl Acd {
         priority: i32,
     ) -> Result<EntryId, Refused> {
         let refuse = |reason| Err(Refused { reason });
-        let Some(&qi) = self.queue_ix.get(queue) else {
+        let Some(qi) = self.open_queue(queue) else {
             return refuse(Refusal::UnknownQueue);
         };
         if let Some(&old) = self.by_call.get(&call) {
@@ -589,9 +585,8 @@ impl Acd {
         if !valid_number(number) {
             return Err(AcdError::BadNumber);
         }
-        let qi = *self
-            .queue_ix
-            .get(queue)
+        let qi = self
+            .open_queue(queue)
             .ok_or_else(|| AcdError::UnknownQueue(queue.to_string()))?;
         if let Some(&old) = self.by_call.get(&call) {
             if matches!(self.entries[&old].state(), EntryState::TimedOut(_)) {
@@ -810,7 +805,16 @@ impl Acd {
         self.agent_ix
             .get(agent)
             .copied()
+            .filter(|&i| !self.agents[i].removed())
             .ok_or_else(|| AcdError::UnknownAgent(agent.clone()))
+    }
+
+    /// A queue that takes new callers (not one a reload removed).
+    fn open_queue(&self, name: &str) -> Option<usize> {
+        self.queue_ix
+            .get(name)
+            .copied()
+            .filter(|&i| !self.queues[i].closed())
     }
 
     fn entry_id(&self, call: &CallId) -> Result<EntryId, AcdError> {
@@ -842,17 +846,24 @@ impl Acd {
             if self.queues[qi].staffed() == 0
                 && self.queues[qi].when_no_agents() == WhenNoAgents::Leave
             {
-                let live: Vec<EntryId> = self.queues[qi]
-                    .entries()
-                    .filter(|id| self.entries[id].is_live())
-                    .collect();
-                for eid in live {
-                    if matches!(self.entries[&eid].state(), EntryState::Waiting { .. }) {
-                        self.time_out(now, eid, TimeoutReason::NoAgents);
-                    } else if let Some(e) = self.entries.get_mut(&eid) {
-                        e.set_overdue();
-                    }
-                }
+                self.send_away(now, qi);
+            }
+        }
+    }
+
+    /// The live callers of queue `qi` leave it (`QueueTimeout` with
+    /// `NoAgents`): at once if waiting, when the ringing ends if offered.
+    /// Callback requests stay.
+    fn send_away(&mut self, now: Instant, qi: usize) {
+        let live: Vec<EntryId> = self.queues[qi]
+            .entries()
+            .filter(|id| self.entries[id].is_live())
+            .collect();
+        for eid in live {
+            if matches!(self.entries[&eid].state(), EntryState::Waiting { .. }) {
+                self.time_out(now, eid, TimeoutReason::NoAgents);
+            } else if let Some(e) = self.entries.get_mut(&eid) {
+                e.set_overdue();
             }
         }
     }

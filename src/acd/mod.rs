@@ -39,7 +39,9 @@ pub use config::{
     personal_queue, AcdConfig, AcdConfigError, AcdConfigErrors, AcdSettings, AgentConfig,
     QueueConfig, WhenNoAgents,
 };
-pub use distributor::{Acd, AcdCommand, AcdError, Effect, EndedBy, OfferResult, Refusal, Refused};
+pub use distributor::{
+    Acd, AcdCommand, AcdError, Effect, EndedBy, OfferResult, Reconfigured, Refusal, Refused,
+};
 pub use entry::{BreakOut, Entry, EntryState, TimeoutReason};
 pub use events::{EventKind, QueueEvent};
 pub use strategy::Strategy;

@@ -32,7 +32,11 @@ const CALLS: u8 = 12;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Call { call: u8, queue: u8, prio: i8 },
+    Call {
+        call: u8,
+        queue: u8,
+        prio: i8,
+    },
     Leave(u8),
     Callback(u8),
     Voicemail(u8),
@@ -48,6 +52,8 @@ enum Op {
     End(u8, bool),
     Transfer(u8),
     Advance(u16),
+    /// A reload with one of [`configs`]'s variants.
+    Reconfigure(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -57,17 +63,18 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..CALLS).prop_map(Op::Callback),
         1 => (0..CALLS).prop_map(Op::Voicemail),
         1 => (0..CALLS, 0u8..3).prop_map(|(c, q)| Op::Restore(c, q)),
-        2 => (0..AGENTS as u8).prop_map(Op::Login),
-        1 => (0..AGENTS as u8).prop_map(Op::Logout),
-        1 => (0..AGENTS as u8).prop_map(Op::Pause),
-        1 => (0..AGENTS as u8).prop_map(Op::Unpause),
-        1 => (0..AGENTS as u8).prop_map(Op::Ready),
-        1 => (0..AGENTS as u8, any::<bool>()).prop_map(|(a, r)| Op::Reach(a, r)),
-        4 => (0..AGENTS as u8).prop_map(Op::Answer),
-        3 => (0..AGENTS as u8, 0u8..4).prop_map(|(a, k)| Op::Miss(a, k)),
-        3 => (0..AGENTS as u8, any::<bool>()).prop_map(|(a, b)| Op::End(a, b)),
-        1 => (0..AGENTS as u8).prop_map(Op::Transfer),
+        2 => (0..=AGENTS as u8).prop_map(Op::Login),
+        1 => (0..=AGENTS as u8).prop_map(Op::Logout),
+        1 => (0..=AGENTS as u8).prop_map(Op::Pause),
+        1 => (0..=AGENTS as u8).prop_map(Op::Unpause),
+        1 => (0..=AGENTS as u8).prop_map(Op::Ready),
+        1 => (0..=AGENTS as u8, any::<bool>()).prop_map(|(a, r)| Op::Reach(a, r)),
+        4 => (0..=AGENTS as u8).prop_map(Op::Answer),
+        3 => (0..=AGENTS as u8, 0u8..4).prop_map(|(a, k)| Op::Miss(a, k)),
+        3 => (0..=AGENTS as u8, any::<bool>()).prop_map(|(a, b)| Op::End(a, b)),
+        1 => (0..=AGENTS as u8).prop_map(Op::Transfer),
         3 => (0u16..40).prop_map(Op::Advance),
+        1 => (0u8..4).prop_map(Op::Reconfigure),
     ]
 }
 
@@ -107,6 +114,39 @@ fn config() -> AcdConfig {
         queues: vec![q0, q1, q2],
         agents,
     }
+}
+
+/// The configs a reload switches between: 0 is [`config`]; 1 removes
+/// a4 and a5, adds a6 and changes q0 and q1; 2 removes q2 (and a1's
+/// skill); 3 puts every agent in q0 alone, leaving q1 unstaffed under a
+/// `leave` rule.
+fn configs(variant: u8) -> AcdConfig {
+    let mut cfg = config();
+    match variant {
+        1 => {
+            cfg.agents.retain(|a| a.id != "a4" && a.id != "a5");
+            let mut a6 = AgentConfig::new("a6", &["q0", "q2"]);
+            a6.skills.insert("law".into(), 3);
+            cfg.agents.push(a6);
+            cfg.queues[0].max_len = 2;
+            cfg.queues[1].strategy = Routing::LongestIdle;
+        }
+        2 => {
+            cfg.queues.retain(|q| q.name != "q2");
+            for a in &mut cfg.agents {
+                a.queues.retain(|q| q != "q2");
+            }
+            cfg.agents[1].skills.insert("law".into(), 1);
+        }
+        3 => {
+            for a in &mut cfg.agents {
+                a.queues = vec!["q0".into()];
+            }
+            cfg.queues[1].when_no_agents = WhenNoAgents::Leave;
+        }
+        _ => {}
+    }
+    cfg
 }
 
 /// What the daemon knows, from the commands.
@@ -189,7 +229,7 @@ fn run(ops: Vec<Op>) -> Result<(), String> {
     let t0 = Instant::now();
     let mut now = t0;
     let mut m = Model::default();
-    let agent = |i: u8| a(&format!("a{}", i as usize % AGENTS));
+    let agent = |i: u8| a(&format!("a{i}"));
     let call = |i: u8| c(&format!("c{i}"));
     for op in ops {
         match op {
@@ -266,6 +306,10 @@ fn run(ops: Vec<Op>) -> Result<(), String> {
                     };
                     r.map_err(|e| format!("end of a connected call: {e}"))?;
                 }
+            }
+            Op::Reconfigure(v) => {
+                acd.reconfigure(now, &configs(v))
+                    .map_err(|e| format!("reconfigure to variant {v}: {e}"))?;
             }
             Op::Advance(s) => {
                 now += Duration::from_secs(s.into());

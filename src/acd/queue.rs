@@ -58,6 +58,9 @@ pub struct Queue {
     /// Round-robin: position in `members` of the last agent offered a call.
     pub(super) rr_cursor: Option<usize>,
     handle_times: VecDeque<Duration>,
+    /// Taken out of the configuration by a reload: takes no new callers;
+    /// those in it are still served by the members it had.
+    closed: bool,
 }
 
 impl Queue {
@@ -80,7 +83,49 @@ impl Queue {
             staffed: 0,
             rr_cursor: None,
             handle_times: VecDeque::with_capacity(HANDLE_SAMPLES),
+            closed: false,
         }
+    }
+
+    /// Takes a reloaded config (same name): the settings change; the
+    /// entries, their order and the handle-time history stay. Callers
+    /// already waiting keep the max-wait and announcement timers they
+    /// have; the new values apply to later callers and the next rounds.
+    pub(super) fn reconfigure(&mut self, cfg: &QueueConfig) {
+        debug_assert_eq!(cfg.name, self.name);
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        self.closed = false;
+        self.skills = cfg.skills.clone();
+        if self.strategy != cfg.strategy {
+            self.rr_cursor = None;
+        }
+        self.strategy = cfg.strategy;
+        self.ring_timeout = Duration::from_secs(cfg.ring_timeout_secs);
+        self.max_wait = secs(cfg.max_wait_secs);
+        self.max_len = cfg.max_len;
+        self.when_no_agents = cfg.when_no_agents;
+        self.announce_every = secs(cfg.announce_every_secs);
+    }
+
+    /// New members (agent indices in agent-id order), `staffed` of them
+    /// logged in and reachable.
+    pub(super) fn set_members(&mut self, members: Vec<usize>, staffed: usize) {
+        if members != self.members {
+            self.rr_cursor = None;
+        }
+        self.members = members;
+        self.staffed = staffed;
+    }
+
+    /// Taken out of the configuration by a reload.
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Taken out of the configuration by a reload: no new callers; shown
+    /// while callers or callback requests are still in it.
+    pub fn closed(&self) -> bool {
+        self.closed
     }
 
     pub fn name(&self) -> &str {

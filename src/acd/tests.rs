@@ -913,3 +913,205 @@ fn a_restored_callback_takes_the_place_of_its_time() {
         "{cmds:?}"
     );
 }
+
+// ----- reloads (`Acd::reconfigure`) ------------------------------------------
+
+impl H {
+    fn reload(&mut self, queues: Vec<QueueConfig>, agents: Vec<AgentConfig>) -> Reconfigured {
+        let cfg = AcdConfig {
+            settings: AcdSettings::default(),
+            queues,
+            agents,
+        };
+        self.acd.reconfigure(self.now, &cfg).unwrap()
+    }
+}
+
+#[test]
+fn a_reload_keeps_agent_states_and_caller_places() {
+    let qs = || vec![queue("q", Strategy::LongestIdle)];
+    let mut h = H::new(qs(), agents(&["1001", "1002", "1003"], &["q"], 0));
+    h.login(&["1001", "1002", "1003"]);
+    h.acd.agent_pause(h.now, &a("1003"), "lunch").unwrap();
+    h.call("c1", "q", 0);
+    h.result("c1", "1001", OfferResult::Answered);
+    h.call("c2", "q", 0);
+    h.result("c2", "1002", OfferResult::Answered);
+    h.call("c3", "q", 0);
+    h.call("c4", "q", 0);
+    let mut new_agents = agents(&["1001", "1002", "1003"], &["q"], 0);
+    new_agents[0].name = "Wang Fang".into();
+    let mut q = qs();
+    q[0].ring_timeout_secs = 20;
+    let r = h.reload(q, new_agents);
+    assert_eq!(r.agents_changed, ["1001"]);
+    assert_eq!(r.queues_changed, ["q"]);
+    assert!(r.agents_added.is_empty() && r.agents_removed.is_empty());
+    assert!(h.out().is_empty(), "nothing rings, nothing is cancelled");
+    assert_eq!(h.acd.agent(&a("1001")).unwrap().name(), "Wang Fang");
+    assert!(matches!(h.state("1001"), AgentState::Talking { .. }));
+    assert!(matches!(h.state("1003"), AgentState::Paused { reason, .. } if reason == "lunch"));
+    assert_eq!(h.acd.position(&c("c3")), Some(1));
+    assert_eq!(h.acd.position(&c("c4")), Some(2));
+    // The new ring timeout applies to the next offer.
+    assert_eq!(h.end("c1"), [offer("c3", "1001", 20)]);
+}
+
+#[test]
+fn a_removed_agent_ringing_is_withdrawn_and_the_caller_offered_elsewhere() {
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001", "1002"], &["q"], 0),
+    );
+    h.login(&["1001"]);
+    assert_eq!(h.call("c1", "q", 0), [offer("c1", "1001", 15)]);
+    h.login(&["1002"]);
+    let r = h.reload(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1002"], &["q"], 0),
+    );
+    assert_eq!(r.agents_removed, ["1001"]);
+    assert_eq!(h.out(), [cancel("c1", "1001"), offer("c1", "1002", 15)]);
+    assert!(h.acd.agent(&a("1001")).is_none());
+    assert_eq!(
+        h.acd.agent_login(h.now, &a("1001")),
+        Err(AcdError::UnknownAgent(a("1001")))
+    );
+    assert_eq!(h.kinds(EventKind::Logout).len(), 1);
+    // Put back: it comes back logged out, and logs in again.
+    let r = h.reload(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001", "1002"], &["q"], 0),
+    );
+    assert_eq!(r.agents_added, ["1001"]);
+    assert_eq!(h.state("1001"), &AgentState::LoggedOut);
+    h.login(&["1001"]);
+    assert_eq!(h.acd.queue("q").unwrap().staffed(), 2);
+}
+
+#[test]
+fn a_removed_agent_talking_finishes_its_call_then_is_logged_out() {
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001", "1002"], &["q"], 5),
+    );
+    h.login(&["1001"]);
+    h.call("c1", "q", 0);
+    h.result("c1", "1001", OfferResult::Answered);
+    h.reload(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1002"], &["q"], 5),
+    );
+    assert_eq!(h.out(), []);
+    assert_eq!(h.acd.queue("q").unwrap().staffed(), 0);
+    assert!(h.kinds(EventKind::Logout).is_empty(), "not while talking");
+    h.call("c2", "q", 0);
+    assert_eq!(h.out(), [], "a removed agent is offered nothing");
+    h.end("c1");
+    h.at(5);
+    assert_eq!(h.kinds(EventKind::Logout).len(), 1, "after the wrap-up");
+    assert_eq!(h.acd.agents()[0].state(), &AgentState::LoggedOut);
+    assert_eq!(h.acd.position(&c("c2")), Some(1));
+}
+
+#[test]
+fn an_agent_added_by_a_reload_serves_the_callers_waiting() {
+    let mut h = H::new(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
+    h.call("c1", "q", 0);
+    let r = h.reload(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001", "1002"], &["q"], 0),
+    );
+    assert_eq!(r.agents_added, ["1002"]);
+    assert_eq!(h.state("1002"), &AgentState::LoggedOut);
+    assert_eq!(h.login(&["1002"]), [offer("c1", "1002", 15)]);
+}
+
+#[test]
+fn a_removed_queue_takes_no_one_new_and_serves_those_in_it() {
+    let mut h = H::new(
+        vec![
+            queue("q", Strategy::LongestIdle),
+            queue("old", Strategy::LongestIdle),
+        ],
+        agents(&["1001"], &["q", "old"], 0),
+    );
+    h.login(&["1001"]);
+    h.call("c1", "q", 0);
+    h.result("c1", "1001", OfferResult::Answered);
+    h.call("c2", "old", 0);
+    let r = h.reload(
+        vec![queue("q", Strategy::LongestIdle)],
+        agents(&["1001"], &["q"], 0),
+    );
+    assert_eq!(r.queues_removed, ["old"]);
+    assert_eq!(
+        h.acd.add_call(h.now, c("c3"), "old", 0),
+        Err(Refused {
+            reason: Refusal::UnknownQueue
+        })
+    );
+    assert_eq!(h.acd.position(&c("c2")), Some(1));
+    assert_eq!(
+        h.end("c1"),
+        [offer("c2", "1001", 15)],
+        "its old member serves it"
+    );
+}
+
+#[test]
+fn a_removed_queue_with_no_one_left_sends_its_callers_to_the_overflow() {
+    let mut h = H::new(
+        vec![
+            queue("q", Strategy::LongestIdle),
+            queue("old", Strategy::LongestIdle),
+        ],
+        vec![
+            AgentConfig::new("1001", &["q"]),
+            AgentConfig::new("1002", &["old"]),
+        ],
+    );
+    h.login(&["1002"]);
+    h.acd.agent_pause(h.now, &a("1002"), "meeting").unwrap();
+    h.call("c1", "old", 0);
+    h.reload(
+        vec![queue("q", Strategy::LongestIdle)],
+        vec![AgentConfig::new("1001", &["q"])],
+    );
+    assert_eq!(
+        h.out(),
+        [AcdCommand::QueueTimeout {
+            call: c("c1"),
+            reason: TimeoutReason::NoAgents
+        }]
+    );
+}
+
+#[test]
+fn a_reload_recomputes_memberships_from_skills() {
+    let mut law = queue("law", Strategy::SkillLevel);
+    law.skills.insert("law".into(), 3);
+    let mut agent = AgentConfig::new("1001", &["law"]);
+    agent.skills.insert("law".into(), 2);
+    let mut h = H::new(vec![law.clone()], vec![agent.clone()]);
+    h.login(&["1001"]);
+    assert!(h.acd.queue("law").unwrap().members().is_empty());
+    h.call("c1", "law", 0);
+    agent.skills.insert("law".into(), 3);
+    h.reload(vec![law.clone()], vec![agent.clone()]);
+    assert_eq!(h.out(), [offer("c1", "1001", 15)]);
+    assert_eq!(h.acd.queue("law").unwrap().staffed(), 1);
+    // A bad config changes nothing.
+    let mut bad = law.clone();
+    bad.ring_timeout_secs = 0;
+    let cfg = AcdConfig {
+        settings: AcdSettings::default(),
+        queues: vec![bad],
+        agents: vec![agent],
+    };
+    assert!(h.acd.reconfigure(h.now, &cfg).is_err());
+    assert_eq!(h.acd.queue("law").unwrap().ring_timeout(), secs(15));
+}

@@ -33,9 +33,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::acd::{
-    Acd, AcdCommand, AcdConfig, AcdError, AgentId, CallId, Effect, EndedBy, EventKind, OfferResult,
-    QueueEvent, Refused, TimeoutReason,
+    Acd, AcdCommand, AcdConfig, AcdConfigErrors, AcdError, AgentId, CallId, Effect, EndedBy,
+    EventKind, OfferResult, QueueEvent, Reconfigured, Refused, TimeoutReason,
 };
+use crate::reload::Live;
 use crate::store::writer::RecordSink;
 use crate::store::{AgentStateRow, CallbackRow, QueueEventRow};
 
@@ -164,14 +165,38 @@ enum AcdInput {
     Snapshot {
         reply: oneshot::Sender<AcdSnapshot>,
     },
+    Reconfigure {
+        config: Box<AcdConfig>,
+        registered: HashMap<String, bool>,
+        reply: oneshot::Sender<Result<Reconfigured, AcdConfigErrors>>,
+    },
+}
+
+/// Extension → agent id, replaced by a reload.
+type Extensions = Arc<Live<HashMap<String, AgentId>>>;
+
+fn extensions(acd: &Acd) -> HashMap<String, AgentId> {
+    acd.agents()
+        .iter()
+        .filter(|a| !a.removed())
+        .map(|a| (a.extension().to_string(), a.id().clone()))
+        .collect()
+}
+
+fn login_on_register(config: &AcdConfig) -> HashMap<AgentId, bool> {
+    config
+        .agents
+        .iter()
+        .map(|a| (AgentId(a.id.clone()), a.login_on_register))
+        .collect()
 }
 
 /// The way to the ACD task. Cheap to clone.
 #[derive(Clone)]
 pub struct AcdHandle {
     tx: mpsc::Sender<AcdInput>,
-    /// Extension → agent id (fixed at start).
-    by_extension: Arc<HashMap<String, AgentId>>,
+    /// Extension → agent id (as of the last reload).
+    by_extension: Extensions,
 }
 
 /// The ACD task has stopped (the daemon is shutting down).
@@ -182,7 +207,26 @@ pub struct AcdStopped;
 impl AcdHandle {
     /// The agent whose softphone registers as `extension`.
     pub fn agent_for_extension(&self, extension: &str) -> Option<AgentId> {
-        self.by_extension.get(extension).cloned()
+        self.by_extension.now().get(extension).cloned()
+    }
+
+    /// Applies reloaded agents and queues (see [`Acd::reconfigure`]).
+    /// `registered`: extension → whether its softphone has a live
+    /// registration now, for the agents added or given a new extension
+    /// (their earlier registrar reports went to no agent).
+    pub async fn reconfigure(
+        &self,
+        config: AcdConfig,
+        registered: HashMap<String, bool>,
+    ) -> Result<Result<Reconfigured, AcdConfigErrors>, AcdStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.send(AcdInput::Reconfigure {
+            config: Box::new(config),
+            registered,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| AcdStopped)
     }
 
     /// Puts the call in `queue`; signals come on `signals`. Returns the
@@ -386,16 +430,8 @@ pub fn spawn(
 ) -> Result<(AcdHandle, tokio::task::JoinHandle<()>), crate::acd::AcdConfigErrors> {
     let mut acd = Acd::new(config)?;
     let now = Instant::now();
-    let by_extension: HashMap<String, AgentId> = acd
-        .agents()
-        .iter()
-        .map(|a| (a.extension().to_string(), a.id().clone()))
-        .collect();
-    let login_on_register: HashMap<AgentId, bool> = config
-        .agents
-        .iter()
-        .map(|a| (AgentId(a.id.clone()), a.login_on_register))
-        .collect();
+    let by_extension = extensions(&acd);
+    let login_on_register = login_on_register(config);
     let ids: Vec<AgentId> = acd.agents().iter().map(|a| a.id().clone()).collect();
     for id in &ids {
         let _ = acd.agent_reachable(now, id, false);
@@ -439,7 +475,7 @@ pub fn spawn(
         "agent queue started"
     );
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
-    let by_extension = Arc::new(by_extension);
+    let by_extension = Arc::new(Live::new(Arc::new(by_extension)));
     let service = Service {
         acd,
         by_extension: by_extension.clone(),
@@ -463,7 +499,7 @@ pub fn spawn(
 struct Service {
     acd: Acd,
     /// Extension → agent id (the same map as the handles').
-    by_extension: Arc<HashMap<String, AgentId>>,
+    by_extension: Extensions,
     /// Each queued call's signal channel.
     calls: HashMap<CallId, mpsc::Sender<QueueSignal>>,
     records: RecordSink,
@@ -606,7 +642,46 @@ impl Service {
             AcdInput::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
+            AcdInput::Reconfigure {
+                config,
+                registered,
+                reply,
+            } => {
+                let _ = reply.send(self.reconfigure(now, &config, &registered));
+            }
         }
+    }
+
+    /// A reload's agents and queues; the extension map and the
+    /// login-on-register flags follow, and the agents added or given a new
+    /// extension take their softphone's registration as it is now.
+    fn reconfigure(
+        &mut self,
+        now: Instant,
+        config: &AcdConfig,
+        registered: &HashMap<String, bool>,
+    ) -> Result<Reconfigured, AcdConfigErrors> {
+        let before = self.by_extension.now();
+        let report = self.acd.reconfigure(now, config)?;
+        let after = extensions(&self.acd);
+        self.login_on_register = login_on_register(config);
+        self.by_extension.set(Arc::new(after.clone()));
+        for (extension, id) in &after {
+            if before.get(extension) != Some(id) {
+                let reachable = registered.get(extension).copied().unwrap_or(false);
+                self.on_presence(now, extension, reachable);
+            }
+        }
+        info!(
+            added = ?report.agents_added,
+            removed = ?report.agents_removed,
+            changed = ?report.agents_changed,
+            queues_added = ?report.queues_added,
+            queues_removed = ?report.queues_removed,
+            queues_changed = ?report.queues_changed,
+            "agents and queues reloaded"
+        );
+        Ok(report)
     }
 
     /// Keeps a new callback request (queue, priority, place) and queues
@@ -631,7 +706,7 @@ impl Service {
     }
 
     fn on_presence(&mut self, now: Instant, extension: &str, reachable: bool) {
-        let Some(id) = self.by_extension.get(extension).cloned() else {
+        let Some(id) = self.by_extension.now().get(extension).cloned() else {
             return;
         };
         let _ = self.acd.agent_reachable(now, &id, reachable);
@@ -647,10 +722,13 @@ impl Service {
 
     fn snapshot(&self) -> AcdSnapshot {
         let queues = self.acd.queues();
+        // Agents a reload removed are shown while their last call runs;
+        // queues it removed while callers are still in them.
         let agents = self
             .acd
             .agents()
             .iter()
+            .filter(|a| !a.removed() || a.logged_in())
             .map(|a| AgentView {
                 id: a.id().0.clone(),
                 name: a.name().to_string(),
@@ -682,6 +760,7 @@ impl Service {
         let queues = queues
             .iter()
             .enumerate()
+            .filter(|(_, q)| !q.closed() || q.live() + q.callbacks() > 0)
             .map(|(i, q)| QueueView {
                 name: q.name().to_string(),
                 strategy: q.strategy().as_str(),

@@ -144,6 +144,7 @@ async fn attempt(ctx: Arc<CallContext>, job: CallbackJob) {
     }
     let retry = ctx
         .callback_retry
+        .now()
         .get(request.attempts as usize - 1)
         .copied()
         .filter(|_| result != "answered");

@@ -118,6 +118,10 @@ struct InboundCall {
     /// The prompts as when the call came (a reload does not change them
     /// under a call).
     prompts: Arc<crate::media::prompts::PromptStore>,
+    /// The queues' settings as when the call last joined a queue (or
+    /// came): a reload does not change its hold music, survey or
+    /// recording under it.
+    queues: Arc<super::QueueConfigs>,
     invite: Request,
     invite_key: TransactionKey,
     peer: Peer,
@@ -197,6 +201,7 @@ impl InboundCall {
         let (agent_tx, agent_rx) = mpsc::channel(agents::AGENT_EVENTS);
         InboundCall {
             prompts: ctx.prompts.now(),
+            queues: ctx.queues.now(),
             ctx,
             invite: call.request,
             invite_key: call.key,

@@ -62,6 +62,27 @@ pub const CALL_PROMPTS: &[&str] = &[
 ];
 
 /// Everything a call task needs, shared by all calls.
+/// Queue name → its settings (personal queues included).
+pub type QueueConfigs = std::collections::HashMap<String, crate::acd::QueueConfig>;
+
+/// The queue settings calls look up, from an ACD config.
+pub fn queue_configs(acd: &crate::acd::AcdConfig) -> QueueConfigs {
+    acd.with_personal_queues()
+        .queues
+        .into_iter()
+        .map(|q| (q.name.clone(), q))
+        .collect()
+}
+
+/// Delays between a callback's attempts, from an ACD config.
+pub fn callback_retry(acd: &crate::acd::AcdConfig) -> Vec<Duration> {
+    acd.settings
+        .callback_retry_minutes
+        .iter()
+        .map(|&m| Duration::from_secs(u64::from(m) * 60))
+        .collect()
+}
+
 pub struct CallContext {
     pub sip: SipHandle,
     /// Replaced by a reload (SIGHUP); a call takes both once, at its start.
@@ -82,16 +103,18 @@ pub struct CallContext {
     pub clock: WallClock,
     /// The agent queue.
     pub acd: acd_service::AcdHandle,
-    /// Queues' settings (hold music, break-out keys, survey).
-    pub queues: Arc<std::collections::HashMap<String, crate::acd::QueueConfig>>,
+    /// Queues' settings (hold music, break-out keys, survey), by name, as
+    /// of the last reload.
+    pub queues: crate::reload::Live<QueueConfigs>,
     /// Consultation calls agents placed from their softphones, by Call-ID,
     /// while bridged to another agent: an attended transfer (REFER with
     /// Replaces) asks the call task for its agent leg here.
     pub consults: Consults,
     /// The trunk callbacks go out through; `None`: no callbacks.
     pub outbound: Option<crate::config::OutboundTrunk>,
-    /// Delays between a callback's failed attempts (then it is given up).
-    pub callback_retry: Vec<Duration>,
+    /// Delays between a callback's failed attempts (then it is given up),
+    /// as of the last reload.
+    pub callback_retry: crate::reload::Live<Vec<Duration>>,
     /// Recording of agent calls.
     pub recordings: crate::recording::Recordings,
     /// Agents' bridged calls, for the recording API and live monitoring.

@@ -169,8 +169,8 @@ pub enum MonitorError {
 pub struct Monitors {
     active: Arc<Mutex<HashMap<String, usize>>>,
     /// Extensions allowed to dial `*31`…`*33` (`[[registrar.users]]
-    /// monitor = true`).
-    allowed: Arc<HashSet<String>>,
+    /// monitor = true`), as of the last reload.
+    allowed: Arc<crate::reload::Live<HashSet<String>>>,
     /// The legs run here, beside the calls: shutdown waits for them (their
     /// BYE and call record) as for any call.
     tasks: TaskTracker,
@@ -180,14 +180,21 @@ impl Monitors {
     pub fn new(allowed: impl IntoIterator<Item = String>, tasks: TaskTracker) -> Self {
         Monitors {
             active: Arc::default(),
-            allowed: Arc::new(allowed.into_iter().collect()),
+            allowed: Arc::new(crate::reload::Live::new(Arc::new(
+                allowed.into_iter().collect(),
+            ))),
             tasks,
         }
     }
 
     /// Whether the softphone `extension` may dial the monitor codes.
     pub fn may_monitor(&self, extension: &str) -> bool {
-        self.allowed.contains(extension)
+        self.allowed.now().contains(extension)
+    }
+
+    /// A reload's monitor users (monitors already running go on).
+    pub fn set_allowed(&self, allowed: impl IntoIterator<Item = String>) {
+        self.allowed.set(Arc::new(allowed.into_iter().collect()));
     }
 
     /// Monitors running on `agent` now.

@@ -254,6 +254,11 @@ enum Command {
     },
     /// Stop offering new calls (503) — the daemon is draining.
     Drain,
+    /// A reload's softphone users; the bindings of users taken out go.
+    SetUsers {
+        users: Vec<crate::config::SipUser>,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// The calls' way to send. Cheap to clone.
@@ -349,6 +354,22 @@ impl SipHandle {
     /// Forgets the dialog's route; later requests for it get 481.
     pub async fn end_dialog(&self, call_id: String) {
         let _ = self.cmd.send(Command::EndDialog { call_id }).await;
+    }
+
+    /// Replaces the softphone users (a reload): new ones may register, and
+    /// the bindings of those taken out are removed (their credentials get
+    /// 401 from then on). Returns how many bindings went.
+    pub async fn set_users(&self, users: Vec<crate::config::SipUser>) -> usize {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .cmd
+            .send(Command::SetUsers { users, reply })
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 
     /// From now on new INVITEs get 503 Service Unavailable.
@@ -774,7 +795,33 @@ impl Endpoint {
                 self.dialogs.remove(&call_id);
             }
             Command::Drain => self.draining = true,
+            Command::SetUsers { users, reply } => {
+                let _ = reply.send(self.set_users(users));
+            }
         }
+    }
+
+    fn set_users(&mut self, users: Vec<crate::config::SipUser>) -> usize {
+        self.users = users.into_iter().map(|u| (u.user.clone(), u)).collect();
+        let gone: Vec<String> = self
+            .registrar
+            .aors()
+            .filter(|aor| !self.users.contains_key(*aor))
+            .map(str::to_string)
+            .collect();
+        let removed: Vec<BindingChange> = gone
+            .iter()
+            .flat_map(|aor| self.registrar.remove_aor(aor))
+            .map(BindingChange::Removed)
+            .collect();
+        let n = removed.len();
+        if n > 0 {
+            info!(users = ?gone, bindings = n, "registrations of users taken out of the configuration removed");
+            self.persist(removed);
+            self.bindings_changed(gone);
+        }
+        info!(users = self.users.len(), "softphone users reloaded");
+        n
     }
 
     fn our_via(&self, kind: TransportKind, branch: &str) -> String {

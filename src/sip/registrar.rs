@@ -189,6 +189,8 @@ pub enum RemoveReason {
     OverLimit,
     /// Dropped on `load`: its stored Contact no longer parses.
     Invalid,
+    /// Its user was taken out of `[[registrar.users]]` by a reload.
+    UserRemoved,
 }
 
 /// A binding that is gone: the store deletes `(aor, contact_uri)`.
@@ -801,6 +803,20 @@ impl Registrar {
             }
         }
         gone
+    }
+
+    /// Removes every binding of `aor` (its user is no longer configured).
+    pub fn remove_aor(&mut self, aor: &str) -> Vec<RemovedBinding> {
+        self.aors
+            .remove(aor)
+            .into_iter()
+            .flatten()
+            .map(|e| RemovedBinding {
+                aor: aor.to_string(),
+                contact_uri: e.binding.contact_uri,
+                reason: RemoveReason::UserRemoved,
+            })
+            .collect()
     }
 
     /// Removes every binding that has run out by `now`.

@@ -191,11 +191,7 @@ pub async fn score(
         scorer: authed.user.name.clone(),
         agent: rec.agent.clone(),
         queue: rec.queue.clone(),
-        team: rec
-            .agent
-            .as_deref()
-            .and_then(|a| state.web.team_of(a))
-            .map(str::to_string),
+        team: rec.agent.as_deref().and_then(|a| state.web.team_of(a)),
         total: scored.total,
         auto_failed: scored.auto_failed,
         status: ScoreStatus::Open,

@@ -55,15 +55,26 @@ pub use roles::{Permission, Role};
 pub type WebState = AppState;
 
 /// What the pages know of the configuration, parsed once at start.
-#[derive(Debug, Clone)]
+/// Agent id → (name, team).
+pub type AgentNames = BTreeMap<String, (String, Option<String>)>;
+
+/// The agents' names and teams, for the QC pages.
+pub fn agent_names(acd: &crate::acd::AcdConfig) -> AgentNames {
+    acd.agents
+        .iter()
+        .map(|a| (a.id.clone(), (a.name.clone(), a.team.clone())))
+        .collect()
+}
+
+#[derive(Debug)]
 pub struct WebContext {
     pub qc: QcConfig,
     /// The center's time zone (`qc.sampling.timezone`).
     pub tz: chrono_tz::Tz,
     /// `[qc.calendar]`: the dispute window's working days.
     pub working_days: crate::qc::WorkingDays,
-    /// Agent id → (name, team).
-    pub agents: BTreeMap<String, (String, Option<String>)>,
+    /// Agent id → (name, team), as of the last reload.
+    pub agents: crate::reload::Live<AgentNames>,
     /// Waveform peaks of the recordings viewed last.
     pub peaks: std::sync::Arc<crate::qc::waveform::PeaksCache>,
     /// `[report]`: the KPIs' thresholds and time zone.
@@ -76,11 +87,7 @@ impl WebContext {
             qc: qc.clone(),
             tz: qc.tz(),
             working_days: qc.working_days(),
-            agents: acd
-                .agents
-                .iter()
-                .map(|a| (a.id.clone(), (a.name.clone(), a.team.clone())))
-                .collect(),
+            agents: crate::reload::Live::new(std::sync::Arc::new(agent_names(acd))),
             peaks: Default::default(),
             kpi: crate::kpi::ReportConfig::default().settings(qc.tz()),
         }
@@ -93,13 +100,13 @@ impl WebContext {
         self
     }
 
-    pub fn team_of(&self, agent: &str) -> Option<&str> {
-        self.agents.get(agent).and_then(|(_, t)| t.as_deref())
+    pub fn team_of(&self, agent: &str) -> Option<String> {
+        self.agents.now().get(agent).and_then(|(_, t)| t.clone())
     }
 
     pub fn agent_label(&self, agent: Option<&str>) -> String {
         match agent {
-            Some(a) => match self.agents.get(a) {
+            Some(a) => match self.agents.now().get(a) {
                 Some((name, _)) => format!("{a} {name}"),
                 None => a.to_string(),
             },

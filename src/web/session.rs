@@ -115,7 +115,7 @@ impl Authed {
             return true;
         }
         match (agent.and_then(|a| web.team_of(a)), &self.user.team) {
-            (Some(t), Some(mine)) => t == mine,
+            (Some(t), Some(mine)) => t == *mine,
             _ => false,
         }
     }

@@ -87,6 +87,7 @@ pub async fn worklist(
     let agents: Vec<(String, String)> = std::iter::once((String::new(), "all".to_string()))
         .chain(
             web.agents
+                .now()
                 .iter()
                 .filter(|(id, _)| authed.sees_agent(web, Some(id)))
                 .map(|(id, _)| (id.clone(), web.agent_label(Some(id)))),

@@ -27,6 +27,12 @@
 #                         matches the file; left channel the caller's tone,
 #                         right channel that agent's tone (and not the
 #                         other's); each as long as its agent's part
+#   sipp-acd-reload       a SIPp caller answered by one agent; while they
+#                         talk the agent is taken out of the config file and
+#                         the daemon gets SIGHUP: the call goes on to its
+#                         SIPp BYE (record answered by it, talk_ms >= 12 s:
+#                         to the BYE), and a second SIPp caller after the reload
+#                         is answered by the other agent
 #   sipp-acd-answered     two SIPp callers at once (PCMA, SIPp's g711a.pcap
 #                         played once, after the connect, with
 #                         play_pcap_audio), BYE after 23.5 s:
@@ -56,7 +62,7 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 RESULTS=${HOTLINE_INTEROP_RESULTS:-}
-TESTS=4
+TESTS=5
 
 HL_NAME=interop-acd HL_KEEP=${HOTLINE_INTEROP_KEEP:-0}
 # shellcheck source=lib.sh
@@ -87,7 +93,7 @@ finish() {
 # Every test fails at once when the set-up does (counted in the tally).
 setup_failed() {
   local t
-  for t in baresip-acd-bridge baresip-acd-transfer sipp-acd-answered; do
+  for t in baresip-acd-bridge baresip-acd-transfer sipp-acd-answered sipp-acd-reload; do
     result "$t" fail "set-up: $*"
   done
   finish
@@ -381,8 +387,75 @@ t_sipp_answered() {
   fi
 }
 
-log "running: baresip caller -> agent, blind transfer (~35 s), then 2 SIPp callers (~30 s)"
+# --- SIGHUP takes out the agent of a call up ------------------------------------
+t_sipp_reload() {
+  local name=sipp-acd-reload ok=1
+  daemon_event 2 wrap_up_end 1001 30 && daemon_event 2 wrap_up_end 1002 30 || ok=0
+  hl_sipp $name-1 "$SIP_PORT" 60 -sf "$HERE/sipp/12345_agent_call.xml" -s 12345 \
+    -p $((BASE + 10)) -mp $((BASE + 20)) -m 1 -l 1 \
+    -cid_str "interop-reload-1-%u-%p@%s" &
+  local first=$!
+  hl_track "$first"
+  # Which agent took it: its connect in the daemon's log.
+  local taken="" other
+  for _ in $(seq 1 150); do
+    taken=$(grep -E 'queue event.* event=connect .*call_id="?interop-reload-1-' "$WORK/daemon.log" |
+      sed -nE 's/.*agent="?(100[12])"?.*/\1/p' | head -n 1)
+    [ -n "$taken" ] && break
+    sleep 0.1
+  done
+  if [ -z "$taken" ]; then
+    result $name fail "the first SIPp caller was not connected to an agent"; return
+  fi
+  other=$([ "$taken" = 1001 ] && echo 1002 || echo 1001)
+  sleep 2
+  # Agent $taken out of the config file, then SIGHUP.
+  $PY - "$WORK/hotline.toml" "$taken" <<'PYEOF' || ok=0
+import sys
+path, agent = sys.argv[1], sys.argv[2]
+text = open(path).read()
+blocks = text.split("\n[[acd.agents]]\n")
+kept = [blocks[0]] + [b for b in blocks[1:] if not b.startswith(f'id = "{agent}"\n')]
+assert len(kept) == len(blocks) - 1, "agent block not found"
+open(path, "w").write("\n[[acd.agents]]\n".join(kept))
+PYEOF
+  local reloads
+  reloads=$(grep -c 'agents and queues reloaded' "$WORK/daemon.log")
+  kill -HUP "$DAEMON_PID"
+  for _ in $(seq 1 100); do
+    [ "$(grep -c 'agents and queues reloaded' "$WORK/daemon.log")" -gt "$reloads" ] && break
+    sleep 0.1
+  done
+  if grep -E 'agents and queues reloaded' "$WORK/daemon.log" | tail -n 1 | grep -qE "removed=\[\"$taken\"\]"; then
+    echo "reload: agent $taken removed while it talks"
+  else
+    echo "reload: no 'agents and queues reloaded' removing $taken in the daemon log"; ok=0
+  fi
+  hl_sipp $name-2 "$SIP_PORT" 60 -sf "$HERE/sipp/12345_agent_call.xml" -s 12345 \
+    -p $((BASE + 14)) -mp $((BASE + 30)) -m 1 -l 1 \
+    -cid_str "interop-reload-2-%u-%p@%s" || { echo "second SIPp call failed"; ok=0; }
+  wait "$first" || { echo "first SIPp call failed"; hl_sipp_failed $name-1; ok=0; }
+  $PY "$HERE/records.py" "$HTTP_PORT" check interop-reload-1- 1 dialed=12345 \
+    disposition=answered hangup_by=caller "agent=$taken" || ok=0
+  $PY "$HERE/records.py" "$HTTP_PORT" check interop-reload-2- 1 dialed=12345 \
+    disposition=answered hangup_by=caller "agent=$other" || ok=0
+  local cid talk
+  cid=$($PY "$HERE/records.py" "$HTTP_PORT" search "agent=$taken&dialed=12345" interop-reload-1- | head -n 1)
+  talk=$($PY "$HERE/records.py" "$HTTP_PORT" field "$cid" talk_ms)
+  echo "first call: agent $taken, talk_ms $talk"
+  # SIPp's BYE comes 23.5 s after the answer, ~10.4 s of it before the
+  # connect (greeting, queue): ~13 s bridged, 11 of them after the reload.
+  [ "${talk:-0}" -ge 12000 ] || { echo "the first call did not run to its end"; ok=0; }
+  if [ $ok = 1 ]; then
+    result $name ok "agent $taken taken out by SIGHUP mid-call: its SIPp call ran to its BYE ($talk ms); the next caller went to $other"
+  else
+    result $name fail "the reload dropped or misrouted a call"
+  fi
+}
+
+log "running: baresip caller -> agent, blind transfer (~35 s), then 2 SIPp callers (~30 s), then a reload mid-call (~30 s)"
 t_bridge_and_transfer
 t_sipp_answered
+t_sipp_reload
 send a1001 quit; send a1002 quit; send caller quit
 finish

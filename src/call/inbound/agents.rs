@@ -418,7 +418,7 @@ impl InboundCall {
         let record = self.ctx.recordings.config.enabled
             && queue
                 .as_ref()
-                .and_then(|q| self.ctx.queues.get(q))
+                .and_then(|q| self.queues.get(q))
                 .is_none_or(|q| q.record);
         let segment = self.segments;
         self.segments += 1;
@@ -523,7 +523,7 @@ impl InboundCall {
             .record
             .queue
             .as_ref()
-            .and_then(|q| self.ctx.queues.get(q))
+            .and_then(|q| self.queues.get(q))
             .and_then(|q| self.prompts.get(lang, &q.hold_music));
         bridge::spawn(cfg)
     }
@@ -792,7 +792,8 @@ impl InboundCall {
             }
             return Some(crate::acd::personal_queue(&agent.0));
         }
-        (self.ctx.queues.contains_key(target) && !target.contains(':')).then(|| target.to_string())
+        (self.ctx.queues.now().contains_key(target) && !target.contains(':'))
+            .then(|| target.to_string())
     }
 
     /// A NOTIFY for the REFER subscription in the agent's dialog (RFC 3515
@@ -858,7 +859,7 @@ impl InboundCall {
             .record
             .queue
             .as_ref()
-            .and_then(|q| self.ctx.queues.get(q))
+            .and_then(|q| self.queues.get(q))
             .is_some_and(|q| q.survey);
         let Some(caller_leg) = self.end_connected(by).await else {
             self.hangup(HangupBy::Agent, "agent_bye").await;

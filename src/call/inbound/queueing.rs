@@ -45,7 +45,8 @@ impl InboundCall {
     ) -> bool {
         self.record.queue = Some(queue.to_string());
         self.reached_queue = true;
-        let Some(config) = self.ctx.queues.get(queue).cloned() else {
+        self.queues = self.ctx.queues.now();
+        let Some(config) = self.queues.get(queue).cloned() else {
             warn!(queue, "flow names a queue that does not exist");
             return false;
         };
@@ -197,7 +198,7 @@ impl InboundCall {
                 info!(error = %e, "callback refused; caller keeps waiting");
                 let lang = self.ivr.as_ref().map(|i| i.language()).unwrap_or_default();
                 if let Some(q) = self.queued.as_mut() {
-                    q.wait = QueueWait::new(&self.ctx.queues[&q.name], lang);
+                    q.wait = QueueWait::new(&self.queues[&q.name], lang);
                     let actions = q.wait.start(1);
                     self.perform_wait(actions).await;
                 }
