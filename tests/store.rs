@@ -1109,8 +1109,86 @@ async fn recordings_round_trip_and_retention(db: TestDb) {
 
 both_backends!(
     users_and_sessions_round_trip,
-    scores_disputes_and_the_worklist
+    scores_disputes_and_the_worklist,
+    two_daemons_store_one_scheduled_sample_of_a_day
 );
+
+/// Two daemons on one database sample the same day at the same time: one
+/// scheduled run is stored, the other saves nothing (and says so); a run
+/// by hand of the same period is still stored.
+async fn two_daemons_store_one_scheduled_sample_of_a_day(db: TestDb) {
+    use hotline::store::{AuditRow, SamplePick, SampleRunFilter, SampleRunRow, SampleSource};
+    let (first, second) = (db.open().await, db.open().await);
+    let day = t("2026-12-01T16:00:00Z");
+    let run = |id: &str, source| SampleRunRow {
+        id: id.into(),
+        period_from: day,
+        period_to: day + chrono::Duration::days(1),
+        seed: 1,
+        source,
+        rules: "{}".into(),
+        picked: 1,
+        created_at: day,
+    };
+    let picks = [SamplePick {
+        recording_id: "r1".into(),
+        rule: "random".into(),
+        detail: String::new(),
+    }];
+    let audit = |id: &str| AuditRow::now("system", "qc.sample", Some(id.into()), None);
+    for round in 0..5 {
+        let (a, b) = (
+            run(&format!("a{round}"), SampleSource::Scheduled),
+            run(&format!("b{round}"), SampleSource::Scheduled),
+        );
+        let (audit_a, audit_b) = (audit("a"), audit("b"));
+        let (ra, rb) = tokio::join!(
+            first.save_sample_run(&a, &picks, &audit_a),
+            second.save_sample_run(&b, &picks, &audit_b),
+        );
+        let saved = [ra.unwrap(), rb.unwrap()];
+        let want = if round == 0 { 1 } else { 0 };
+        assert_eq!(
+            saved.iter().filter(|s| **s).count(),
+            want,
+            "round {round}: {saved:?}"
+        );
+    }
+    assert!(first
+        .save_sample_run(&run("by-hand", SampleSource::Cli), &picks, &audit("c"))
+        .await
+        .unwrap());
+    let filter = |source| SampleRunFilter {
+        period: Some((day, day + chrono::Duration::days(1))),
+        source: Some(source),
+        limit: 10,
+    };
+    let scheduled = first
+        .sample_runs(filter(SampleSource::Scheduled))
+        .await
+        .unwrap();
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    assert_eq!(
+        first
+            .sample_runs(filter(SampleSource::Cli))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Nothing else was kept of the runs that lost.
+    let every = first
+        .sample_runs(SampleRunFilter {
+            period: None,
+            source: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(every.len(), 2, "{every:?}");
+    first.close().await;
+    second.close().await;
+}
 
 async fn users_and_sessions_round_trip(db: TestDb) {
     use hotline::store::{SessionRow, UserRow};

@@ -21,6 +21,10 @@ pub enum SampleError {
     Seed(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A scheduled run of the period is stored already (another daemon on
+    /// the same database made it first): nothing was saved.
+    #[error("a scheduled sample of this period is stored already (made by another daemon)")]
+    AlreadySampled,
 }
 
 /// A period bound or a period that cannot be used.
@@ -176,7 +180,9 @@ pub async fn run_sample(
             )),
         );
         audit.at = req.now;
-        store.save_sample_run(&run, &picks, &audit).await?;
+        if !store.save_sample_run(&run, &picks, &audit).await? {
+            return Err(SampleError::AlreadySampled);
+        }
     }
     let in_period = recordings
         .iter()

@@ -1,7 +1,8 @@
 //! The daemon's daily sampling run: at `[qc.sampling] schedule` (local
 //! time) it samples the previous local day, source `scheduled`, actor
 //! `system`. A run already stored for that day (source `scheduled`) is not
-//! made again, so a restart never samples a day twice; a daemon that was
+//! made again, so a restart never samples a day twice, nor do two daemons
+//! on one database (the store saves one scheduled run per period); a daemon that was
 //! down at the scheduled time samples, when it starts, the days missed
 //! since its last scheduled run, up to [`CATCH_UP_DAYS`] (older ones are
 //! left to `hotline qc sample`).
@@ -119,7 +120,7 @@ async fn sample_day(
     if !done.is_empty() {
         return Ok(false);
     }
-    let out = run_sample(
+    let out = match run_sample(
         store,
         config,
         &SampleRequest {
@@ -132,7 +133,16 @@ async fn sample_day(
             now,
         },
     )
-    .await?;
+    .await
+    {
+        Ok(out) => out,
+        Err(super::sample_run::SampleError::AlreadySampled) => {
+            info!(from = %from, to = %to,
+                "QC sample of the day made by another daemon on this database; not made again");
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
     info!(run = %out.run.id, from = %from, to = %to, seed = out.run.seed,
         recordings = out.recordings, picked = out.picks.len(), "QC sample made");
     Ok(true)

@@ -233,23 +233,34 @@ impl Store {
     }
 
     /// Saves a run, its picks and its audit entry, in one transaction.
+    /// A scheduled run is saved only if no scheduled run of the same period
+    /// is stored: two daemons on one database both sample a day at its
+    /// scheduled time, and the one that comes second saves nothing and
+    /// gets `false`. (On PostgreSQL a transaction-scoped advisory lock on
+    /// the period serializes them; SQLite has one writer at a time and the
+    /// check is part of the insert.)
     pub async fn save_sample_run(
         &self,
         run: &SampleRunRow,
         picks: &[SamplePick],
         audit: &AuditRow,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let this = self.clone();
         let (run, picks, audit) = (run.clone(), picks.to_vec(), audit.clone());
         off_runtime(async move {
             let db = &this.db;
+            let (from, to) = (time_param(db, 2), time_param(db, 3));
             let run_sql = format!(
                 "INSERT INTO qc_sample_runs (id, period_from, period_to, seed, source, rules, \
-                 picked, created_at) VALUES ($1, {}, {}, $4, $5, $6, $7, {})",
-                time_param(db, 2),
-                time_param(db, 3),
+                 picked, created_at) SELECT $1, {from}, {to}, $4, $5, $6, $7, {} \
+                 WHERE $5 <> 'scheduled' OR NOT EXISTS (SELECT 1 FROM qc_sample_runs \
+                 WHERE source = 'scheduled' AND period_from = {from} AND period_to = {to})",
                 time_param(db, 8),
             );
+            let lock_sql = match db {
+                Db::Postgres(_) => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
+                Db::Sqlite { .. } => None,
+            };
             let pick_sql = format!(
                 "INSERT INTO qc_samples (run_id, recording_id, rule, detail, created_at) \
                  VALUES ($1, $2, $3, $4, {}) ON CONFLICT (run_id, recording_id, rule) DO NOTHING",
@@ -264,7 +275,14 @@ impl Store {
             let err = StoreError::query("saving a sampling run");
             with_pool!(db, |pool| {
                 let mut tx = pool.begin().await.map_err(err)?;
-                sqlx::query(sqlx::AssertSqlSafe(run_sql.clone()))
+                if let (Some(lock), SampleSource::Scheduled) = (lock_sql, run.source) {
+                    sqlx::query(lock)
+                        .bind(format!("qc_sample_run {}", time_text(&run.period_from)))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query("locking a sampling period"))?;
+                }
+                let inserted = sqlx::query(sqlx::AssertSqlSafe(run_sql.clone()))
                     .bind(run.id.clone())
                     .bind(time_text(&run.period_from))
                     .bind(time_text(&run.period_to))
@@ -275,7 +293,15 @@ impl Store {
                     .bind(time_text(&run.created_at))
                     .execute(&mut *tx)
                     .await
-                    .map_err(StoreError::query("saving a sampling run"))?;
+                    .map_err(StoreError::query("saving a sampling run"))?
+                    .rows_affected();
+                if inserted == 0 {
+                    // Another daemon's scheduled run has the period.
+                    tx.rollback()
+                        .await
+                        .map_err(StoreError::query("rolling back a sampling run"))?;
+                    return Ok(false);
+                }
                 for p in &picks {
                     sqlx::query(sqlx::AssertSqlSafe(pick_sql.clone()))
                         .bind(run.id.clone())
@@ -302,7 +328,7 @@ impl Store {
                     .await
                     .map_err(StoreError::query("committing a sampling run"))?;
             });
-            Ok(())
+            Ok(true)
         })
         .await
     }
