@@ -6,11 +6,9 @@
 //! and PostgreSQL (only when `HOTLINE_TEST_POSTGRES` holds a URL such as
 //! `postgres://postgres@127.0.0.1:5432/test`; otherwise the PostgreSQL variant
 //! says it was skipped), each PostgreSQL test in a fresh schema dropped at
-//! the end — the harness of `tests/store.rs`.
+//! the end — `tests/support/test_db.rs`, as for `tests/store.rs`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use hotline::sip::digest::{digest_response, ha1, Algorithm, AuthError, DigestRealm};
@@ -19,130 +17,11 @@ use hotline::sip::parse::parse_message;
 use hotline::sip::registrar::{aor_of, Binding, RegisterError, Registrar, RegistrarConfig};
 use hotline::sip::transport::{Peer, TransportKind};
 use hotline::store::{Backend, Store};
-use sqlx::Connection;
 
-// ---------------------------------------------------------------- harness --
-
-#[derive(Clone)]
-struct TestDb {
-    url: String,
-    backend: Backend,
-    _dir: Option<Arc<tempfile::TempDir>>,
-    pg: Option<(String, String)>,
-}
-
-static SCHEMA_SEQ: AtomicU32 = AtomicU32::new(0);
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hotline.db");
-        TestDb {
-            url: format!("sqlite:{}", path.display()),
-            backend: Backend::Sqlite,
-            _dir: Some(Arc::new(dir)),
-            pg: None,
-        }
-    }
-
-    async fn postgres() -> Option<TestDb> {
-        let admin = std::env::var("HOTLINE_TEST_POSTGRES").ok()?;
-        let schema = format!(
-            "hotline_test_reg_{}_{}_{}",
-            std::process::id(),
-            Utc::now().timestamp_micros(),
-            SCHEMA_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("connect to HOTLINE_TEST_POSTGRES");
-        // The schema name is made here, not taken from input.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        Some(TestDb {
-            url: format!("{admin}{sep}options[search_path]={schema}"),
-            backend: Backend::Postgres,
-            _dir: None,
-            pg: Some((admin, schema)),
-        })
-    }
-
-    async fn open(&self) -> Store {
-        let store = Store::open(&self.url).await.expect("open store");
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-
-    /// Runs SQL on a connection of its own; the error, if any, as text.
-    async fn exec(&self, sql: &str) -> Result<(), String> {
-        let sql = sqlx::AssertSqlSafe(sql.to_string());
-        match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-                let r = sqlx::raw_sql(sql).execute(&mut c).await;
-                c.close().await.unwrap();
-                r.map(drop).map_err(|e| e.to_string())
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                let r = sqlx::raw_sql(sql).execute(&mut c).await;
-                c.close().await.unwrap();
-                r.map(drop).map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    async fn cleanup(&self) {
-        if let Some((admin, schema)) = &self.pg {
-            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.unwrap();
-        }
-    }
-}
-
-/// Defines `NAME::sqlite` and `NAME::postgres` tests running `async fn NAME(TestDb)`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::TestDb::sqlite(), super::$name).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match super::TestDb::postgres().await {
-                    Some(db) => super::run(db, super::$name).await,
-                    None => eprintln!(
-                        "skipped {}::postgres: set HOTLINE_TEST_POSTGRES=postgres://…",
-                        stringify!($name)
-                    ),
-                }
-            }
-        }
-    )*};
-}
-
-/// Runs a test body, then cleans up even if it panicked.
-async fn run<F, Fut>(db: TestDb, body: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let result = tokio::spawn(body(db.clone())).await;
-    db.cleanup().await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
+#[macro_use]
+#[path = "support/test_db.rs"]
+mod test_db;
+use test_db::{run, TestDb};
 
 both_backends!(
     bindings_round_trip_every_field,
@@ -385,7 +264,7 @@ async fn bindings_round_trip_every_field(db: TestDb) {
             Backend::Postgres => "now()",
         }
     );
-    assert!(db.exec(&dup).await.is_err());
+    assert!(db.try_exec(&dup).await.is_err());
     store.close().await;
 }
 
@@ -424,8 +303,7 @@ async fn save_updates_remove_and_remove_aor(db: TestDb) {
             Backend::Postgres => "'2026-11-09T08:00:00Z'",
         }
     ))
-    .await
-    .unwrap();
+    .await;
     let left = store.load_bindings().await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].aor, "1003");

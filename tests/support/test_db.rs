@@ -1,5 +1,5 @@
 //! The test databases of the store-level tests (`tests/store.rs`,
-//! `tests/qc_sampling.rs`): a fresh SQLite file, or a fresh schema in the
+//! `tests/qc_sampling.rs`, `tests/registrar.rs`): a fresh SQLite file, or a fresh schema in the
 //! PostgreSQL database of `HOTLINE_TEST_POSTGRES`, and `both_backends!`,
 //! which runs a test body on each. Included with `#[path]` by each test.
 #![allow(dead_code)]
@@ -70,19 +70,27 @@ impl TestDb {
 
     /// Runs SQL on a connection of its own (not the store's).
     pub async fn exec(&self, sql: &str) {
+        self.try_exec(sql).await.unwrap();
+    }
+
+    /// Like `exec`, the database's error as text (a constraint refused).
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
         let sql = sqlx::AssertSqlSafe(sql.to_string());
-        match self.backend {
+        let r = match self.backend {
             Backend::Sqlite => {
                 let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+                let r = sqlx::raw_sql(sql).execute(&mut c).await.map(drop);
                 c.close().await.unwrap();
+                r
             }
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+                let r = sqlx::raw_sql(sql).execute(&mut c).await.map(drop);
                 c.close().await.unwrap();
+                r
             }
-        }
+        };
+        r.map_err(|e| e.to_string())
     }
 
     /// Runs a query returning one integer, on a connection of its own.
