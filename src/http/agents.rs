@@ -138,7 +138,7 @@ struct EventsQuery {
     call_id: Option<String>,
     agent: Option<String>,
     kind: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 /// An empty query value (`?agent=`) filters nothing.
@@ -155,7 +155,7 @@ async fn list_events(
         call_id: non_empty(q.call_id),
         agent: non_empty(q.agent),
         kind: non_empty(q.kind),
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: super::query_limit(q.limit, 100)?,
     };
     let rows = state.store.queue_events(filter).await?;
     Ok(Json(rows.iter().map(event_json).collect()))

@@ -5,17 +5,16 @@
 //!   `limit` 1..=1000 (default 100).
 //! - `GET /api/callbacks/{call_id}/attempts` — one request's attempts.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::AppState;
-use crate::store::CallbackFilter;
+use super::{ApiError, AppState};
+use crate::store::{CallbackAttemptRow, CallbackFilter, CallbackRow};
 
-const STATES: &[&str] = &["pending", "failed", "done", "given_up"];
+pub(super) const STATES: &[&str] = &["pending", "failed", "done", "given_up"];
 
 /// The routes, to merge into the daemon's router.
 pub fn router() -> Router<AppState> {
@@ -27,30 +26,33 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct ListQuery {
     state: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<CallbackRow>>, ApiError> {
+    let Query(q) = q?;
     let wanted = q.state.filter(|s| !s.is_empty());
     if let Some(s) = &wanted {
         if !STATES.contains(&s.as_str()) {
-            let msg = format!("state must be one of {}", STATES.join(", "));
-            return (StatusCode::BAD_REQUEST, msg).into_response();
+            return Err(ApiError::bad_request(format!(
+                "state must be one of {}",
+                STATES.join(", ")
+            )));
         }
     }
     let filter = CallbackFilter {
         state: wanted,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: super::query_limit(q.limit, 100)?,
     };
-    match state.store.callbacks(filter).await {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-    }
+    Ok(Json(state.store.callbacks(filter).await?))
 }
 
-async fn attempts(State(state): State<AppState>, Path(call_id): Path<String>) -> Response {
-    match state.store.callback_attempts(&call_id).await {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-    }
+async fn attempts(
+    State(state): State<AppState>,
+    Path(call_id): Path<String>,
+) -> Result<Json<Vec<CallbackAttemptRow>>, ApiError> {
+    Ok(Json(state.store.callback_attempts(&call_id).await?))
 }

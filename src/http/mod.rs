@@ -154,6 +154,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A `limit` query value: `default` when absent or empty, else an integer
+/// clamped to 1..=1000.
+pub(crate) fn query_limit(v: Option<String>, default: i64) -> Result<i64, ApiError> {
+    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<i64>()
+            .map(|n| n.clamp(1, 1000))
+            .map_err(|_| ApiError::bad_request(format!("limit={s:?} is not an integer"))),
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         ApiError::unavailable(e.to_string())
@@ -295,7 +307,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /api/calls`: every field optional.
 #[derive(Deserialize)]
 struct CallSearch {
-    limit: Option<i64>,
+    limit: Option<String>,
     from: Option<String>,
     to: Option<String>,
     caller: Option<String>,
@@ -331,7 +343,7 @@ async fn recent_calls(
         agent: agents::non_empty(q.agent),
         queue: agents::non_empty(q.queue),
         disposition,
-        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        limit: query_limit(q.limit, 50)?,
     };
     let rows = state.store.search_call_records(&filter).await?;
     let out: Vec<serde_json::Value> = rows
@@ -431,6 +443,39 @@ mod tests {
             let name = &part[..part.find('"').unwrap()];
             assert!(schemas.contains_key(name), "unresolved $ref {name}");
         }
+        // The enums the handlers check are the document's.
+        let param_enum = |path: &str, name: &str| -> Vec<String> {
+            paths[path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .and_then(|p| p["schema"]["enum"].as_array())
+                .unwrap_or_else(|| panic!("{path} {name}: no enum"))
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        let dispositions: Vec<String> = crate::store::Disposition::ALL
+            .iter()
+            .map(|d| d.as_str().to_string())
+            .collect();
+        assert_eq!(param_enum("/api/calls", "disposition"), dispositions);
+        assert_eq!(
+            param_enum("/api/callbacks", "state"),
+            callbacks::STATES.to_vec()
+        );
+    }
+
+    #[test]
+    fn an_empty_limit_is_the_default_and_a_bad_one_an_error() {
+        assert_eq!(query_limit(None, 50).unwrap(), 50);
+        assert_eq!(query_limit(Some(String::new()), 50).unwrap(), 50);
+        assert_eq!(query_limit(Some("0".into()), 50).unwrap(), 1);
+        assert_eq!(query_limit(Some("5000".into()), 50).unwrap(), 1000);
+        let e = query_limit(Some("-99999999999999999999".into()), 50).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("not an integer"), "{}", e.message);
     }
 
     #[test]

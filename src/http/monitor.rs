@@ -68,9 +68,13 @@ async fn start(
             "extension: 1-32 of A-Z a-z 0-9 _ . - +",
         ));
     }
+    // Counted in characters (a name in Chinese is 3 bytes a character),
+    // before the trim, as the OpenAPI schema has it.
     let by = body.by.trim();
-    if by.is_empty() || by.len() > 64 || by.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("by: 1-64 printable characters"));
+    if by.is_empty() || body.by.chars().count() > 64 || body.by.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "by: 1-64 characters, not only spaces, no control characters",
+        ));
     }
     let call_id = state
         .monitor

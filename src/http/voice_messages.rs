@@ -26,7 +26,7 @@ pub(super) fn routes() -> Router<AppState> {
 struct ListQuery {
     from: Option<String>,
     to: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 pub(super) fn parse_bound(
@@ -50,7 +50,7 @@ async fn list(
     let Query(q) = q?;
     let from = parse_bound("from", q.from)?;
     let to = parse_bound("to", q.to)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::query_limit(q.limit, 100)?;
     let rows = state.store.voice_message_records(from, to, limit).await?;
     Ok(Json(
         rows.iter()
