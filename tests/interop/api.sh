@@ -12,6 +12,11 @@
 #                           bounded time and count; it fails on a 5xx, a
 #                           response that does not match the document, a
 #                           valid request refused or an invalid one taken
+#   promtool / Prometheus   GET /metrics passes `promtool check metrics`,
+#                           and a real Prometheus (Debian's, 2.42) scrapes
+#                           it with the bearer token every second: the
+#                           target is up and the hotline_* series are there
+#                           to query (queue and agent gauges by label)
 #
 # GET /api/events/stream is left out (Server-Sent Events never end; its
 # filters are tested by tests/http_api.rs and curl in acd.sh).
@@ -37,7 +42,7 @@ log() { hl_log "$@"; }
 [ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 HOTLINE_BINARY" >&2; exit 2; }
 BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 BASE=${HOTLINE_API_PORT_BASE:-31600}
-SIP_PORT=$BASE HTTP_PORT=$((BASE + 1)) RTP_PORTS="$((BASE + 100))-$((BASE + 199))"
+SIP_PORT=$BASE HTTP_PORT=$((BASE + 1)) PROM_PORT=$((BASE + 2)) RTP_PORTS="$((BASE + 100))-$((BASE + 199))"
 SECONDS_BUDGET=${HOTLINE_API_SECONDS:-90}
 EXAMPLES=${HOTLINE_API_EXAMPLES:-25}
 SEED=${HOTLINE_API_SEED:-1}
@@ -94,6 +99,45 @@ else
   fail "schemathesis (exit $rc): ${summary:-no summary}"
   sed -n '/FAILURES/,$p' "$WORK/schemathesis.log" | head -n 150
 fi
+# --- Prometheus ----------------------------------------------------------------------
+if ! command -v prometheus > /dev/null || ! command -v promtool > /dev/null; then
+  fail "prometheus: not installed (apt-get install prometheus)"
+else
+  if curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/metrics" > "$WORK/metrics.txt" &&
+      promtool check metrics < "$WORK/metrics.txt" > "$WORK/promtool.log" 2>&1; then
+    pass "promtool check metrics: $(grep -c '^# TYPE' "$WORK/metrics.txt") metrics, no lint"
+  else
+    fail "promtool check metrics:"; cat "$WORK/promtool.log"
+  fi
+  printf '%s\n' "global:" "  scrape_interval: 1s" "scrape_configs:" "  - job_name: hotline" \
+    "    authorization:" "      credentials: $TOKEN" "    static_configs:" \
+    "      - targets: ['127.0.0.1:$HTTP_PORT']" > "$WORK/prometheus.yml"
+  timeout -k 5 60 prometheus --config.file="$WORK/prometheus.yml" \
+    --storage.tsdb.path="$WORK/prometheus" --web.listen-address="127.0.0.1:$PROM_PORT" \
+    > "$WORK/prometheus.log" 2>&1 &
+  hl_track $!
+  # prom_query EXPR: "N VALUE" (series in the result, the first one's value)
+  prom_query() {
+    curl -sf "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" |
+      python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; print(len(r), r[0]["value"][1] if r else "")'
+  }
+  up=""
+  for _ in $(seq 1 60); do
+    up=$(prom_query 'up{job="hotline"}' 2>/dev/null | cut -d' ' -f2)
+    [ "$up" = 1 ] && sleep 2 && break
+    sleep 0.5
+  done
+  series=$(prom_query 'count({__name__=~"hotline_.*",job="hotline"})' 2>/dev/null | cut -d' ' -f2)
+  queues=$(prom_query 'hotline_queue_staffed{queue="12345"}' 2>/dev/null | cut -d' ' -f1)
+  agents=$(prom_query 'sum(hotline_agents)' 2>/dev/null | cut -d' ' -f2)
+  if [ "$up" = 1 ] && [ "${series:-0}" -ge 20 ] && [ "${queues:-0}" -ge 1 ] && [ "${agents:-0}" -ge 1 ]; then
+    pass "prometheus: scraped with the token, up=1, $series hotline_* series, queue 12345 staffed gauge, the agents gauge sums to $agents"
+  else
+    fail "prometheus: up=${up:-none} series=${series:-none} queue-12345=${queues:-none} agents=${agents:-none}"
+    tail -n 20 "$WORK/prometheus.log"
+  fi
+fi
+
 if grep -qE 'panicked|ERROR' "$WORK/daemon.log"; then
   fail "daemon log: a panic or an error under schemathesis"
   grep -E 'panicked|ERROR' "$WORK/daemon.log" | head -n 20
