@@ -726,10 +726,40 @@ async fn browser_logs_in_listens_scores_disputes_settles_and_reads_the_report() 
         return;
     }
     let s = setup().await;
+    // The day's KPI figures, from the database, for the KPI page to show.
+    let day = "2026-11-23";
+    let settings = hotline::kpi::KpiSettings::default();
+    let (from, to) = hotline::kpi::day_period(day, day, settings.tz, "").unwrap();
+    let kpis = hotline::kpi::load(
+        &s.ts.server.store,
+        &settings,
+        from,
+        to,
+        chrono::Utc::now(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(kpis.total.answered >= 1, "{:?}", kpis.total);
+    let (offered, answered) = (
+        kpis.total.offered.to_string(),
+        kpis.total.answered.to_string(),
+    );
     run_browser(
         "qc_pages.py",
         s.ts.server.http,
-        &["--recording", &s.recording_id, "--password", PASSWORD],
+        &[
+            "--recording",
+            &s.recording_id,
+            "--password",
+            PASSWORD,
+            "--kpi-day",
+            day,
+            "--kpi-offered",
+            &offered,
+            "--kpi-answered",
+            &answered,
+        ],
     )
     .await;
     // What the browser did is in the database.

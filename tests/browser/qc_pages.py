@@ -5,9 +5,11 @@ WebDriver protocol (plain urllib: no client library to install).
 A QC user logs in, opens the sampled recording from the worklist, the audio
 loads (the browser's own requests answered 206), scores it with a pinned
 comment; the agent's team lead disputes the score; a supervisor settles it;
-the report shows it. Run by tests/qc_web.rs against a daemon it set up:
+the report shows it; the KPI page shows the day's figures (those the test
+computed from the database) and its charts. Run by tests/qc_web.rs against a daemon it set up:
 
-  qc_pages.py --base http://127.0.0.1:PORT --recording ID --password PW
+  qc_pages.py --base http://127.0.0.1:PORT --recording ID --password PW \
+      --kpi-day YYYY-MM-DD --kpi-offered N --kpi-answered N
 
 Exits non-zero with the failing step on stderr; stops ChromeDriver itself.
 """
@@ -151,7 +153,7 @@ def parse_args(*required):
 
 
 def main():
-    a = parse_args("recording")
+    a = parse_args("recording", "kpi-day", "kpi-offered", "kpi-answered")
     base, rec = a.base.rstrip("/"), a.recording
     b = Browser(a.chromium, a.chromedriver)
     try:
@@ -215,6 +217,20 @@ def main():
         check(b.text("#monitored") == "1", f"1 monitored, got {b.text('#monitored')}", b)
         check(b.text("#average") == "90.0", f"average 90.0, got {b.text('#average')}", b)
         check(b.js("return document.querySelectorAll('svg.chart rect.bar').length >= 2"), "the charts draw", b)
+
+        step(f"the KPI page for {a.kpi_day}: the day's figures and charts")
+        b.click('nav a[href="/qc/kpi"]')
+        wait_for(b, "return document.getElementById('k-from') !== null", "the KPI page")
+        b.js("document.getElementById('k-from').value = arguments[0];"
+             "document.getElementById('k-to').value = arguments[0];", a.kpi_day)
+        b.click("#show")
+        wait_for(b, f"return location.search.includes('from={a.kpi_day}')", "the chosen day shown")
+        check(b.text("#offered") == a.kpi_offered, f"offered {a.kpi_offered}, got {b.text('#offered')}", b)
+        check(b.text("#answered") == a.kpi_answered, f"answered {a.kpi_answered}, got {b.text('#answered')}", b)
+        check(b.js("return document.querySelectorAll('svg rect').length >= 1"), "the KPI charts draw", b)
+        check(b.js("return document.querySelector('#kpi-agents') !== null"
+                   " && document.querySelector('#kpi-agents').textContent.includes('1001')"),
+              "agent 1001 in the per-agent table", b)
         step("all steps passed")
     finally:
         b.quit()
