@@ -7,6 +7,7 @@
 pub mod acd;
 pub mod call;
 pub mod config;
+mod deferred_start;
 pub mod http;
 pub mod ivr;
 pub mod kpi;

@@ -165,13 +165,24 @@ impl Server {
         let running = cfg.clone();
         let (prompts, flows) = load_media_and_flows(&cfg)?;
         info!(prompts = prompts.len(), "prompts loaded");
-        let store = Store::open(&cfg.database_url)
-            .await
-            .map_err(|e| StartError::Store {
-                url: redact_url(&cfg.database_url),
-                message: e.to_string(),
-            })?;
-        if cfg.seed_demo {
+        let store_error = |message: String| StartError::Store {
+            url: redact_url(&cfg.database_url),
+            message,
+        };
+        // PostgreSQL that does not answer: start anyway (crate::deferred_start).
+        let (store, deferred) = match Store::open(&cfg.database_url).await {
+            Ok(store) => (store, false),
+            Err(e) if e.is_unavailable() && store_is_postgres(&cfg.database_url) => {
+                tracing::warn!(url = %redact_url(&cfg.database_url), error = %e,
+                    "the database does not answer: taking calls without it; records and events wait in the spool, and what a start reads is read when it answers");
+                let store = Store::open_unreachable(&cfg.database_url)
+                    .await
+                    .map_err(|e| store_error(e.to_string()))?;
+                (store, true)
+            }
+            Err(e) => return Err(store_error(e.to_string())),
+        };
+        if cfg.seed_demo && !deferred {
             let n = store.seed_demo().await.map_err(|e| StartError::Store {
                 url: redact_url(&cfg.database_url),
                 message: format!("seeding the demo accounts: {e}"),
@@ -191,12 +202,13 @@ impl Server {
                 }
             })?;
         // Recordings a killed daemon left half-written play again.
-        let repaired = crate::recording::maintenance::repair_interrupted(&store, &cfg.data_dir)
-            .await
-            .map_err(|e| StartError::Store {
-                url: redact_url(&cfg.database_url),
-                message: format!("repairing interrupted recordings: {e}"),
-            })?;
+        let repaired = if deferred {
+            0
+        } else {
+            crate::recording::maintenance::repair_interrupted(&store, &cfg.data_dir)
+                .await
+                .map_err(|e| store_error(format!("repairing interrupted recordings: {e}")))?
+        };
         if repaired > 0 {
             tracing::warn!(recordings = repaired, "interrupted recordings repaired");
         }
@@ -223,10 +235,14 @@ impl Server {
             registrar: cfg.registrar.clone(),
             guard: cfg.sip.guard.clone(),
         };
-        let bindings = store.load_bindings().await.map_err(|e| StartError::Store {
-            url: redact_url(&cfg.database_url),
-            message: format!("loading registrations: {e}"),
-        })?;
+        let bindings = if deferred {
+            Vec::new()
+        } else {
+            store
+                .load_bindings()
+                .await
+                .map_err(|e| store_error(format!("loading registrations: {e}")))?
+        };
         info!(bindings = bindings.len(), "registrations restored");
         let (changes_tx, mut changes_rx) =
             mpsc::channel::<Vec<crate::sip::registrar::BindingChange>>(1024);
@@ -261,27 +277,25 @@ impl Server {
             Some(t) => crate::call::WallClock::starting_at(t),
             None => crate::call::WallClock::system(),
         };
-        let agent_states = store
-            .load_agent_states()
-            .await
-            .map_err(|e| StartError::Store {
-                url: redact_url(&cfg.database_url),
-                message: format!("loading agent states: {e}"),
-            })?;
+        let agent_states = if deferred {
+            Vec::new()
+        } else {
+            store
+                .load_agent_states()
+                .await
+                .map_err(|e| store_error(format!("loading agent states: {e}")))?
+        };
         for w in &cfg.warnings {
             tracing::warn!("{w}");
         }
         // Stored callback requests come back at their place (only with a
         // trunk to place them through).
         let stored_callbacks = match &cfg.sip.outbound {
-            Some(_) => store
+            Some(_) if !deferred => store
                 .open_callbacks()
                 .await
-                .map_err(|e| StartError::Store {
-                    url: redact_url(&cfg.database_url),
-                    message: format!("loading callback requests: {e}"),
-                })?,
-            None => Vec::new(),
+                .map_err(|e| store_error(format!("loading callback requests: {e}")))?,
+            _ => Vec::new(),
         };
         let (due_callbacks, later_callbacks) =
             crate::call::callback::split_due(&stored_callbacks, clock.now());
@@ -362,6 +376,19 @@ impl Server {
             ));
         }
         tokio::spawn(crate::call::callback::run_dialer(ctx.clone(), callback_rx));
+        if deferred {
+            tokio::spawn(crate::deferred_start::catch_up(
+                crate::deferred_start::Deferred {
+                    store: store.clone(),
+                    sip: sip.clone(),
+                    acd: acd.clone(),
+                    ctx: ctx.clone(),
+                    seed_demo: cfg.seed_demo,
+                    callbacks: cfg.sip.outbound.is_some(),
+                    stop: shutdown.clone(),
+                },
+            ));
+        }
         let monitor = crate::call::monitor::MonitorHandle::new(ctx.clone());
         tokio::spawn(run_manager(
             ctx.clone(),
@@ -569,6 +596,11 @@ impl Server {
         self.store.close().await;
         info!("stopped");
     }
+}
+
+fn store_is_postgres(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// A database URL without its password, for messages.

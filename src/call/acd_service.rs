@@ -165,11 +165,42 @@ enum AcdInput {
     Snapshot {
         reply: oneshot::Sender<AcdSnapshot>,
     },
+    /// Agents' stored states read late (the database did not answer at
+    /// start): applied to the agents still logged out.
+    RestoreStates {
+        rows: Vec<AgentStateRow>,
+        reply: oneshot::Sender<usize>,
+    },
     Reconfigure {
         config: Box<AcdConfig>,
         registered: HashMap<String, bool>,
         reply: oneshot::Sender<Result<Reconfigured, AcdConfigErrors>>,
     },
+}
+
+/// Logs in (and pauses, with the stored reason) the agents whose stored
+/// state says so and who are logged out now; returns how many.
+fn restore_states(acd: &mut Acd, now: Instant, rows: &[AgentStateRow]) -> usize {
+    let mut n = 0;
+    for row in rows {
+        let id = AgentId(row.agent.clone());
+        if acd.agent(&id).is_none_or(|a| a.logged_in()) {
+            continue;
+        }
+        match row.state.as_str() {
+            "ready" => {
+                let _ = acd.agent_login(now, &id);
+            }
+            "paused" => {
+                let _ = acd.agent_login(now, &id);
+                let reason = row.reason.as_deref().unwrap_or("restored");
+                let _ = acd.agent_pause(now, &id, reason);
+            }
+            _ => continue,
+        }
+        n += 1;
+    }
+    n
 }
 
 /// Extension → agent id, replaced by a reload.
@@ -208,6 +239,15 @@ impl AcdHandle {
     /// The agent whose softphone registers as `extension`.
     pub fn agent_for_extension(&self, extension: &str) -> Option<AgentId> {
         self.by_extension.now().get(extension).cloned()
+    }
+
+    /// Applies agents' stored states read after the start (the database
+    /// did not answer then) to the agents still logged out; returns how
+    /// many were restored.
+    pub async fn restore_states(&self, rows: Vec<AgentStateRow>) -> Result<usize, AcdStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.send(AcdInput::RestoreStates { rows, reply }).await?;
+        rx.await.map_err(|_| AcdStopped)
     }
 
     /// Applies reloaded agents and queues (see [`Acd::reconfigure`]).
@@ -436,23 +476,7 @@ pub fn spawn(
     for id in &ids {
         let _ = acd.agent_reachable(now, id, false);
     }
-    for row in &restored {
-        let id = AgentId(row.agent.clone());
-        if acd.agent(&id).is_none() {
-            continue;
-        }
-        match row.state.as_str() {
-            "ready" => {
-                let _ = acd.agent_login(now, &id);
-            }
-            "paused" => {
-                let _ = acd.agent_login(now, &id);
-                let reason = row.reason.as_deref().unwrap_or("restored");
-                let _ = acd.agent_pause(now, &id, reason);
-            }
-            _ => {}
-        }
-    }
+    restore_states(&mut acd, now, &restored);
     let mut kept = HashMap::new();
     let mut requests = requests;
     requests.sort_by_key(|r| (r.since, r.requested_at));
@@ -641,6 +665,11 @@ impl Service {
             } => self.on_presence(now, &extension, reachable),
             AcdInput::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
+            }
+            AcdInput::RestoreStates { rows, reply } => {
+                let n = restore_states(&mut self.acd, now, &rows);
+                info!(agents = n, "agents' stored states restored");
+                let _ = reply.send(n);
             }
             AcdInput::Reconfigure {
                 config,

@@ -254,6 +254,11 @@ enum Command {
     },
     /// Stop offering new calls (503) — the daemon is draining.
     Drain,
+    /// Registrations read from the store late (the daemon started while
+    /// its database did not answer).
+    LoadBindings {
+        bindings: Vec<Binding>,
+    },
     /// A reload's softphone users; the bindings of users taken out go.
     SetUsers {
         users: Vec<crate::config::SipUser>,
@@ -370,6 +375,13 @@ impl SipHandle {
             return 0;
         }
         rx.await.unwrap_or(0)
+    }
+
+    /// Restores registrations read from the store after the start (the
+    /// database did not answer then). An AOR that registered since keeps
+    /// what it registered; the stored bindings of the others come back.
+    pub async fn load_bindings(&self, bindings: Vec<Binding>) {
+        let _ = self.cmd.send(Command::LoadBindings { bindings }).await;
     }
 
     /// From now on new INVITEs get 503 Service Unavailable.
@@ -795,10 +807,34 @@ impl Endpoint {
                 self.dialogs.remove(&call_id);
             }
             Command::Drain => self.draining = true,
+            Command::LoadBindings { bindings } => self.load_bindings(bindings),
             Command::SetUsers { users, reply } => {
                 let _ = reply.send(self.set_users(users));
             }
         }
+    }
+
+    fn load_bindings(&mut self, mut bindings: Vec<Binding>) {
+        let now = Utc::now();
+        bindings.retain(|b| self.registrar.bindings(&b.aor, now).is_empty());
+        let mut aors: Vec<String> = bindings.iter().map(|b| b.aor.clone()).collect();
+        let dropped = self.registrar.load(bindings);
+        let expired = self.registrar.expire(now);
+        let gone: Vec<BindingChange> = dropped
+            .into_iter()
+            .chain(expired)
+            .map(BindingChange::Removed)
+            .collect();
+        if !gone.is_empty() {
+            self.persist(gone);
+        }
+        aors.sort_unstable();
+        aors.dedup();
+        info!(
+            aors = aors.len(),
+            "registrations restored from the database"
+        );
+        self.bindings_changed(aors);
     }
 
     fn set_users(&mut self, users: Vec<crate::config::SipUser>) -> usize {

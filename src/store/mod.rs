@@ -51,6 +51,7 @@ pub mod writer;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -238,6 +239,11 @@ enum Db {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// Set once the migrations are applied: at open, or, for a store
+    /// opened while its database did not answer
+    /// ([`Store::open_unreachable`]), at the first [`Store::ping`] it
+    /// answers.
+    migrated: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// Shows the backend only: connection options may hold a password.
@@ -291,7 +297,41 @@ impl Store {
             return Err(StoreError::UnknownScheme { scheme });
         };
         store.migrate_now().await?;
+        let _ = store.migrated.set(());
         Ok(store)
+    }
+
+    /// A PostgreSQL store whose database does not answer now (the daemon
+    /// starts anyway and spools): no connection is made until one is
+    /// needed, and the migrations are applied at the first [`Store::ping`]
+    /// that reaches the database. Until then every query fails as the
+    /// database being unavailable.
+    pub async fn open_unreachable(url: &str) -> Result<Store, StoreError> {
+        let url = url.trim().to_string();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::BadUrl(
+                "only a PostgreSQL store can start without its database".into(),
+            ));
+        }
+        off_runtime(async move {
+            let options =
+                PgConnectOptions::from_str(&url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_lazy_with(options);
+            Ok(Store {
+                db: Db::Postgres(pool),
+                migrated: Arc::default(),
+            })
+        })
+        .await
+    }
+
+    /// Whether the migrations are applied (always, but for a store from
+    /// [`Store::open_unreachable`] whose database has not answered yet).
+    pub fn is_migrated(&self) -> bool {
+        self.migrated.initialized()
     }
 
     async fn open_sqlite(rest: &str) -> Result<Store, StoreError> {
@@ -334,6 +374,7 @@ impl Store {
             .map_err(connect)?;
         Ok(Store {
             db: Db::Sqlite { pool, lookup },
+            migrated: Arc::default(),
         })
     }
 
@@ -353,14 +394,23 @@ impl Store {
             })?;
         Ok(Store {
             db: Db::Postgres(pool),
+            migrated: Arc::default(),
         })
     }
 
-    /// Runs a trivial query: does the database answer now?
+    /// Runs a trivial query: does the database answer now? A store whose
+    /// migrations wait ([`Store::open_unreachable`]) applies them first.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
+        let this = self.clone();
         off_runtime(async move {
-            with_pool!(&db, |pool| sqlx::query("SELECT 1")
+            this.migrated
+                .get_or_try_init(|| async {
+                    this.migrate_now().await?;
+                    tracing::info!("the database answers: migrations applied");
+                    Ok::<(), StoreError>(())
+                })
+                .await?;
+            with_pool!(&this.db, |pool| sqlx::query("SELECT 1")
                 .execute(pool)
                 .await
                 .map(|_| ())

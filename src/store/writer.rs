@@ -185,7 +185,9 @@ pub fn spawn_spooling_writer(
 fn start(store: Store, capacity: usize, spool: Option<Spool<Row>>) -> (RecordSink, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let counters = Arc::new(Counters::default());
-    let spooling = spool.as_ref().is_some_and(|s| !s.is_empty());
+    // A store whose database has not answered yet starts spooling.
+    let spooling =
+        spool.as_ref().is_some_and(|s| !s.is_empty()) || (spool.is_some() && !store.is_migrated());
     let writer = Writer {
         store,
         counters: counters.clone(),
@@ -721,6 +723,12 @@ impl Writer {
         );
         if !answers {
             return self.back_off();
+        }
+        if self.spool.as_ref().is_none_or(|s| s.is_empty()) {
+            self.spooling = false;
+            self.backoff = FIRST_BACKOFF;
+            tracing::info!("the database answers; nothing spooled; writing directly");
+            return;
         }
         for _ in 0..CHUNKS_PER_PASS {
             let chunk = match self.with_spool(|s| s.read(MAX_BATCH)).await {
