@@ -84,13 +84,14 @@ fi
 log "daemon up (pid $DAEMON_PID, HTTP 127.0.0.1:$HTTP_PORT); schemathesis for up to ${SECONDS_BUDGET}s"
 
 # --- schemathesis ---------------------------------------------------------------------
-timeout -k 5 $((SECONDS_BUDGET + 60)) "$VENV/bin/schemathesis" run \
+# From the work dir: schemathesis keeps its cache (.schemathesis/) there.
+(cd "$WORK" && timeout -k 5 $((SECONDS_BUDGET + 60)) "$VENV/bin/schemathesis" run \
   "http://127.0.0.1:$HTTP_PORT/api/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
   --exclude-path /api/events/stream \
   -n "$EXAMPLES" --max-time "$SECONDS_BUDGET" --request-timeout 5 --seed "$SEED" \
   --report junit --report-dir "$WORK/report" \
-  --no-color > "$WORK/schemathesis.log" 2>&1
+  --no-color > "$WORK/schemathesis.log" 2>&1)
 rc=$?
 summary=$(grep -E '^  [0-9]+ generated' "$WORK/schemathesis.log" | tail -n 1 | sed 's/^ *//')
 if [ $rc -eq 0 ]; then
