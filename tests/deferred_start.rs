@@ -20,26 +20,13 @@ mod tcp_proxy;
 #[path = "support/test_db.rs"]
 mod test_db;
 
-const AGENTS: &str = r#"
-[[acd.queues]]
-name = "12345"
-ring_timeout_secs = 5
-[[acd.queues]]
-name = "12333"
-when_no_agents = "refuse"
-[[acd.agents]]
-id = "1001"
-name = "Agent One"
-extension = "1001"
-queues = ["12345"]
-wrap_up_secs = 1
-login_on_register = true
-[[acd.agents]]
-id = "1002"
-name = "Agent Two"
-extension = "1002"
-queues = ["12345"]
-"#;
+/// Agent 1001 of `support::AGENT_1001`, and 1002 who logs in by hand.
+fn agents() -> String {
+    format!(
+        "{}[[acd.agents]]\nid = \"1002\"\nname = \"Agent Two\"\nextension = \"1002\"\nqueues = [\"12345\"]\n",
+        support::AGENT_1001
+    )
+}
 
 async fn agent_view(ts: &TestServer, id: &str) -> hotline::call::acd_service::AgentView {
     let snap = ts.server.acd().snapshot().await.expect("ACD runs");
@@ -71,7 +58,7 @@ async fn a_daemon_started_without_its_database_takes_calls_and_catches_up() {
         let proxy = tcp_proxy::CutProxy::start(tcp_proxy::upstream_of(&db.url)).await;
         let opts = ServerOptions {
             database: Some(tcp_proxy::through(&db.url, proxy.addr)),
-            extra_toml: AGENTS.into(),
+            extra_toml: agents(),
             ..Default::default()
         };
 

@@ -390,6 +390,18 @@ impl SipHandle {
     }
 }
 
+/// Loads stored bindings into `registrar`; the changes for the store: those
+/// dropped by the load and those expired.
+fn load_stored(registrar: &mut Registrar, bindings: Vec<Binding>) -> Vec<BindingChange> {
+    let dropped = registrar.load(bindings);
+    let expired = registrar.expire(Utc::now());
+    dropped
+        .into_iter()
+        .chain(expired)
+        .map(BindingChange::Removed)
+        .collect()
+}
+
 /// Binds the configured transports and starts the endpoint task.
 pub async fn start(
     cfg: EndpointConfig,
@@ -424,13 +436,7 @@ pub async fn start(
     })
     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let mut registrar = Registrar::new(cfg.registrar.limits.clone());
-    let dropped = registrar.load(registrations.bindings);
-    let expired = registrar.expire(Utc::now());
-    let gone: Vec<BindingChange> = dropped
-        .into_iter()
-        .chain(expired)
-        .map(BindingChange::Removed)
-        .collect();
+    let gone = load_stored(&mut registrar, registrations.bindings);
     if !gone.is_empty() {
         let _ = registrations.changes.try_send(gone);
     }
@@ -818,13 +824,7 @@ impl Endpoint {
         let now = Utc::now();
         bindings.retain(|b| self.registrar.bindings(&b.aor, now).is_empty());
         let mut aors: Vec<String> = bindings.iter().map(|b| b.aor.clone()).collect();
-        let dropped = self.registrar.load(bindings);
-        let expired = self.registrar.expire(now);
-        let gone: Vec<BindingChange> = dropped
-            .into_iter()
-            .chain(expired)
-            .map(BindingChange::Removed)
-            .collect();
+        let gone = load_stored(&mut self.registrar, bindings);
         if !gone.is_empty() {
             self.persist(gone);
         }
