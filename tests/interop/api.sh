@@ -24,7 +24,7 @@
 # Both tools are installed with pip, at pinned versions, in a venv kept in
 # ${HOTLINE_TOOLS_DIR:-~/.cache/hotline}/api-venv (made once, ~20 s).
 # Ports: HOTLINE_API_PORT_BASE (default 31600) .. +199 on 127.0.0.1.
-#   HOTLINE_API_SECONDS  schemathesis' time budget (default 90)
+#   HOTLINE_API_SECONDS  schemathesis' time budget (default 60)
 #   HOTLINE_API_EXAMPLES examples per operation and phase (default 25)
 #   HOTLINE_API_SEED     its seed (default 1: the same requests every run)
 # Prints PASS/FAIL per check and "api: N passed, M failed"; exits 1 on any
@@ -43,7 +43,7 @@ log() { hl_log "$@"; }
 BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 BASE=${HOTLINE_API_PORT_BASE:-31600}
 SIP_PORT=$BASE HTTP_PORT=$((BASE + 1)) PROM_PORT=$((BASE + 2)) RTP_PORTS="$((BASE + 100))-$((BASE + 199))"
-SECONDS_BUDGET=${HOTLINE_API_SECONDS:-90}
+SECONDS_BUDGET=${HOTLINE_API_SECONDS:-60}
 EXAMPLES=${HOTLINE_API_EXAMPLES:-25}
 SEED=${HOTLINE_API_SEED:-1}
 TOKEN=api-check-token-$(date +%s)-$$
