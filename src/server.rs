@@ -172,13 +172,16 @@ impl Server {
         // PostgreSQL that does not answer: start anyway (crate::deferred_start).
         let (store, deferred) = match Store::open(&cfg.database_url).await {
             Ok(store) => (store, false),
-            Err(e) if e.is_unavailable() && store_is_postgres(&cfg.database_url) => {
-                tracing::warn!(url = %redact_url(&cfg.database_url), error = %e,
-                    "the database does not answer: taking calls without it; records and events wait in the spool, and what a start reads is read when it answers");
-                let store = Store::open_unreachable(&cfg.database_url)
-                    .await
-                    .map_err(|e| store_error(e.to_string()))?;
-                (store, true)
+            // Only a PostgreSQL store opens unreachable; SQLite's error stands.
+            Err(e) if e.is_unavailable() => {
+                match Store::open_unreachable(&cfg.database_url).await {
+                    Ok(store) => {
+                        tracing::warn!(url = %redact_url(&cfg.database_url), error = %e,
+                        "the database does not answer: taking calls without it; records and events wait in the spool, and what a start reads is read when it answers");
+                        (store, true)
+                    }
+                    Err(_) => return Err(store_error(e.to_string())),
+                }
             }
             Err(e) => return Err(store_error(e.to_string())),
         };
@@ -500,8 +503,17 @@ impl Server {
         } else {
             0
         };
+        // The ACD takes a registration only for an agent added or given a
+        // new extension: only those are looked up.
         let mut registered = std::collections::HashMap::new();
         for a in &new.acd.agents {
+            if self
+                .acd
+                .agent_for_extension(&a.extension)
+                .is_some_and(|id| id.0 == a.id)
+            {
+                continue;
+            }
             let live = !self.sip.contacts(&a.extension).await.is_empty();
             registered.insert(a.extension.clone(), live);
         }
@@ -596,11 +608,6 @@ impl Server {
         self.store.close().await;
         info!("stopped");
     }
-}
-
-fn store_is_postgres(url: &str) -> bool {
-    let url = url.trim();
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// A database URL without its password, for messages.

@@ -47,12 +47,6 @@ pub struct Reconfigured {
     pub settings_changed: bool,
 }
 
-impl Reconfigured {
-    pub fn is_empty(&self) -> bool {
-        *self == Reconfigured::default()
-    }
-}
-
 impl Acd {
     /// Applies a new agent and queue configuration (see the module
     /// header). A config that does not validate changes nothing.
