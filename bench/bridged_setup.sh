@@ -19,7 +19,9 @@ hl_config "$ROOT" "$HERE/flows-bridged" "$WORK/hotline.toml" \
   's#^address = "0.0.0.0"#address = "127.0.0.1"#' \
   's#^seed_demo = .*#seed_demo = false#' \
   's#^keepalive_secs = .*#keepalive_secs = 0#' \
-  's#^max_bindings_per_source = .*#max_bindings_per_source = 10000#'
+  's#^max_bindings_per_source = .*#max_bindings_per_source = 10000#' \
+  "s#^realtime_priority = .*#realtime_priority = ${BENCH_RT_PRIORITY:-10}#" \
+  "s#^\# media_threads = .*#${BENCH_MEDIA_THREADS:+media_threads = $BENCH_MEDIA_THREADS}#"
 python3 - "$WORK" "$AGENTS" <<'EOF_PY' || exit 2
 import hashlib, sys
 work, n = sys.argv[1], int(sys.argv[2])
@@ -87,9 +89,25 @@ agents_up() {
     sipp_bg "$name-reg" 30 -sf "$HERE/sipp/agent_register.xml" -inf "$WORK/agents.csv" \
     -r 400 -m "$n" -l 400
   wait "$SIPP_PID" 2>/dev/null
+  # All agents' RTP comes to the one echo socket of this SIPp: 50 packets/s
+  # per call, in bursts (the callers' SIPp sends each 20 ms tick's packets
+  # at once). With the kernel's default receive buffer (~200 packets) that
+  # socket overflows from some 1,000 calls on, and the agents' side of the
+  # load falls short. SIPp sets no buffer size itself, so it is started
+  # with a larger default (AGENT_RCVBUF bytes), put back once SIPp has
+  # bound its sockets; the daemon's RTP sockets, bound per call later, get
+  # the machine's own default. Drops at SIPp's sockets are reported.
+  local rmem; rmem=$(cat /proc/sys/net/core/rmem_default)
+  echo "${AGENT_RCVBUF:-33554432}" > /proc/sys/net/core/rmem_default 2>/dev/null ||
+    hl_log "cannot raise net.core.rmem_default: the agents' echo socket may overflow"
   SIPP_LOCAL_PORT=$AGENT_PORT SIPP_LOCAL_MEDIA=$AGENT_MEDIA \
     sipp_bg "$name-agents" "$secs" -sf "$HERE/sipp/agent_answer.xml" -rtp_echo
   AGENT_SIPP=$SIPP_PID
+  for _ in $(seq 1 40); do
+    ss -Hun "( sport = :$AGENT_MEDIA )" | grep -q . && break
+    sleep 0.05
+  done
+  echo "$rmem" > /proc/sys/net/core/rmem_default 2>/dev/null
   LOGINS=0
   for _ in $(seq 1 20); do
     LOGINS=$(db "SELECT count(*) FROM queue_events WHERE kind = 'login'" 2>/dev/null || echo 0)

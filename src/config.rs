@@ -211,6 +211,10 @@ struct FileRtp {
     ports: String,
     timeout_secs: u64,
     inband_dtmf: String,
+    /// Absent: one per CPU.
+    media_threads: Option<usize>,
+    realtime_priority: u8,
+    media_nap_us: u64,
 }
 
 impl Default for FileRtp {
@@ -221,9 +225,19 @@ impl Default for FileRtp {
             ports: "20000-29999".into(),
             timeout_secs: 30,
             inband_dtmf: "auto".into(),
+            media_threads: None,
+            realtime_priority: DEFAULT_REALTIME_PRIORITY,
+            media_nap_us: 250,
         }
     }
 }
+
+/// The media threads' `SCHED_RR` priority unless configured (1–99; the
+/// kernel's own threads that must preempt it, such as its watchdogs, run at
+/// 99 or 50).
+pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
+/// More media threads than this is a typing error, not a machine.
+const MAX_MEDIA_THREADS: usize = 256;
 
 /// The shortest HTTP API token accepted (a guessable token is no lock).
 const MIN_API_TOKEN_LEN: usize = 16;
@@ -397,6 +411,13 @@ pub struct RtpConfig {
     /// A call whose RTP stops for this long is hung up.
     pub timeout: Duration,
     pub inband_dtmf: InbandDtmf,
+    /// Threads that run the calls' RTP (crate::media::media_threads); 0:
+    /// none, media runs on the main runtime (embedded daemons, tests).
+    pub media_threads: usize,
+    /// `SCHED_RR` priority the media threads ask for; 0: normal priority.
+    pub realtime_priority: u8,
+    /// How long a media thread naps before it waits for packets again.
+    pub media_nap: Duration,
 }
 
 /// When to listen for DTMF tones in the received audio.
@@ -773,6 +794,26 @@ impl Validator {
                 InbandDtmf::Auto
             }
         };
+        let media_threads = f.rtp.media_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        if media_threads > MAX_MEDIA_THREADS {
+            self.error(
+                "rtp.media_threads",
+                format!(
+                    "{media_threads}: at most {MAX_MEDIA_THREADS} (0: none, absent: one per CPU)"
+                ),
+            );
+        }
+        if f.rtp.realtime_priority > 99 {
+            self.error(
+                "rtp.realtime_priority",
+                format!(
+                    "{}: a SCHED_RR priority is 1 to 99 (0: normal priority)",
+                    f.rtp.realtime_priority
+                ),
+            );
+        }
 
         let (http_key, http_val) = match &o.http_listen {
             Some(v) => ("--http-listen", v.clone()),
@@ -921,6 +962,9 @@ impl Validator {
                 port_high,
                 timeout: Duration::from_secs(f.rtp.timeout_secs),
                 inband_dtmf,
+                media_threads: media_threads.min(MAX_MEDIA_THREADS),
+                realtime_priority: f.rtp.realtime_priority.min(99),
+                media_nap: Duration::from_micros(f.rtp.media_nap_us),
             },
             http_listen,
             api_tokens: f.http.api_tokens,

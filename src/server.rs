@@ -6,6 +6,7 @@
 use crate::call::{run_manager, CallContext};
 use crate::config::Config;
 use crate::ivr::flow::{load_flows, FlowSet};
+use crate::media::media_threads::{MediaThreads, Priority};
 use crate::media::port_pool::PortPool;
 use crate::media::prompts::PromptStore;
 use crate::sip::acl::Acl;
@@ -55,6 +56,8 @@ pub enum StartError {
     },
     #[error("RTP ports: {0}")]
     Ports(String),
+    #[error("starting the media threads: {0}")]
+    MediaThreads(std::io::Error),
     #[error("SIP listen on {addr}: {source}")]
     SipBind {
         addr: SocketAddr,
@@ -126,6 +129,32 @@ pub fn load_media_and_flows(cfg: &Config) -> Result<(Arc<PromptStore>, Arc<FlowS
         return Err(StartError::Flows(problems.join("\n")));
     }
     Ok((Arc::new(prompts), Arc::new(flows)))
+}
+
+/// The media threads (crate::media::media_threads), and what they got of
+/// the real-time priority they asked for, in the log.
+fn start_media_threads(rtp: &crate::config::RtpConfig) -> Result<MediaThreads, StartError> {
+    let threads = MediaThreads::start(rtp.media_threads, rtp.realtime_priority, rtp.media_nap)
+        .map_err(StartError::MediaThreads)?;
+    match threads.priority() {
+        Priority::Realtime(p) => info!(
+            threads = threads.count(),
+            priority = p,
+            "media threads started, real-time (SCHED_RR)"
+        ),
+        Priority::Normal => info!(
+            threads = threads.count(),
+            "media threads started, normal priority (rtp.realtime_priority = 0)"
+        ),
+        Priority::Refused { asked, error } => tracing::warn!(
+            threads = threads.count(),
+            asked,
+            %error,
+            "media threads run at normal priority: real-time priority refused \
+             (run as root, grant CAP_SYS_NICE, or LimitRTPRIO= under systemd)"
+        ),
+    }
+    Ok(threads)
 }
 
 /// A running daemon.
@@ -221,8 +250,12 @@ impl Server {
             records.clone(),
         );
         let live = crate::call::live::LiveCalls::default();
-        let ports = PortPool::new(cfg.rtp.bind, cfg.rtp.port_low, cfg.rtp.port_high)
+        let mut ports = PortPool::new(cfg.rtp.bind, cfg.rtp.port_low, cfg.rtp.port_high)
             .map_err(|e| StartError::Ports(e.to_string()))?;
+        if cfg.rtp.media_threads > 0 {
+            let threads = start_media_threads(&cfg.rtp)?;
+            ports = ports.with_media_threads(threads);
+        }
         let shutdown = CancellationToken::new();
         let calls_stop = CancellationToken::new();
         let (incoming_tx, incoming_rx) = mpsc::channel(1024);
@@ -566,6 +599,15 @@ impl Server {
     }
 
     /// Waits until every record submitted so far is in the database.
+    /// RTP sockets at home on each media thread now; `None` without media
+    /// threads (`rtp.media_threads = 0`).
+    pub fn media_thread_sockets(&self) -> Option<Vec<usize>> {
+        self.ctx
+            .ports
+            .media_threads()
+            .map(MediaThreads::sockets_per_thread)
+    }
+
     pub async fn flush_records(&self) {
         self.records.flush().await;
     }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod g711;
 pub mod jitter;
 pub mod latch;
+pub mod media_threads;
 pub mod monitor_feed;
 pub mod player;
 pub mod port_pool;

@@ -142,7 +142,8 @@ pub fn spawn(
     media: watch::Receiver<Negotiated>,
     stop: CancellationToken,
 ) -> JoinHandle<FeedEnd> {
-    tokio::spawn(Feed::new(leg, voice).run(tap, media, stop))
+    let home = leg.socket.home().again();
+    home.spawn(Feed::new(leg, voice).run(tap, media, stop))
 }
 
 struct Feed {

@@ -13,6 +13,11 @@
 //!
 //! [`RtpSocket`] returns its port to the pool when dropped, after the
 //! socket itself is closed.
+//!
+//! With [`MediaThreads`] ([`PortPool::with_media_threads`]) a socket is
+//! registered with the media thread that has the fewest sockets, its
+//! [`Home`], where the task that reads it must run ([`RtpSocket::home`]);
+//! without, with the runtime that allocates it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,6 +25,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::net::UdpSocket;
+
+use super::media_threads::{Home, MediaThreads};
 
 #[derive(Debug, Error)]
 pub enum PoolError {
@@ -61,6 +68,7 @@ impl Inner {
 #[derive(Debug, Clone)]
 pub struct PortPool {
     inner: Arc<Inner>,
+    media: Option<MediaThreads>,
 }
 
 impl PortPool {
@@ -83,7 +91,19 @@ impl PortPool {
                 capacity: free.len(),
                 free: Mutex::new(free),
             }),
+            media: None,
         })
+    }
+
+    /// The same pool, its sockets at home on `threads`.
+    pub fn with_media_threads(mut self, threads: MediaThreads) -> Self {
+        self.media = Some(threads);
+        self
+    }
+
+    /// The media threads its sockets go to, if any.
+    pub fn media_threads(&self) -> Option<&MediaThreads> {
+        self.media.as_ref()
     }
 
     pub fn ip(&self) -> IpAddr {
@@ -113,10 +133,15 @@ impl PortPool {
                 break;
             };
             let addr = SocketAddr::new(self.inner.ip, port);
-            match bind(addr) {
+            let home = match &self.media {
+                Some(threads) => threads.least_loaded(),
+                None => Home::local(),
+            };
+            match home.enter(|| bind(addr)) {
                 Ok(socket) => {
                     return Ok(RtpSocket {
                         socket,
+                        home,
                         local: addr,
                         _lease: Some(Lease {
                             pool: self.inner.clone(),
@@ -164,6 +189,7 @@ pub struct RtpSocket {
     // Field order matters: the socket is closed before the lease returns
     // the port (fields drop in declaration order).
     socket: UdpSocket,
+    home: Home,
     local: SocketAddr,
     _lease: Option<Lease>,
 }
@@ -174,8 +200,50 @@ impl RtpSocket {
         Ok(RtpSocket {
             local: socket.local_addr()?,
             socket,
+            home: Home::local(),
             _lease: None,
         })
+    }
+
+    /// Where the socket is registered: the task that reads it runs there.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The same socket registered at `to` (a bridge takes both legs to one
+    /// thread). The file descriptor is duplicated and the copy registered
+    /// there before the old registration goes, so the socket is never
+    /// lost: should registering fail (the kernel's epoll limits), it stays
+    /// where it was, still working, and that is logged.
+    pub fn rehome(self, to: &Home) -> RtpSocket {
+        if self.home.same_as(to) {
+            return self;
+        }
+        let moved = socket2::SockRef::from(&self.socket)
+            .try_clone()
+            .and_then(|dup| to.enter(|| UdpSocket::from_std(dup.into())));
+        match moved {
+            Ok(socket) => {
+                let RtpSocket {
+                    socket: old,
+                    home: old_home,
+                    local,
+                    _lease,
+                } = self;
+                drop(old);
+                drop(old_home);
+                RtpSocket {
+                    socket,
+                    home: to.again(),
+                    local,
+                    _lease,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(port = self.port(), error = %e, "RTP socket not moved to another media thread");
+                self
+            }
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -320,5 +388,51 @@ mod tests {
         ports.dedup();
         assert_eq!(ports.len(), 8);
         assert_eq!(pool.available(), 8);
+    }
+
+    #[test]
+    fn sockets_go_to_media_threads_and_a_moved_one_is_read_there() {
+        let threads = MediaThreads::start(2, 0, std::time::Duration::ZERO).unwrap();
+        let (low, high) = range(4);
+        let pool = PortPool::new(LO, low, high)
+            .unwrap()
+            .with_media_threads(threads.clone());
+        // Allocated outside any runtime: the socket registers at its home.
+        let a = pool.allocate().unwrap();
+        let b = pool.allocate().unwrap();
+        assert!(!a.home().same_as(b.home()), "spread over both threads");
+        assert_eq!(threads.sockets_per_thread(), vec![1, 1]);
+        let port = b.port();
+        let to = a.home().again();
+        let b = b.rehome(&to);
+        drop(to);
+        assert!(b.home().same_as(a.home()));
+        assert_eq!(b.port(), port);
+        assert_eq!(threads.sockets_per_thread().iter().sum::<usize>(), 2);
+        let sender = std::net::UdpSocket::bind((LO, 0)).unwrap();
+        sender.send_to(b"rtp", (LO, port)).unwrap();
+        let got = a.home().spawn(async move {
+            let mut buf = [0u8; 16];
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                b.socket().recv_from(&mut buf),
+            )
+            .await;
+            let n = read.expect("read at the new home").unwrap().0;
+            (
+                buf[..n].to_vec(),
+                std::thread::current().name().map(str::to_owned),
+            )
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (data, thread) = rt.block_on(got).unwrap();
+        assert_eq!(data, b"rtp");
+        assert!(thread.unwrap().starts_with("hotline-media-"));
+        drop(a);
+        assert_eq!(threads.sockets_per_thread(), vec![0, 0]);
+        assert_eq!(pool.available(), 4);
     }
 }

@@ -52,6 +52,9 @@ pub struct ServerOptions {
     pub registrar_toml: String,
     /// `[http] api_tokens`.
     pub api_tokens: Vec<String>,
+    /// `[rtp] media_threads`: 0 (the default here) runs RTP on the test's
+    /// own runtime, so that paused time drives it too.
+    pub media_threads: usize,
 }
 
 impl Default for ServerOptions {
@@ -67,6 +70,7 @@ impl Default for ServerOptions {
             sip_toml: String::new(),
             registrar_toml: String::new(),
             api_tokens: Vec::new(),
+            media_threads: 0,
         }
     }
 }
@@ -381,6 +385,7 @@ addresses = [{trunks}]
 address = "127.0.0.1"
 ports = "{lo}-{hi}"
 timeout_secs = {rtp_timeout}
+media_threads = {media_threads}
 [http]
 listen = "127.0.0.1:0"
 api_tokens = [{tokens}]
@@ -416,6 +421,7 @@ ha1_md5 = "951f93efda0bef97f8f47dae45158c6e"
         sip_toml = opts.sip_toml,
         registrar_toml = opts.registrar_toml,
         rtp_timeout = opts.rtp_timeout_secs,
+        media_threads = opts.media_threads,
         lo = base,
         hi = base + 4999,
         db = db,
