@@ -238,6 +238,8 @@ impl Default for FileRtp {
 pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
 /// More media threads than this is a typing error, not a machine.
 const MAX_MEDIA_THREADS: usize = 256;
+/// A longer nap than this would be heard (RTP frames are 20 ms).
+const MAX_MEDIA_NAP_US: u64 = 5_000;
 
 /// The shortest HTTP API token accepted (a guessable token is no lock).
 const MIN_API_TOKEN_LEN: usize = 16;
@@ -805,6 +807,15 @@ impl Validator {
                 ),
             );
         }
+        if f.rtp.media_nap_us > MAX_MEDIA_NAP_US {
+            self.error(
+                "rtp.media_nap_us",
+                format!(
+                    "{} µs: at most {MAX_MEDIA_NAP_US} (each µs is delay added to relayed audio)",
+                    f.rtp.media_nap_us
+                ),
+            );
+        }
         if f.rtp.realtime_priority > 99 {
             self.error(
                 "rtp.realtime_priority",
@@ -1265,6 +1276,38 @@ mod tests {
         assert!(c.sip.udp && c.sip.tcp);
         assert_eq!((c.rtp.port_low, c.rtp.port_high), (20000, 29999));
         assert!(c.database_url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn media_threads_default_to_one_per_cpu_at_real_time_and_are_checked() {
+        let c = load("").unwrap();
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(c.rtp.media_threads, cpus);
+        assert_eq!(c.rtp.realtime_priority, DEFAULT_REALTIME_PRIORITY);
+        assert_eq!(c.rtp.media_nap, Duration::from_micros(250));
+        let c =
+            load("[rtp]\nmedia_threads = 0\nrealtime_priority = 0\nmedia_nap_us = 0\n").unwrap();
+        assert_eq!(
+            (
+                c.rtp.media_threads,
+                c.rtp.realtime_priority,
+                c.rtp.media_nap
+            ),
+            (0, 0, Duration::ZERO)
+        );
+        let err =
+            load("[rtp]\nmedia_threads = 1000\nrealtime_priority = 100\nmedia_nap_us = 20000\n")
+                .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rtp.media_threads",
+                "rtp.media_nap_us",
+                "rtp.realtime_priority"
+            ]
+        );
+        assert!(err.to_string().contains("1 to 99"), "{err}");
     }
 
     const QUEUE: &str = "[[acd.queues]]\nname = \"12345\"\n";

@@ -20,24 +20,7 @@ fn secs(n: u64) -> Duration {
 async fn a_call_through_ivr_and_bridge_runs_on_the_media_threads() {
     let ts = TestServer::start_with(ServerOptions {
         media_threads: 2,
-        extra_toml: r#"
-[clock]
-start = "2026-11-23T10:00:00+08:00"
-[[acd.queues]]
-name = "12345"
-ring_timeout_secs = 5
-[[acd.queues]]
-name = "12333"
-when_no_agents = "refuse"
-[[acd.agents]]
-id = "1001"
-name = "Agent One"
-extension = "1001"
-queues = ["12345"]
-wrap_up_secs = 0
-login_on_register = true
-"#
-        .into(),
+        extra_toml: support::AGENT_1001.into(),
         ..Default::default()
     })
     .await;

@@ -49,7 +49,7 @@ fn copy_shipped_flows(to: &Path) {
 /// daemon's BYE) or 4 s passed.
 async fn heard_on_55555(ts_phone: support::PhoneBuilder) -> (Vec<String>, bool) {
     let mut call = ts_phone.build().await.call("55555").await;
-    let ended = call.wait_bye(Duration::from_secs(4)).await;
+    let ended = call.wait_bye(Duration::from_secs(10)).await;
     let heard = call.heard_names();
     if !ended {
         call.bye().await;

@@ -75,6 +75,7 @@ use super::dtmf::DtmfSource;
 use super::events::Outbox;
 use super::jitter::Jitter;
 use super::latch::{SymmetricLatch, Verdict};
+use super::media_threads::Spawner;
 use super::player::Player;
 use super::port_pool::RtpSocket;
 use super::prompts::Prompt;
@@ -266,9 +267,15 @@ pub struct BridgeHandle {
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
     local_addrs: [SocketAddr; 2],
+    spawner: Spawner,
 }
 
 impl BridgeHandle {
+    /// Spawns at the bridge's thread (its recorder goes there).
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+
     /// A control others may hold while this bridge runs.
     pub fn control(&self) -> BridgeControl {
         BridgeControl {
@@ -378,6 +385,7 @@ pub fn spawn(cfg: BridgeConfig) -> (BridgeHandle, mpsc::Receiver<BridgeEvent>) {
             commands: cmd_tx,
             task,
             local_addrs,
+            spawner: home.spawner(),
         },
         ev_rx,
     )
@@ -603,7 +611,7 @@ impl Bridge {
                 let at = Instant::now();
                 for side in Side::BOTH {
                     if self.leg(side).holding() {
-                        self.taps.send(&TapEvent::Hold {
+                        self.taps.send(TapEvent::Hold {
                             side,
                             held: true,
                             at,
@@ -639,7 +647,7 @@ impl Bridge {
                 continue;
             }
             if !self.taps.is_empty() {
-                self.taps.send(&TapEvent::Hold {
+                self.taps.send(TapEvent::Hold {
                     side,
                     held: holding,
                     at: now,
@@ -782,7 +790,7 @@ impl Bridge {
             a.jitter.on_packet(now, packet.ssrc, packet.timestamp);
             tap_frame(&mut a.tap, &packet);
             if !taps.is_empty() {
-                a.stats.tap_dropped += taps.send(&TapEvent::Audio {
+                a.stats.tap_dropped += taps.send(TapEvent::Audio {
                     side: from,
                     at: now,
                     codec: a.codec,

@@ -215,8 +215,42 @@ impl Home {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        match &self.thread {
-            Some((handle, _)) => handle.spawn(task),
+        self.spawner().spawn(task)
+    }
+
+    /// What spawns tasks here, without counting a socket.
+    pub fn spawner(&self) -> Spawner {
+        Spawner {
+            handle: self.thread.as_ref().map(|(h, _)| h.clone()),
+        }
+    }
+}
+
+/// Spawns tasks at a [`Home`]: work that belongs with a call's media (its
+/// recorder) runs on the thread that relays it, at its priority.
+#[derive(Debug, Clone, Default)]
+pub struct Spawner {
+    handle: Option<Handle>,
+}
+
+impl Spawner {
+    /// The runtime the caller runs on.
+    pub fn local() -> Spawner {
+        Spawner::default()
+    }
+
+    /// The media thread's runtime; `None`: the caller's own.
+    pub fn handle(&self) -> Option<&Handle> {
+        self.handle.as_ref()
+    }
+
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.handle {
+            Some(handle) => handle.spawn(task),
             None => tokio::spawn(task),
         }
     }
@@ -260,6 +294,16 @@ fn current_policy() -> i32 {
     unsafe { libc::sched_getscheduler(0) & !libc::SCHED_RESET_ON_FORK }
 }
 
+/// Runs `f` to the end on a runtime of its own (tests off any runtime).
+#[cfg(test)]
+pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime")
+        .block_on(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,12 +330,7 @@ mod tests {
     fn a_task_spawned_at_a_home_runs_on_its_media_thread() {
         let threads = MediaThreads::start(1, 0, Duration::ZERO).unwrap();
         let home = threads.least_loaded();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let name = rt
-            .block_on(home.spawn(async { std::thread::current().name().map(str::to_owned) }))
+        let name = block_on(home.spawn(async { std::thread::current().name().map(str::to_owned) }))
             .unwrap();
         assert_eq!(name.as_deref(), Some("hotline-media-0"));
     }
@@ -300,16 +339,11 @@ mod tests {
     fn realtime_priority_is_taken_or_its_refusal_reported() {
         let threads = MediaThreads::start(1, 5, Duration::ZERO).unwrap();
         let home = threads.least_loaded();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (policy, blocking_policy) = rt
-            .block_on(home.spawn(async {
-                let blocking = tokio::task::spawn_blocking(current_policy).await.unwrap();
-                (current_policy(), blocking)
-            }))
-            .unwrap();
+        let (policy, blocking_policy) = block_on(home.spawn(async {
+            let blocking = tokio::task::spawn_blocking(current_policy).await.unwrap();
+            (current_policy(), blocking)
+        }))
+        .unwrap();
         match threads.priority() {
             Priority::Realtime(5) => {
                 assert_eq!(policy, libc::SCHED_RR);

@@ -424,11 +424,7 @@ mod tests {
                 std::thread::current().name().map(str::to_owned),
             )
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (data, thread) = rt.block_on(got).unwrap();
+        let (data, thread) = crate::media::media_threads::block_on(got).unwrap();
         assert_eq!(data, b"rtp");
         assert!(thread.unwrap().starts_with("hotline-media-"));
         drop(a);

@@ -55,16 +55,31 @@ impl Taps {
     }
 
     /// Offers `event` to every tap; returns how many were full (lost it).
-    /// Closed taps are removed.
-    pub(crate) fn send(&mut self, event: &TapEvent) -> u64 {
+    /// Closed taps are removed. The last tap gets the event itself, the
+    /// others a copy (with one tap, the recorder's, nothing is copied).
+    pub(crate) fn send(&mut self, event: TapEvent) -> u64 {
         let mut full = 0;
-        self.0.retain(|tap| match tap.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                full += 1;
-                true
+        let last = self.0.len().saturating_sub(1);
+        let mut event = Some(event);
+        let mut i = 0;
+        self.0.retain(|tap| {
+            let e = if i == last {
+                event.take()
+            } else {
+                event.clone()
+            };
+            i += 1;
+            let Some(e) = e else {
+                return true;
+            };
+            match tap.try_send(e) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    full += 1;
+                    true
+                }
+                Err(TrySendError::Closed(_)) => false,
             }
-            Err(TrySendError::Closed(_)) => false,
         });
         full
     }

@@ -163,12 +163,13 @@ impl Recordings {
     }
 
     /// Starts recording a bridged call whose bridge started at `t0`
-    /// (`wall` on the wall clock).
+    /// (`wall` on the wall clock); the recorder runs at `at` (the bridge's
+    /// media thread).
     pub fn start_call(
         &self,
         meta: RecordingMeta,
-        t0: Instant,
-        wall: DateTime<Utc>,
+        (t0, wall): (Instant, DateTime<Utc>),
+        at: &crate::media::media_threads::Spawner,
     ) -> StartedRecording {
         let id = crate::store::new_uid();
         let path = format!(
@@ -200,7 +201,7 @@ impl Recordings {
         };
         let (tap, taps) = mpsc::channel(TAP_CAPACITY);
         let control = recorder::spawn(
-            &self.tasks,
+            (&self.tasks, at),
             row,
             self.data_dir.join(&path),
             t0,

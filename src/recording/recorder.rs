@@ -25,6 +25,7 @@ use super::timeline::{position_ms, Channel, Timeline};
 use super::wav_file::{WavFile, WavSummary};
 use crate::media::bridge::Side;
 use crate::media::g711;
+use crate::media::media_threads::Spawner;
 use crate::media::tap::TapEvent;
 use crate::store::{RecordSink, RecordingMarkRow, RecordingRow, RecordingStatus};
 
@@ -99,7 +100,14 @@ impl RecorderControl {
     /// Ends the recording now (the bridge has ended). Does not wait for the
     /// file to be finished.
     pub async fn stop(&self) {
-        let _ = self.send(Control::Stop { at: Instant::now() }).await;
+        self.stop_at(Instant::now()).await;
+    }
+
+    /// Stops the recording as of `at` (the instant the bridged part ended,
+    /// taken before the hang-up's own SIP work): the file ends there, as
+    /// long as the talk time noted with the same instant.
+    pub async fn stop_at(&self, at: Instant) {
+        let _ = self.send(Control::Stop { at }).await;
     }
 
     async fn send(&self, c: Control) -> Result<(), RecorderGone> {
@@ -109,9 +117,9 @@ impl RecorderControl {
 
 /// Starts the recorder of `row` (status `recording`), writing `file`, with
 /// the recording's clock starting at `t0`, reading the tap `taps` (`tap`:
-/// its sender, kept for monitors' voices).
+/// its sender, kept for monitors' voices), on `tasks`, spawned at `at`.
 pub(super) fn spawn(
-    tasks: &TaskTracker,
+    (tasks, at): (&TaskTracker, &Spawner),
     row: RecordingRow,
     file: PathBuf,
     t0: Instant,
@@ -120,21 +128,25 @@ pub(super) fn spawn(
 ) -> RecorderControl {
     let (tx, rx) = mpsc::channel(CONTROL_CAPACITY);
     let id = row.id.clone();
-    tasks.spawn(
-        Recorder {
-            row,
-            file,
-            t0,
-            sink,
-            timeline: Timeline::new(),
-            pending: Vec::with_capacity(WRITE_SAMPLES + 8000),
-            pcm: Vec::with_capacity(480),
-            wav: None,
-            failed: false,
-            marks: 0,
-        }
-        .run(taps, rx),
-    );
+    let recorder = Recorder {
+        row,
+        file,
+        t0,
+        sink,
+        timeline: Timeline::new(),
+        pending: Vec::with_capacity(WRITE_SAMPLES + 8000),
+        pcm: Vec::with_capacity(480),
+        wav: None,
+        failed: false,
+        marks: 0,
+    }
+    .run(taps, rx);
+    // Beside the bridge it records (its media thread, at its priority):
+    // on a busy machine the recorder keeps up with what it is sent.
+    match at.handle() {
+        Some(handle) => tasks.spawn_on(recorder, handle),
+        None => tasks.spawn(recorder),
+    };
     RecorderControl { id, tx, tap }
 }
 

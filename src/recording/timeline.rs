@@ -227,19 +227,15 @@ impl Timeline {
         }
         let n = (upto - self.written) as usize;
         let start = out.len();
-        out.reserve(n * 2);
         // Interleave both lanes (the voice summed into the right), taking
         // what each holds and silence past it.
+        out.resize(start + 2 * n, 0);
         {
+            let frames = &mut out[start..];
             let [l, r] = &mut self.lanes;
-            let voice = take(&mut self.voice, n);
-            let right = take(&mut r.buf, n)
-                .zip(voice)
-                .map(|(a, v)| a.saturating_add(v));
-            for (a, b) in take(&mut l.buf, n).zip(right) {
-                out.push(a);
-                out.push(b);
-            }
+            take_into(&mut l.buf, frames, 0, |_, s| s);
+            take_into(&mut r.buf, frames, 1, |_, s| s);
+            take_into(&mut self.voice, frames, 1, i16::saturating_add);
         }
         // Masked spans: silence on both channels.
         let written = self.written;
@@ -257,10 +253,17 @@ impl Timeline {
     }
 }
 
-/// The first `n` samples of `buf` (taken out), then silence.
-fn take(buf: &mut VecDeque<i16>, n: usize) -> impl Iterator<Item = i16> + '_ {
-    let k = n.min(buf.len());
-    buf.drain(..k).chain(std::iter::repeat(0)).take(n)
+/// Takes the first samples of `buf` (as many as `frames` has frames, or
+/// all it holds) into channel `ch` of the interleaved stereo `frames`,
+/// combining each with what is there by `f`.
+fn take_into(buf: &mut VecDeque<i16>, frames: &mut [i16], ch: usize, f: impl Fn(i16, i16) -> i16) {
+    let k = (frames.len() / 2).min(buf.len());
+    let (a, b) = buf.as_slices();
+    let src = a.iter().chain(b).take(k);
+    for (slot, &s) in frames[ch..].iter_mut().step_by(2).zip(src) {
+        *slot = f(*slot, s);
+    }
+    buf.drain(..k);
 }
 
 #[cfg(test)]

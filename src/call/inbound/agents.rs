@@ -435,8 +435,8 @@ impl InboundCall {
                     caller: Some(self.record.caller.clone()),
                     dialed: Some(self.record.dialed.clone()),
                 },
-                c.since,
-                wall,
+                (c.since, wall),
+                c.bridge.spawner(),
             );
             if c.bridge.add_tap(started.tap).await.is_ok() {
                 c.recorder = Some(started.control);
@@ -451,10 +451,11 @@ impl InboundCall {
         });
     }
 
-    /// The bridged part ends: its recording stops, the live entry goes.
-    async fn on_unbridged(&self, c: &Connected) {
+    /// The bridged part ended at `at`: its recording stops there, the live
+    /// entry goes.
+    async fn on_unbridged(&self, c: &Connected, at: Instant) {
         if let Some(r) = &c.recorder {
-            r.stop().await;
+            r.stop_at(at).await;
         }
         // What each side sent and what of it was lost on the way here (its
         // sequence gaps) or by the recording's tap: an operator (and the
@@ -760,7 +761,7 @@ impl InboundCall {
         };
         let now = Instant::now();
         self.record.acd.talk_ms = Some((now - c.since).as_millis() as i64);
-        self.on_unbridged(&c).await;
+        self.on_unbridged(&c, now).await;
         let Ok((consulting, agent_media)) = c.bridge.end().await else {
             return;
         };
@@ -824,6 +825,10 @@ impl InboundCall {
     pub(super) async fn end_connected_silently(&mut self) -> Option<LegMedia> {
         let mut c = self.connected.take()?;
         let now = Instant::now();
+        // The recording ends now, not after the BYE below has gone out.
+        if let Some(r) = &c.recorder {
+            r.stop_at(now).await;
+        }
         if let Some(out) = c.leg.hangup() {
             self.run_leg_outputs(vec![out]).await;
         }
@@ -833,7 +838,7 @@ impl InboundCall {
         }
         *self.record.acd.talk_ms.get_or_insert(0) += (now - c.since).as_millis() as i64;
         *self.record.acd.hold_ms.get_or_insert(0) += c.held.as_millis() as i64;
-        self.on_unbridged(&c).await;
+        self.on_unbridged(&c, now).await;
         c.bridge.end().await.ok().map(|(caller, _)| caller)
     }
 
