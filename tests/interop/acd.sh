@@ -33,6 +33,15 @@
 #                         SIPp BYE (record answered by it, talk_ms >= 12 s:
 #                         to the BYE), and a second SIPp caller after the reload
 #                         is answered by the other agent
+#   sipp-acd-monitor      the baresip caller again, answered by an agent; a
+#                         SIPp supervisor (1004, monitor = true, digest)
+#                         dials *32<agent> and whispers (a 2000 Hz tone),
+#                         holds (re-INVITE sendonly: answered recvonly or
+#                         inactive) and resumes: the agent hears the tone
+#                         beside the caller's, the caller never does, the
+#                         call's recording has it on the agent's channel;
+#                         then it barges in (*33): both hear it; records
+#                         disposition monitor, caller 1004
 #   sipp-acd-answered     two SIPp callers at once (PCMA, SIPp's g711a.pcap
 #                         played once, after the connect, with
 #                         play_pcap_audio), BYE after 23.5 s:
@@ -56,13 +65,13 @@
 # M failed" (and the daemon log tail on failure); with HOTLINE_INTEROP_RESULTS
 # set to a folder (run.sh does this) it writes result.NAME files there for
 # run.sh's tally instead. Ports: HOTLINE_INTEROP_ACD_PORT_BASE (default
-# 31300) .. +199 on 127.0.0.1. About 75 s.
+# 31300) .. +199 on 127.0.0.1. About 140 s.
 
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 RESULTS=${HOTLINE_INTEROP_RESULTS:-}
-TESTS=5
+TESTS=6
 
 HL_NAME=interop-acd HL_KEEP=${HOTLINE_INTEROP_KEEP:-0}
 # shellcheck source=lib.sh
@@ -93,7 +102,7 @@ finish() {
 # Every test fails at once when the set-up does (counted in the tally).
 setup_failed() {
   local t
-  for t in baresip-acd-bridge baresip-acd-transfer sipp-acd-answered sipp-acd-reload; do
+  for t in baresip-acd-bridge baresip-acd-transfer sipp-acd-answered sipp-acd-monitor sipp-acd-reload; do
     result "$t" fail "set-up: $*"
   done
   finish
@@ -103,10 +112,21 @@ hl_ports_free "$BASE" 200
 
 # --- daemon: 12345 open, short wrap-up ------------------------------------------
 hl_config "$ROOT" "$ROOT/config/flows" "$WORK/hotline.toml" \
-  's/^login_on_register = true$/login_on_register = true\nwrap_up_secs = 2/'
+  's/^login_on_register = true$/login_on_register = true\nwrap_up_secs = 2/' \
+  's/^user = "1004"$/user = "1004"\nmonitor = true/'
 printf '\n[clock]\nstart = "2026-11-23T10:00:00+08:00"\n' >> "$WORK/hotline.toml"
-[ "$(grep -c '^wrap_up_secs = 2$' "$WORK/hotline.toml")" -ge 2 ] ||
-  { echo "interop-acd: could not set wrap_up_secs in the temp config" >&2; exit 2; }
+[ "$(grep -c '^wrap_up_secs = 2$' "$WORK/hotline.toml")" -ge 2 ] && grep -q '^monitor = true$' "$WORK/hotline.toml" ||
+  { echo "interop-acd: could not set wrap_up_secs or 1004's monitor in the temp config" >&2; exit 2; }
+# 1004 is the supervisor here (sipp-acd-monitor), not an agent.
+$PY - "$WORK/hotline.toml" <<'PYEOF' || { echo "interop-acd: agent 1004 not found in the temp config" >&2; exit 2; }
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+# The block's header and its key lines, up to the next comment or table.
+text, n = re.subn(r'\n\[\[acd\.agents\]\]\nid = "1004"\n(?:[^\[#\n][^\n]*\n|\n)*', "\n", text)
+assert n == 1 and 'id = "1004"' not in text
+open(path, "w").write(text)
+PYEOF
 log "daemon: $BIN (SIP 127.0.0.1:$SIP_PORT, HTTP :$HTTP_PORT, RTP $RTP_PORTS, work $WORK)"
 if ! HOTLINE_LOG=${HOTLINE_LOG:-info} \
     hl_daemon "$BIN" "$WORK/hotline.toml" "$SIP_PORT" "$HTTP_PORT" "$RTP_PORTS" "$WORK/daemon.log"; then
@@ -387,6 +407,127 @@ t_sipp_answered() {
   fi
 }
 
+# --- a SIPp supervisor whispers to an agent on a baresip call -------------------
+t_sipp_monitor() {
+  local name=sipp-acd-monitor ok=1
+  daemon_event 2 wrap_up_end 1001 30 && daemon_event 2 wrap_up_end 1002 30 || ok=0
+  local n1001 n1002 nc
+  n1001=$(grep -c '"CALL_ESTABLISHED"' "$WORK/a1001/events")
+  n1002=$(grep -c '"CALL_ESTABLISHED"' "$WORK/a1002/events")
+  nc=$(grep -c '"CALL_ESTABLISHED"' "$WORK/caller/events")
+  send caller "dial sip:12345@127.0.0.1:$SIP_PORT"
+  local t0 cid agent="" na ta
+  t0=$(ev_time caller CALL_ESTABLISHED $((nc + 1)) 15) ||
+    { result $name fail "the baresip caller's call was not established"; return; }
+  cid=$($PY "$HERE/baresip_ctl.py" wait "$WORK/caller/events" CALL_ESTABLISHED $((nc + 1)) 1 | cut -d' ' -f2)
+  for _ in $(seq 1 250); do
+    [ "$(grep -c '"CALL_ESTABLISHED"' "$WORK/a1001/events")" -gt "$n1001" ] && agent=1001
+    [ "$(grep -c '"CALL_ESTABLISHED"' "$WORK/a1002/events")" -gt "$n1002" ] && agent=1002
+    [ -n "$agent" ] && break
+    sleep 0.1
+  done
+  [ -n "$agent" ] || { result $name fail "no agent answered the caller"; return; }
+  na=$([ "$agent" = 1001 ] && echo $((n1001 + 1)) || echo $((n1002 + 1)))
+  ta=$(ev_time "a$agent" CALL_ESTABLISHED "$na" 1)
+  log "caller connected to $agent; a SIPp supervisor (1004) whispers to it"
+  sleep 2   # >= 1 s of the call before the monitor, to check it is quiet
+  # The supervisor's voice: a 2,000 Hz tone, raw A-law for SIPp's rtp_stream.
+  sox -n -r 8000 -c 1 -e a-law -t raw "$WORK/voice.alaw" synth 30 sine 2000 vol 0.4 || ok=0
+  # From 127.0.0.1 (a trunk) the daemon knows a softphone by where it
+  # registered: 1004 registers from the port it then calls from, and
+  # unregisters after (1004 is no agent in this config: never offered calls).
+  local sup=$((BASE + 16)) tm te rc
+  hl_sipp $name-reg "$SIP_PORT" 10 -sf "$HERE/sipp/register.xml" -s 1004 -p $sup \
+    -m 1 -l 1 -au 1004 -ap demo1004 -set expires 120 ||
+    { echo "1004 could not register"; hl_sipp_failed $name-reg; ok=0; }
+  tm=$($PY -c 'import time; print(f"{time.time():.3f}")')
+  sed "s#@VOICE@#$WORK/voice.alaw#" "$HERE/sipp/monitor_whisper.xml" > "$WORK/monitor_whisper.xml"
+  hl_sipp $name "$SIP_PORT" 40 -sf "$WORK/monitor_whisper.xml" -s "*32$agent" \
+    -p $sup -mp $((BASE + 36)) -m 1 -l 1 -cid_str "interop-monitor-%u-%p@%s"
+  rc=$?
+  te=$($PY -c 'import time; print(f"{time.time():.3f}")')
+  [ $rc -eq 0 ] || { echo "SIPp exit $rc (200s, the hold answered recvonly/inactive, the resume sendrecv)"; hl_sipp_failed $name; ok=0; }
+  # Then the same supervisor barges in (*33): now the caller hears it too.
+  sleep 2
+  local tb tbe
+  tb=$($PY -c 'import time; print(f"{time.time():.3f}")')
+  hl_sipp $name-barge "$SIP_PORT" 40 -sf "$WORK/monitor_whisper.xml" -s "*33$agent" \
+    -p $sup -mp $((BASE + 36)) -m 1 -l 1 -cid_str "interop-barge-%u-%p@%s" ||
+    { echo "SIPp barge failed"; hl_sipp_failed $name-barge; ok=0; }
+  tbe=$($PY -c 'import time; print(f"{time.time():.3f}")')
+  hl_sipp $name-unreg "$SIP_PORT" 10 -sf "$HERE/sipp/register.xml" -s 1004 -p $sup \
+    -m 1 -l 1 -au 1004 -ap demo1004 -set expires 0 || { echo "1004 could not unregister"; ok=0; }
+  sleep 2.5
+  send caller hangup
+  ev_time caller CALL_CLOSED $((nc + 1)) 10 > /dev/null
+  ev_time "a$agent" CALL_CLOSED "$na" 10 > /dev/null
+  sleep 1   # sndfile and the recorder close their files
+  local rec_a rec_c w0 w1 r0 r1 pre gap0 gap1 b0 b1 post
+  # Whisper spans on the agent's clock: 1.0-3.6 s after SIPp started (the
+  # hold comes at ~4 s), and 7.0-8.8 s (resumed at ~6 s, BYE at ~9 s); the
+  # barge's first span likewise.
+  w0=$(secs_between "$ta" "$(add "$tm" 1.0)"); w1=$(secs_between "$ta" "$(add "$tm" 3.6)")
+  r0=$(secs_between "$ta" "$(add "$tm" 7.0)"); r1=$(secs_between "$ta" "$(add "$tm" 8.8)")
+  pre=$(secs_between "$ta" "$(add "$tm" -0.3)")
+  gap0=$(secs_between "$ta" "$(add "$te" 0.5)"); gap1=$(secs_between "$ta" "$(add "$tb" -0.3)")
+  b0=$(secs_between "$ta" "$(add "$tb" 1.0)"); b1=$(secs_between "$ta" "$(add "$tb" 3.6)")
+  post=$(secs_between "$ta" "$(add "$tbe" 0.5)")
+  if rec_a=$(heard "a$agent" "$na"); then
+    echo "$agent, whispered to: the supervisor's 2000 Hz beside the caller's ${TONE[caller]} Hz"
+    $PY "$HERE/tones.py" check "$rec_a" "$w0" "$w1" ~2000 ~"${TONE[caller]}" || ok=0
+    echo "$agent, after the supervisor resumed from hold: 2000 Hz again"
+    $PY "$HERE/tones.py" check "$rec_a" "$r0" "$r1" ~2000 || ok=0
+    echo "$agent, barged in on: 2000 Hz"
+    $PY "$HERE/tones.py" check "$rec_a" "$b0" "$b1" ~2000 ~"${TONE[caller]}" || ok=0
+    echo "$agent, before the monitor, between whisper and barge, after: no 2000 Hz"
+    $PY "$HERE/tones.py" check "$rec_a" 0.5 "$pre" -2000 || ok=0
+    $PY "$HERE/tones.py" check "$rec_a" "$gap0" "$gap1" -2000 || ok=0
+    $PY "$HERE/tones.py" check "$rec_a" "$post" -0.3 -2000 || ok=0
+  else
+    ok=0
+  fi
+  if rec_c=$(heard caller $((nc + 1))); then
+    local cb0 cb1 cpre cpost
+    cpre=$(secs_between "$t0" "$(add "$tb" -0.3)")
+    cb0=$(secs_between "$t0" "$(add "$tb" 1.0)"); cb1=$(secs_between "$t0" "$(add "$tb" 3.6)")
+    cpost=$(secs_between "$t0" "$(add "$tbe" 0.5)")
+    echo "caller: never the whisper (up to the barge)"
+    $PY "$HERE/tones.py" check "$rec_c" 0.5 "$cpre" -2000 || ok=0
+    echo "caller: the barging supervisor's 2000 Hz beside the agent's"
+    $PY "$HERE/tones.py" check "$rec_c" "$cb0" "$cb1" ~2000 ~"${TONE[a$agent]}" || ok=0
+    $PY "$HERE/tones.py" check "$rec_c" "$cpost" -0.3 -2000 || ok=0
+  else
+    ok=0
+  fi
+  $PY "$HERE/records.py" "$HTTP_PORT" check interop-monitor- 1 disposition=monitor \
+    caller=1004 "agent=$agent" "self_service_result=whisper by 1004" || ok=0
+  $PY "$HERE/records.py" "$HTTP_PORT" check interop-barge- 1 disposition=monitor \
+    caller=1004 "agent=$agent" "self_service_result=barge by 1004" || ok=0
+  # The call's recording keeps the whisper on the agent's (right) channel.
+  local f
+  f=$($PY - "$WORK/data" "$cid" <<'EOF_PY'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}/hotline.db?mode=ro", uri=True, timeout=5)
+row = db.execute("SELECT path FROM recordings WHERE call_id = ? AND kind = 'call' AND status = 'complete'",
+                 (sys.argv[2],)).fetchone()
+print(f"{sys.argv[1]}/{row[0]}" if row else "")
+EOF_PY
+)
+  if [ -n "$f" ] && sox "$f" "$WORK/mon.left.wav" remix 1 && sox "$f" "$WORK/mon.right.wav" remix 2; then
+    echo "recording, right (agent + supervisor): the whisper"
+    $PY "$HERE/tones.py" check "$WORK/mon.right.wav" "$w0" "$w1" ~2000 ~"${TONE[a$agent]}" || ok=0
+    echo "recording, left (caller): never the whisper"
+    $PY "$HERE/tones.py" check "$WORK/mon.left.wav" 0.5 -0.5 -2000 || ok=0
+  else
+    echo "no complete recording of $cid"; ok=0
+  fi
+  if [ $ok = 1 ]; then
+    result $name ok "SIPp supervisor 1004 (registered with digest) whispered to $agent: the agent hears it, the caller never, the recording keeps it on the agent's channel; its hold re-INVITE answered recvonly/inactive, resumed; then barged in: both hear it; records disposition monitor (whisper, barge)"
+  else
+    result $name fail "whisper, hold or records of the monitor not as expected"
+  fi
+}
+
 # --- SIGHUP takes out the agent of a call up ------------------------------------
 t_sipp_reload() {
   local name=sipp-acd-reload ok=1
@@ -453,9 +594,10 @@ PYEOF
   fi
 }
 
-log "running: baresip caller -> agent, blind transfer (~35 s), then 2 SIPp callers (~30 s), then a reload mid-call (~30 s)"
+log "running: baresip caller -> agent, blind transfer (~35 s), then 2 SIPp callers (~30 s), a SIPp supervisor whispering (~30 s), then a reload mid-call (~30 s)"
 t_bridge_and_transfer
 t_sipp_answered
+t_sipp_monitor
 t_sipp_reload
 send a1001 quit; send a1002 quit; send caller quit
 finish

@@ -189,9 +189,9 @@ for f in "$WORK"/out.*; do cat "$f"; echo; done
 # The agent queue: its own daemon (clock pinned to opening hours, agents
 # registered), ports from BASE+300; results into $WORK for the tally.
 hl_daemon_stop   # its records are checked; acd.sh starts its own
-log "running: agent queue (acd.sh, ~75 s)"
+log "running: agent queue (acd.sh, ~140 s)"
 HOTLINE_INTEROP_RESULTS=$WORK HOTLINE_INTEROP_ACD_PORT_BASE=$((BASE + 300)) \
-  timeout -k 10 240 bash "$HERE/acd.sh" "$BIN"
+  timeout -k 10 360 bash "$HERE/acd.sh" "$BIN"
 
 # Five tests here, and acd.sh's (its TESTS=).
 hl_tally $((5 + $(sed -n 's/^TESTS=//p' "$HERE/acd.sh")))

@@ -8,8 +8,10 @@ usage:
       tone dominates: a window belongs to FREQ when the Goertzel power at
       FREQ holds at least half the window's energy (a pure tone gives 1.0,
       speech, music and silence far less).  +FREQ must dominate at least
-      80 % of the windows, -FREQ at most 5 %.  Prints one line per tone and
-      exits 1 on a miss (or if the span holds under 1 s of audio).
+      80 % of the windows, -FREQ at most 5 %; ~FREQ must be present (at
+      least 20 % of the window's energy: one of two mixed tones) in at
+      least 80 %.  Prints one line per tone and exits 1 on a miss (or if
+      the span holds under 1 s of audio).
   tones.py pcap2wav CAPTURE.pcap OUT.wav
       The RTP payloads of a classic pcap of G.711 A-law (payload type 8)
       packets, decoded to an 8 kHz 16-bit mono WAV: what SIPp's
@@ -25,6 +27,7 @@ import wave
 RATE = 8000
 WIN = 800  # 100 ms
 DOMINANT = 0.5
+PRESENT = 0.2
 MIN_SHARE = 0.8
 MAX_SHARE = 0.05
 
@@ -40,8 +43,9 @@ def read_wav(path):
     return a
 
 
-def share(samples, freq):
-    """Share of WIN-sample windows that FREQ dominates, and the window count."""
+def share(samples, freq, least=DOMINANT):
+    """Share of WIN-sample windows where FREQ holds at least LEAST of the
+    energy, and the window count."""
     k = 2.0 * math.cos(2.0 * math.pi * freq / RATE)
     hits = n = 0
     for i in range(0, len(samples) - WIN + 1, WIN):
@@ -53,7 +57,7 @@ def share(samples, freq):
             energy += x * x
         power = s1 * s1 + s2 * s2 - k * s1 * s2
         n += 1
-        if energy > 0 and 2.0 * power / (WIN * energy) >= DOMINANT:
+        if energy > 0 and 2.0 * power / (WIN * energy) >= least:
             hits += 1
     return (hits / n if n else 0.0), n
 
@@ -71,11 +75,13 @@ def check(path, start, end, tones):
         return 1
     ok = True
     for t in tones:
-        want = t[0] == "+"
+        want = t[0] in "+~"
         freq = float(t[1:])
-        got, n = share(seg, freq)
+        got, n = share(seg, freq, PRESENT if t[0] == "~" else DOMINANT)
         good = got >= MIN_SHARE if want else got <= MAX_SHARE
         rule = f">= {MIN_SHARE:.0%}" if want else f"<= {MAX_SHARE:.0%}"
+        if t[0] == "~":
+            rule += " present"
         print(f"tones:   {freq:6.0f} Hz in {got:6.1%} of {n} windows (want {rule}) "
               f"{'ok' if good else 'MISS'}")
         ok = ok and good
