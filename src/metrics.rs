@@ -26,6 +26,8 @@
 //! | `hotline_store_spooled_rows_total`, `hotline_store_unspooled_rows_total` | counter | rows spooled to disk while the database could not be written, and rows written from the spool once it was back |
 //! | `hotline_store_spool_rows` | gauge | rows waiting in the spool (0 when the database is healthy) |
 //! | `hotline_recordings_active` | gauge | recordings being written (incl. finishing) |
+//! | `hotline_media_thread_sockets{thread}` | gauge | RTP sockets at home on each media thread (absent without media threads) |
+//! | `hotline_media_threads_realtime` | gauge | 1 when the media threads got real-time priority, 0 when refused or not asked for |
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -144,6 +146,17 @@ pub struct Scraped {
     pub acd: Option<AcdSnapshot>,
     pub store: WriterStats,
     pub recordings_active: usize,
+    /// `None` without media threads.
+    pub media: Option<MediaScraped>,
+}
+
+/// The media threads at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct MediaScraped {
+    /// RTP sockets at home on each thread.
+    pub sockets: Vec<usize>,
+    /// Real-time priority was taken.
+    pub realtime: bool,
 }
 
 /// Escapes a label value (`\`, `"`, newline).
@@ -353,6 +366,28 @@ pub fn render(m: &Metrics, s: &Scraped) -> String {
         head(&mut o, name, kind, help);
         let _ = writeln!(o, "{name} {value}");
     }
+    if let Some(media) = &s.media {
+        head(
+            &mut o,
+            "hotline_media_thread_sockets",
+            "gauge",
+            "RTP sockets at home on each media thread.",
+        );
+        for (i, n) in media.sockets.iter().enumerate() {
+            let _ = writeln!(o, "hotline_media_thread_sockets{{thread=\"{i}\"}} {n}");
+        }
+        head(
+            &mut o,
+            "hotline_media_threads_realtime",
+            "gauge",
+            "1 when the media threads run at real-time priority (SCHED_RR), 0 when refused or not asked for.",
+        );
+        let _ = writeln!(
+            o,
+            "hotline_media_threads_realtime {}",
+            u8::from(media.realtime)
+        );
+    }
     o
 }
 
@@ -405,8 +440,18 @@ mod tests {
                 ..Default::default()
             },
             recordings_active: 5,
+            media: Some(MediaScraped {
+                sockets: vec![4, 2],
+                realtime: true,
+            }),
         };
         let t = render(&m, &s);
+        assert_eq!(
+            value(&t, r#"hotline_media_thread_sockets{thread="1"}"#),
+            Some("2")
+        );
+        assert_eq!(value(&t, "hotline_media_threads_realtime"), Some("1"));
+        assert!(!render(&m, &Scraped::default()).contains("hotline_media_"));
         assert_eq!(value(&t, "hotline_calls_total"), Some("2"));
         assert_eq!(value(&t, "hotline_calls_active"), Some("1"));
         assert_eq!(value(&t, "hotline_calls_refused_total"), Some("1"));

@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use support::agent::AgentPhone;
+use support::http::HttpClient;
 use support::{has_frame, ServerOptions, TestServer, Transport};
 
 fn secs(n: u64) -> Duration {
@@ -55,6 +56,21 @@ async fn a_call_through_ivr_and_bridge_runs_on_the_media_threads() {
     assert!(
         bridged.contains(&2),
         "one thread owns the bridge: {bridged:?}"
+    );
+    // And so says /metrics, with whether real-time priority was taken.
+    let r = HttpClient::new(ts.server.http).get("/metrics").await;
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    let on_threads: usize = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("hotline_media_thread_sockets{thread="))
+        .filter_map(|l| l.split_once(' ')?.1.parse::<usize>().ok())
+        .sum();
+    assert_eq!(on_threads, 2, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "hotline_media_threads_realtime 1"
+                || l == "hotline_media_threads_realtime 0"),
+        "{text}"
     );
     let to_agent = has_frame(&agent.received_frames(), 0x42);
     let to_caller = has_frame(&call.frames(), 0x24);

@@ -210,6 +210,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         acd: state.acd.snapshot().await.ok(),
         store: ctx.records.stats(),
         recordings_active: ctx.recordings.active(),
+        media: ctx
+            .ports
+            .media_threads()
+            .map(|t| crate::metrics::MediaScraped {
+                sockets: t.sockets_per_thread(),
+                realtime: matches!(
+                    t.priority(),
+                    crate::media::media_threads::Priority::Realtime(_)
+                ),
+            }),
     };
     (
         [(
