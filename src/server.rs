@@ -598,7 +598,6 @@ impl Server {
         self.acd.clone()
     }
 
-    /// Waits until every record submitted so far is in the database.
     /// RTP sockets at home on each media thread now; `None` without media
     /// threads (`rtp.media_threads = 0`).
     pub fn media_thread_sockets(&self) -> Option<Vec<usize>> {
@@ -608,6 +607,7 @@ impl Server {
             .map(MediaThreads::sockets_per_thread)
     }
 
+    /// Waits until every record submitted so far is in the database.
     pub async fn flush_records(&self) {
         self.records.flush().await;
     }

@@ -364,8 +364,8 @@ pub fn spawn(cfg: BridgeConfig) -> (BridgeHandle, mpsc::Receiver<BridgeEvent>) {
     let (caller_socket, caller) = Leg::new(cfg.caller, cfg.rtp_timeout, now);
     let (agent_socket, agent) = Leg::new(cfg.agent, cfg.rtp_timeout, now);
     // One thread owns both sockets (see super::media_threads).
-    let home = caller_socket.home().again();
-    let agent_socket = agent_socket.rehome(&home);
+    let agent_socket = agent_socket.rehome(caller_socket.home());
+    let spawner = caller_socket.home().spawner();
     let sockets = [caller_socket, agent_socket];
     let local_addrs = [sockets[0].local_addr(), sockets[1].local_addr()];
     let bridge = Bridge {
@@ -379,13 +379,13 @@ pub fn spawn(cfg: BridgeConfig) -> (BridgeHandle, mpsc::Receiver<BridgeEvent>) {
         taps: Taps::default(),
         voices: Voices::default(),
     };
-    let task = home.spawn(bridge.run(sockets, cmd_rx));
+    let task = spawner.spawn(bridge.run(sockets, cmd_rx));
     (
         BridgeHandle {
             commands: cmd_tx,
             task,
             local_addrs,
-            spawner: home.spawner(),
+            spawner,
         },
         ev_rx,
     )

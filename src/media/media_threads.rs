@@ -5,7 +5,7 @@
 //! own reactor (epoll) and timers. An RTP socket is registered with one of
 //! them, its *home*, when the [`super::port_pool::PortPool`] binds it (the
 //! home with the fewest sockets), and the task that reads it is spawned
-//! there ([`Home::spawn`]); a bridge moves the agent's socket to the
+//! there ([`Home::spawner`]); a bridge moves the agent's socket to the
 //! caller's home ([`super::port_pool::RtpSocket::rehome`]), so one thread
 //! owns both of a call's sockets. A packet is then read, relayed and sent by
 //! the thread whose epoll saw it: no work stealing, no hand-over between
@@ -209,15 +209,6 @@ impl Home {
         }
     }
 
-    /// Spawns `task` here.
-    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.spawner().spawn(task)
-    }
-
     /// What spawns tasks here, without counting a socket.
     pub fn spawner(&self) -> Spawner {
         Spawner {
@@ -228,22 +219,13 @@ impl Home {
 
 /// Spawns tasks at a [`Home`]: work that belongs with a call's media (its
 /// recorder) runs on the thread that relays it, at its priority.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Spawner {
+    /// `None`: the caller's own runtime.
     handle: Option<Handle>,
 }
 
 impl Spawner {
-    /// The runtime the caller runs on.
-    pub fn local() -> Spawner {
-        Spawner::default()
-    }
-
-    /// The media thread's runtime; `None`: the caller's own.
-    pub fn handle(&self) -> Option<&Handle> {
-        self.handle.as_ref()
-    }
-
     pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -330,8 +312,11 @@ mod tests {
     fn a_task_spawned_at_a_home_runs_on_its_media_thread() {
         let threads = MediaThreads::start(1, 0, Duration::ZERO).unwrap();
         let home = threads.least_loaded();
-        let name = block_on(home.spawn(async { std::thread::current().name().map(str::to_owned) }))
-            .unwrap();
+        let name = block_on(
+            home.spawner()
+                .spawn(async { std::thread::current().name().map(str::to_owned) }),
+        )
+        .unwrap();
         assert_eq!(name.as_deref(), Some("hotline-media-0"));
     }
 
@@ -339,7 +324,7 @@ mod tests {
     fn realtime_priority_is_taken_or_its_refusal_reported() {
         let threads = MediaThreads::start(1, 5, Duration::ZERO).unwrap();
         let home = threads.least_loaded();
-        let (policy, blocking_policy) = block_on(home.spawn(async {
+        let (policy, blocking_policy) = block_on(home.spawner().spawn(async {
             let blocking = tokio::task::spawn_blocking(current_policy).await.unwrap();
             (current_policy(), blocking)
         }))

@@ -142,8 +142,8 @@ pub fn spawn(
     media: watch::Receiver<Negotiated>,
     stop: CancellationToken,
 ) -> JoinHandle<FeedEnd> {
-    let home = leg.socket.home().again();
-    home.spawn(Feed::new(leg, voice).run(tap, media, stop))
+    let spawner = leg.socket.home().spawner();
+    spawner.spawn(Feed::new(leg, voice).run(tap, media, stop))
 }
 
 struct Feed {

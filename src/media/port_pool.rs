@@ -403,15 +403,13 @@ mod tests {
         assert!(!a.home().same_as(b.home()), "spread over both threads");
         assert_eq!(threads.sockets_per_thread(), vec![1, 1]);
         let port = b.port();
-        let to = a.home().again();
-        let b = b.rehome(&to);
-        drop(to);
+        let b = b.rehome(a.home());
         assert!(b.home().same_as(a.home()));
         assert_eq!(b.port(), port);
         assert_eq!(threads.sockets_per_thread().iter().sum::<usize>(), 2);
         let sender = std::net::UdpSocket::bind((LO, 0)).unwrap();
         sender.send_to(b"rtp", (LO, port)).unwrap();
-        let got = a.home().spawn(async move {
+        let got = a.home().spawner().spawn(async move {
             let mut buf = [0u8; 16];
             let read = tokio::time::timeout(
                 std::time::Duration::from_secs(5),

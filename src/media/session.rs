@@ -260,9 +260,9 @@ pub fn resume(leg: LegMedia) -> (MediaHandle, mpsc::Receiver<MediaEvent>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
     let local_addr = leg.socket.local_addr();
-    let home = leg.socket.home().again();
+    let spawner = leg.socket.home().spawner();
     let session = Session::new(leg, ev_tx);
-    let task = home.spawn(session.run(cmd_rx));
+    let task = spawner.spawn(session.run(cmd_rx));
     (
         MediaHandle {
             commands: cmd_tx,

@@ -59,20 +59,16 @@ impl Taps {
     /// others a copy (with one tap, the recorder's, nothing is copied).
     pub(crate) fn send(&mut self, event: TapEvent) -> u64 {
         let mut full = 0;
-        let last = self.0.len().saturating_sub(1);
+        let mut left = self.0.len();
         let mut event = Some(event);
-        let mut i = 0;
         self.0.retain(|tap| {
-            let e = if i == last {
+            left -= 1;
+            let e = if left == 0 {
                 event.take()
             } else {
                 event.clone()
             };
-            i += 1;
-            let Some(e) = e else {
-                return true;
-            };
-            match tap.try_send(e) {
+            match tap.try_send(e.expect("taken by the last tap only")) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     full += 1;

@@ -168,7 +168,8 @@ impl Recordings {
     pub fn start_call(
         &self,
         meta: RecordingMeta,
-        (t0, wall): (Instant, DateTime<Utc>),
+        t0: Instant,
+        wall: DateTime<Utc>,
         at: &crate::media::media_threads::Spawner,
     ) -> StartedRecording {
         let id = crate::store::new_uid();
@@ -201,7 +202,8 @@ impl Recordings {
         };
         let (tap, taps) = mpsc::channel(TAP_CAPACITY);
         let control = recorder::spawn(
-            (&self.tasks, at),
+            &self.tasks,
+            at,
             row,
             self.data_dir.join(&path),
             t0,

@@ -119,7 +119,8 @@ impl RecorderControl {
 /// the recording's clock starting at `t0`, reading the tap `taps` (`tap`:
 /// its sender, kept for monitors' voices), on `tasks`, spawned at `at`.
 pub(super) fn spawn(
-    (tasks, at): (&TaskTracker, &Spawner),
+    tasks: &TaskTracker,
+    at: &Spawner,
     row: RecordingRow,
     file: PathBuf,
     t0: Instant,
@@ -143,10 +144,7 @@ pub(super) fn spawn(
     .run(taps, rx);
     // Beside the bridge it records (its media thread, at its priority):
     // on a busy machine the recorder keeps up with what it is sent.
-    match at.handle() {
-        Some(handle) => tasks.spawn_on(recorder, handle),
-        None => tasks.spawn(recorder),
-    };
+    at.spawn(tasks.track_future(recorder));
     RecorderControl { id, tx, tap }
 }
 

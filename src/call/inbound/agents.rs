@@ -435,7 +435,8 @@ impl InboundCall {
                     caller: Some(self.record.caller.clone()),
                     dialed: Some(self.record.dialed.clone()),
                 },
-                (c.since, wall),
+                c.since,
+                wall,
                 c.bridge.spawner(),
             );
             if c.bridge.add_tap(started.tap).await.is_ok() {
@@ -825,8 +826,9 @@ impl InboundCall {
     pub(super) async fn end_connected_silently(&mut self) -> Option<LegMedia> {
         let mut c = self.connected.take()?;
         let now = Instant::now();
-        // The recording ends now, not after the BYE below has gone out.
-        if let Some(r) = &c.recorder {
+        // The recording ends now, not after the BYE below has gone out
+        // (taken, so on_unbridged does not stop it again).
+        if let Some(r) = c.recorder.take() {
             r.stop_at(now).await;
         }
         if let Some(out) = c.leg.hangup() {
